@@ -150,22 +150,24 @@ class WandbConfig:
     group: Optional[str] = None  # defaults to the experiment name
     job_type: str = "train"
     tags: list[str] = field(default_factory=list)
-    history_points: int = 1000  # per-step history is subsampled to at most this many points
 
     def __post_init__(self) -> None:
         _one_of(self.mode, WANDB_MODES, "tracker.wandb.mode")
-        _check(self.history_points >= 2, "tracker.wandb.history_points", "must be >= 2")
 
 
 @dataclass
 class TrackerConfig:
     wandb: WandbConfig = field(default_factory=WandbConfig)
-    record_name: str = "result.json"
+    history_points: int = 1000  # per-step history (record and W&B) subsampled to at most this many
+
+    def __post_init__(self) -> None:
+        _check(self.history_points >= 2, "tracker.history_points", f"must be >= 2, got {self.history_points}")
 
 
 @dataclass
 class Config:
-    experiment: str = "default"
+    name: str = "default"  # the study: results/<name>/<timestamp>/ and the W&B group
+    results_dir: str = "results"
     task: TaskConfig = field(default_factory=TaskConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     freeze: FreezeConfig = field(default_factory=FreezeConfig)

@@ -118,8 +118,8 @@ def build(spec: Config, data: Data) -> Built:
     return Built(program, leaves, paths, frozen, trainable, grad_paths)
 
 
-@functools.partial(jax.jit, static_argnums=(0,), static_argnames=("steps",))
-def train(program, state, x, y, *, steps: int):
+@functools.partial(jax.jit, static_argnames=("program", "steps"))
+def train(state, x, y, *, program, steps: int):
     """(final state, (mse, mae) per step): `steps` optimizer steps in one compiled scan."""
     return jax.lax.scan(lambda s, _: program.step(s, x, y), state, length=steps)
 

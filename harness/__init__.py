@@ -1,0 +1,1 @@
+"""A benchmark harness for parameter freezing in flax.nnx."""

@@ -1,0 +1,99 @@
+"""The Hydra entry point: one job = validate, run, write the local record, log to W&B.
+
+A job never raises for a run-time problem: whatever happens is written to its
+record (status ok / diverged / failed / skipped) so a multirun always goes on.
+The sweep's exit code and summary come from `harness.callbacks`.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+
+from harness.config import ConfigError, register, to_spec
+from harness.devices import DeviceUnavailable, select
+from harness.environment import environment
+from harness.tracking import WandbSink, write_json_atomic
+
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"  # the repo's conf/ (editable install)
+log = logging.getLogger("harness")
+RECORD_NAME = "result.json"
+register()
+
+
+def job_info() -> dict[str, Any]:
+    hc = HydraConfig.get()
+    return {
+        "name": hc.job.name if hc.mode != RunMode.MULTIRUN else f"{hc.job.name}-{hc.job.num}",
+        "num": hc.job.get("num"),
+        "overrides": list(hc.overrides.task),
+        "override_dirname": hc.job.override_dirname,
+        "output_dir": hc.runtime.output_dir,
+    }
+
+
+def run_job(cfg: DictConfig, out_dir: Path, job: dict[str, Any]) -> dict[str, Any]:
+    """Runs one job and writes its record; returns the record."""
+    from harness.run import execute  # jax import deferred until a job really runs
+
+    record: dict[str, Any] = {
+        "schema_version": 1,
+        "status": "failed",
+        "error": None,
+        "job": job,
+        "config": OmegaConf.to_container(cfg, resolve=True),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    try:
+        spec = to_spec(cfg)
+        device = select(spec.device)
+        record["environment"] = environment(device)
+        record.update(execute(spec, device))
+    except DeviceUnavailable as err:
+        record.update(status="skipped", error={"type": type(err).__name__, "message": str(err)})
+    except ConfigError as err:
+        record["error"] = {"type": type(err).__name__, "message": str(err)}
+    except Exception as err:  # noqa: BLE001 - any failure becomes a record, never a lost sweep
+        message = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        record["error"] = {"type": type(err).__name__, "message": message, "traceback": traceback.format_exc(limit=-8)}
+    record["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    path = out_dir / RECORD_NAME
+    write_json_atomic(path, record)  # the ground truth lands before W&B is touched
+    record["wandb"] = _log_wandb(cfg, record, out_dir)
+    write_json_atomic(path, record)
+    return record
+
+
+def _log_wandb(cfg: DictConfig, record: dict[str, Any], out_dir: Path) -> dict[str, Any] | None:
+    try:
+        wandb_cfg = OmegaConf.to_object(cfg.tracker.wandb)
+    except Exception:  # noqa: BLE001 - a bad tracker config is already the record's error
+        return None
+    try:
+        return WandbSink(wandb_cfg)(record, out_dir)
+    except Exception as err:  # noqa: BLE001 - W&B is an observer, never a point of failure
+        log.warning("W&B logging failed, the local record is kept: %s: %s", type(err).__name__, err)
+        return {"mode": wandb_cfg.mode, "error": f"{type(err).__name__}: {err}"}
+
+
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
+def main(cfg: DictConfig) -> None:
+    out_dir = Path(HydraConfig.get().runtime.output_dir)
+    record = run_job(cfg, out_dir, job_info())
+    line = f"{record['status']}: {out_dir / RECORD_NAME}"
+    if record.get("error"):
+        line += f"\n  {record['error']['type']}: {record['error']['message']}"
+    if (record.get("wandb") or {}).get("dir"):
+        line += f"\n  W&B ({record['wandb']['mode']}): {Path(record['wandb']['dir']).parent}"
+    print(line, flush=True)
+    if record["status"] in ("failed", "skipped") and HydraConfig.get().mode != RunMode.MULTIRUN:
+        sys.exit(1)

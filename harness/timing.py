@@ -1,0 +1,129 @@
+"""Honest timing: ahead-of-time compile timed alone, then warm-up and blocked repeats.
+
+Whether a compile really happened is read from JAX's own monitoring events, so
+a program served from the in-process or persistent cache is reported as such,
+never as a cold compile.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable
+
+import jax
+import numpy as np
+from jax import monitoring
+
+_BACKEND_COMPILE = "/jax/core/compile/backend_compile_duration"
+_PERSISTENT_HIT = "/jax/compilation_cache/cache_hits"
+
+
+@dataclass
+class _Counts:
+    backend_compiles: int = 0
+    persistent_hits: int = 0
+
+
+_active: list[_Counts] = []
+
+
+def _on_duration(event: str, duration: float, **_: Any) -> None:
+    if event == _BACKEND_COMPILE:
+        for counts in _active:
+            counts.backend_compiles += 1
+
+
+def _on_event(event: str, **_: Any) -> None:
+    if event == _PERSISTENT_HIT:
+        for counts in _active:
+            counts.persistent_hits += 1
+
+
+monitoring.register_event_duration_secs_listener(_on_duration)
+monitoring.register_event_listener(_on_event)
+
+
+@contextlib.contextmanager
+def count_compiles():
+    """Counts XLA backend compiles and persistent-cache hits inside the block."""
+    counts = _Counts()
+    _active.append(counts)
+    try:
+        yield counts
+    finally:
+        _active.remove(counts)
+
+
+def spread(samples: list[float]) -> dict[str, float]:
+    """Median, min, max and interquartile range of timing samples."""
+    q1, median, q3 = np.percentile(samples, [25, 50, 75])
+    return {"median": float(median), "min": float(min(samples)), "max": float(max(samples)), "iqr": float(q3 - q1)}
+
+
+@dataclass
+class Timing:
+    lower_s: float
+    compile_s: float
+    compile_source: str  # "compiled", "in_process_cache" or "persistent_cache"
+    backend_compiles: int
+    warmup: int
+    run_s: list[float] = field(default_factory=list)  # one per repeat, whole call
+    steps: int = 1
+    flops: float | None = None  # XLA's count for one call (a scan body is counted once)
+    bytes_accessed: float | None = None
+    memory: dict[str, int | None] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        call = spread(self.run_s)
+        return {
+            **{k: v for k, v in asdict(self).items() if k != "run_s"},
+            "run_s": self.run_s,
+            "run_s_per_call": call,
+            "run_s_per_step": {k: v / self.steps for k, v in call.items()},
+        }
+
+
+def _cost(compiled) -> tuple[float | None, float | None]:
+    try:
+        cost = compiled.cost_analysis()
+    except Exception:  # noqa: BLE001 - a backend without cost analysis is a null, not a failure
+        return None, None
+    if isinstance(cost, list):
+        cost = cost[0] if cost else {}
+    cost = cost or {}
+    return cost.get("flops"), cost.get("bytes accessed")
+
+
+def _memory(compiled) -> dict[str, int | None]:
+    try:
+        stats = compiled.memory_analysis()
+    except Exception:  # noqa: BLE001
+        stats = None
+    names = ("argument_size_in_bytes", "output_size_in_bytes", "temp_size_in_bytes", "peak_memory_in_bytes")
+    return {name: getattr(stats, name, None) for name in names}
+
+
+def compile_and_time(jitted: Callable, args: tuple, static: dict, *, steps: int, warmup: int, repeats: int):
+    """(output of the last repeat, Timing) of `jitted(*args, **static)`; `static` are its static args."""
+    with count_compiles() as counts:
+        t0 = time.perf_counter()
+        lowered = jitted.lower(*args, **static)
+        t1 = time.perf_counter()
+        compiled = lowered.compile()
+        t2 = time.perf_counter()
+    source = (
+        "persistent_cache" if counts.persistent_hits else "compiled" if counts.backend_compiles else "in_process_cache"
+    )
+    flops, bytes_accessed = _cost(compiled)
+    timing = Timing(t1 - t0, t2 - t1, source, counts.backend_compiles, warmup, steps=steps, flops=flops,
+                    bytes_accessed=bytes_accessed, memory=_memory(compiled))
+    for _ in range(warmup):
+        jax.block_until_ready(compiled(*args))
+    out = None
+    for _ in range(repeats):
+        t = time.perf_counter()
+        out = jax.block_until_ready(compiled(*args))
+        timing.run_s.append(time.perf_counter() - t)
+    return out, timing

@@ -111,7 +111,7 @@ class WandbSink:
             name=record.get("job", {}).get("name"),
             dir=str(out_dir),
             mode=self.cfg.mode,
-            config={**record["config"], **axes(record)},
+            config={**axes(record), **record["config"]},  # group names stay the nested config
             settings=settings,
             reinit="finish_previous",
         )

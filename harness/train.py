@@ -99,6 +99,15 @@ class Built(NamedTuple):
 
 
 def build(spec: Config, data: Data) -> Built:
+    """The program and initial state for `spec`: nnx methods here, `reference` in harness/reference.py."""
+    if spec.method.name == "reference":
+        from harness.reference import build_reference
+
+        return build_reference(spec, data)
+    return build_nnx(spec, data)
+
+
+def build_nnx(spec: Config, data: Data) -> Built:
     """Model, mask, method and optimizer for one run, split into a static program and arrays."""
     model = build_model(spec.model, spec.task.seed)
     mask = frozen_mask(model, spec.freeze)

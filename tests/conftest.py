@@ -1,0 +1,42 @@
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+from harness.app import CONF_DIR
+from harness.config import Config, to_spec
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def spec_for(*overrides: str) -> Config:
+    """A validated Config composed from conf/ exactly as the command line would."""
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return to_spec(compose("config", overrides=list(overrides)))
+
+
+def run_cli(*args: str, cwd: Path, env: dict | None = None, timeout: float = 240) -> subprocess.CompletedProcess:
+    """`python -m harness ARGS` in a subprocess, as a user runs it."""
+    full_env = {**os.environ, "HYDRA_FULL_ERROR": "0", **(env or {})}
+    full_env.pop("PYTEST_CURRENT_TEST", None)
+    return subprocess.run([sys.executable, "-m", "harness", *args], cwd=cwd, env=full_env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def records(root: Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted(root.rglob("result.json"))]
+
+
+@pytest.fixture
+def cli(tmp_path):
+    """Runs the harness CLI with results under tmp_path; returns (process, records)."""
+
+    def run(*args: str, env: dict | None = None):
+        proc = run_cli(f"results_dir={tmp_path / 'results'}", *args, cwd=tmp_path, env=env)
+        return proc, records(tmp_path / "results")
+
+    return run

@@ -1,0 +1,121 @@
+"""Every way to freeze: correct methods leave frozen leaves bitwise unchanged and agree on the rest."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from conftest import spec_for
+from harness import frozen_kernel_unchanged
+from harness.config import ConfigError
+from harness.run import execute
+
+CORRECT = ["diffstate", "wrt_only", "attribute", "variable", "optax_partition"]
+MASKS = [("linear", "kernel"), ("linear", "bias"), ("mlp", "backbone"), ("mlp", "head")]
+FAST = ("train.steps=30", "train.warmup=0", "train.repeats=1", "tracker=disabled")
+
+
+@functools.cache
+def run(model, freeze, method, optimizer, *extra):
+    spec = spec_for(f"model={model}", f"freeze={freeze}", f"method={method}", f"optimizer={optimizer}", *FAST, *extra)
+    return execute(spec, jax.devices("cpu")[0])
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "adamw"])
+@pytest.mark.parametrize("model,freeze", MASKS)
+@pytest.mark.parametrize("method", CORRECT)
+def test_correct_methods_leave_frozen_leaves_bitwise_unchanged(method, model, freeze, optimizer):
+    r = run(model, freeze, method, optimizer)
+    assert r["status"] == "ok"
+    assert r["parameters"]["frozen"] > 0
+    assert r["drift"]["unchanged"] is True and r["drift"]["l2"] == 0.0
+    assert all(leaf["unchanged"] for leaf in r["drift"]["leaves"].values())
+    assert r["trained_drift"]["l2"] > 0, "the trainable set did not move"
+    assert r["optimizer_state"]["frozen_leaves"] == 0, "frozen parameters carry optimizer moments"
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "adamw"])
+@pytest.mark.parametrize("model,freeze", MASKS)
+def test_correct_methods_end_at_the_same_trainable_values(model, freeze, optimizer):
+    finals = {m: run(model, freeze, m, optimizer) for m in CORRECT}
+    base = finals["diffstate"]
+    for method, r in finals.items():
+        np.testing.assert_allclose(r["history"]["train_mse"], base["history"]["train_mse"], rtol=2e-5, err_msg=method)
+        np.testing.assert_allclose(r["metrics"]["test"]["mse"], base["metrics"]["test"]["mse"], rtol=2e-5,
+                                   err_msg=method)
+        assert r["parameters"]["trainable_paths"] == base["parameters"]["trainable_paths"]
+
+
+@pytest.mark.parametrize("lr,wd,steps", [(1e-2, 0.1, 100), (1e-3, 1e-2, 50)])
+def test_stop_gradient_with_adamw_drifts_exactly_by_weight_decay(lr, wd, steps):
+    r = run("linear", "kernel", "stop_gradient", "adamw", f"optimizer.lr={lr}", f"optimizer.weight_decay={wd}",
+            f"train.steps={steps}")
+    k0 = 2.0
+    closed_form = abs(k0) * (1 - (1 - lr * wd) ** steps)
+    # The same decay in float32, as optax applies it: p + (-lr * (0 + wd * p)).
+    p, lr32, wd32 = np.float32(k0), np.float32(lr), np.float32(wd)
+    for _ in range(steps):
+        p = p + (-lr32 * (wd32 * p))
+    assert r["drift"]["unchanged"] is False
+    np.testing.assert_allclose(r["drift"]["l2"], abs(k0 - p), rtol=1e-6)
+    np.testing.assert_allclose(r["drift"]["l2"], closed_form, rtol=1e-2)
+    assert r["optimizer_state"]["frozen_leaves"] > 0  # Adam moments for the frozen kernel
+
+
+def test_stop_gradient_with_adam_does_not_drift():
+    r = run("linear", "kernel", "stop_gradient", "adam")
+    assert r["drift"]["unchanged"] is True
+
+
+def test_only_the_seeds_fix_keeps_frozen_params_out_of_the_gradient():
+    cover = {m: run("mlp", "backbone", m, "adamw")["parameters"]["grads_cover_frozen"] for m in CORRECT}
+    assert cover == {"diffstate": False, "wrt_only": True, "attribute": False, "variable": False,
+                     "optax_partition": True}
+
+
+def test_diffstate_optimizer_state_is_smaller_than_stop_gradient_on_a_frozen_backbone():
+    diffstate = run("mlp", "backbone", "diffstate", "adamw")["optimizer_state"]
+    naive = run("mlp", "backbone", "stop_gradient", "adamw")["optimizer_state"]
+    assert diffstate["bytes"] < naive["bytes"]
+    # The difference is exactly Adam's two moments for every frozen backbone parameter.
+    frozen = run("mlp", "backbone", "diffstate", "adamw")["parameters"]["frozen"]
+    assert naive["bytes"] - diffstate["bytes"] == 2 * 4 * frozen
+
+
+def test_fitted_line_of_a_linear_model_is_its_kernel_and_bias():
+    r = run("linear", "bias", "diffstate", "adamw")
+    final = r["parameters"]["final"]
+    np.testing.assert_allclose(r["metrics"]["slope"], final["kernel"][0], rtol=1e-5)
+    np.testing.assert_allclose(r["metrics"]["intercept"], final["bias"][0], rtol=1e-5, atol=1e-6)
+
+
+def test_fitted_line_of_the_mlp_is_the_least_squares_line_of_its_predictions():
+    r = run("mlp", "head", "diffstate", "adamw")
+    assert np.isfinite(r["metrics"]["slope"]) and np.isfinite(r["metrics"]["intercept"])
+    assert r["metrics"]["slope"] != 0
+
+
+def test_general_path_mask_freezes_what_it_names():
+    r = run("mlp", "paths", "diffstate", "adam", "freeze.patterns=[layers/0/, head/bias]")
+    assert r["parameters"]["frozen_paths"] == ["backbone/layers/0/bias", "backbone/layers/0/kernel", "head/bias"]
+    assert r["drift"]["unchanged"] is True
+
+
+@pytest.mark.parametrize("patterns,expected", [("[nothing_here]", "matches no parameter"),
+                                               ("[.]", "freezes every parameter")])
+def test_a_mask_that_freezes_nothing_or_everything_is_a_config_error(patterns, expected):
+    spec = spec_for("model=mlp", "freeze=paths", f"freeze.patterns={patterns}", *FAST)
+    with pytest.raises(ConfigError, match=expected) as err:
+        execute(spec, jax.devices("cpu")[0])
+    assert "backbone/layers/0/kernel" in str(err.value) and "paths" in str(err.value)
+
+
+@pytest.mark.parametrize("seed,x,features,value", [(0, jnp.array([1.0, 2.0, 3.0]), 4, 2.0), (7, jnp.ones(5), 1, -3.0)])
+def test_frozen_kernel_unchanged_matches_the_second_seed(seed, x, features, value):
+    out = frozen_kernel_unchanged(float(seed), x, float(features), value)
+    key = nnx.Rngs(seed).params()
+    kernel = jax.random.normal(key, (x.shape[-1], features)) / jnp.sqrt(x.shape[-1])
+    np.testing.assert_allclose(out, [1.0, float(jnp.linalg.norm(kernel)), abs(value) * np.sqrt(features)], rtol=1e-6)

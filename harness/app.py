@@ -7,6 +7,8 @@ The sweep's exit code and summary come from `harness.callbacks`.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import sys
 import time
@@ -27,6 +29,7 @@ from harness.tracking import WandbSink, write_json_atomic
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"  # the repo's conf/ (editable install)
 log = logging.getLogger("harness")
 RECORD_NAME = "result.json"
+COMPLETE = ("ok", "diverged")  # what resume does not run again
 register()
 
 
@@ -45,19 +48,21 @@ def run_job(cfg: DictConfig, out_dir: Path, job: dict[str, Any]) -> dict[str, An
     """Runs one job and writes its record; returns the record."""
     from harness.run import execute  # jax import deferred until a job really runs
 
+    config = OmegaConf.to_container(cfg, resolve=True)
     record: dict[str, Any] = {
         "schema_version": 1,
         "status": "failed",
         "error": None,
         "job": job,
-        "config": OmegaConf.to_container(cfg, resolve=True),
+        "config": config,
+        "config_hash": config_hash(config),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     try:
         spec = to_spec(cfg)
-        device = select(spec.device)
-        record["environment"] = environment(device)
-        record.update(execute(spec, device))
+        devices = select(spec.device)
+        record["environment"] = environment(devices[0])
+        record.update(execute(spec, devices))
     except DeviceUnavailable as err:
         record.update(status="skipped", error={"type": type(err).__name__, "message": str(err)})
     except ConfigError as err:
@@ -85,15 +90,46 @@ def _log_wandb(cfg: DictConfig, record: dict[str, Any], out_dir: Path) -> dict[s
         return {"mode": wandb_cfg.mode, "error": f"{type(err).__name__}: {err}"}
 
 
+def config_hash(config: dict[str, Any]) -> str:
+    """Content hash of a resolved config, ignoring `resume` and the tracker (an observer)."""
+    content = {k: v for k, v in config.items() if k not in ("resume", "tracker")}
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def finished_record(out_dir: Path, config: dict[str, Any]) -> dict[str, Any] | None:
+    """The job dir's completed record for this config, if any; a different config's is an error."""
+    try:
+        record = json.loads((out_dir / RECORD_NAME).read_text())
+    except (OSError, ValueError):
+        return None
+    if record.get("status") not in COMPLETE:
+        return None
+    if record.get("config_hash") != config_hash(config):
+        raise ConfigError("resume", f"{out_dir} holds a completed record of another config; "
+                                    "resume a sweep with the same overrides, or start a new one")
+    return record
+
+
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def main(cfg: DictConfig) -> None:
     out_dir = Path(HydraConfig.get().runtime.output_dir)
+    single = HydraConfig.get().mode != RunMode.MULTIRUN
+    if cfg.resume:
+        try:
+            done = finished_record(out_dir, OmegaConf.to_container(cfg, resolve=True))
+        except ConfigError as err:
+            print(f"error: {err}", file=sys.stderr, flush=True)
+            if single:
+                sys.exit(1)
+            return
+        if done:
+            print(f"{done['status']} (already recorded, skipped by resume): {out_dir / RECORD_NAME}", flush=True)
+            return
     record = run_job(cfg, out_dir, job_info())
-    line = f"{record['status']}: {out_dir / RECORD_NAME}"
-    if record.get("error"):
-        line += f"\n  {record['error']['type']}: {record['error']['message']}"
+    print(f"{record['status']}: {out_dir / RECORD_NAME}", flush=True)
     if (record.get("wandb") or {}).get("dir"):
-        line += f"\n  W&B ({record['wandb']['mode']}): {Path(record['wandb']['dir']).parent}"
-    print(line, flush=True)
-    if record["status"] in ("failed", "skipped") and HydraConfig.get().mode != RunMode.MULTIRUN:
+        print(f"  W&B ({record['wandb']['mode']}): {Path(record['wandb']['dir']).parent}", flush=True)
+    if record.get("error"):
+        print(f"error: {record['error']['type']}: {record['error']['message']}", file=sys.stderr, flush=True)
+    if record["status"] in ("failed", "skipped") and single:
         sys.exit(1)

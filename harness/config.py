@@ -135,11 +135,13 @@ class TrainConfig:
 @dataclass
 class DeviceConfig:
     platform: str = "cpu"
-    index: int = 0
+    index: int = 0  # the first device used
+    count: int = 1  # > 1: data-parallel, the training batch sharded over devices index..index+count-1
 
     def __post_init__(self) -> None:
         _one_of(self.platform, PLATFORMS, "device.platform")
         _check(self.index >= 0, "device.index", f"must be >= 0, got {self.index}")
+        _check(self.count >= 1, "device.count", f"must be >= 1, got {self.count}")
 
 
 @dataclass
@@ -168,6 +170,7 @@ class TrackerConfig:
 class Config:
     name: str = "default"  # the study: results/<name>/<timestamp>/ and the W&B group
     results_dir: str = "results"
+    resume: Optional[str] = None
     task: TaskConfig = field(default_factory=TaskConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     freeze: FreezeConfig = field(default_factory=FreezeConfig)
@@ -177,10 +180,20 @@ class Config:
     device: DeviceConfig = field(default_factory=DeviceConfig)
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
 
+    def __post_init__(self) -> None:
+        _check(
+            self.task.n_train % self.device.count == 0,
+            "device.count",
+            f"{self.device.count} devices cannot split task.n_train={self.task.n_train} training rows evenly; "
+            f"use a count that divides it",
+        )
+
 
 def register() -> None:
-    """Registers the schema that conf/config.yaml names first in its defaults list."""
+    """Registers the schema conf/config.yaml names first, and the `first` resolver it uses."""
     ConfigStore.instance().store(name="schema", node=Config)
+    if not OmegaConf.has_resolver("first"):
+        OmegaConf.register_new_resolver("first", lambda *values: next((v for v in values if v), None))
 
 
 def to_spec(cfg: DictConfig) -> Config:

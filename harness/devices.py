@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from harness.config import DeviceConfig
 
@@ -22,17 +24,24 @@ def available() -> dict[str, int]:
     return found
 
 
-def select(cfg: DeviceConfig) -> jax.Device:
-    """The jax.Device for `cfg`; `auto` is JAX's default backend."""
+def select(cfg: DeviceConfig) -> list[jax.Device]:
+    """The `cfg.count` devices from `cfg.index` on; `auto` is JAX's default backend."""
     try:
         devices = jax.devices(None if cfg.platform == "auto" else cfg.platform)
     except RuntimeError:
         raise DeviceUnavailable(
             f"device.platform: no {cfg.platform!r} devices on this machine; available: {available()}"
         ) from None
-    if cfg.index >= len(devices):
+    if cfg.index + cfg.count > len(devices):
+        wanted = f"index {cfg.index}" if cfg.count == 1 else f"indices {cfg.index}..{cfg.index + cfg.count - 1}"
         raise DeviceUnavailable(
-            f"device.index: {cfg.index} is out of range for {devices[0].platform!r} "
-            f"({len(devices)} device(s): indices 0..{len(devices) - 1}); available: {available()}"
+            f"device.index/device.count: {wanted} out of range for {devices[0].platform!r}, which has "
+            f"{len(devices)} device(s) (indices 0..{len(devices) - 1}); available: {available()}"
         )
-    return devices[cfg.index]
+    return devices[cfg.index : cfg.index + cfg.count]
+
+
+def data_parallel(devices: list[jax.Device]) -> tuple[NamedSharding, NamedSharding]:
+    """(batch sharding, replicated sharding) over a 1-D mesh; one device is the 1-device case."""
+    mesh = Mesh(np.array(devices), ("data",))
+    return NamedSharding(mesh, PartitionSpec("data")), NamedSharding(mesh, PartitionSpec())

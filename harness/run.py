@@ -9,6 +9,7 @@ import numpy as np
 
 from harness import metrics
 from harness.config import Config
+from harness.devices import data_parallel
 from harness.task import make_data
 from harness.timing import compile_and_time
 from harness.train import build, model_arrays, optimizer_arrays, train
@@ -29,12 +30,17 @@ def divergence(mse: np.ndarray, mae: np.ndarray) -> dict[str, Any] | None:
     }
 
 
-def execute(spec: Config, device: jax.Device) -> dict[str, Any]:
-    """Builds, compiles, times and evaluates one run on `device`."""
-    with jax.default_device(device):
-        data = jax.device_put(make_data(spec.task), device)
+def execute(spec: Config, devices: list[jax.Device] | jax.Device) -> dict[str, Any]:
+    """Builds, compiles, times and evaluates one run; the training batch is sharded over `devices`."""
+    devices = [devices] if isinstance(devices, jax.Device) else list(devices)
+    batch, replicated = data_parallel(devices)
+    with jax.default_device(devices[0]):
+        data = make_data(spec.task)
+        data = data._replace(x_train=jax.device_put(data.x_train, batch), y_train=jax.device_put(data.y_train, batch),
+                             x_test=jax.device_put(data.x_test, replicated),
+                             y_test=jax.device_put(data.y_test, replicated))
         built = build(spec, data)
-        state0 = jax.device_put(built.state, device)
+        state0 = jax.device_put(built.state, replicated)
         (state, (mse, mae)), timing = compile_and_time(
             train, (state0, data.x_train, data.y_train), {"program": built.program, "steps": spec.train.steps},
             steps=spec.train.steps, warmup=spec.train.warmup, repeats=spec.train.repeats,
@@ -68,7 +74,10 @@ def execute(spec: Config, device: jax.Device) -> dict[str, Any]:
         },
         "optimizer_state": metrics.optimizer_state(optimizer_arrays(built, state), built.frozen_paths),
         "timing": timing.summary(),
-        "placement": sorted({str(d) for leaf in jax.tree.leaves(state) for d in leaf.devices()}),
+        "placement": {
+            "state": sorted({str(d) for leaf in state for d in leaf.devices()}),
+            "train_batch": sorted(str(d) for d in data.x_train.devices()),
+        },
         "history": {
             "step": steps.tolist(),
             "train_mse": mse[steps].tolist(),

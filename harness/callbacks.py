@@ -1,0 +1,134 @@
+"""Hydra callbacks: sweep progress as jobs end, and a summary plus exit code when the sweep ends.
+
+Jobs never raise (every outcome is a record), so Hydra alone would exit 0 after a
+sweep with failures. `on_multirun_end` reads the records, prints every failed and
+skipped job with its overrides, logs the sweep report to W&B, and exits 1 when a
+job failed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+log = logging.getLogger("harness")
+SWEEP_FILE = "sweep.json"
+PROGRESS_FILE = "progress.jsonl"
+
+
+def planned_jobs(config: DictConfig) -> int | None:
+    """How many jobs the basic sweeper will launch: the product of the swept values, or None."""
+    try:
+        from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+        from hydra.core.override_parser.overrides_parser import OverridesParser
+
+        params = config.hydra.sweeper.get("params")
+        params = OmegaConf.to_container(params) if params else {}
+        args = [f"{k}={v}" for k, v in params.items()] + list(config.hydra.overrides.task)
+        parsed = OverridesParser.create().parse_overrides(args)
+        return sum(len(batch) for batch in BasicSweeper.split_arguments(parsed, None))
+    except Exception:  # noqa: BLE001 - another sweeper: progress shows no total
+        return None
+
+
+def _planned(sweep_dir: Path) -> int | None:
+    try:
+        return json.loads((sweep_dir / SWEEP_FILE).read_text())["planned_jobs"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def read_records(sweep_dir: Path) -> list[dict[str, Any]]:
+    """Every readable result.json directly under the sweep's job dirs."""
+    out = []
+    for path in sorted(sweep_dir.glob("*/result.json")):
+        try:
+            out.append(json.loads(path.read_text()))
+        except (OSError, ValueError):
+            log.warning("unreadable record skipped: %s", path)
+    return out
+
+
+def counts(records: list[dict[str, Any]]) -> dict[str, int]:
+    out = {"ok": 0, "diverged": 0, "failed": 0, "skipped": 0}
+    for r in records:
+        out[r.get("status", "failed")] = out.get(r.get("status", "failed"), 0) + 1
+    return out
+
+
+def summary_lines(records: list[dict[str, Any]], total: int | None) -> list[str]:
+    c = counts(records)
+    lines = [f"sweep: {len(records)}" + (f"/{total}" if total else "") + " jobs recorded: "
+             + ", ".join(f"{n} {status}" for status, n in c.items())]
+    for r in records:
+        if r.get("status") in ("failed", "skipped"):
+            error = r.get("error") or {}
+            overrides = " ".join(r.get("job", {}).get("overrides", []))
+            lines.append(f"  {r['status']} #{r.get('job', {}).get('num')}: {overrides}\n"
+                         f"      {error.get('type')}: {error.get('message')}")
+    return lines
+
+
+class SweepCallback(Callback):
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        total = planned_jobs(config)
+        (sweep_dir / SWEEP_FILE).write_text(json.dumps({"planned_jobs": total}))
+        print(f"sweep: {total if total is not None else '?'} jobs -> {sweep_dir}", flush=True)
+
+    def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
+        hc = config.hydra
+        if str(hc.mode) != "RunMode.MULTIRUN":
+            return
+        sweep_dir = Path(hc.sweep.dir)
+        try:
+            status = json.loads((Path(hc.runtime.output_dir) / "result.json").read_text())["status"]
+        except (OSError, ValueError, KeyError):
+            status = "failed"
+        # One appended line per job (atomic for small writes, also from parallel workers):
+        # progress costs O(jobs) per job, never a re-read of every record.
+        with open(sweep_dir / PROGRESS_FILE, "a") as f:
+            f.write(json.dumps({"num": hc.job.num, "status": status}) + "\n")
+        latest = {}
+        for line in (sweep_dir / PROGRESS_FILE).read_text().splitlines():
+            entry = json.loads(line)
+            latest[entry["num"]] = entry["status"]
+        c = counts([{"status": s} for s in latest.values()])
+        total = _planned(sweep_dir)
+        left = f", {total - len(latest)} left" if total is not None else ""
+        print(f"sweep: {len(latest)}/{total or '?'} done ({c['ok']} ok, {c['diverged']} diverged, {c['failed']} failed, "
+              f"{c['skipped']} skipped{left})", flush=True)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        records = read_records(sweep_dir)
+        print("\n".join(summary_lines(records, _planned(sweep_dir))), flush=True)
+        self._report_to_wandb(config, sweep_dir)
+        if counts(records)["failed"]:
+            sys.exit(1)
+
+    @staticmethod
+    def _report_to_wandb(config: DictConfig, sweep_dir: Path) -> None:
+        mode = config.tracker.wandb.mode
+        if mode == "disabled":
+            return
+        try:
+            from harness import report
+
+            df, _ = report.load_records(sweep_dir)
+            figures = report.write_report(sweep_dir, df)
+            error = report.log_report_to_wandb(
+                sweep_dir, df, figures, mode=mode, project=config.tracker.wandb.project,
+                group=config.tracker.wandb.group or config.name, entity=config.tracker.wandb.entity,
+            )
+            if error:
+                log.warning("W&B report run not logged: %s", error)
+        except Exception as err:  # noqa: BLE001 - the records are the result; the report is a view
+            log.warning("sweep report failed: %s: %s", type(err).__name__, err)

@@ -130,6 +130,7 @@ def main(cfg: DictConfig) -> None:
     if (record.get("wandb") or {}).get("dir"):
         print(f"  W&B ({record['wandb']['mode']}): {Path(record['wandb']['dir']).parent}", flush=True)
     if record.get("error"):
-        print(f"error: {record['error']['type']}: {record['error']['message']}", file=sys.stderr, flush=True)
+        label = "reason" if record["status"] == "skipped" else "error"
+        print(f"{label}: {record['error']['type']}: {record['error']['message']}", file=sys.stderr, flush=True)
     if record["status"] in ("failed", "skipped") and single:
         sys.exit(1)

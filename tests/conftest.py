@@ -36,7 +36,7 @@ def cli(tmp_path):
     """Runs the harness CLI with results under tmp_path; returns (process, records)."""
 
     def run(*args: str, env: dict | None = None):
-        proc = run_cli(f"results_dir={tmp_path / 'results'}", *args, cwd=tmp_path, env=env)
+        proc = run_cli(*args, f"results_dir={tmp_path / 'results'}", cwd=tmp_path, env=env)
         return proc, records(tmp_path / "results")
 
     return run

@@ -1,0 +1,104 @@
+"""Real multiruns through the command line: axes, failures, missing devices, launchers, kill and resume."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from conftest import records, run_cli
+from wandb_reader import read_run
+
+FAST = ("tracker=disabled", "train.warmup=0", "train.repeats=1")
+
+
+def test_a_sweep_over_every_axis_records_every_job_and_isolates_failures(cli):
+    # freeze=backbone is a bad value only found at run time: the linear model has no backbone.
+    proc, recs = cli("-m", *FAST, "freeze=kernel,backbone", "optimizer=adam,adamw", "optimizer.lr=1e-3,1e-2",
+                     "train.steps=5,10", "device=cpu,gpu")
+    assert proc.returncode == 1, "a sweep with a failed job exits non-zero"
+    assert len(recs) == 32, proc.stdout[-3000:]
+    by_status = {s: [r for r in recs if r["status"] == s] for s in ("ok", "failed", "skipped")}
+    assert len(by_status["skipped"]) == 16  # every device=gpu job: this machine has none
+    assert all("no 'gpu' devices" in r["error"]["message"] and "'cpu'" in r["error"]["message"]
+               for r in by_status["skipped"])
+    assert len(by_status["failed"]) == 8
+    assert all("matches no parameter" in r["error"]["message"] for r in by_status["failed"])
+    assert len(by_status["ok"]) == 8
+    ok = by_status["ok"]
+    assert {(r["config"]["optimizer"]["name"], r["config"]["optimizer"]["lr"], r["config"]["train"]["steps"])
+            for r in ok} == {(o, lr, s) for o in ("adam", "adamw") for lr in (1e-3, 1e-2) for s in (5, 10)}
+    # The summary names every failed and skipped job with its overrides; progress counted all 32.
+    assert proc.stdout.count("failed #") == 8 and proc.stdout.count("skipped #") == 16
+    assert "freeze=backbone" in proc.stdout
+    assert "sweep: 32/32 done" in proc.stdout
+
+
+def test_experiment_files_run_and_land_under_results_name(cli):
+    proc, recs = cli("-m", "experiment=devices", *FAST)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert sorted(r["status"] for r in recs) == ["ok", "ok", "skipped", "skipped"]
+    assert all("/results/devices/" in r["job"]["output_dir"] for r in recs)
+
+
+def test_device_index_and_data_parallel_count_on_a_two_device_host(cli):
+    env = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    proc, recs = cli("-m", *FAST, "task.n_train=56", "device.index=0,1", "device.count=1", env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    placements = sorted(r["placement"]["state"] for r in recs)
+    assert placements == [["TFRT_CPU_0"], ["TFRT_CPU_1"]] or placements == [["cpu:0"], ["cpu:1"]], placements
+    proc, recs2 = cli("-m", *FAST, "task.n_train=56", "device.count=2", "device.index=0,1", env=env)
+    assert proc.returncode == 0
+    two = [r for r in recs2 if r["config"]["device"]["count"] == 2]
+    sharded = [r for r in two if r["status"] == "ok"]
+    assert len(sharded) == 1 and len(sharded[0]["placement"]["train_batch"]) == 2
+    assert [r["status"] for r in two if r["config"]["device"]["index"] == 1] == ["skipped"]
+    single = next(r for r in recs if r["config"]["device"]["index"] == 0)
+    np.testing.assert_allclose(sharded[0]["metrics"]["test"]["mse"], single["metrics"]["test"]["mse"], rtol=1e-5)
+
+
+def test_joblib_launcher_gives_each_job_its_own_wandb_run(cli):
+    proc, recs = cli("-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "tracker=offline",
+                     "train.repeats=1", "method=diffstate,stop_gradient")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert [r["status"] for r in recs] == ["ok", "ok"]
+    runs = [read_run(next(Path(r["wandb"]["dir"]).parent.glob("run-*.wandb"))) for r in recs]
+    assert runs[0]["run"].run_id != runs[1]["run"].run_id
+    assert [w["config"]["method"]["name"] for w in runs] == [r["config"]["method"]["name"] for r in recs]
+
+
+def test_submitit_launcher_code_path_runs_locally(cli):
+    proc, recs = cli("-m", "hydra/launcher=submitit_local", *FAST, "optimizer=adam,adamw")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert [r["status"] for r in recs] == ["ok", "ok"]
+
+
+def test_sigkill_mid_sweep_loses_no_record_and_resume_completes_it(tmp_path):
+    results = tmp_path / "results"
+    args = ["-m", f"results_dir={results}", "name=killed", "tracker=disabled", "train.steps=100000",
+            "train.warmup=0", "train.repeats=3", "optimizer.lr=1e-3,2e-3,3e-3,4e-3,5e-3,6e-3"]
+    proc = subprocess.Popen([sys.executable, "-m", "harness", *args], cwd=tmp_path, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 120
+    while len(list(results.rglob("result.json"))) < 2 and time.time() < deadline:
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before = {p: p.read_bytes() for p in results.rglob("result.json")}
+    assert 2 <= len(before) < 6, "the kill must land mid-sweep"
+    for content in before.values():
+        assert json.loads(content)["status"] == "ok"  # complete, never half-written
+
+    (sweep,) = {p.parent.parent for p in before}
+    resumed = run_cli(*args, f"resume={sweep}", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    recs = records(results)
+    assert len(recs) == 6 and all(r["status"] == "ok" for r in recs)
+    assert resumed.stdout.count("skipped by resume") >= len(before) - 1
+    for path, content in before.items():
+        if json.loads(content)["status"] == "ok":
+            assert path.read_bytes() == content, "resume re-ran a completed job"

@@ -21,9 +21,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from harness.config import ConfigError, register, to_spec
-from harness.devices import DeviceUnavailable, select
-from harness.environment import environment
+from harness.config import ConfigError, DeviceUnavailable, register, to_spec
 from harness.tracking import WandbSink, write_json_atomic
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"  # the repo's conf/ (editable install)
@@ -46,8 +44,6 @@ def job_info() -> dict[str, Any]:
 
 def run_job(cfg: DictConfig, out_dir: Path, job: dict[str, Any]) -> dict[str, Any]:
     """Runs one job and writes its record; returns the record."""
-    from harness.run import execute  # jax import deferred until a job really runs
-
     config = OmegaConf.to_container(cfg, resolve=True)
     record: dict[str, Any] = {
         "schema_version": 1,
@@ -60,6 +56,11 @@ def run_job(cfg: DictConfig, out_dir: Path, job: dict[str, Any]) -> dict[str, An
     }
     try:
         spec = to_spec(cfg)
+        # JAX is imported only once the config is valid: bad input is answered in about a second.
+        from harness.devices import select
+        from harness.environment import environment
+        from harness.run import execute
+
         devices = select(spec.device)
         record["environment"] = environment(devices[0])
         record.update(execute(spec, devices))

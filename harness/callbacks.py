@@ -75,10 +75,26 @@ def summary_lines(records: list[dict[str, Any]], total: int | None) -> list[str]
     return lines
 
 
+def ensure_writable(directory: Path) -> None:
+    """Exits with one clear line when results cannot be written there: before any job runs."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        probe = directory / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as err:
+        print(f"error: results_dir: cannot write results to {directory}: {err.strerror or err}; "
+              "set results_dir=<a writable directory>", file=sys.stderr, flush=True)
+        sys.exit(1)
+
+
 class SweepCallback(Callback):
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        ensure_writable(Path(config.hydra.run.dir))
+
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
-        sweep_dir.mkdir(parents=True, exist_ok=True)
+        ensure_writable(sweep_dir)
         total = planned_jobs(config)
         (sweep_dir / SWEEP_FILE).write_text(json.dumps({"planned_jobs": total}))
         print(f"sweep: {total if total is not None else '?'} jobs -> {sweep_dir}", flush=True)

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
 
 class ConfigError(ValueError):
@@ -23,6 +23,10 @@ class ConfigError(ValueError):
     def __init__(self, field_name: str, message: str):
         self.field = field_name
         super().__init__(f"{field_name}: {message}")
+
+
+class DeviceUnavailable(RuntimeError):
+    """A valid device setting this machine cannot honor: the run is skipped, not failed."""
 
 
 def _check(ok: bool, field_name: str, message: str) -> None:
@@ -84,8 +88,8 @@ class ModelConfig:
 class FreezeConfig:
     """Which parameters are frozen: regexes searched in paths like `backbone/layers/0/kernel`."""
 
-    name: str = "kernel"
-    patterns: list[str] = field(default_factory=lambda: ["kernel"])
+    name: str = MISSING
+    patterns: list[str] = MISSING  # every conf/freeze/*.yaml sets it; freeze=paths asks you to
 
 
 @dataclass
@@ -204,4 +208,6 @@ def to_spec(cfg: DictConfig) -> Config:
         cause = err.__cause__ or err.__context__
         if isinstance(cause, ConfigError):
             raise cause from None
+        if isinstance(err, MissingMandatoryValue):
+            raise ConfigError(err.full_key, f"is required; set it, e.g. {err.full_key}=...") from None
         raise ConfigError(getattr(err, "full_key", None) or "config", str(err).splitlines()[0]) from None

@@ -6,11 +6,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from harness.config import DeviceConfig
-
-
-class DeviceUnavailable(RuntimeError):
-    """The requested device does not exist on this machine: the run is skipped, not failed."""
+from harness.config import DeviceConfig, DeviceUnavailable
 
 
 def available() -> dict[str, int]:

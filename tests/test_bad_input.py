@@ -1,0 +1,54 @@
+"""Bad input, through the real command line: one clear message naming the field, non-zero exit, no traceback."""
+
+import pytest
+
+from conftest import run_cli
+
+CASES = {
+    "unknown optimizer": (["optimizer=sgd"], ["Could not find 'optimizer/sgd'", "adamw"]),
+    "unknown method": (["method=magic"], ["Could not find 'method/magic'", "diffstate"]),
+    "unknown freeze": (["freeze=gills"], ["Could not find 'freeze/gills'", "backbone"]),
+    "unknown device": (["device=abacus"], ["Could not find 'device/abacus'", "cpu"]),
+    "unknown model": (["model=resnet"], ["Could not find 'model/resnet'", "mlp"]),
+    "unknown experiment": (["experiment=nope"], ["Could not find 'experiment/nope'", "freeze_matrix"]),
+    "key typo": (["optimizer.lrr=0.1"], ["Key 'lrr' not in 'OptimizerConfig'"]),
+    "wrong type": (["train.steps=many"], ["train.steps", "could not be converted to Integer"]),
+    "lr zero": (["optimizer.lr=0"], ["optimizer.lr: must be a finite number > 0, got 0.0"]),
+    "lr negative": (["optimizer.lr=-0.1"], ["optimizer.lr: must be a finite number > 0"]),
+    "lr nan": (["optimizer.lr=nan"], ["optimizer.lr: must be a finite number > 0, got nan"]),
+    "lr inf": (["optimizer.lr=inf"], ["optimizer.lr: must be a finite number > 0, got inf"]),
+    "steps": (["train.steps=0"], ["train.steps: must be >= 1, got 0"]),
+    "repeats": (["train.repeats=0"], ["train.repeats: must be >= 1, got 0"]),
+    "negative size": (["task.n_train=-5"], ["task.n_train: must be >= 1, got -5"]),
+    "empty test split": (["task.n_test=0"], ["task.n_test: must be >= 1, got 0"]),
+    "width": (["model=mlp", "model.width=0"], ["model.width: must be >= 1, got 0"]),
+    "depth": (["model=mlp", "model.depth=-1"], ["model.depth: must be >= 1, got -1"]),
+    "mask matches nothing": (["freeze=backbone"], ["freeze: mask 'backbone'", "matches no parameter",
+                                                   "['bias', 'kernel']"]),
+    "mask freezes everything": (["freeze=paths", "freeze.patterns=[kernel,bias]"], ["freezes every parameter"]),
+    "mask missing": (["freeze=paths"], ["freeze.patterns: is required"]),
+    "bad regex": (["freeze=paths", "freeze.patterns=['(']"], ["freeze.patterns: '(' is not a valid regex"]),
+    "device index": (["device.index=7"], ["device.index", "out of range", "available: {'cpu': 1}"]),
+    "device platform": (["device=gpu"], ["device.platform: no 'gpu' devices", "available: {'cpu': 1}"]),
+    "uneven data-parallel split": (["device.count=2"], ["device.count: 2 devices cannot split task.n_train=55"]),
+    "results dir": (["results_dir=/proc/not-writable"], ["results_dir: cannot write results to /proc/not-writable"]),
+}
+
+
+@pytest.mark.parametrize("args,expected", CASES.values(), ids=CASES.keys())
+def test_bad_input_gets_one_clear_message_and_a_nonzero_exit(tmp_path, args, expected):
+    results = [] if any(a.startswith("results_dir=") for a in args) else [f"results_dir={tmp_path}"]
+    proc = run_cli("tracker=disabled", *results, *args, cwd=tmp_path, timeout=60)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode != 0, output
+    for text in expected:
+        assert text in output, output
+    assert "Traceback" not in output, output
+
+
+def test_bad_input_inside_a_multirun_is_a_failed_record_and_the_sweep_goes_on(cli):
+    proc, recs = cli("-m", "tracker=disabled", "train.repeats=1", "optimizer.lr=1e-3,-1,nan")
+    assert proc.returncode == 1
+    assert sorted(r["status"] for r in recs) == ["failed", "failed", "ok"]
+    failed = [r for r in recs if r["status"] == "failed"]
+    assert all(r["error"]["type"] == "ConfigError" and "optimizer.lr" in r["error"]["message"] for r in failed)

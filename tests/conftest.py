@@ -27,6 +27,12 @@ def run_cli(*args: str, cwd: Path, env: dict | None = None, timeout: float = 240
                           text=True, timeout=timeout)
 
 
+def wandb_file(record: dict) -> Path:
+    """The offline run file (run-*.wandb) of a record's W&B run."""
+    (path,) = Path(record["wandb"]["dir"]).parent.glob("run-*.wandb")
+    return path
+
+
 def records(root: Path) -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted(root.rglob("result.json"))]
 

@@ -6,7 +6,7 @@ import jax
 import numpy as np
 import pytest
 
-from conftest import spec_for
+from conftest import spec_for, wandb_file
 from harness.run import execute
 from seed_script import run_seed
 from wandb_reader import read_run
@@ -74,11 +74,9 @@ def test_cli_run_writes_a_complete_record_and_an_offline_wandb_run(cli):
     assert len(rec["history"]["train_mse"]) == 123
     assert "result.json" in proc.stdout and "W&B (offline)" in proc.stdout
 
-    wandb_dir = rec["wandb"]["dir"]
-    run_files = list(Path(wandb_dir).parent.glob("run-*.wandb"))
-    assert len(run_files) == 1
-    assert str(run_files[0]).startswith(rec["job"]["output_dir"])
-    wb = read_run(run_files[0])
+    run_file = wandb_file(rec)
+    assert str(run_file).startswith(rec["job"]["output_dir"])
+    wb = read_run(run_file)
     assert wb["config"]["optimizer"] == rec["config"]["optimizer"]
     assert wb["config"]["lr"] == 1e-3 and wb["config"]["steps"] == 123
     assert [h["train/mse"] for h in wb["history"]] == rec["history"]["train_mse"]

@@ -6,11 +6,9 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
-
 import numpy as np
 
-from conftest import records, run_cli
+from conftest import records, run_cli, wandb_file
 from wandb_reader import read_run
 
 FAST = ("tracker=disabled", "train.warmup=0", "train.repeats=1")
@@ -66,7 +64,7 @@ def test_joblib_launcher_gives_each_job_its_own_wandb_run(cli):
                      "train.repeats=1", "method=diffstate,stop_gradient")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert [r["status"] for r in recs] == ["ok", "ok"]
-    runs = [read_run(next(Path(r["wandb"]["dir"]).parent.glob("run-*.wandb"))) for r in recs]
+    runs = [read_run(wandb_file(r)) for r in recs]
     assert runs[0]["run"].run_id != runs[1]["run"].run_id
     assert [w["config"]["method"]["name"] for w in runs] == [r["config"]["method"]["name"] for r in recs]
 
@@ -80,7 +78,7 @@ def test_submitit_launcher_code_path_runs_locally(cli):
 def test_sigkill_mid_sweep_loses_no_record_and_resume_completes_it(tmp_path):
     results = tmp_path / "results"
     args = ["-m", f"results_dir={results}", "name=killed", "tracker=disabled", "train.steps=100000",
-            "train.warmup=0", "train.repeats=3", "optimizer.lr=1e-3,2e-3,3e-3,4e-3,5e-3,6e-3"]
+            "train.warmup=0", "train.repeats=2", "optimizer.lr=1e-3,2e-3,3e-3,4e-3,5e-3,6e-3"]
     proc = subprocess.Popen([sys.executable, "-m", "harness", *args], cwd=tmp_path, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 120

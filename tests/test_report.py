@@ -1,0 +1,350 @@
+"""`harness report` / `harness compare` on synthetic sweeps: result.json files written by hand.
+
+No JAX run here: each record is built to look like one `harness -m ...` writes,
+plus the records a real sweep can leave behind when things go wrong (corrupt,
+half-written, failed, skipped).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from harness import report
+from wandb_reader import read_run
+
+pytestmark = pytest.mark.filterwarnings("error")  # no warnings from pandas or matplotlib
+
+PNG = b"\x89PNG\r\n\x1a\n"
+METHODS = ("diffstate", "stop_gradient")
+OPTIMIZERS = ("adam", "adamw")
+STEPS = (50, 200)
+SEEDS = (1, 2)
+
+
+def make_record(num: int, method: str, optimizer: str, steps: int, seed: int, *, per_step_s: float = 2e-6,
+                status: str = "ok", name: str = "study", results_dir: str = "results") -> dict:
+    """A record shaped like harness.app.run_job writes; stop_gradient with adamw moves the frozen kernel."""
+    moved = method == "stop_gradient" and optimizer == "adamw"
+    overrides = [f"method={method}", f"optimizer={optimizer}", f"train.steps={steps}", f"task.seed={seed}"]
+    rec = {
+        "schema_version": 1,
+        "status": status,
+        "error": None,
+        "job": {"name": f"harness-{num}", "num": num, "overrides": overrides,
+                "override_dirname": ",".join(overrides), "output_dir": f"/sweep/{num}"},
+        "config": {
+            "name": name, "results_dir": results_dir,
+            "task": {"seed": seed, "slope": 2.234, "intercept": -1.123, "n_train": 55, "n_test": 55},
+            "model": {"name": "linear", "pretrained_kernel": 2.0, "depth": 2, "width": 16},
+            "freeze": {"name": "kernel", "patterns": ["kernel"]},
+            "method": {"name": method},
+            "optimizer": {"name": optimizer, "lr": 1e-3, "weight_decay": 1e-4 if optimizer == "adamw" else 0.0},
+            "train": {"steps": steps, "warmup": 1, "repeats": 3},
+            "device": {"platform": "cpu", "index": 0},
+            "tracker": {"wandb": {"mode": "disabled", "project": "nnx-freeze-bench", "entity": None, "group": None,
+                                  "job_type": "train", "tags": []}, "history_points": 1000},
+        },
+        "started": f"2026-01-01T00:00:{num:02d}+0000",
+        "environment": {
+            "versions": {"jax": "0.10.2", "jaxlib": "0.10.2", "flax": "0.12.8", "optax": "0.2.8",
+                         "hydra-core": "1.3.8", "wandb": "0.31.0", "numpy": "2.4.6"},
+            "python": "3.11.7", "cpu_model": "Test CPU", "cpu_count": 2, "git_commit": "abc123",
+            "platform": "cpu", "device_kind": "cpu", "device": "cpu:0", "device_count": 1,
+        },
+    }
+    if status in ("failed", "skipped"):
+        rec["error"] = {"type": "ValueError" if status == "failed" else "DeviceUnavailable",
+                        "message": f"planted {status} run"}
+        return rec
+    mse = 3.0 - 0.002 * steps + 0.1 * seed
+    drift = 1e-5 * steps / 50 if moved else 0.0
+    runs = [per_step_s * steps * f for f in (1.0, 1.1, 0.95)]
+    rec.update({
+        "metrics": {"train": {"mse": mse, "mae": mse / 2}, "test": {"mse": mse * 1.1, "mae": mse / 2},
+                    "last_step_train_mse": mse, "slope": 2.0 - drift, "intercept": -0.001 * steps},
+        "drift": {"l2": drift, "max_abs": drift, "unchanged": not moved,
+                  "leaves": {"kernel": {"l2": drift, "max_abs": drift, "unchanged": not moved}}},
+        "parameters": {"trainable": 1, "frozen": 1, "trainable_paths": ["bias"], "frozen_paths": ["kernel"],
+                       "grad_paths": ["bias", "kernel"] if method == "stop_gradient" else ["bias"],
+                       "grads_cover_frozen": method == "stop_gradient"},
+        "optimizer_state": {"bytes": 48 if method == "stop_gradient" else 40, "leaves": 10, "frozen_leaves": 0,
+                            "frozen_bytes": 0},
+        "timing": {
+            "compile_s": 0.3 if seed == SEEDS[0] else 2e-5,
+            "compile_source": "compiled" if seed == SEEDS[0] else "in_process_cache",
+            "steps": steps, "run_s": runs,
+            "run_s_per_call": {"median": sorted(runs)[1], "min": min(runs), "max": max(runs), "iqr": 0.0},
+            "run_s_per_step": {"median": sorted(runs)[1] / steps, "min": min(runs) / steps,
+                               "max": max(runs) / steps, "iqr": 0.0},
+        },
+        "history": {"step": list(range(0, steps, 10)),
+                    "train_mse": [mse + 1.0 / (1 + s) for s in range(0, steps, 10)],
+                    "train_mae": [mse / 2 for _ in range(0, steps, 10)]},
+        "wandb": {"mode": "disabled"},
+    })
+    return rec
+
+
+def write_sweep(root: Path, *, steps=STEPS, slow: dict | None = None, broken: bool = True, **kw) -> Path:
+    """A multirun directory: <root>/<num>/result.json per job, plus failed/skipped/corrupt ones."""
+    slow = slow or {}
+    num = 0
+    for method in METHODS:
+        for optimizer in OPTIMIZERS:
+            for n in steps:
+                for seed in SEEDS:
+                    factor = slow.get((method, optimizer, n, seed), 1.0)
+                    rec = make_record(num, method, optimizer, n, seed, per_step_s=2e-6 * factor, **kw)
+                    _write(root / str(num) / "result.json", json.dumps(rec))
+                    num += 1
+    if broken:
+        _write(root / str(num) / "result.json", json.dumps(make_record(num, "diffstate", "adam", 999, 1,
+                                                                       status="failed")))
+        _write(root / str(num + 1) / "result.json", json.dumps(make_record(num + 1, "diffstate", "adam", 999, 2,
+                                                                           status="skipped")))
+        _write(root / "corrupt" / "result.json", "{not json at all")
+        _write(root / "half" / "result.json", json.dumps(make_record(99, "diffstate", "adam", 50, 1))[:300])
+        _write(root / "list" / "result.json", "[1, 2, 3]")
+    return root
+
+
+def _write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+N_OK = len(METHODS) * len(OPTIMIZERS) * len(STEPS) * len(SEEDS)
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory) -> Path:
+    return write_sweep(tmp_path_factory.mktemp("sweep"))
+
+
+@pytest.fixture(scope="module")
+def built(sweep, tmp_path_factory):
+    return report.build_report(sweep, tmp_path_factory.mktemp("report"))
+
+
+# --- load_records ------------------------------------------------------------------------------
+
+
+def test_load_records_one_row_per_run_with_flat_columns(sweep):
+    df, problems = report.load_records(sweep)
+    assert len(df) == N_OK + 2
+    expected = {
+        *report.AXIS_COLUMNS, "train_mse", "test_mse", "train_mae", "test_mae", "slope", "intercept", "drift_l2",
+        "drift_max_abs", "drift_unchanged", "opt_state_bytes", "trainable_params", "frozen_params", "compile_s",
+        "compile_source", "run_s_per_step_median", "run_s_per_step_iqr", "run_s_per_call_median", "status",
+        "error", "job_num", "overrides", "path",
+    }
+    assert expected <= set(df.columns), expected - set(df.columns)
+    assert df["status"].value_counts().to_dict() == {"ok": N_OK, "failed": 1, "skipped": 1}
+    assert list(df["job_num"]) == list(range(N_OK + 2))  # job 10 after job 9, not after job 1
+    assert set(df["method"]) == set(METHODS) and set(df["steps"]) == {*STEPS, 999}
+
+
+def test_corrupt_and_half_written_records_are_reported_not_fatal(sweep):
+    _, problems = report.load_records(sweep)
+    assert sorted(p.parent.name for p, _ in problems) == ["corrupt", "half", "list"]
+    assert all(reason for _, reason in problems)
+
+
+def test_missing_metric_keys_become_nulls(sweep):
+    df, _ = report.load_records(sweep)
+    failed = df[df["status"] == "failed"].iloc[0]
+    assert pd.isna(failed["train_mse"]) and pd.isna(failed["compile_s"]) and pd.isna(failed["drift_unchanged"])
+    assert failed["error"] == "ValueError: planted failed run"
+    assert "method=diffstate" in failed["overrides"]
+
+
+def test_axis_columns_agree_with_tracking_axes(sweep):
+    from harness.tracking import axes
+
+    df, _ = report.load_records(sweep)
+    first = json.loads((sweep / "0" / "result.json").read_text())
+    assert {k: df.iloc[0][k] for k in report.AXIS_COLUMNS} == pytest.approx(axes(first))
+
+
+def test_other_varying_config_gets_a_column(tmp_path):
+    for num, depth in enumerate((1, 2)):
+        rec = make_record(num, "diffstate", "adam", 50, 1)
+        rec["config"]["model"]["depth"] = depth
+        _write(tmp_path / str(num) / "result.json", json.dumps(rec))
+    df, _ = report.load_records(tmp_path)
+    assert list(df["model.depth"]) == [1, 2]
+    assert "model.depth" in report.group_keys(df)
+
+
+# --- harness report ----------------------------------------------------------------------------
+
+
+def test_report_writes_tables_markdown_and_png_figures(built):
+    out = built["report"].parent
+    assert len(pd.read_parquet(out / "runs.parquet")) == N_OK + 2
+    assert len(pd.read_csv(out / "runs.csv")) == N_OK + 2
+    text = built["report"].read_text()
+    for section in ("## Environment", "## Runs that did not finish ok", "## What each method does", "## Fit",
+                    "## Frozen parameters", "## Cost", "## Figures"):
+        assert section in text, section
+    assert "| jax | 0.10.2 |" in text and "Test CPU (2 cores)" in text and "abc123" in text
+    assert "planted failed run" in text and "planted skipped run" in text
+    assert "corrupt" in text and "half" in text
+    for name, file in report.FIGURES.items():
+        assert built["figures"][name] == out / file
+        data = (out / file).read_bytes()
+        assert data.startswith(PNG) and len(data) > 10_000, name
+        assert f"]({file})" in text
+
+
+def test_tables_group_by_method_freeze_optimizer_and_steps(built):
+    summary = report.summarize(built["df"])
+    assert list(summary.columns[:4]) == ["method", "freeze", "optimizer", "steps"]  # weight_decay adds no rows
+    row = summary[(summary["method"] == "diffstate") & (summary["optimizer"] == "adam") & (summary["steps"] == 50)]
+    assert row["ok"].item() == 2
+    assert row["train_mse_min"].item() < row["train_mse_median"].item() < row["train_mse_max"].item()
+    assert row["compile_s_median"].item() == 0.3  # the second seed's cache hit is not a compile time
+
+
+def test_methods_table_shows_the_naive_method_drifting_with_adamw(built):
+    table = report.methods_table(built["df"]).set_index(["method", "optimizer"])
+    naive = table.loc[("stop_gradient", "adamw")]
+    assert naive["frozen bitwise unchanged"] == "no" and float(naive["frozen drift L2 (max)"]) > 0
+    assert naive["grads cover frozen"] == "yes"
+    fixed = table.loc[("diffstate", "adamw")]
+    assert fixed["frozen bitwise unchanged"] == "yes" and fixed["frozen drift L2 (max)"] == "0"
+    assert fixed["grads cover frozen"] == "no" and fixed["optimizer state (bytes)"] == "40"
+    assert "| stop_gradient | adamw |" in built["report"].read_text()
+
+
+def test_figure_without_data_is_skipped_with_a_line(tmp_path):
+    write_sweep(tmp_path / "sweep", steps=(50,), broken=False)
+    made = report.build_report(tmp_path / "sweep")
+    assert isinstance(made["figures"]["time_vs_steps"], str)
+    assert not (tmp_path / "sweep" / report.FIGURES["time_vs_steps"]).exists()
+    assert "_Skipped: the sweep has a single step count" in made["report"].read_text()
+
+
+def test_report_of_a_sweep_with_no_ok_run(tmp_path):
+    _write(tmp_path / "0" / "result.json", json.dumps(make_record(0, "diffstate", "adam", 50, 1, status="failed")))
+    made = report.build_report(tmp_path)
+    assert all(isinstance(why, str) for why in made["figures"].values())
+    assert "No run finished ok" in made["report"].read_text()
+
+
+def test_report_command_prints_counts_and_problem_runs(tmp_path, capsys):
+    sweep = write_sweep(tmp_path / "sweep", steps=(50,))
+    assert report.main_report([str(sweep), "--out", str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out
+    n_ok = N_OK // len(STEPS)
+    assert f"{n_ok + 2} runs: {n_ok} ok, 0 diverged, 1 failed, 1 skipped; 3 unreadable records" in out
+    assert str(tmp_path / "out" / "report.md") in out and "skipped time_vs_steps" in out
+    assert "ValueError: planted failed run" in out and "DeviceUnavailable" in out
+    assert str(sweep / "corrupt" / "result.json") in out
+    assert report.main_report([str(tmp_path / "missing")]) == 2
+
+
+def test_cli_report_in_a_subprocess(tmp_path):
+    _write(tmp_path / "0" / "result.json", json.dumps(make_record(0, "diffstate", "adamw", 50, 1)))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
+    proc = subprocess.run([sys.executable, "-m", "harness", "report", str(tmp_path)],
+                          capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "1 runs: 1 ok" in proc.stdout
+    assert (tmp_path / "report.md").is_file() and (tmp_path / "runs.parquet").is_file()
+
+
+# --- harness compare ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def two_sweeps(tmp_path_factory):
+    """B = A with one configuration 2x slower and every other one 1% slower; other names and dirs."""
+    root = tmp_path_factory.mktemp("compare")
+    slow = {key: 1.01 for key in [(m, o, n, s) for m in METHODS for o in OPTIMIZERS for n in STEPS for s in SEEDS]}
+    slow[("stop_gradient", "adamw", 200, 1)] = 2.0
+    a = write_sweep(root / "a", broken=False)
+    b = write_sweep(root / "b", slow=slow, broken=False, name="other_name", results_dir="/elsewhere")
+    return a, b
+
+
+def test_compare_flags_a_2x_slowdown_and_not_a_1_percent_change(two_sweeps):
+    (a, _), (b, _) = report.load_records(two_sweeps[0]), report.load_records(two_sweeps[1])
+    table, unmatched = report.compare(a, b, threshold=0.05)
+    assert len(table) == N_OK and unmatched.empty
+    flagged = table[table["regression"]]
+    assert len(flagged) == 1
+    row = flagged.iloc[0]
+    assert (row["method"], row["optimizer"], row["steps"], row["seed"]) == ("stop_gradient", "adamw", 200, 1)
+    assert row["run_s_per_step_median_ratio"] == pytest.approx(2.0)
+    assert row["run_s_per_step_median_flag"] == "regression" and "run time / step" in row["flags"]
+    others = table[~table["regression"]]
+    assert (others["run_s_per_step_median_ratio"] - 1.01).abs().max() < 1e-9
+    assert (others["run_s_per_step_median_flag"] == "").all()
+    assert (table["train_mse_flag"] == "").all()
+
+
+def test_fail_on_regression_sets_the_exit_code(two_sweeps, tmp_path, capsys):
+    a, b = map(str, two_sweeps)
+    assert report.main_compare([a, b]) == 0
+    assert report.main_compare([a, b, "--fail-on-regression", "--out", str(tmp_path / "cmp.csv")]) == 1
+    assert report.main_compare([a, b, "--fail-on-regression", "--threshold", "150%"]) == 0
+    assert report.main_compare([b, a, "--fail-on-regression"]) == 0  # faster is an improvement
+    out = capsys.readouterr().out
+    assert "**2.00**" in out and "1 with a regression" in out
+    assert len(pd.read_csv(tmp_path / "cmp.csv")) == N_OK
+    assert report.main_compare([a, b, "--out", str(tmp_path / "cmp.md")]) == 0
+    assert (tmp_path / "cmp.md").read_text().startswith("# Compare")
+    assert report._main(["harness/report.py", "compare", a, b, "--fail-on-regression"]) == 1  # python -m harness.report
+
+
+def test_compare_lists_unmatched_runs_and_status_regressions(tmp_path):
+    a = write_sweep(tmp_path / "a", steps=(50,), broken=False)
+    b = write_sweep(tmp_path / "b", steps=(50, 200), broken=False)
+    rec = json.loads((b / "0" / "result.json").read_text())
+    _write(b / "0" / "result.json", json.dumps({**rec, "status": "diverged"}))
+    table, unmatched = report.compare(report.load_records(a)[0], report.load_records(b)[0])
+    assert len(table) == 8 and len(unmatched) == 8 and set(unmatched["only in"]) == {"B"}
+    assert table["regression"].sum() == 1 and "status diverged" in table[table["regression"]]["flags"].item()
+
+
+def test_threshold_parsing():
+    assert report.parse_threshold("5%") == pytest.approx(0.05)
+    assert report.parse_threshold("0.1") == pytest.approx(0.1)
+    with pytest.raises(ValueError):
+        report.parse_threshold("5")
+
+
+# --- W&B ---------------------------------------------------------------------------------------
+
+
+def test_report_is_logged_as_an_offline_wandb_run(tmp_path, monkeypatch):
+    for name in ("WANDB_CACHE_DIR", "WANDB_CONFIG_DIR", "WANDB_DATA_DIR", "WANDB_ARTIFACT_DIR"):
+        monkeypatch.setenv(name, str(tmp_path / "wandb-home"))
+    sweep = write_sweep(tmp_path / "sweep", steps=(50,), broken=False)
+    made = report.build_report(sweep)
+    error = report.log_report_to_wandb(sweep, made["df"], made["figures"], mode="offline",
+                                       project="nnx-freeze-bench", group="study")
+    assert error is None
+    run_files = list((sweep / "wandb").glob("offline-run-*/run-*.wandb"))
+    assert len(run_files) == 1
+    run = read_run(run_files[0])
+    assert run["run"].job_type == "report" and run["run"].run_group == "study" and run["exit_code"] == 0
+    logged = set(run["summary"])
+    assert {"figures/training_curves/_type", "report/summary/_type", "report/methods/_type"} <= logged
+    assert run["summary"]["runs/ok"] == N_OK // len(STEPS)
+
+
+def test_wandb_failure_is_returned_not_raised(tmp_path):
+    df, _ = report.load_records(write_sweep(tmp_path, steps=(50,), broken=False))
+    assert report.log_report_to_wandb(tmp_path, df, [], mode="disabled", project="p", group="g") is None
+    error = report.log_report_to_wandb(tmp_path / "no" / "such" / "\0dir", df, [], mode="no-such-mode",
+                                       project="p", group="g")
+    assert isinstance(error, str) and error

@@ -7,6 +7,7 @@ The sweep's exit code and summary come from `harness.callbacks`.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import logging
@@ -42,41 +43,59 @@ def job_info() -> dict[str, Any]:
     }
 
 
-def run_job(cfg: DictConfig, out_dir: Path, job: dict[str, Any]) -> dict[str, Any]:
-    """Runs one job and writes its record; returns the record."""
-    config = OmegaConf.to_container(cfg, resolve=True)
-    record: dict[str, Any] = {
-        "schema_version": 1,
-        "status": "failed",
-        "error": None,
-        "job": job,
-        "config": config,
-        "config_hash": config_hash(config),
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
-    try:
-        spec = to_spec(cfg)
-        # JAX is imported only once the config is valid: bad input is answered in about a second.
-        from harness.devices import select
-        from harness.environment import environment
-        from harness.run import execute
+def _outcomes(cfg: DictConfig, config: dict[str, Any], job: dict[str, Any], out_dir: Path):
+    """(record dir, config, job, result) per run of this job: one, or one per vectorized point."""
+    spec = to_spec(cfg)
+    # JAX is imported only once the config is valid: bad input is answered in about a second.
+    from harness.devices import select
+    from harness.environment import environment
+    from harness.run import execute, execute_vectorized
 
-        devices = select(spec.device)
-        record["environment"] = environment(devices[0])
-        record.update(execute(spec, devices))
+    devices = select(spec.device)
+    env = {"environment": environment(devices[0])}
+    if not spec.vectorize.enabled:
+        return [(out_dir, config, job, {**env, **execute(spec, devices)})]
+    results = execute_vectorized(spec, devices)
+    outcomes = []
+    for i, (point, result) in enumerate(results):
+        point_config = copy.deepcopy(config)
+        point_config["optimizer"]["lr"], point_config["task"]["seed"] = point.optimizer.lr, point.task.seed
+        point_job = {**job, "name": f"{job['name']}-{i}", "output_dir": str(out_dir / str(i)),
+                     "overrides": [*job["overrides"], f"optimizer.lr={point.optimizer.lr}", f"task.seed={point.task.seed}"],
+                     "vectorized": {"point": i, "points": len(results)}}
+        outcomes.append((out_dir / str(i), point_config, point_job, {**env, **result}))
+    return outcomes
+
+
+def run_job(cfg: DictConfig, out_dir: Path, job: dict[str, Any]) -> list[dict[str, Any]]:
+    """Runs one job (one run, or every vectorized point) and writes a record per run."""
+    config = OmegaConf.to_container(cfg, resolve=True)
+    started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    try:
+        outcomes = _outcomes(cfg, config, job, out_dir)
     except DeviceUnavailable as err:
-        record.update(status="skipped", error={"type": type(err).__name__, "message": str(err)})
+        outcomes = [(out_dir, config, job, {"status": "skipped", "error": _error(err)})]
     except ConfigError as err:
-        record["error"] = {"type": type(err).__name__, "message": str(err)}
+        outcomes = [(out_dir, config, job, {"status": "failed", "error": _error(err)})]
     except Exception as err:  # noqa: BLE001 - any failure becomes a record, never a lost sweep
-        message = str(err).strip().splitlines()[0] if str(err).strip() else ""
-        record["error"] = {"type": type(err).__name__, "message": message, "traceback": traceback.format_exc(limit=-8)}
-    record["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    path = out_dir / RECORD_NAME
-    write_json_atomic(path, record)  # the ground truth lands before W&B is touched
-    record["wandb"] = _log_wandb(cfg, record, out_dir)
-    write_json_atomic(path, record)
-    return record
+        outcomes = [(out_dir, config, job, {"status": "failed",
+                                            "error": {**_error(err), "traceback": traceback.format_exc(limit=-8)}})]
+    records = []
+    for record_dir, run_config, run_job_info, result in outcomes:
+        record = {"schema_version": 1, "status": "failed", "error": None, "job": run_job_info, "config": run_config,
+                  "config_hash": config_hash(run_config), "started": started, **result,
+                  "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        path = record_dir / RECORD_NAME
+        write_json_atomic(path, record)  # the ground truth lands before W&B is touched
+        record["wandb"] = _log_wandb(cfg, record, record_dir)
+        write_json_atomic(path, record)
+        records.append(record)
+    return records
+
+
+def _error(err: BaseException) -> dict[str, str]:
+    text = str(err).strip()
+    return {"type": type(err).__name__, "message": text.splitlines()[0] if text else ""}
 
 
 def _log_wandb(cfg: DictConfig, record: dict[str, Any], out_dir: Path) -> dict[str, Any] | None:
@@ -126,12 +145,13 @@ def main(cfg: DictConfig) -> None:
         if done:
             print(f"{done['status']} (already recorded, skipped by resume): {out_dir / RECORD_NAME}", flush=True)
             return
-    record = run_job(cfg, out_dir, job_info())
-    print(f"{record['status']}: {out_dir / RECORD_NAME}", flush=True)
-    if (record.get("wandb") or {}).get("dir"):
-        print(f"  W&B ({record['wandb']['mode']}): {Path(record['wandb']['dir']).parent}", flush=True)
-    if record.get("error"):
-        label = "reason" if record["status"] == "skipped" else "error"
-        print(f"{label}: {record['error']['type']}: {record['error']['message']}", file=sys.stderr, flush=True)
-    if record["status"] in ("failed", "skipped") and single:
+    records = run_job(cfg, out_dir, job_info())
+    for record in records:
+        print(f"{record['status']}: {Path(record['job']['output_dir']) / RECORD_NAME}", flush=True)
+        if (record.get("wandb") or {}).get("dir"):
+            print(f"  W&B ({record['wandb']['mode']}): {Path(record['wandb']['dir']).parent}", flush=True)
+        if record.get("error"):
+            label = "reason" if record["status"] == "skipped" else "error"
+            print(f"{label}: {record['error']['type']}: {record['error']['message']}", file=sys.stderr, flush=True)
+    if single and any(r["status"] in ("failed", "skipped") for r in records):
         sys.exit(1)

@@ -45,9 +45,9 @@ def _planned(sweep_dir: Path) -> int | None:
 
 
 def read_records(sweep_dir: Path) -> list[dict[str, Any]]:
-    """Every readable result.json directly under the sweep's job dirs."""
+    """Every readable result.json under a sweep (or job) dir."""
     out = []
-    for path in sorted(sweep_dir.glob("*/result.json")):
+    for path in sorted(sweep_dir.rglob("result.json")):
         try:
             out.append(json.loads(path.read_text()))
         except (OSError, ValueError):
@@ -104,10 +104,9 @@ class SweepCallback(Callback):
         if str(hc.mode) != "RunMode.MULTIRUN":
             return
         sweep_dir = Path(hc.sweep.dir)
-        try:
-            status = json.loads((Path(hc.runtime.output_dir) / "result.json").read_text())["status"]
-        except (OSError, ValueError, KeyError):
-            status = "failed"
+        job_records = read_records(Path(hc.runtime.output_dir))  # one, or one per vectorized point
+        statuses = {r.get("status") for r in job_records}
+        status = next((s for s in ("failed", "skipped", "diverged", "ok") if s in statuses), "failed")
         # One appended line per job (atomic for small writes, also from parallel workers):
         # progress costs O(jobs) per job, never a re-read of every record.
         with open(sweep_dir / PROGRESS_FILE, "a") as f:

@@ -129,6 +129,8 @@ class TrainConfig:
     steps: int = 123
     warmup: int = 1  # untimed calls after compiling
     repeats: int = 5  # timed calls, each from the same initial state
+    measure_dispatch: bool = True  # also compile a 1-step program and time its call alone
+    persistent_cache_dir: Optional[str] = None  # JAX's on-disk compilation cache; off for benchmarks
 
     def __post_init__(self) -> None:
         _check(self.steps >= 1, "train.steps", f"must be >= 1, got {self.steps}")
@@ -171,6 +173,22 @@ class TrackerConfig:
 
 
 @dataclass
+class VectorizeConfig:
+    """Learning rates and/or seeds run as ONE vmapped program; each point is still its own run."""
+
+    lr: list[float] = field(default_factory=list)
+    seed: list[int] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        for lr in self.lr:
+            _check(_positive(lr), "vectorize.lr", f"every value must be a finite number > 0, got {lr}")
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.lr or self.seed)
+
+
+@dataclass
 class Config:
     name: str = "default"  # the study: results/<name>/<timestamp>/ and the W&B group
     results_dir: str = "results"
@@ -183,8 +201,11 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     device: DeviceConfig = field(default_factory=DeviceConfig)
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
+    vectorize: VectorizeConfig = field(default_factory=VectorizeConfig)
 
     def __post_init__(self) -> None:
+        _check(not (self.vectorize.enabled and self.device.count > 1), "vectorize",
+               "runs on one device; use device.count=1 with vectorize.lr / vectorize.seed")
         _check(
             self.task.n_train % self.device.count == 0,
             "device.count",

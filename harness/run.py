@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from harness import metrics
-from harness.config import Config
+from harness.config import Config, ConfigError
 from harness.devices import data_parallel
-from harness.task import make_data
-from harness.timing import compile_and_time
-from harness.train import build, model_arrays, optimizer_arrays, train
+from harness.task import Data, make_data
+from harness.timing import compile_and_time, dispatch_cost, use_persistent_cache
+from harness.train import Built, build, model_arrays, optimizer_arrays, train, train_many
 
 
 def divergence(mse: np.ndarray, mae: np.ndarray) -> dict[str, Any] | None:
@@ -30,24 +33,69 @@ def divergence(mse: np.ndarray, mae: np.ndarray) -> dict[str, Any] | None:
     }
 
 
+def _placed_data(spec: Config, devices: list[jax.Device]) -> Data:
+    batch, replicated = data_parallel(devices)
+    data = make_data(spec.task)
+    return Data(jax.device_put(data.x_train, batch), jax.device_put(data.y_train, batch),
+                jax.device_put(data.x_test, replicated), jax.device_put(data.y_test, replicated))
+
+
 def execute(spec: Config, devices: list[jax.Device] | jax.Device) -> dict[str, Any]:
     """Builds, compiles, times and evaluates one run; the training batch is sharded over `devices`."""
     devices = [devices] if isinstance(devices, jax.Device) else list(devices)
-    batch, replicated = data_parallel(devices)
+    use_persistent_cache(spec.train.persistent_cache_dir)
     with jax.default_device(devices[0]):
-        data = make_data(spec.task)
-        data = data._replace(x_train=jax.device_put(data.x_train, batch), y_train=jax.device_put(data.y_train, batch),
-                             x_test=jax.device_put(data.x_test, replicated),
-                             y_test=jax.device_put(data.y_test, replicated))
+        data = _placed_data(spec, devices)
         built = build(spec, data)
-        state0 = jax.device_put(built.state, replicated)
+        args = (jax.device_put(built.state, data_parallel(devices)[1]), data.x_train, data.y_train)
+        static = {"program": built.program, "steps": spec.train.steps}
         (state, (mse, mae)), timing = compile_and_time(
-            train, (state0, data.x_train, data.y_train), {"program": built.program, "steps": spec.train.steps},
-            steps=spec.train.steps, warmup=spec.train.warmup, repeats=spec.train.repeats,
+            train, args, static, steps=spec.train.steps, warmup=spec.train.warmup, repeats=spec.train.repeats
         )
-        pred_train = built.program.predict(state, data.x_train)
-        pred_test = built.program.predict(state, data.x_test)
-    mse, mae = np.asarray(mse), np.asarray(mae)
+        if spec.train.measure_dispatch:
+            timing.dispatch = dispatch_cost(train, args, static, step_s=float(np.median(timing.run_s)) / spec.train.steps)
+        return summarize(spec, data, built, state, np.asarray(mse), np.asarray(mae), timing.summary())
+
+
+def points(spec: Config) -> list[Config]:
+    """One Config per (lr, seed) of `spec.vectorize`, each an ordinary single run."""
+    lrs = spec.vectorize.lr or [spec.optimizer.lr]
+    seeds = spec.vectorize.seed or [spec.task.seed]
+    return [
+        dataclasses.replace(spec, optimizer=dataclasses.replace(spec.optimizer, lr=lr),
+                            task=dataclasses.replace(spec.task, seed=seed), vectorize=type(spec.vectorize)())
+        for seed, lr in itertools.product(seeds, lrs)
+    ]
+
+
+def execute_vectorized(spec: Config, devices: list[jax.Device]) -> list[tuple[Config, dict[str, Any]]]:
+    """(point spec, result) for every point of `spec.vectorize`, trained as one vmapped program."""
+    use_persistent_cache(spec.train.persistent_cache_dir)
+    specs = points(spec)
+    with jax.default_device(devices[0]):
+        data = [_placed_data(s, devices[:1]) for s in specs]
+        built = [build(s, d) for s, d in zip(specs, data)]
+        if any(b.program != built[0].program for b in built):
+            raise ConfigError("vectorize", "points differ in program structure; vectorize lr and seed only")
+        stack = lambda trees: jax.tree.map(lambda *leaves: jnp.stack(leaves), *trees)  # noqa: E731
+        args = (stack([b.state for b in built]), stack([d.x_train for d in data]), stack([d.y_train for d in data]))
+        static = {"program": built[0].program, "steps": spec.train.steps}
+        (states, (mse, mae)), timing = compile_and_time(
+            train_many, args, static, steps=spec.train.steps, warmup=spec.train.warmup,
+            repeats=spec.train.repeats, points=len(specs),
+        )
+        mse, mae, timing = np.asarray(mse), np.asarray(mae), timing.summary()
+        return [
+            (s, summarize(s, d, b, tuple(leaf[i] for leaf in states), mse[i], mae[i], {**timing, "point": i}))
+            for i, (s, d, b) in enumerate(zip(specs, data, built))
+        ]
+
+
+def summarize(spec: Config, data: Data, built: Built, state, mse: np.ndarray, mae: np.ndarray,
+              timing: dict[str, Any]) -> dict[str, Any]:
+    """The record's measurements for one trained state."""
+    pred_train = built.program.predict(state, data.x_train)
+    pred_test = built.program.predict(state, data.x_test)
     initial, final = model_arrays(built, built.state), model_arrays(built, state)
     steps = metrics.subsample(spec.train.steps, spec.tracker.history_points)
     diverged = divergence(mse, mae)
@@ -73,7 +121,7 @@ def execute(spec: Config, devices: list[jax.Device] | jax.Device) -> dict[str, A
             "final": {path: value.ravel().tolist() for path, value in final.items() if value.size <= 16},
         },
         "optimizer_state": metrics.optimizer_state(optimizer_arrays(built, state), built.frozen_paths),
-        "timing": timing.summary(),
+        "timing": timing,
         "placement": {
             "state": sorted({str(d) for leaf in state for d in leaf.devices()}),
             "train_batch": sorted(str(d) for d in data.x_train.devices()),

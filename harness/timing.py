@@ -71,9 +71,12 @@ class Timing:
     warmup: int
     run_s: list[float] = field(default_factory=list)  # one per repeat, whole call
     steps: int = 1
-    flops: float | None = None  # XLA's count for one call (a scan body is counted once)
+    flops: float | None = None  # XLA's count for the whole program: it counts a scan body once (see dispatch)
     bytes_accessed: float | None = None
     memory: dict[str, int | None] = field(default_factory=dict)
+    points: int = 1  # > 1: a vectorized call that trains this many runs at once
+    compiles_during_runs: int = 0  # must stay 0: a compile inside the timed calls would be counted as run time
+    dispatch: dict[str, float] | None = None  # see `dispatch_cost`
 
     def summary(self) -> dict[str, Any]:
         call = spread(self.run_s)
@@ -81,7 +84,7 @@ class Timing:
             **{k: v for k, v in asdict(self).items() if k != "run_s"},
             "run_s": self.run_s,
             "run_s_per_call": call,
-            "run_s_per_step": {k: v / self.steps for k, v in call.items()},
+            "run_s_per_step": {k: v / self.steps / self.points for k, v in call.items()},
         }
 
 
@@ -105,7 +108,38 @@ def _memory(compiled) -> dict[str, int | None]:
     return {name: getattr(stats, name, None) for name in names}
 
 
-def compile_and_time(jitted: Callable, args: tuple, static: dict, *, steps: int, warmup: int, repeats: int):
+def use_persistent_cache(path: str | None) -> None:
+    """Points JAX's on-disk compilation cache at `path` (None: off) for the compiles that follow."""
+    from jax.experimental.compilation_cache import compilation_cache
+
+    if jax.config.jax_compilation_cache_dir == path:
+        return
+    jax.config.update("jax_compilation_cache_dir", path)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)  # the seed compiles in < 1 s
+    compilation_cache.reset_cache()
+
+
+def dispatch_cost(jitted: Callable, args: tuple, static: dict, *, step_s: float, calls: int = 50) -> dict[str, float]:
+    """What one call costs beyond its compiled work: a 1-step program's call time minus one step.
+
+    The 1-step program is compiled here (not counted in the run's compile).
+    """
+    compiled = jitted.lower(*args, **{**static, "steps": 1}).compile()
+    jax.block_until_ready(compiled(*args))
+    samples = []
+    for _ in range(calls):
+        t = time.perf_counter()
+        jax.block_until_ready(compiled(*args))
+        samples.append(time.perf_counter() - t)
+    one_step = float(np.median(samples))
+    # XLA counts a scan body once whatever its trip count, so the 1-step program's count is per step.
+    flops, bytes_accessed = _cost(compiled)
+    return {"one_step_call_s": one_step, "overhead_s": max(one_step - step_s, 0.0), "flops_per_step": flops,
+            "bytes_accessed_per_step": bytes_accessed}
+
+
+def compile_and_time(jitted: Callable, args: tuple, static: dict, *, steps: int, warmup: int, repeats: int,
+                     points: int = 1):
     """(output of the last repeat, Timing) of `jitted(*args, **static)`; `static` are its static args."""
     with count_compiles() as counts:
         t0 = time.perf_counter()
@@ -118,12 +152,14 @@ def compile_and_time(jitted: Callable, args: tuple, static: dict, *, steps: int,
     )
     flops, bytes_accessed = _cost(compiled)
     timing = Timing(t1 - t0, t2 - t1, source, counts.backend_compiles, warmup, steps=steps, flops=flops,
-                    bytes_accessed=bytes_accessed, memory=_memory(compiled))
-    for _ in range(warmup):
-        jax.block_until_ready(compiled(*args))
-    out = None
-    for _ in range(repeats):
-        t = time.perf_counter()
-        out = jax.block_until_ready(compiled(*args))
-        timing.run_s.append(time.perf_counter() - t)
+                    bytes_accessed=bytes_accessed, memory=_memory(compiled), points=points)
+    with count_compiles() as during:
+        for _ in range(warmup):
+            jax.block_until_ready(compiled(*args))
+        out = None
+        for _ in range(repeats):
+            t = time.perf_counter()
+            out = jax.block_until_ready(compiled(*args))
+            timing.run_s.append(time.perf_counter() - t)
+    timing.compiles_during_runs = during.backend_compiles
     return out, timing

@@ -127,10 +127,20 @@ def build_nnx(spec: Config, data: Data) -> Built:
     return Built(program, leaves, paths, frozen, trainable, grad_paths)
 
 
+def _scan(program, state, x, y, steps: int):
+    return jax.lax.scan(lambda s, _: program.step(s, x, y), state, length=steps)
+
+
 @functools.partial(jax.jit, static_argnames=("program", "steps"))
 def train(state, x, y, *, program, steps: int):
     """(final state, (mse, mae) per step): `steps` optimizer steps in one compiled scan."""
-    return jax.lax.scan(lambda s, _: program.step(s, x, y), state, length=steps)
+    return _scan(program, state, x, y, steps)
+
+
+@functools.partial(jax.jit, static_argnames=("program", "steps"))
+def train_many(states, xs, ys, *, program, steps: int):
+    """`train` vmapped over a leading axis of states and data: many runs, one compile, one call."""
+    return jax.vmap(lambda s, x, y: _scan(program, s, x, y, steps))(states, xs, ys)
 
 
 def model_arrays(built: Built, state) -> dict[str, np.ndarray]:

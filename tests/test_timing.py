@@ -1,0 +1,68 @@
+"""Timing is honest: compile apart from runs, counted once per shape, repeats kept, vectorized runs agree."""
+
+import json
+
+import jax
+import numpy as np
+import pytest
+
+from conftest import run_cli, spec_for
+from harness.run import execute, execute_vectorized
+
+CPU = [jax.devices("cpu")[0]]
+
+
+def test_repeats_are_recorded_and_no_compile_happens_inside_timed_calls():
+    r = execute(spec_for("train.steps=50", "train.warmup=2", "train.repeats=4"), CPU)
+    t = r["timing"]
+    assert len(t["run_s"]) == 4 and t["warmup"] == 2
+    assert t["compiles_during_runs"] == 0
+    assert t["run_s_per_call"]["min"] <= t["run_s_per_call"]["median"] <= t["run_s_per_call"]["max"]
+    np.testing.assert_allclose(t["run_s_per_step"]["median"] * 50, t["run_s_per_call"]["median"])
+    assert t["dispatch"]["one_step_call_s"] > 0 and t["dispatch"]["flops_per_step"] > 0
+    assert t["memory"]["argument_size_in_bytes"] > 0
+
+
+@pytest.mark.parametrize("method", ["diffstate", "stop_gradient"])
+def test_a_learning_rate_sweep_compiles_once(method):
+    first = execute(spec_for(f"method={method}", "train.steps=77", "optimizer.lr=0.00123"), CPU)["timing"]
+    second = execute(spec_for(f"method={method}", "train.steps=77", "optimizer.lr=0.0456"), CPU)["timing"]
+    assert first["compile_source"] == "compiled" and first["backend_compiles"] == 1
+    assert second["compile_source"] == "in_process_cache" and second["backend_compiles"] == 0
+
+
+def test_persistent_cache_hit_is_reported_as_such(tmp_path):
+    cache = tmp_path / "jax-cache"
+    args = ("tracker=disabled", "train.repeats=1", "train.measure_dispatch=false", f"train.persistent_cache_dir={cache}",
+            f"results_dir={tmp_path / 'results'}")
+    sources = []
+    for _ in range(2):
+        proc = run_cli(*args, cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr
+    for path in sorted((tmp_path / "results").rglob("result.json")):
+        sources.append(json.loads(path.read_text())["timing"]["compile_source"])
+    assert sources == ["compiled", "persistent_cache"]
+
+
+def test_vectorized_points_match_single_runs_with_one_compile():
+    spec = spec_for("train.steps=60", "train.repeats=2", "vectorize.lr=[0.001,0.03]", "vectorize.seed=[5,6]",
+                    "model=mlp", "freeze=backbone")
+    results = execute_vectorized(spec, CPU)
+    assert len(results) == 4
+    assert [(p.optimizer.lr, p.task.seed) for p, _ in results] == [(0.001, 5), (0.03, 5), (0.001, 6), (0.03, 6)]
+    assert {r["timing"]["backend_compiles"] for _, r in results} == {1}
+    assert results[0][1]["timing"]["points"] == 4
+    for point, vectorized in results:
+        single = execute(spec_for("train.steps=60", "train.repeats=1", "model=mlp", "freeze=backbone",
+                                  f"optimizer.lr={point.optimizer.lr}", f"task.seed={point.task.seed}"), CPU)
+        np.testing.assert_allclose(vectorized["history"]["train_mse"], single["history"]["train_mse"], rtol=2e-5)
+        np.testing.assert_allclose(vectorized["metrics"]["test"]["mse"], single["metrics"]["test"]["mse"], rtol=2e-5)
+        assert vectorized["drift"]["unchanged"] is True
+
+
+def test_vectorized_cli_run_writes_one_record_per_point(cli):
+    proc, recs = cli("tracker=disabled", "train.repeats=1", "vectorize.lr=[0.001,0.01,0.1]")
+    assert proc.returncode == 0, proc.stderr
+    assert [r["config"]["optimizer"]["lr"] for r in recs] == [0.001, 0.01, 0.1]
+    assert [r["job"]["vectorized"]["point"] for r in recs] == [0, 1, 2]
+    assert len({r["metrics"]["test"]["mse"] for r in recs}) == 3

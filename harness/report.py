@@ -2,7 +2,8 @@
 
 Everything here reads only the `result.json` records a sweep leaves behind (the
 ground truth), so it works on a finished, interrupted or copied sweep, with no
-JAX and no W&B account. The pieces are plain functions, data in and data out:
+training run and no W&B account. The pieces are plain functions, data in and
+data out:
 
 - `read_records` / `frame` / `load_records`: records -> one DataFrame row per run.
 - `summarize`, `methods_table`: per-configuration medians and spreads over seeds.
@@ -10,7 +11,8 @@ JAX and no W&B account. The pieces are plain functions, data in and data out:
 - `compare`: two sweeps matched by configuration, as ratios B/A with flags.
 - `log_report_to_wandb`: the summary and figures as one W&B run, never raising.
 
-`main_report` and `main_compare` are the command lines around them.
+`write_report` / `build_report` write the files; `main_report` and
+`main_compare` are the command lines around them.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, NullFormatter
 
 from harness.tracking import axes
 
@@ -40,8 +43,9 @@ AXIS_COLUMNS = ("experiment", "model", "freeze", "method", "optimizer", "lr", "w
 # Config leaves that `axes` already names; other leaves that vary in a sweep get their own column.
 AXIS_PATHS = ("name", "model.name", "freeze.name", "method.name", "optimizer.name", "optimizer.lr",
               "optimizer.weight_decay", "train.steps", "task.seed", "device.platform", "device.index")
-# Not part of what a run computes: where it is written, how it is tracked, how often it is timed.
-NOT_CONFIG = ("name", "results_dir", "tracker", "train.warmup", "train.repeats")
+# Not part of what a run computes: where it is written, how it is tracked, how it is timed.
+NOT_CONFIG = ("name", "results_dir", "resume", "tracker", "train.warmup", "train.repeats", "train.measure_dispatch",
+              "train.persistent_cache_dir")
 # Always rows of the tables; the others become rows only where they split the sweep further.
 ALWAYS_KEYS = ("method", "freeze", "optimizer")
 MAYBE_KEYS = ("model", "lr", "weight_decay", "steps", "device", "experiment")
@@ -57,12 +61,13 @@ FIGURE_TITLES = {
     "frozen_drift": "Drift of the frozen parameters",
     "compile_vs_run": "Compile vs run time",
 }
-INT_COLUMNS = ("steps", "seed", "job_num", "opt_state_bytes", "opt_state_frozen_bytes", "trainable_params",
-               "frozen_params", "repeats")
+INT_COLUMNS = ("steps", "seed", "job_num", "diverged_at_step", "opt_state_bytes", "opt_state_frozen_bytes",
+               "trainable_params", "frozen_params", "repeats")
 BOOL_COLUMNS = ("drift_unchanged", "grads_cover_frozen")
 FLOAT_COLUMNS = ("lr", "weight_decay", "train_mse", "test_mse", "train_mae", "test_mae", "last_step_train_mse",
                  "slope", "intercept", "drift_l2", "drift_max_abs", "compile_s", "run_s_per_step_median",
-                 "run_s_per_step_min", "run_s_per_step_max", "run_s_per_step_iqr", "run_s_per_call_median")
+                 "run_s_per_step_min", "run_s_per_step_max", "run_s_per_step_iqr", "run_s_per_call_median",
+                 "run_s_per_call_min", "run_s_per_call_max")
 STR_COLUMNS = ("experiment", "model", "freeze", "method", "optimizer", "device", "status", "error",
                "compile_source", "overrides", "git_commit", "started", "config_key", "path")
 
@@ -146,6 +151,7 @@ def row(path: Path, record: dict) -> dict[str, Any]:
         **axes(record),
         "status": record["status"],
         "error": _error_text(record),
+        "diverged_at_step": _get(record, "divergence", "first_nonfinite_step"),
         "train_mse": _get(record, "metrics", "train", "mse"),
         "test_mse": _get(record, "metrics", "test", "mse"),
         "train_mae": _get(record, "metrics", "train", "mae"),
@@ -168,6 +174,8 @@ def row(path: Path, record: dict) -> dict[str, Any]:
         "run_s_per_step_max": _get(per_step, "max"),
         "run_s_per_step_iqr": _get(per_step, "iqr"),
         "run_s_per_call_median": _get(record, "timing", "run_s_per_call", "median"),
+        "run_s_per_call_min": _get(record, "timing", "run_s_per_call", "min"),
+        "run_s_per_call_max": _get(record, "timing", "run_s_per_call", "max"),
         "repeats": len(run_s) if isinstance(run_s, list) else None,
         "job_num": _get(record, "job", "num"),
         "overrides": shlex.join(map(str, overrides)) if isinstance(overrides, list) else str(overrides),
@@ -194,7 +202,7 @@ def _typed(df: pd.DataFrame) -> pd.DataFrame:
     """Nullable ints and bools, floats and strings: the same dtypes for parquet and CSV whatever is missing."""
     df = df.copy()
     for name in df.columns:
-        values = [None if v is None or (isinstance(v, float) and math.isnan(v)) else v for v in df[name]]
+        values = [_nan_to_none(v) for v in df[name]]
         if name in INT_COLUMNS:
             df[name] = pd.array([None if v is None else int(v) for v in values], dtype="Int64")
         elif name in BOOL_COLUMNS:
@@ -214,8 +222,18 @@ def frame(records: list[tuple[Path, dict]]) -> pd.DataFrame:
     df = pd.DataFrame(rows)
     extra = _extra_axes(records)
     for i, (name, values) in enumerate(extra.items()):
-        df.insert(len(AXIS_COLUMNS) + i, name, values)
+        df.insert(len(AXIS_COLUMNS) + i, name, _one_type(values))
     return _typed(df)
+
+
+def _one_type(values: list[Any]) -> pd.api.extensions.ExtensionArray | np.ndarray:
+    """A column of one type (bool, number or text) from config values that may mix them."""
+    present = [v for v in values if v is not None]
+    if present and all(isinstance(v, bool) for v in present):
+        return pd.array(values, dtype="boolean")
+    if present and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in present):
+        return np.array([math.nan if v is None else v for v in values], dtype="float64")
+    return pd.array([None if v is None else v if isinstance(v, str) else json.dumps(v) for v in values], dtype="str")
 
 
 def load_records(sweep_dir: str | Path) -> tuple[pd.DataFrame, list[tuple[Path, str]]]:
@@ -270,7 +288,7 @@ def _median_range(values: pd.Series) -> tuple[float, float, float]:
 
 
 SPREAD_METRICS = ("train_mse", "test_mse", "slope", "intercept", "drift_l2", "drift_max_abs", "opt_state_bytes",
-                  "run_s_per_call_median")
+                  "frozen_params")
 
 
 def cold_compiles(runs: pd.DataFrame) -> pd.DataFrame:
@@ -305,9 +323,11 @@ def summarize(df: pd.DataFrame, keys: list[str] | None = None) -> pd.DataFrame:
             out[f"{name}_median"], out[f"{name}_min"], out[f"{name}_max"] = _median_range(ok[name])
         out["compile_s_median"], out["compile_s_min"], out["compile_s_max"] = _median_range(
             cold_compiles(ok)["compile_s"])
-        out["run_s_per_step_median"] = _median_range(ok["run_s_per_step_median"])[0]
-        out["run_s_per_step_min"] = _median_range(ok["run_s_per_step_min"])[1]
-        out["run_s_per_step_max"] = _median_range(ok["run_s_per_step_max"])[2]
+        for unit in ("step", "call"):
+            name = f"run_s_per_{unit}"
+            out[f"{name}_median"] = _median_range(ok[f"{name}_median"])[0]
+            out[f"{name}_min"] = _median_range(ok[f"{name}_min"])[1]
+            out[f"{name}_max"] = _median_range(ok[f"{name}_max"])[2]
         unchanged = ok["drift_unchanged"].dropna()
         out["unchanged_runs"] = int(unchanged.sum())
         out["unchanged_of"] = len(unchanged)
@@ -316,22 +336,6 @@ def summarize(df: pd.DataFrame, keys: list[str] | None = None) -> pd.DataFrame:
         out["compile_sources"] = _source_counts(ok)
         rows.append(out)
     return pd.DataFrame(rows)
-
-
-def methods_table(df: pd.DataFrame) -> pd.DataFrame:
-    """method x optimizer (and whatever else splits them) -> what happens to the frozen parameters."""
-    keys = splitting_keys(df, ("method", "optimizer"), ("freeze", "model", *[c for c in df.columns if "." in c]))
-    summary = summarize(df, keys)
-    return pd.DataFrame({
-        **{k: summary[k] for k in keys},
-        "frozen drift L2 (max)": [_num(v) for v in summary["drift_l2_max"]],
-        "frozen bitwise unchanged": [_fraction(n, of) for n, of in zip(summary["unchanged_runs"],
-                                                                       summary["unchanged_of"])],
-        "optimizer state (bytes)": [_cell(m, lo, hi, _int) for m, lo, hi in
-                                    zip(summary["opt_state_bytes_median"], summary["opt_state_bytes_min"],
-                                        summary["opt_state_bytes_max"])],
-        "grads cover frozen": [_yes_no(v) for v in summary["grads_cover_frozen"]],
-    })
 
 
 # ---------------------------------------------------------------------------------------------
@@ -380,9 +384,9 @@ def _yes_no(value: Any) -> str:
 
 def _key_text(value: Any) -> str:
     value = _nan_to_none(value)
-    if value is None:
+    if value is None or value == "":
         return "—"
-    return _num(value) if isinstance(value, float) else str(value)
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def markdown_table(df: pd.DataFrame) -> str:
@@ -430,8 +434,23 @@ def cost_table(summary: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
         "run time / step (µs)": [_cell(*v, scale=1e6) for v in zip(
             summary["run_s_per_step_median"], summary["run_s_per_step_min"], summary["run_s_per_step_max"])],
         "run time / call (ms)": [_cell(*v, scale=1e3) for v in zip(
-            summary["run_s_per_call_median_median"], summary["run_s_per_call_median_min"],
-            summary["run_s_per_call_median_max"])],
+            summary["run_s_per_call_median"], summary["run_s_per_call_min"], summary["run_s_per_call_max"])],
+    })
+
+
+def methods_table(df: pd.DataFrame) -> pd.DataFrame:
+    """method x optimizer (and whatever else splits them) -> what happens to the frozen parameters."""
+    keys = splitting_keys(df, ("method", "optimizer"), ("freeze", "model", *[c for c in df.columns if "." in c]))
+    summary = summarize(df, keys)
+    return pd.DataFrame({
+        **{k: summary[k] for k in keys},
+        "frozen drift L2 (max)": [_num(v) for v in summary["drift_l2_max"]],
+        "frozen bitwise unchanged": [_fraction(n, of) for n, of in zip(summary["unchanged_runs"],
+                                                                       summary["unchanged_of"])],
+        "optimizer state (bytes)": [_cell(m, lo, hi, _int) for m, lo, hi in
+                                    zip(summary["opt_state_bytes_median"], summary["opt_state_bytes_min"],
+                                        summary["opt_state_bytes_max"])],
+        "grads cover frozen": [_yes_no(v) for v in summary["grads_cover_frozen"]],
     })
 
 
@@ -454,7 +473,7 @@ def environment_table(records: list[dict], date: str) -> pd.DataFrame:
         ("runs started", _distinct(_span(r.get("started") for r in records))),
         ("report date", date),
     ]
-    return pd.DataFrame(rows, columns=["", "value"])
+    return pd.DataFrame(rows, columns=["", ""])
 
 
 def _span(stamps: Iterable[Any]) -> list[str]:
@@ -469,10 +488,17 @@ def status_counts(df: pd.DataFrame) -> dict[str, int]:
 
 
 def not_ok_table(df: pd.DataFrame) -> pd.DataFrame:
-    """The runs that did not finish ok: job number, status, overrides, error."""
+    """The runs that did not finish ok: job number, status, overrides, error or first non-finite step."""
     bad = df[df["status"] != "ok"]
     return pd.DataFrame({"job": bad["job_num"], "status": bad["status"], "overrides": bad["overrides"],
-                         "error": bad["error"]})
+                         "error": [_problem_text(run) for _, run in bad.iterrows()]})
+
+
+def _problem_text(run: pd.Series) -> str | None:
+    if _nan_to_none(run["error"]) is not None:
+        return run["error"]
+    step = _nan_to_none(run["diverged_at_step"])
+    return None if step is None else f"non-finite loss from step {step}"
 
 
 METHOD_NOTES = (
@@ -528,6 +554,7 @@ def render_report(sweep_dir: Path, df: pd.DataFrame, records: list[dict], proble
 # Figures
 # ---------------------------------------------------------------------------------------------
 
+
 def _label(values: Mapping[str, Any], keys: Iterable[str]) -> str:
     return " · ".join(_key_text(values[k]) if k in ALWAYS_KEYS else f"{k}={_key_text(values[k])}" for k in keys)
 
@@ -535,6 +562,25 @@ def _label(values: Mapping[str, Any], keys: Iterable[str]) -> str:
 def _varying(df: pd.DataFrame, keys: Iterable[str]) -> list[str]:
     """The keys that take more than one value in `df`: the ones worth naming in a legend."""
     return [k for k in keys if k in df.columns and df[k].nunique(dropna=False) > 1]
+
+
+def _plain_log_labels(axis) -> None:
+    """Tick labels like 2 and 0.5 on a log axis instead of 2×10⁰; call once the data is drawn.
+
+    Minor ticks get labels only when the axis spans less than a decade, where
+    there may be no major tick at all: every one below a factor 3, else 2, 3 and 5.
+    """
+    low, high = sorted(axis.get_view_interval())
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    if low > 0 and high / low < 10:
+        shown = range(1, 10) if high / low < 3 else (2, 3, 5)
+
+        def minor(v: float, _) -> str:
+            return f"{v:g}" if round(v / 10 ** math.floor(math.log10(v))) in shown else ""
+
+        axis.set_minor_formatter(FuncFormatter(minor))
+    else:
+        axis.set_minor_formatter(NullFormatter())
 
 
 def _new_figure(width: float, height: float) -> Figure:
@@ -576,6 +622,7 @@ def training_curves_figure(df: pd.DataFrame, histories: Mapping[str, dict]) -> F
         ax.grid(True, alpha=0.3)
         if seen:
             ax.legend(fontsize="x-small")
+            _plain_log_labels(ax.yaxis)
     for ax in list(grid.flat)[len(methods):]:
         ax.set_visible(False)
     fig.suptitle("Training curves: train MSE per step (one line per run)")
@@ -604,35 +651,38 @@ def time_vs_steps_figure(summary: pd.DataFrame, keys: list[str]) -> Figure | str
              yscale="log")
     right.set(title="Compile time", xlabel="steps per run", ylabel="compile time (s)", xscale="log", yscale="log")
     for ax in (left, right):
+        _plain_log_labels(ax.xaxis)
+        _plain_log_labels(ax.yaxis)
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize="x-small")
+    fig.legend(*left.get_legend_handles_labels(), loc="outside lower center", ncols=3, fontsize="x-small")
     fig.suptitle("Cost against step count (median, bars: min–max)")
     return fig
 
 
 def frozen_drift_figure(summary: pd.DataFrame, keys: list[str]) -> Figure | str:
     """Largest frozen-parameter drift per method, one bar per other setting; 0 means bitwise unchanged."""
-    ok = summary[(summary["ok"] > 0) & summary["drift_l2_max"].notna()]
+    ok = summary[(summary["ok"] > 0) & summary["drift_l2_max"].notna() & (summary["frozen_params_max"] > 0)]
     if ok.empty:
-        return "no run recorded frozen-parameter drift"
+        return "no ok run has frozen parameters (freeze=none, or no drift recorded)"
     methods = list(dict.fromkeys(ok["method"]))
     others = _varying(ok, [k for k in keys if k not in ("method", "steps", "lr")]) or ["optimizer"]
-    labels = list(dict.fromkeys(_label(r, others) for _, r in ok.iterrows()))
+    bar_labels = pd.Series([_label(r, others) for _, r in ok.iterrows()], index=ok.index)
+    labels = list(dict.fromkeys(bar_labels))
     width = 0.8 / len(labels)
     fig = _new_figure(max(6.0, 1.2 * len(methods) * max(1, len(labels) / 2)), 4.2)
     ax = fig.subplots()
     for j, label in enumerate(labels):
-        heights = []
+        heights, texts = [], []
         for method in methods:
-            rows = ok[(ok["method"] == method) & (ok.apply(lambda r: _label(r, others), axis=1) == label)]
+            rows = ok[(ok["method"] == method) & (bar_labels == label)]
             heights.append(rows["drift_l2_max"].max() if len(rows) else math.nan)
+            bitwise = len(rows) and (rows["unchanged_runs"] == rows["unchanged_of"]).all()
+            texts.append("" if not len(rows) else "bitwise 0" if bitwise else _num(heights[-1]))
         x = np.arange(len(methods)) + (j - (len(labels) - 1) / 2) * width
         bars = ax.bar(x, heights, width, color=f"C{j % 10}", label=label)
-        ax.bar_label(bars, labels=[_num(h) if not math.isnan(h) else "" for h in heights], fontsize="x-small",
-                     rotation=90, padding=2)
+        ax.bar_label(bars, labels=texts, fontsize="x-small", rotation=90, padding=2)
     ax.set_xticks(np.arange(len(methods)), methods, rotation=20, ha="right")
-    ax.set(title="Frozen-parameter drift per method\n(largest over runs and step counts; 0 = bitwise unchanged)",
-           xlabel="freeze method",
+    ax.set(title="Frozen-parameter drift per method\n(largest over the runs of each bar)", xlabel="freeze method",
            ylabel="L2 norm of final − initial (parameter units)")
     ax.margins(y=0.25)
     ax.grid(True, axis="y", alpha=0.3)
@@ -643,7 +693,7 @@ def frozen_drift_figure(summary: pd.DataFrame, keys: list[str]) -> Figure | str:
 def compile_vs_run_figure(summary: pd.DataFrame, keys: list[str]) -> Figure | str:
     """Compile time next to one whole jitted call, per configuration, on a log axis."""
     ok = summary[(summary["ok"] > 0) & summary["compile_s_median"].notna()
-                 & summary["run_s_per_call_median_median"].notna()]
+                 & summary["run_s_per_call_median"].notna()]
     if ok.empty:
         return "no run recorded timings"
     labels = [_label(r, _varying(ok, keys) or keys) for _, r in ok.iterrows()]
@@ -651,7 +701,7 @@ def compile_vs_run_figure(summary: pd.DataFrame, keys: list[str]) -> Figure | st
     fig = _new_figure(9, 1.2 + 0.38 * len(labels))
     ax = fig.subplots()
     compile_s = ok["compile_s_median"].to_numpy(float)
-    run_s = ok["run_s_per_call_median_median"].to_numpy(float)
+    run_s = ok["run_s_per_call_median"].to_numpy(float)
     ax.barh(y - 0.2, compile_s, 0.4, color="C3", label="compile (AOT, once)")
     ax.barh(y + 0.2, run_s, 0.4, color="C0", label="run (one call, all steps)")
     ax.set_yticks(y, labels, fontsize="x-small")
@@ -728,8 +778,10 @@ def log_report_to_wandb(sweep_dir: str | Path, df: pd.DataFrame,
             logged["report/runs"] = wandb.Table(dataframe=_plain(df.drop(columns=["config_key"])))
             run.log(logged)
             run.summary.update({f"runs/{k}": v for k, v in counts.items()})
-        finally:
-            run.finish()
+        except Exception:
+            run.finish(exit_code=1)
+            raise
+        run.finish()
     except Exception as err:  # noqa: BLE001 - W&B is an observer, never a point of failure
         return f"{type(err).__name__}: {err}"
     return None
@@ -737,11 +789,10 @@ def log_report_to_wandb(sweep_dir: str | Path, df: pd.DataFrame,
 
 def _wandb_target(records: list[dict]) -> tuple[str, str | None, str | None]:
     """(project, entity, group) the sweep's own runs were logged to."""
-    wandb_cfg = next((_get(r, "config", "tracker", "wandb") for r in records if _get(r, "config", "tracker", "wandb")),
-                     {})
-    group = wandb_cfg.get("group") or next((_get(r, "config", "name") for r in records if _get(r, "config", "name")),
-                                           None)
-    return wandb_cfg.get("project") or "nnx-freeze-bench", wandb_cfg.get("entity"), group
+    configs = [_get(r, "config", "tracker", "wandb", default={}) for r in records]
+    wandb_cfg = next((c for c in configs if c), {})
+    name = next((n for n in (_get(r, "config", "name") for r in records) if n), None)
+    return wandb_cfg.get("project") or "nnx-freeze-bench", wandb_cfg.get("entity"), wandb_cfg.get("group") or name
 
 
 # ---------------------------------------------------------------------------------------------
@@ -751,21 +802,47 @@ def _wandb_target(records: list[dict]) -> tuple[str, str | None, str | None]:
 
 def build_report(sweep_dir: str | Path, out_dir: str | Path | None = None) -> dict[str, Any]:
     """Reads a sweep and writes runs.parquet, runs.csv, report.md and figures; returns what it made."""
-    sweep_dir = Path(sweep_dir)
-    out_dir = Path(out_dir) if out_dir is not None else sweep_dir
     read, problems = read_records(sweep_dir)
     df = frame(read)
+    records = [record for _, record in read]
+    figures = write_report(sweep_dir, df, out_dir, records=records, problems=problems)
+    out = Path(out_dir) if out_dir is not None else Path(sweep_dir)
+    return {"df": df, "problems": problems, "records": records, "figures": figures,
+            "tables": [out / "runs.parquet", out / "runs.csv"], "report": out / "report.md"}
+
+
+def write_report(sweep_dir: str | Path, df: pd.DataFrame, out_dir: str | Path | None = None, *,
+                 records: list[dict] | None = None, problems: list[tuple[Path, str]] = ()) -> dict[str, Path | str]:
+    """Writes runs.parquet, runs.csv, figures and report.md for `df` into `out_dir` (default: the sweep).
+
+    Returns {figure name: PNG path, or why it was skipped}, ready for
+    `log_report_to_wandb`. Without `records`, histories and environments are
+    re-read from the files in `df["path"]`.
+    """
+    sweep_dir = Path(sweep_dir)
+    out_dir = Path(out_dir) if out_dir is not None else sweep_dir
+    if records is None:
+        records = [record for _, record in read_records_at(df["path"])]
     out_dir.mkdir(parents=True, exist_ok=True)
-    tables = [out_dir / "runs.parquet", out_dir / "runs.csv"]
-    df.to_parquet(tables[0], index=False)
-    df.to_csv(tables[1], index=False)
-    histories = {str(path): record.get("history") for path, record in read}
+    df.to_parquet(out_dir / "runs.parquet", index=False)
+    df.to_csv(out_dir / "runs.csv", index=False)
+    histories = {path: record.get("history") for path, record in zip(df["path"], records)}
     figures = write_figures(df, histories, out_dir)
     date = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
-    report = out_dir / "report.md"
-    report.write_text(render_report(sweep_dir, df, [r for _, r in read], problems, figures, date))
-    return {"df": df, "problems": problems, "records": [r for _, r in read], "tables": tables, "report": report,
-            "figures": figures}
+    (out_dir / "report.md").write_text(render_report(sweep_dir, df, records, list(problems), figures, date))
+    return figures
+
+
+def read_records_at(paths: Iterable[str | Path]) -> list[tuple[Path, dict]]:
+    """The records at these paths, in order; one that no longer reads is an empty record, not an error."""
+    out = []
+    for path in map(Path, paths):
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, ValueError):
+            record = {}
+        out.append((path, record if isinstance(record, dict) else {}))
+    return out
 
 
 def _report_lines(made: dict[str, Any]) -> list[str]:
@@ -785,8 +862,8 @@ def _report_lines(made: dict[str, Any]) -> list[str]:
         lines.append("not ok:")
         for _, run in bad.iterrows():
             lines.append(f"  #{_key_text(run['job_num'])} {run['status']}: {run['overrides'] or '(no overrides)'}")
-            if _nan_to_none(run["error"]):
-                lines.append(f"      {run['error']}")
+            if _problem_text(run):
+                lines.append(f"      {_problem_text(run)}")
     if problems:
         lines.append("unreadable records:")
         lines += [f"  {path}: {why}" for path, why in problems]
@@ -818,7 +895,9 @@ def main_report(argv: list[str] | None = None) -> int:
         error = log_report_to_wandb(args.sweep_dir, made["df"], made["figures"], mode=args.wandb,
                                     project=args.project or project, group=args.group or group,
                                     entity=args.entity or entity)
-        lines.insert(4, f"  W&B ({args.wandb}): " + (f"failed, {error}" if error else str(args.sweep_dir / "wandb")))
+        latest = args.sweep_dir / "wandb" / "latest-run"
+        where = latest.resolve() if latest.exists() else args.sweep_dir / "wandb"
+        lines.insert(4, f"  W&B ({args.wandb}): " + (f"not logged, {error}" if error else str(where)))
     print("\n".join(lines), flush=True)
     return 0
 
@@ -837,28 +916,38 @@ COMPARED = (
 
 
 def parse_threshold(text: str) -> float:
-    """'5%' or '0.05' -> 0.05."""
+    """'5%' or '0.05' -> 0.05; a bare number must be a fraction below 1, so '5' is not read as 500%."""
     text = text.strip()
-    value = float(text[:-1]) / 100 if text.endswith("%") else float(text)
-    if not 0 < value < 1 or (not text.endswith("%") and value >= 1):
+    percent = text.endswith("%")
+    value = float(text[:-1]) / 100 if percent else float(text)
+    if not value > 0 or (not percent and value >= 1):
         raise ValueError(f"threshold {text!r}: give a percentage like 5% or a fraction like 0.05")
     return value
 
 
+def _compared_axes(df: pd.DataFrame) -> list[str]:
+    """Axis columns that describe a configuration across sweeps: not the experiment's name."""
+    return [k for k in AXIS_COLUMNS if k != "experiment"] + [c for c in df.columns if "." in c]
+
+
 def per_config(df: pd.DataFrame) -> pd.DataFrame:
-    """One row per configuration: axes, status ('ok' if any run was), medians of the compared columns."""
+    """One row per configuration: axes, status ('ok' if any run was), medians of the compared columns.
+
+    The compile time is the median over cold compiles only: a cache hit is not a
+    compile time, so a configuration that never compiled has none.
+    """
     rows = []
     for (key,), g in df.groupby(["config_key"], dropna=False, sort=False):
         ok = g[g["status"] == "ok"]
-        first = g.iloc[0]
-        out = {"config_key": key, **{k: first[k] for k in AXIS_COLUMNS if k != "experiment"},
+        out = {"config_key": key, **{k: g[k].iloc[0] for k in _compared_axes(df)},
                "status": "ok" if len(ok) else ",".join(sorted(set(g["status"]))), "runs": len(g),
-               "overrides": first["overrides"],
-               "compile_source": ",".join(sorted(set(ok["compile_source"].dropna())))}
+               "overrides": g["overrides"].iloc[0], "compile_source": _source_counts(ok)}
         for name, _ in COMPARED:
-            out[name] = _median_range(ok[name])[0]
+            runs = ok[ok["compile_source"] == "compiled"] if name == "compile_s" else ok
+            out[name] = _median_range(runs[name])[0]
         rows.append(out)
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=["config_key", *_compared_axes(df), "status", "runs", "overrides",
+                                       "compile_source", *(name for name, _ in COMPARED)])
 
 
 def _ratio(a: float, b: float) -> float:
@@ -870,64 +959,69 @@ def _ratio(a: float, b: float) -> float:
 
 
 def _verdict(ratio: float, threshold: float) -> str:
-    """'regression' (higher is worse), 'improvement' or ''."""
+    """'regression' above 1 + threshold (higher is worse), 'improvement' below 1 / (1 + threshold), or ''."""
     if math.isnan(ratio):
         return ""
-    return "regression" if ratio > 1 + threshold else "improvement" if ratio < 1 - threshold else ""
+    return "regression" if ratio > 1 + threshold else "improvement" if ratio < 1 / (1 + threshold) else ""
+
+
+def _compare_one(a: pd.Series, b: pd.Series, threshold: float) -> dict[str, Any]:
+    """Ratios B/A of one configuration, each flagged 'regression' / 'improvement' / ''."""
+    out: dict[str, Any] = {"status": a["status"] if a["status"] == b["status"] else f"{a['status']} → {b['status']}"}
+    flags = []
+    if a["status"] == "ok" and b["status"] != "ok":
+        flags.append(f"status {b['status']} (regression)")
+    elif a["status"] != "ok" and b["status"] == "ok":
+        flags.append("status ok (improvement)")
+    for name, title in COMPARED:
+        ratio = _ratio(a[name], b[name])
+        verdict = _verdict(ratio, threshold)
+        out.update({f"{name}_a": a[name], f"{name}_b": b[name], f"{name}_ratio": ratio, f"{name}_flag": verdict})
+        if verdict:
+            flags.append(f"{title} ×{_num(ratio)} ({verdict})")
+    out["regression"] = any(f.endswith("(regression)") for f in flags)
+    out["flags"] = "; ".join(flags)
+    return out
 
 
 def compare(a: pd.DataFrame, b: pd.DataFrame, threshold: float = 0.05) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(matched configurations with B/A ratios and flags, unmatched configurations with their side).
+    """(matched configurations with B/A ratios and flags, configurations found in one sweep only).
 
     Configurations match on everything a run computes (`config_key`), so the
     experiment name, results dir, tracker and timestamps never prevent a match.
-    A compile ratio between a cold compile and a cache hit is shown, not flagged.
+    A run that was ok in A and is not in B is a regression too.
     """
-    left, right = per_config(a), per_config(b)
-    merged = left.merge(right, on="config_key", how="outer", suffixes=("_a", "_b"), indicator=True)
+    left = per_config(a).set_index("config_key", drop=False)
+    right = per_config(b).set_index("config_key", drop=False)
+    axes_ = list(dict.fromkeys([*_compared_axes(a), *_compared_axes(b)]))
     rows, unmatched = [], []
-    for _, m in merged.iterrows():
-        side = m["_merge"]
-        if side != "both":
-            suffix = "_a" if side == "left_only" else "_b"
-            unmatched.append({"only in": "A" if suffix == "_a" else "B",
-                              **{k: m[k + suffix] for k in AXIS_COLUMNS if k != "experiment"},
-                              "status": m["status" + suffix], "overrides": m["overrides" + suffix]})
-            continue
-        out = {k: m[k + "_a"] for k in AXIS_COLUMNS if k != "experiment"}
-        out["status"] = m["status_a"] if m["status_a"] == m["status_b"] else f"{m['status_a']} → {m['status_b']}"
-        flags = []
-        if m["status_a"] == "ok" and m["status_b"] != "ok":
-            flags.append(f"status {m['status_b']} (regression)")
-        elif m["status_a"] != "ok" and m["status_b"] == "ok":
-            flags.append("status ok (improvement)")
-        for name, title in COMPARED:
-            ratio = _ratio(m[name + "_a"], m[name + "_b"])
-            out[f"{name}_a"], out[f"{name}_b"], out[f"{name}_ratio"] = m[name + "_a"], m[name + "_b"], ratio
-            verdict = _verdict(ratio, threshold)
-            if name == "compile_s" and m["compile_source_a"] != m["compile_source_b"]:
-                verdict = ""  # a cache hit against a compile says nothing about the compiler
-            out[f"{name}_flag"] = verdict
-            if verdict:
-                flags.append(f"{title} ×{_num(ratio)} ({verdict})")
-        out["regression"] = any("(regression)" in f for f in flags)
-        out["flags"] = "; ".join(flags)
-        rows.append(out)
-    return pd.DataFrame(rows), pd.DataFrame(unmatched)
+    for key in left.index:
+        if key in right.index:
+            rows.append({**{k: left.at[key, k] if k in left else None for k in axes_},
+                         **_compare_one(left.loc[key], right.loc[key], threshold)})
+    for side, this, other in (("A", left, right), ("B", right, left)):
+        for key in this.index.difference(other.index, sort=False):
+            unmatched.append({"only in": side, **{k: this.at[key, k] if k in this else None for k in axes_},
+                              "status": this.at[key, "status"], "overrides": this.at[key, "overrides"]})
+    table = pd.DataFrame(rows, columns=[*axes_, "status", *(f"{name}_{part}" for name, _ in COMPARED
+                                                            for part in ("a", "b", "ratio", "flag")),
+                                        "regression", "flags"])
+    return _typed(table), _typed(pd.DataFrame(unmatched, columns=["only in", *axes_, "status", "overrides"]))
 
 
 def _shown_axes(*frames: pd.DataFrame) -> list[str]:
     """Axis columns worth a column in a printed table: method, freeze, optimizer and whatever varies."""
-    both = pd.concat([f for f in frames if len(f)], ignore_index=True) if any(len(f) for f in frames) else None
-    if both is None:
+    names = list(dict.fromkeys(c for f in frames for c in f.columns if c in AXIS_COLUMNS or "." in c))
+    rows = [r for f in frames for r in f.reindex(columns=names).to_dict("records")]
+    if not rows:
         return list(ALWAYS_KEYS)
-    return splitting_keys(both, ALWAYS_KEYS, [k for k in AXIS_COLUMNS if k not in ALWAYS_KEYS and k in both])
+    return splitting_keys(_typed(pd.DataFrame(rows, columns=names)), ALWAYS_KEYS, names)
 
 
 def compare_markdown(table: pd.DataFrame, unmatched: pd.DataFrame, threshold: float, a: Path, b: Path) -> str:
     """The comparison as markdown: ratios B/A, flagged cells in bold, then unmatched runs."""
     keys = _shown_axes(table, unmatched)
-    lines = [f"# Compare: B / A\n", f"A: `{a}`  \nB: `{b}`  \nthreshold: {threshold:.1%} "
+    lines = ["# Compare: B / A\n", f"A: `{a}`  \nB: `{b}`  \nthreshold: {threshold:.1%} "
              "(higher is worse for every column)\n"]
     if len(table):
         shown = {k: table[k] for k in keys}

@@ -29,7 +29,8 @@ SEEDS = (1, 2)
 
 
 def make_record(num: int, method: str, optimizer: str, steps: int, seed: int, *, per_step_s: float = 2e-6,
-                status: str = "ok", name: str = "study", results_dir: str = "results") -> dict:
+                status: str = "ok", name: str = "study", results_dir: str = "results", frozen: int = 1,
+                resume: str | None = None) -> dict:
     """A record shaped like harness.app.run_job writes; stop_gradient with adamw moves the frozen kernel."""
     moved = method == "stop_gradient" and optimizer == "adamw"
     overrides = [f"method={method}", f"optimizer={optimizer}", f"train.steps={steps}", f"task.seed={seed}"]
@@ -40,7 +41,7 @@ def make_record(num: int, method: str, optimizer: str, steps: int, seed: int, *,
         "job": {"name": f"harness-{num}", "num": num, "overrides": overrides,
                 "override_dirname": ",".join(overrides), "output_dir": f"/sweep/{num}"},
         "config": {
-            "name": name, "results_dir": results_dir,
+            "name": name, "results_dir": results_dir, "resume": resume,
             "task": {"seed": seed, "slope": 2.234, "intercept": -1.123, "n_train": 55, "n_test": 55},
             "model": {"name": "linear", "pretrained_kernel": 2.0, "depth": 2, "width": 16},
             "freeze": {"name": "kernel", "patterns": ["kernel"]},
@@ -71,7 +72,7 @@ def make_record(num: int, method: str, optimizer: str, steps: int, seed: int, *,
                     "last_step_train_mse": mse, "slope": 2.0 - drift, "intercept": -0.001 * steps},
         "drift": {"l2": drift, "max_abs": drift, "unchanged": not moved,
                   "leaves": {"kernel": {"l2": drift, "max_abs": drift, "unchanged": not moved}}},
-        "parameters": {"trainable": 1, "frozen": 1, "trainable_paths": ["bias"], "frozen_paths": ["kernel"],
+        "parameters": {"trainable": 1, "frozen": frozen, "trainable_paths": ["bias"], "frozen_paths": ["kernel"],
                        "grad_paths": ["bias", "kernel"] if method == "stop_gradient" else ["bias"],
                        "grads_cover_frozen": method == "stop_gradient"},
         "optimizer_state": {"bytes": 48 if method == "stop_gradient" else 40, "leaves": 10, "frozen_leaves": 0,
@@ -225,11 +226,14 @@ def test_methods_table_shows_the_naive_method_drifting_with_adamw(built):
 
 
 def test_figure_without_data_is_skipped_with_a_line(tmp_path):
-    write_sweep(tmp_path / "sweep", steps=(50,), broken=False)
+    write_sweep(tmp_path / "sweep", steps=(50,), broken=False, frozen=0)  # one step count, nothing frozen
     made = report.build_report(tmp_path / "sweep")
-    assert isinstance(made["figures"]["time_vs_steps"], str)
-    assert not (tmp_path / "sweep" / report.FIGURES["time_vs_steps"]).exists()
-    assert "_Skipped: the sweep has a single step count" in made["report"].read_text()
+    for name in ("time_vs_steps", "frozen_drift"):
+        assert isinstance(made["figures"][name], str)
+        assert not (tmp_path / "sweep" / report.FIGURES[name]).exists()
+    text = made["report"].read_text()
+    assert "_Skipped: the sweep has a single step count" in text and "_Skipped: no ok run has frozen" in text
+    assert made["figures"]["training_curves"].is_file()
 
 
 def test_report_of_a_sweep_with_no_ok_run(tmp_path):
@@ -266,12 +270,13 @@ def test_cli_report_in_a_subprocess(tmp_path):
 
 @pytest.fixture(scope="module")
 def two_sweeps(tmp_path_factory):
-    """B = A with one configuration 2x slower and every other one 1% slower; other names and dirs."""
+    """B = A with one configuration 2x slower and every other one 1% slower; other name, dirs, resumed."""
     root = tmp_path_factory.mktemp("compare")
     slow = {key: 1.01 for key in [(m, o, n, s) for m in METHODS for o in OPTIMIZERS for n in STEPS for s in SEEDS]}
     slow[("stop_gradient", "adamw", 200, 1)] = 2.0
     a = write_sweep(root / "a", broken=False)
-    b = write_sweep(root / "b", slow=slow, broken=False, name="other_name", results_dir="/elsewhere")
+    b = write_sweep(root / "b", slow=slow, broken=False, name="other_name", results_dir="/elsewhere",
+                    resume="/elsewhere/other_name/then")
     return a, b
 
 
@@ -329,9 +334,10 @@ def test_report_is_logged_as_an_offline_wandb_run(tmp_path, monkeypatch):
     for name in ("WANDB_CACHE_DIR", "WANDB_CONFIG_DIR", "WANDB_DATA_DIR", "WANDB_ARTIFACT_DIR"):
         monkeypatch.setenv(name, str(tmp_path / "wandb-home"))
     sweep = write_sweep(tmp_path / "sweep", steps=(50,), broken=False)
-    made = report.build_report(sweep)
-    error = report.log_report_to_wandb(sweep, made["df"], made["figures"], mode="offline",
-                                       project="nnx-freeze-bench", group="study")
+    df, _ = report.load_records(sweep)  # what harness.callbacks does after a multirun
+    figures = report.write_report(sweep, df)
+    assert (sweep / "report.md").is_file() and figures["training_curves"].is_file()
+    error = report.log_report_to_wandb(sweep, df, figures, mode="offline", project="nnx-freeze-bench", group="study")
     assert error is None
     run_files = list((sweep / "wandb").glob("offline-run-*/run-*.wandb"))
     assert len(run_files) == 1

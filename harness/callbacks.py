@@ -64,8 +64,8 @@ def counts(records: list[dict[str, Any]]) -> dict[str, int]:
 
 def summary_lines(records: list[dict[str, Any]], total: int | None) -> list[str]:
     c = counts(records)
-    lines = [f"sweep: {len(records)}" + (f"/{total}" if total else "") + " jobs recorded: "
-             + ", ".join(f"{n} {status}" for status, n in c.items())]
+    jobs = f"{total} jobs, " if total is not None else ""
+    lines = [f"sweep finished: {jobs}{len(records)} runs recorded: " + ", ".join(f"{n} {s}" for s, n in c.items())]
     for r in records:
         if r.get("status") in ("failed", "skipped"):
             error = r.get("error") or {}
@@ -125,6 +125,7 @@ class SweepCallback(Callback):
         sweep_dir = Path(config.hydra.sweep.dir)
         records = read_records(sweep_dir)
         print("\n".join(summary_lines(records, _planned(sweep_dir))), flush=True)
+        print(f"report: harness report {sweep_dir}", flush=True)
         self._report_to_wandb(config, sweep_dir)
         if counts(records)["failed"]:
             sys.exit(1)

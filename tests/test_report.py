@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from harness import report
+from harness import compare, figures, records, report
 from wandb_reader import read_run
 
 pytestmark = pytest.mark.filterwarnings("error")  # no warnings from pandas or matplotlib
@@ -141,7 +141,7 @@ def test_load_records_one_row_per_run_with_flat_columns(sweep):
     df, problems = report.load_records(sweep)
     assert len(df) == N_OK + 2
     expected = {
-        *report.AXIS_COLUMNS, "train_mse", "test_mse", "train_mae", "test_mae", "slope", "intercept", "drift_l2",
+        *records.AXIS_COLUMNS, "train_mse", "test_mse", "train_mae", "test_mae", "slope", "intercept", "drift_l2",
         "drift_max_abs", "drift_unchanged", "opt_state_bytes", "trainable_params", "frozen_params", "compile_s",
         "compile_source", "run_s_per_step_median", "run_s_per_step_iqr", "run_s_per_call_median", "status",
         "error", "job_num", "overrides", "path",
@@ -171,7 +171,7 @@ def test_axis_columns_agree_with_tracking_axes(sweep):
 
     df, _ = report.load_records(sweep)
     first = json.loads((sweep / "0" / "result.json").read_text())
-    assert {k: df.iloc[0][k] for k in report.AXIS_COLUMNS} == pytest.approx(axes(first))
+    assert {k: df.iloc[0][k] for k in records.AXIS_COLUMNS} == pytest.approx(axes(first))
 
 
 def test_other_varying_config_gets_a_column(tmp_path):
@@ -181,7 +181,7 @@ def test_other_varying_config_gets_a_column(tmp_path):
         _write(tmp_path / str(num) / "result.json", json.dumps(rec))
     df, _ = report.load_records(tmp_path)
     assert list(df["model.depth"]) == [1, 2]
-    assert "model.depth" in report.group_keys(df)
+    assert "model.depth" in records.group_keys(df)
 
 
 # --- harness report ----------------------------------------------------------------------------
@@ -198,7 +198,7 @@ def test_report_writes_tables_markdown_and_png_figures(built):
     assert "| jax | 0.10.2 |" in text and "Test CPU (2 cores)" in text and "abc123" in text
     assert "planted failed run" in text and "planted skipped run" in text
     assert "corrupt" in text and "half" in text
-    for name, file in report.FIGURES.items():
+    for name, file in figures.FIGURES.items():
         assert built["figures"][name] == out / file
         data = (out / file).read_bytes()
         assert data.startswith(PNG) and len(data) > 10_000, name
@@ -206,7 +206,7 @@ def test_report_writes_tables_markdown_and_png_figures(built):
 
 
 def test_tables_group_by_method_freeze_optimizer_and_steps(built):
-    summary = report.summarize(built["df"])
+    summary = records.summarize(built["df"])
     assert list(summary.columns[:4]) == ["method", "freeze", "optimizer", "steps"]  # weight_decay adds no rows
     row = summary[(summary["method"] == "diffstate") & (summary["optimizer"] == "adam") & (summary["steps"] == 50)]
     assert row["ok"].item() == 2
@@ -230,7 +230,7 @@ def test_figure_without_data_is_skipped_with_a_line(tmp_path):
     made = report.build_report(tmp_path / "sweep")
     for name in ("time_vs_steps", "frozen_drift"):
         assert isinstance(made["figures"][name], str)
-        assert not (tmp_path / "sweep" / report.FIGURES[name]).exists()
+        assert not (tmp_path / "sweep" / figures.FIGURES[name]).exists()
     text = made["report"].read_text()
     assert "_Skipped: the sweep has a single step count" in text and "_Skipped: no ok run has frozen" in text
     assert made["figures"]["training_curves"].is_file()
@@ -282,7 +282,7 @@ def two_sweeps(tmp_path_factory):
 
 def test_compare_flags_a_2x_slowdown_and_not_a_1_percent_change(two_sweeps):
     (a, _), (b, _) = report.load_records(two_sweeps[0]), report.load_records(two_sweeps[1])
-    table, unmatched = report.compare(a, b, threshold=0.05)
+    table, unmatched = compare.compare(a, b, threshold=0.05)
     assert len(table) == N_OK and unmatched.empty
     flagged = table[table["regression"]]
     assert len(flagged) == 1
@@ -315,16 +315,16 @@ def test_compare_lists_unmatched_runs_and_status_regressions(tmp_path):
     b = write_sweep(tmp_path / "b", steps=(50, 200), broken=False)
     rec = json.loads((b / "0" / "result.json").read_text())
     _write(b / "0" / "result.json", json.dumps({**rec, "status": "diverged"}))
-    table, unmatched = report.compare(report.load_records(a)[0], report.load_records(b)[0])
+    table, unmatched = compare.compare(report.load_records(a)[0], report.load_records(b)[0])
     assert len(table) == 8 and len(unmatched) == 8 and set(unmatched["only in"]) == {"B"}
     assert table["regression"].sum() == 1 and "status diverged" in table[table["regression"]]["flags"].item()
 
 
 def test_threshold_parsing():
-    assert report.parse_threshold("5%") == pytest.approx(0.05)
-    assert report.parse_threshold("0.1") == pytest.approx(0.1)
+    assert compare.parse_threshold("5%") == pytest.approx(0.05)
+    assert compare.parse_threshold("0.1") == pytest.approx(0.1)
     with pytest.raises(ValueError):
-        report.parse_threshold("5")
+        compare.parse_threshold("5")
 
 
 # --- W&B ---------------------------------------------------------------------------------------
@@ -350,7 +350,7 @@ def test_report_is_logged_as_an_offline_wandb_run(tmp_path, monkeypatch):
 
 def test_wandb_failure_is_returned_not_raised(tmp_path):
     df, _ = report.load_records(write_sweep(tmp_path, steps=(50,), broken=False))
-    assert report.log_report_to_wandb(tmp_path, df, [], mode="disabled", project="p", group="g") is None
-    error = report.log_report_to_wandb(tmp_path / "no" / "such" / "\0dir", df, [], mode="no-such-mode",
+    assert report.log_report_to_wandb(tmp_path, df, {}, mode="disabled", project="p", group="g") is None
+    error = report.log_report_to_wandb(tmp_path / "no" / "such" / "\0dir", df, {}, mode="no-such-mode",
                                        project="p", group="g")
     assert isinstance(error, str) and error

@@ -113,7 +113,7 @@ class ReferenceProgram:
         return tuple(jax.tree.leaves((params, opt_state))), (mse, mae)
 
     def finish(self, state, steps: int):
-        """Hook for after the scan (see the NnxProgram step-counter change): nothing to do here."""
+        """After the scan: nothing to do, optax keeps the only step count here."""
         return state
 
     def grad_paths(self, state, x, y) -> list[str]:

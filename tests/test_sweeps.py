@@ -11,7 +11,7 @@ import numpy as np
 from conftest import records, run_cli, wandb_file
 from wandb_reader import read_run
 
-FAST = ("tracker=disabled", "train.warmup=0", "train.repeats=1")
+FAST = ("tracker=disabled", "train.warmup=0", "train.repeats=1", "train.measure_dispatch=false")
 
 
 def test_a_sweep_over_every_axis_records_every_job_and_isolates_failures(cli):

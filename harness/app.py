@@ -58,8 +58,9 @@ def _outcomes(cfg: DictConfig, config: dict[str, Any], job: dict[str, Any], out_
     results = execute_vectorized(spec, devices)
     outcomes = []
     for i, (point, result) in enumerate(results):
-        point_config = copy.deepcopy(config)
+        point_config = copy.deepcopy(config)  # the point as a single run: what compare and reports match on
         point_config["optimizer"]["lr"], point_config["task"]["seed"] = point.optimizer.lr, point.task.seed
+        point_config["vectorize"] = {"lr": [], "seed": []}
         point_job = {**job, "name": f"{job['name']}-{i}", "output_dir": str(out_dir / str(i)),
                      "overrides": [*job["overrides"], f"optimizer.lr={point.optimizer.lr}", f"task.seed={point.task.seed}"],
                      "vectorized": {"point": i, "points": len(results)}}
@@ -83,7 +84,7 @@ def run_job(cfg: DictConfig, out_dir: Path, job: dict[str, Any]) -> list[dict[st
     records = []
     for record_dir, run_config, run_job_info, result in outcomes:
         record = {"schema_version": 1, "status": "failed", "error": None, "job": run_job_info, "config": run_config,
-                  "config_hash": config_hash(run_config), "started": started, **result,
+                  "config_hash": config_hash(config), "started": started, **result,
                   "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         path = record_dir / RECORD_NAME
         write_json_atomic(path, record)  # the ground truth lands before W&B is touched
@@ -111,23 +112,31 @@ def _log_wandb(cfg: DictConfig, record: dict[str, Any], out_dir: Path) -> dict[s
 
 
 def config_hash(config: dict[str, Any]) -> str:
-    """Content hash of a resolved config, ignoring `resume` and the tracker (an observer)."""
-    content = {k: v for k, v in config.items() if k not in ("resume", "tracker")}
+    """What resume compares: the job's resolved config, less where it is written and the tracker."""
+    content = {k: v for k, v in config.items() if k not in ("resume", "results_dir", "tracker")}
     return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def finished_record(out_dir: Path, config: dict[str, Any]) -> dict[str, Any] | None:
-    """The job dir's completed record for this config, if any; a different config's is an error."""
-    try:
-        record = json.loads((out_dir / RECORD_NAME).read_text())
-    except (OSError, ValueError):
-        return None
-    if record.get("status") not in COMPLETE:
-        return None
-    if record.get("config_hash") != config_hash(config):
-        raise ConfigError("resume", f"{out_dir} holds a completed record of another config; "
-                                    "resume a sweep with the same overrides, or start a new one")
-    return record
+def already_done(out_dir: Path, config: dict[str, Any]) -> list[dict[str, Any]]:
+    """The job's completed records (one, or one per vectorized point) if all are there, else [].
+
+    A completed record of another config in the job's dir is an error: resuming with other
+    overrides would mix two sweeps.
+    """
+    expected = max(len(config["vectorize"]["lr"]), 1) * max(len(config["vectorize"]["seed"]), 1)
+    done = []
+    for path in sorted(out_dir.rglob(RECORD_NAME)):
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if record.get("status") not in COMPLETE:
+            continue
+        if record.get("config_hash") != config_hash(config):
+            raise ConfigError("resume", f"{path} is a completed record of another config; resume a sweep with "
+                                        "the same overrides, or start a new one")
+        done.append(record)
+    return done if len(done) == expected else []
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
@@ -136,14 +145,14 @@ def main(cfg: DictConfig) -> None:
     single = HydraConfig.get().mode != RunMode.MULTIRUN
     if cfg.resume:
         try:
-            done = finished_record(out_dir, OmegaConf.to_container(cfg, resolve=True))
+            done = already_done(out_dir, OmegaConf.to_container(cfg, resolve=True))
         except ConfigError as err:
             print(f"error: {err}", file=sys.stderr, flush=True)
-            if single:
-                sys.exit(1)
-            return
+            sys.exit(1)  # also in a multirun: nothing of this sweep should run into another's dir
+        for record in done:
+            print(f"{record['status']} (already recorded, skipped by resume): "
+                  f"{Path(record['job']['output_dir']) / RECORD_NAME}", flush=True)
         if done:
-            print(f"{done['status']} (already recorded, skipped by resume): {out_dir / RECORD_NAME}", flush=True)
             return
     records = run_job(cfg, out_dir, job_info())
     for record in records:

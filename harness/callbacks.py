@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 log = logging.getLogger("harness")
 SWEEP_FILE = "sweep.json"
 PROGRESS_FILE = "progress.jsonl"
+CLAIM_FILE = ".harness-claim"
 
 
 def planned_jobs(config: DictConfig) -> int | None:
@@ -75,13 +76,19 @@ def summary_lines(records: list[dict[str, Any]], total: int | None) -> list[str]
     return lines
 
 
-def ensure_writable(directory: Path) -> None:
-    """Exits with one clear line when results cannot be written there: before any job runs."""
+def claim(directory: Path, resume: bool) -> None:
+    """Makes `directory` this run's or sweep's own, before any job runs; exits with one clear line if it can't.
+
+    Two commands started in the same microsecond would otherwise write into one dir.
+    """
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        probe = directory / ".write-test"
-        probe.write_text("")
-        probe.unlink()
+        with open(directory / CLAIM_FILE, "a" if resume else "x"):
+            pass
+    except FileExistsError:
+        print(f"error: {directory} is already used by another run; start again, or pass resume={directory}",
+              file=sys.stderr, flush=True)
+        sys.exit(1)
     except OSError as err:
         print(f"error: results_dir: cannot write results to {directory}: {err.strerror or err}; "
               "set results_dir=<a writable directory>", file=sys.stderr, flush=True)
@@ -90,11 +97,11 @@ def ensure_writable(directory: Path) -> None:
 
 class SweepCallback(Callback):
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        ensure_writable(Path(config.hydra.run.dir))
+        claim(Path(config.hydra.run.dir), bool(config.resume))
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
-        ensure_writable(sweep_dir)
+        claim(sweep_dir, bool(config.resume))
         total = planned_jobs(config)
         (sweep_dir / SWEEP_FILE).write_text(json.dumps({"planned_jobs": total}))
         print(f"sweep: {total if total is not None else '?'} jobs -> {sweep_dir}", flush=True)

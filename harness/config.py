@@ -38,7 +38,6 @@ def _positive(value: float) -> bool:
     return math.isfinite(value) and value > 0
 
 
-METHODS = ("diffstate", "wrt_only", "attribute", "variable", "optax_partition", "stop_gradient", "reference")
 OPTIMIZERS = ("adam", "adamw")
 MODELS = ("linear", "mlp")
 PLATFORMS = ("cpu", "gpu", "tpu", "auto")
@@ -94,12 +93,9 @@ class FreezeConfig:
 
 @dataclass
 class MethodConfig:
-    """How frozen parameters are kept out of training (see harness/freezing.py)."""
+    """How frozen parameters are kept out of training: a name in harness.freezing.METHODS or `reference`."""
 
     name: str = "diffstate"
-
-    def __post_init__(self) -> None:
-        _one_of(self.name, METHODS, "method.name")
 
 
 @dataclass
@@ -119,6 +115,8 @@ class OptimizerConfig:
             "optimizer.weight_decay",
             f"must be a finite number >= 0, got {self.weight_decay}",
         )
+        _check(self.name == "adamw" or self.weight_decay == 0, "optimizer.weight_decay",
+               f"only optimizer=adamw decays weights; got {self.weight_decay} with optimizer={self.name}")
         _check(0 <= self.b1 < 1, "optimizer.b1", f"must be in [0, 1), got {self.b1}")
         _check(0 <= self.b2 < 1, "optimizer.b2", f"must be in [0, 1), got {self.b2}")
         _check(_positive(self.eps), "optimizer.eps", f"must be > 0, got {self.eps}")

@@ -211,5 +211,7 @@ METHODS: dict[str, type[FreezeMethod]] = {
 
 
 def make_method(name: str, frozen: PathMatch) -> FreezeMethod:
+    if name not in METHODS:
+        raise ConfigError("method.name", f"got {name!r}, allowed: {', '.join([*METHODS, 'reference'])}")
     return METHODS[name](frozen)
 

@@ -53,7 +53,7 @@ def execute(spec: Config, devices: list[jax.Device] | jax.Device) -> dict[str, A
             train, args, static, steps=spec.train.steps, warmup=spec.train.warmup, repeats=spec.train.repeats
         )
         if spec.train.measure_dispatch:
-            timing.dispatch = dispatch_cost(train, args, static, step_s=float(np.median(timing.run_s)) / spec.train.steps)
+            timing.dispatch = dispatch_cost(train, args, static)
         return summarize(spec, data, built, state, np.asarray(mse), np.asarray(mae), timing.summary())
 
 

@@ -71,21 +71,26 @@ class Timing:
     warmup: int
     run_s: list[float] = field(default_factory=list)  # one per repeat, whole call
     steps: int = 1
-    flops: float | None = None  # XLA's count for the whole program: it counts a scan body once (see dispatch)
+    flops: float | None = None  # XLA's count for the program, scan body counted once: see dispatch.flops_per_step
     bytes_accessed: float | None = None
     memory: dict[str, int | None] = field(default_factory=dict)
     points: int = 1  # > 1: a vectorized call that trains this many runs at once
-    compiles_during_runs: int = 0  # must stay 0: a compile inside the timed calls would be counted as run time
     dispatch: dict[str, float] | None = None  # see `dispatch_cost`
 
     def summary(self) -> dict[str, Any]:
         call = spread(self.run_s)
-        return {
+        out = {
             **{k: v for k, v in asdict(self).items() if k != "run_s"},
             "run_s": self.run_s,
             "run_s_per_call": call,
-            "run_s_per_step": {k: v / self.steps / self.points for k, v in call.items()},
+            "run_s_per_step": {k: v / self.steps / self.points for k, v in call.items()},  # call time / steps
         }
+        if self.dispatch and self.steps > 1:
+            # Per step inside the loop, without the per-call cost: (N-step call - 1-step call) / (N - 1).
+            in_loop = max(call["median"] - self.dispatch["one_step_call_s"], 0.0) / (self.steps - 1)
+            out["in_loop_s_per_step"] = in_loop
+            out["dispatch"] = {**self.dispatch, "overhead_s": max(self.dispatch["one_step_call_s"] - in_loop, 0.0)}
+        return out
 
 
 def _cost(compiled) -> tuple[float | None, float | None]:
@@ -119,10 +124,11 @@ def use_persistent_cache(path: str | None) -> None:
     compilation_cache.reset_cache()
 
 
-def dispatch_cost(jitted: Callable, args: tuple, static: dict, *, step_s: float, calls: int = 50) -> dict[str, float]:
-    """What one call costs beyond its compiled work: a 1-step program's call time minus one step.
+def dispatch_cost(jitted: Callable, args: tuple, static: dict, *, calls: int = 50) -> dict[str, float]:
+    """A 1-step program's call time (median of `calls`) and XLA's cost of one step.
 
-    The 1-step program is compiled here (not counted in the run's compile).
+    `Timing.summary` turns it into the per-call overhead and the in-loop time per step.
+    The 1-step program is compiled here, apart from the run's own compile.
     """
     compiled = jitted.lower(*args, **{**static, "steps": 1}).compile()
     jax.block_until_ready(compiled(*args))
@@ -134,8 +140,7 @@ def dispatch_cost(jitted: Callable, args: tuple, static: dict, *, step_s: float,
     one_step = float(np.median(samples))
     # XLA counts a scan body once whatever its trip count, so the 1-step program's count is per step.
     flops, bytes_accessed = _cost(compiled)
-    return {"one_step_call_s": one_step, "overhead_s": max(one_step - step_s, 0.0), "flops_per_step": flops,
-            "bytes_accessed_per_step": bytes_accessed}
+    return {"one_step_call_s": one_step, "flops_per_step": flops, "bytes_accessed_per_step": bytes_accessed}
 
 
 def compile_and_time(jitted: Callable, args: tuple, static: dict, *, steps: int, warmup: int, repeats: int,
@@ -161,5 +166,6 @@ def compile_and_time(jitted: Callable, args: tuple, static: dict, *, steps: int,
             t = time.perf_counter()
             out = jax.block_until_ready(compiled(*args))
             timing.run_s.append(time.perf_counter() - t)
-    timing.compiles_during_runs = during.backend_compiles
+    if during.backend_compiles:
+        raise RuntimeError(f"{during.backend_compiles} compile(s) happened inside the timed calls: run times are invalid")
     return out, timing

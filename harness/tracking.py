@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -19,13 +20,24 @@ from harness.config import WandbConfig
 log = logging.getLogger(__name__)
 
 
+def finite_or_null(obj: Any) -> Any:
+    """NaN and infinities as None: records are strict JSON (jq, browsers); `divergence` says where they began."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: finite_or_null(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite_or_null(v) for v in obj]
+    return obj
+
+
 def write_json_atomic(path: Path, obj: Any) -> None:
     """Write, fsync, rename: a reader sees the old file, the whole new one, or none, never half."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=1, allow_nan=True)
+            json.dump(finite_or_null(obj), f, indent=1, allow_nan=False)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

@@ -42,26 +42,15 @@ import os
 import platform
 import re
 import time
-from pathlib import Path
 from typing import Callable
 
 import jax
 import numpy as np
-from hydra import compose, initialize_config_dir
-
-from harness.config import Config, register, to_spec
+from harness.app import spec_from_overrides as seed_spec
 from harness.task import make_data
 from harness.train import Built, build, train
 
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 HARNESS, REFERENCE, HARNESS_REF, AGAIN = "harness", "reference", "harness(ref body)", "reference again"
-
-
-def seed_spec(*overrides: str) -> Config:
-    """The seed study's Config, composed from conf/ as the command line would."""
-    register()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return to_spec(compose("config", overrides=list(overrides)))
 
 
 def scan_loop(state, x, y, *, program, steps: int):

@@ -16,17 +16,9 @@ import time
 
 import jax
 import numpy as np
-from hydra import compose, initialize_config_dir
-
-from harness.app import CONF_DIR
-from harness.config import to_spec
-from harness.run import _placed_data, points
+from harness.app import spec_from_overrides as spec_for
+from harness.run import _placed_data, points, stack
 from harness.train import build, train, train_many
-
-
-def spec_for(*overrides):
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return to_spec(compose("config", overrides=list(overrides)))
 
 
 def one_by_one(specs, devices, steps):
@@ -47,7 +39,6 @@ def vectorized(specs, devices, steps):
     t0 = time.perf_counter()
     data = [_placed_data(s, devices) for s in specs]
     built = [build(s, d) for s, d in zip(specs, data)]
-    stack = lambda trees: jax.tree.map(lambda *leaves: jax.numpy.stack(leaves), *trees)  # noqa: E731
     args = (stack([b.state for b in built]), stack([d.x_train for d in data]), stack([d.y_train for d in data]))
     compiled = train_many.lower(*args, program=built[0].program, steps=steps).compile()
     t = time.perf_counter()

@@ -22,14 +22,25 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from harness.config import ConfigError, DeviceUnavailable, register, to_spec
-from harness.tracking import WandbSink, write_json_atomic
+from harness.config import Config, ConfigError, DeviceUnavailable, register, to_spec
+from harness.tracking import RECORD_NAME, WandbSink, write_json_atomic
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"  # the repo's conf/ (editable install)
 log = logging.getLogger("harness")
-RECORD_NAME = "result.json"
 COMPLETE = ("ok", "diverged")  # what resume does not run again
 register()
+
+
+def spec_from_overrides(*overrides: str) -> Config:
+    """A validated Config composed from conf/ as the command line would: for tests, benchmarks, notebooks.
+
+    >>> spec_from_overrides("method=stop_gradient", "optimizer.lr=0.01").optimizer.lr
+    0.01
+    """
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return to_spec(compose("config", overrides=list(overrides)))
 
 
 def job_info() -> dict[str, Any]:

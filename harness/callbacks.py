@@ -17,6 +17,8 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from harness.tracking import STATUSES
+
 log = logging.getLogger("harness")
 SWEEP_FILE = "sweep.json"
 PROGRESS_FILE = "progress.jsonl"
@@ -45,22 +47,17 @@ def _planned(sweep_dir: Path) -> int | None:
         return None
 
 
-def read_records(sweep_dir: Path) -> list[dict[str, Any]]:
-    """Every readable result.json under a sweep (or job) dir."""
-    out = []
-    for path in sorted(sweep_dir.rglob("result.json")):
-        try:
-            out.append(json.loads(path.read_text()))
-        except (OSError, ValueError):
-            log.warning("unreadable record skipped: %s", path)
-    return out
+def read_records(directory: Path) -> list[dict[str, Any]]:
+    from harness import records as records_lib  # pandas: imported once a job has ended, not at start-up
+
+    records, problems = records_lib.read_records(directory)
+    for path, problem in problems:
+        log.warning("unreadable record skipped: %s (%s)", path, problem)
+    return [record for _, record in records]
 
 
 def counts(records: list[dict[str, Any]]) -> dict[str, int]:
-    out = {"ok": 0, "diverged": 0, "failed": 0, "skipped": 0}
-    for r in records:
-        out[r.get("status", "failed")] = out.get(r.get("status", "failed"), 0) + 1
-    return out
+    return {status: sum(r["status"] == status for r in records) for status in STATUSES}
 
 
 def summary_lines(records: list[dict[str, Any]], total: int | None) -> list[str]:
@@ -132,26 +129,27 @@ class SweepCallback(Callback):
         sweep_dir = Path(config.hydra.sweep.dir)
         records = read_records(sweep_dir)
         print("\n".join(summary_lines(records, _planned(sweep_dir))), flush=True)
-        print(f"report: harness report {sweep_dir}", flush=True)
-        self._report_to_wandb(config, sweep_dir)
+        if config.report:
+            self._report(config, sweep_dir)
+        else:
+            print(f"report: harness report {sweep_dir}", flush=True)
         if counts(records)["failed"]:
             sys.exit(1)
 
     @staticmethod
-    def _report_to_wandb(config: DictConfig, sweep_dir: Path) -> None:
-        mode = config.tracker.wandb.mode
-        if mode == "disabled":
-            return
+    def _report(config: DictConfig, sweep_dir: Path) -> None:
+        """report.md, figures and Parquet in the sweep dir; the same as one W&B run when W&B is on."""
         try:
             from harness import report
 
             df, _ = report.load_records(sweep_dir)
             figures = report.write_report(sweep_dir, df)
-            error = report.log_report_to_wandb(
-                sweep_dir, df, figures, mode=mode, project=config.tracker.wandb.project,
-                group=config.tracker.wandb.group or config.name, entity=config.tracker.wandb.entity,
-            )
-            if error:
-                log.warning("W&B report run not logged: %s", error)
+            print(f"report: {sweep_dir / 'report.md'}", flush=True)
+            wandb = config.tracker.wandb
+            if wandb.mode != "disabled":
+                error = report.log_report_to_wandb(sweep_dir, df, figures, mode=wandb.mode, project=wandb.project,
+                                                   group=wandb.group or config.name, entity=wandb.entity)
+                if error:
+                    log.warning("W&B report run not logged: %s", error)
         except Exception as err:  # noqa: BLE001 - the records are the result; the report is a view
             log.warning("sweep report failed: %s: %s", type(err).__name__, err)

@@ -191,6 +191,7 @@ class Config:
     name: str = "default"  # the study: results/<name>/<timestamp>/ and the W&B group
     results_dir: str = "results"
     resume: Optional[str] = None
+    report: bool = True  # after a multirun: report.md, figures and Parquet in the sweep dir (and W&B when on)
     task: TaskConfig = field(default_factory=TaskConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     freeze: FreezeConfig = field(default_factory=FreezeConfig)

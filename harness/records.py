@@ -20,10 +20,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from harness.tracking import axes
+from harness.tracking import RECORD_NAME, STATUSES, axes
 
-RECORD_NAME = "result.json"
-STATUSES = ("ok", "diverged", "failed", "skipped")
 AXIS_COLUMNS = ("experiment", "model", "freeze", "method", "optimizer", "lr", "weight_decay", "steps", "seed",
                 "device")
 # Config leaves that `axes` already names; other leaves that vary in a sweep get their own column.
@@ -59,6 +57,8 @@ MEASURED = {
     "run_s_per_call_median": "timing.run_s_per_call.median",
     "run_s_per_call_min": "timing.run_s_per_call.min",
     "run_s_per_call_max": "timing.run_s_per_call.max",
+    "in_loop_s_per_step": "timing.in_loop_s_per_step",
+    "dispatch_overhead_s": "timing.dispatch.overhead_s",
 }
 # Column -> (pandas dtype, cast): the same dtypes in parquet and CSV whatever is missing.
 DTYPES = {
@@ -70,13 +70,14 @@ DTYPES = {
     **dict.fromkeys(("lr", "weight_decay", "train_mse", "test_mse", "train_mae", "test_mae", "last_step_train_mse",
                      "slope", "intercept", "drift_l2", "drift_max_abs", "compile_s", "run_s_per_step_median",
                      "run_s_per_step_min", "run_s_per_step_max", "run_s_per_step_iqr", "run_s_per_call_median",
-                     "run_s_per_call_min", "run_s_per_call_max"), ("float64", float)),
+                     "run_s_per_call_min", "run_s_per_call_max", "in_loop_s_per_step", "dispatch_overhead_s"),
+                    ("float64", float)),
 }
 # Always rows of the summary; the others become rows only where they split the sweep further.
 ALWAYS_KEYS = ("method", "freeze", "optimizer")
 MAYBE_KEYS = ("model", "lr", "weight_decay", "steps", "device", "experiment")
 SPREAD_METRICS = ("train_mse", "test_mse", "slope", "intercept", "drift_l2", "drift_max_abs", "opt_state_bytes",
-                  "frozen_params")
+                  "frozen_params", "in_loop_s_per_step", "dispatch_overhead_s")
 
 
 # --- reading -------------------------------------------------------------------------------------
@@ -266,13 +267,12 @@ def median_range(values: pd.Series) -> tuple[float, float, float]:
 
 
 def cold_compiles(runs: pd.DataFrame) -> pd.DataFrame:
-    """The runs whose compile really ran, or all of them if none did.
+    """The runs whose compile really ran (none: no compile time to show).
 
-    In a sweep, the second seed of a configuration is usually served from JAX's
-    in-process cache in microseconds; mixing it in would halve the median.
+    In a sweep, the second seed of a configuration, or any run that differs only in
+    learning rate, is served from JAX's in-process cache in microseconds: that is no compile time.
     """
-    cold = runs[runs["compile_source"] == "compiled"]
-    return cold if len(cold) else runs
+    return runs[runs["compile_source"] == "compiled"]
 
 
 def compile_sources(runs: pd.DataFrame) -> str:
@@ -293,7 +293,7 @@ def summarize(df: pd.DataFrame, keys: list[str] | None = None) -> pd.DataFrame:
 
     Times per step are the median of the runs' medians, and min/max over every
     timed call of every run: the spread covers both repeats and seeds. Compile
-    times count cold compiles only, unless no run of the group compiled.
+    times count cold compiles only (none in the group: no compile time).
     """
     keys = group_keys(df) if keys is None else keys
     rows = []

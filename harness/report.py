@@ -23,6 +23,7 @@ from harness.records import (RECORD_NAME, frame, group_keys, key_text, markdown_
                              nested_get, number_text, read_record, read_records, splitting_keys, status_counts,
                              summarize)
 from harness.records import load_records  # noqa: F401 - re-exported for harness.callbacks
+from harness.tracking import quiet_settings
 
 # --- tables --------------------------------------------------------------------------------------
 
@@ -81,7 +82,9 @@ def frozen_table(summary: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
 def cost_table(summary: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     return _with_keys(summary, keys, {"compile (s)": _spread(summary, "compile_s"),
                                       "compile source": summary["compile_sources"],
-                                      "run time / step (µs)": _spread(summary, "run_s_per_step", scale=1e6),
+                                      "call / steps (µs)": _spread(summary, "run_s_per_step", scale=1e6),
+                                      "in-loop step (µs)": _spread(summary, "in_loop_s_per_step", scale=1e6),
+                                      "per-call overhead (µs)": _spread(summary, "dispatch_overhead_s", scale=1e6),
                                       "run time / call (ms)": _spread(summary, "run_s_per_call", scale=1e3)})
 
 
@@ -182,8 +185,10 @@ def render_report(sweep_dir: Path, df: pd.DataFrame, records: list[dict], proble
                     "predictions.\n", markdown_table(fit_table(summary, keys)),
         "## Frozen parameters\n", "Drift: L2 norm of final − initial over all frozen leaves.\n",
         markdown_table(frozen_table(summary, keys)),
-        "## Cost\n", "Compile: ahead-of-time XLA compile of the whole training program. Run: one jitted call "
-                     "(all steps), after warm-up.\n", markdown_table(cost_table(summary, keys)),
+        "## Cost\n", "Compile: ahead-of-time XLA compile of the whole training program, cold compiles only (runs "
+                     "served from a compile cache have none). Run: one jitted call (all steps), after warm-up. "
+                     "In-loop step: (call − 1-step call) / (steps − 1); per-call overhead: 1-step call − one "
+                     "in-loop step.\n", markdown_table(cost_table(summary, keys)),
         "## Figures\n",
     ]
     for key, title in FIGURE_TITLES.items():
@@ -252,8 +257,7 @@ def log_report_to_wandb(sweep_dir: str | Path, df: pd.DataFrame, figures: Mappin
         run = wandb.init(
             project=project, entity=entity, group=group, job_type="report", name=f"report-{Path(sweep_dir).name}",
             dir=str(sweep_dir), mode=mode, config={"sweep_dir": str(sweep_dir), "runs": len(df), **counts},
-            settings=wandb.Settings(console="off", silent=True, x_disable_stats=True, x_save_requirements=False,
-                                    disable_git=True),
+            settings=quiet_settings(),
             reinit="finish_previous",
         )
         try:

@@ -54,7 +54,7 @@ def execute(spec: Config, devices: list[jax.Device] | jax.Device) -> dict[str, A
         )
         if spec.train.measure_dispatch:
             timing.dispatch = dispatch_cost(train, args, static)
-        return summarize(spec, data, built, state, np.asarray(mse), np.asarray(mae), timing.summary())
+        return measurements(spec, data, built, state, np.asarray(mse), np.asarray(mae), timing.summary())
 
 
 def points(spec: Config) -> list[Config]:
@@ -68,6 +68,11 @@ def points(spec: Config) -> list[Config]:
     ]
 
 
+def stack(trees: list[Any]) -> Any:
+    """Pytrees of one structure as one pytree with a leading axis (on device: no transfer in timed calls)."""
+    return jax.tree.map(lambda *leaves: jnp.stack(leaves), *trees)
+
+
 def execute_vectorized(spec: Config, devices: list[jax.Device]) -> list[tuple[Config, dict[str, Any]]]:
     """(point spec, result) for every point of `spec.vectorize`, trained as one vmapped program."""
     use_persistent_cache(spec.train.persistent_cache_dir)
@@ -77,7 +82,6 @@ def execute_vectorized(spec: Config, devices: list[jax.Device]) -> list[tuple[Co
         built = [build(s, d) for s, d in zip(specs, data)]
         if any(b.program != built[0].program for b in built):
             raise ConfigError("vectorize", "points differ in program structure; vectorize lr and seed only")
-        stack = lambda trees: jax.tree.map(lambda *leaves: jnp.stack(leaves), *trees)  # noqa: E731
         args = (stack([b.state for b in built]), stack([d.x_train for d in data]), stack([d.y_train for d in data]))
         static = {"program": built[0].program, "steps": spec.train.steps}
         (states, (mse, mae)), timing = compile_and_time(
@@ -86,12 +90,12 @@ def execute_vectorized(spec: Config, devices: list[jax.Device]) -> list[tuple[Co
         )
         mse, mae, timing = np.asarray(mse), np.asarray(mae), timing.summary()
         return [
-            (s, summarize(s, d, b, tuple(leaf[i] for leaf in states), mse[i], mae[i], {**timing, "point": i}))
+            (s, measurements(s, d, b, tuple(leaf[i] for leaf in states), mse[i], mae[i], {**timing, "point": i}))
             for i, (s, d, b) in enumerate(zip(specs, data, built))
         ]
 
 
-def summarize(spec: Config, data: Data, built: Built, state, mse: np.ndarray, mae: np.ndarray,
+def measurements(spec: Config, data: Data, built: Built, state, mse: np.ndarray, mae: np.ndarray,
               timing: dict[str, Any]) -> dict[str, Any]:
     """The record's measurements for one trained state."""
     pred_train = built.program.predict(state, data.x_train)

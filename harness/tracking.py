@@ -1,8 +1,7 @@
-"""Sinks for a finished run's record: the local JSON file (ground truth) and W&B (an observer).
+"""Where a finished run's record goes: the local JSON file (ground truth) and W&B (an observer).
 
-A sink is a callable `(record, out_dir) -> dict | None`; what it returns is kept
-in the record under the sink's name. A sink that raises is reported in the
-record and never costs the local result.
+The record is written atomically first; `WandbSink` runs after it, and whatever it
+raises is reported in the record (harness/app.py), never costing the local result.
 """
 
 from __future__ import annotations
@@ -18,6 +17,8 @@ from typing import Any
 from harness.config import WandbConfig
 
 log = logging.getLogger(__name__)
+RECORD_NAME = "result.json"
+STATUSES = ("ok", "diverged", "failed", "skipped")
 
 
 def finite_or_null(obj: Any) -> Any:
@@ -98,10 +99,16 @@ def summary(record: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def quiet_settings():
+    """W&B settings for many short runs: no console capture, system stats, requirements or git scan."""
+    import wandb
+
+    return wandb.Settings(console="off", silent=True, x_disable_stats=True, x_save_requirements=False,
+                          disable_git=True)
+
+
 class WandbSink:
     """One W&B run per job, written after the local record; offline by default."""
-
-    name = "wandb"
 
     def __init__(self, cfg: WandbConfig):
         self.cfg = cfg
@@ -111,9 +118,6 @@ class WandbSink:
             return {"mode": "disabled"}
         import wandb  # imported here: a disabled tracker costs nothing
 
-        settings = wandb.Settings(
-            console="off", silent=True, x_disable_stats=True, x_save_requirements=False, disable_git=True
-        )
         run = wandb.init(
             project=self.cfg.project,
             entity=self.cfg.entity,
@@ -124,7 +128,7 @@ class WandbSink:
             dir=str(out_dir),
             mode=self.cfg.mode,
             config={**axes(record), **record["config"]},  # group names stay the nested config
-            settings=settings,
+            settings=quiet_settings(),
             reinit="finish_previous",
         )
         try:

@@ -5,18 +5,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
-
-from harness.app import CONF_DIR
-from harness.config import Config, to_spec
+from harness.app import spec_from_overrides
 
 REPO = Path(__file__).resolve().parent.parent
 
 
-def spec_for(*overrides: str) -> Config:
-    """A validated Config composed from conf/ exactly as the command line would."""
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return to_spec(compose("config", overrides=list(overrides)))
+spec_for = spec_from_overrides
 
 
 def run_cli(*args: str, cwd: Path, env: dict | None = None, timeout: float = 240) -> subprocess.CompletedProcess:

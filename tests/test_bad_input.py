@@ -47,7 +47,7 @@ def test_bad_input_gets_one_clear_message_and_a_nonzero_exit(tmp_path, args, exp
 
 
 def test_bad_input_inside_a_multirun_is_a_failed_record_and_the_sweep_goes_on(cli):
-    proc, recs = cli("-m", "tracker=disabled", "train.repeats=1", "optimizer.lr=1e-3,-1,nan")
+    proc, recs = cli("-m", "tracker=disabled", "report=false", "train.repeats=1", "optimizer.lr=1e-3,-1,nan")
     assert proc.returncode == 1
     assert sorted(r["status"] for r in recs) == ["failed", "failed", "ok"]
     failed = [r for r in recs if r["status"] == "failed"]

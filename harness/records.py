@@ -125,13 +125,13 @@ def nested_get(node: Any, *keys: str, default: Any = None) -> Any:
 # --- the DataFrame -------------------------------------------------------------------------------
 
 
-def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
+def dotted_keys(node: Any, prefix: str = "") -> dict[str, Any]:
     """Nested dicts -> {'a.b': leaf}; lists become JSON text so they can be compared and stored."""
     if not isinstance(node, dict):
         return {prefix: json.dumps(node) if isinstance(node, list) else node}
     out = {}
     for key, value in node.items():
-        out.update(flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+        out.update(dotted_keys(value, f"{prefix}.{key}" if prefix else str(key)))
     return out
 
 
@@ -141,7 +141,7 @@ def _is_under(path: str, prefixes: Iterable[str]) -> bool:
 
 def config_key(config: dict | None) -> str:
     """What a run computes, as canonical text: the config without names, paths, tracking and timing repeats."""
-    leaves = {k: v for k, v in flatten(config or {}).items() if not _is_under(k, NOT_CONFIG)}
+    leaves = {k: v for k, v in dotted_keys(config or {}).items() if not _is_under(k, NOT_CONFIG)}
     return json.dumps(leaves, sort_keys=True, default=str)
 
 
@@ -175,7 +175,7 @@ def row(path: Path, record: dict) -> dict[str, Any]:
 
 def _extra_axes(records: list[tuple[Path, dict]]) -> dict[str, list]:
     """Config leaves, other than the named axes, whose value differs between runs (e.g. model.depth)."""
-    flat = [flatten(record.get("config") or {}) for _, record in records]
+    flat = [dotted_keys(record.get("config") or {}) for _, record in records]
     names = sorted({k for leaves in flat for k in leaves if not _is_under(k, NOT_CONFIG + AXIS_PATHS)})
     varying = {}
     for name in names:

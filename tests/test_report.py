@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 
 from harness import compare, figures, records, report
-from wandb_reader import read_run
+from wandb_reader import read_finished_run
 
 pytestmark = pytest.mark.filterwarnings("error")  # no warnings from pandas or matplotlib
 
@@ -341,7 +341,7 @@ def test_report_is_logged_as_an_offline_wandb_run(tmp_path, monkeypatch):
     assert error is None
     run_files = list((sweep / "wandb").glob("offline-run-*/run-*.wandb"))
     assert len(run_files) == 1
-    run = read_run(run_files[0])
+    run = read_finished_run(run_files[0])
     assert run["run"].job_type == "report" and run["run"].run_group == "study" and run["exit_code"] == 0
     logged = set(run["summary"])
     assert {"figures/training_curves/_type", "report/summary/_type", "report/methods/_type"} <= logged

@@ -59,3 +59,16 @@ def read_run(path: Path) -> dict:
         elif kind == "exit":
             out["exit_code"] = record.exit.exit_code
     return out
+
+
+def read_finished_run(path: Path, timeout: float = 30.0) -> dict:
+    """`read_run` once the file holds its exit record: in-process, `run.finish()` may return before
+    wandb-core has written everything (a finished CLI process has no such gap)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        run = read_run(path)
+        if run["exit_code"] is not None or time.monotonic() > deadline:
+            return run
+        time.sleep(0.1)

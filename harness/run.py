@@ -40,9 +40,8 @@ def _placed_data(spec: Config, devices: list[jax.Device]) -> Data:
                 jax.device_put(data.x_test, replicated), jax.device_put(data.y_test, replicated))
 
 
-def execute(spec: Config, devices: list[jax.Device] | jax.Device) -> dict[str, Any]:
+def execute(spec: Config, devices: list[jax.Device]) -> dict[str, Any]:
     """Builds, compiles, times and evaluates one run; the training batch is sharded over `devices`."""
-    devices = [devices] if isinstance(devices, jax.Device) else list(devices)
     use_persistent_cache(spec.train.persistent_cache_dir)
     with jax.default_device(devices[0]):
         data = _placed_data(spec, devices)

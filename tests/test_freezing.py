@@ -23,7 +23,7 @@ FAST = ("train.steps=30", "train.warmup=0", "train.repeats=1", "train.measure_di
 @functools.cache
 def run(model, freeze, method, optimizer, *extra):
     spec = spec_for(f"model={model}", f"freeze={freeze}", f"method={method}", f"optimizer={optimizer}", *FAST, *extra)
-    return execute(spec, jax.devices("cpu")[0])
+    return execute(spec, jax.devices("cpu")[:1])
 
 
 @pytest.mark.parametrize("optimizer", ["adam", "adamw"])
@@ -116,7 +116,7 @@ def test_general_path_mask_freezes_what_it_names():
 def test_a_mask_that_freezes_nothing_or_everything_is_a_config_error(patterns, expected):
     spec = spec_for("model=mlp", "freeze=paths", f"freeze.patterns={patterns}", *FAST)
     with pytest.raises(ConfigError, match=expected) as err:
-        execute(spec, jax.devices("cpu")[0])
+        execute(spec, jax.devices("cpu")[:1])
     assert "backbone/layers/0/kernel" in str(err.value) and "paths" in str(err.value)
 
 

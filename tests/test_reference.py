@@ -10,7 +10,7 @@ from harness.run import execute, execute_vectorized
 from harness.task import make_data
 from harness.train import build
 
-CPU = jax.devices("cpu")[0]
+CPU = jax.devices("cpu")[:1]
 FAST = ("train.warmup=0", "train.repeats=1", "train.measure_dispatch=false")
 
 CASES = {
@@ -94,7 +94,7 @@ def test_reference_program_is_equal_across_hyperparameters():
 
 def test_reference_runs_vectorized_like_diffstate():
     sweep = ("train.steps=60", "vectorize.lr=[0.001,0.05]", "vectorize.seed=[5,6]", *FAST)
-    ref, nnx_runs = (execute_vectorized(spec_for(f"method={m}", *sweep), [CPU]) for m in ("reference", "diffstate"))
+    ref, nnx_runs = (execute_vectorized(spec_for(f"method={m}", *sweep), CPU) for m in ("reference", "diffstate"))
     assert {r["timing"]["backend_compiles"] for _, r in ref} == {1}
     for (point, a), (_, b) in zip(ref, nnx_runs):
         np.testing.assert_allclose(a["history"]["train_mse"], b["history"]["train_mse"], rtol=1e-5, err_msg=str(point))

@@ -19,7 +19,7 @@ def seed():
 
 @pytest.fixture(scope="module")
 def default_run():
-    return execute(spec_for("train.repeats=2"), jax.devices("cpu")[0])
+    return execute(spec_for("train.repeats=2"), jax.devices("cpu")[:1])
 
 
 def test_default_run_reproduces_the_seed_script(seed, default_run):

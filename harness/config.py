@@ -125,6 +125,7 @@ class OptimizerConfig:
 @dataclass
 class TrainConfig:
     steps: int = 123
+    batch_size: Optional[int] = None  # rows per step, a new batch each step (harness/batching.py); null: full batch
     warmup: int = 1  # untimed calls after compiling
     repeats: int = 5  # timed calls, each from the same initial state
     measure_dispatch: bool = True  # also compile a 1-step program and time its call alone
@@ -132,6 +133,8 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         _check(self.steps >= 1, "train.steps", f"must be >= 1, got {self.steps}")
+        _check(self.batch_size is None or self.batch_size >= 1, "train.batch_size",
+               f"must be >= 1 (or null for the full training set every step), got {self.batch_size}")
         _check(self.warmup >= 0, "train.warmup", f"must be >= 0, got {self.warmup}")
         _check(self.repeats >= 1, "train.repeats", f"must be >= 1, got {self.repeats}")
 
@@ -205,10 +208,14 @@ class Config:
     def __post_init__(self) -> None:
         _check(not (self.vectorize.enabled and self.device.count > 1), "vectorize",
                "runs on one device; use device.count=1 with vectorize.lr / vectorize.seed")
+        batch = self.train.batch_size
+        _check(batch is None or batch <= self.task.n_train, "train.batch_size",
+               f"must be <= task.n_train={self.task.n_train} (the training rows), got {batch}")
+        rows, what = (self.task.n_train, "task.n_train") if batch is None else (batch, "train.batch_size")
         _check(
-            self.task.n_train % self.device.count == 0,
+            rows % self.device.count == 0,
             "device.count",
-            f"{self.device.count} devices cannot split task.n_train={self.task.n_train} training rows evenly; "
+            f"{self.device.count} devices cannot split {what}={rows} rows per step evenly; "
             f"use a count that divides it",
         )
 

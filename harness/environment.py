@@ -1,4 +1,4 @@
-"""Where a number was measured: library versions, device, CPU, git commit."""
+"""Where a number was measured: library versions, device, CPU, git commit, the machine's measured peak."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from importlib import metadata
 from pathlib import Path
 
 import jax
+
+from harness.plausibility import machine_peak
 
 _PACKAGES = ("jax", "jaxlib", "flax", "optax", "hydra-core", "wandb", "numpy")
 
@@ -58,4 +60,5 @@ def environment(device: jax.Device | None = None) -> dict:
         "device_kind": device.device_kind,
         "device": str(device),
         "device_count": jax.device_count(device.platform),
+        "calibration": machine_peak(device),  # what step times are checked against (harness.plausibility)
     }

@@ -59,25 +59,39 @@ MEASURED = {
     "run_s_per_call_max": "timing.run_s_per_call.max",
     "in_loop_s_per_step": "timing.in_loop_s_per_step",
     "dispatch_overhead_s": "timing.dispatch.overhead_s",
+    "batch_regime": "batch.regime",
+    "batch_size": "batch.size",
+    "peak_bytes": "timing.memory.peak_memory_in_bytes",
+    "temp_bytes": "timing.memory.temp_size_in_bytes",
+    "flops_per_step": "timing.dispatch.flops_per_step",
+    "achieved_flops_per_s": "plausibility.achieved_flops_per_s",
+    "peak_fraction": "plausibility.peak_fraction",
+    "matmuls_in_loop": "timing.matmuls.inside",
+    "matmuls_hoisted": "timing.matmuls.outside",
+    "warning": "plausibility.warning",
+    "hoisting_note": "plausibility.note",
 }
 # Column -> (pandas dtype, cast): the same dtypes in parquet and CSV whatever is missing.
 DTYPES = {
     **dict.fromkeys(("steps", "seed", "job_num", "diverged_at_step", "opt_state_bytes", "opt_state_frozen_bytes",
-                     "trainable_params", "frozen_params", "repeats"), ("Int64", int)),
+                     "trainable_params", "frozen_params", "repeats", "batch_size", "peak_bytes", "temp_bytes",
+                     "matmuls_in_loop", "matmuls_hoisted"), ("Int64", int)),
     **dict.fromkeys(("drift_unchanged", "grads_cover_frozen"), ("boolean", bool)),
     **dict.fromkeys(("experiment", "model", "freeze", "method", "optimizer", "device", "status", "error",
-                     "compile_source", "overrides", "git_commit", "started", "config_key", "path"), ("str", str)),
+                     "compile_source", "overrides", "git_commit", "started", "config_key", "path", "batch_regime",
+                     "warning", "hoisting_note"), ("str", str)),
     **dict.fromkeys(("lr", "weight_decay", "train_mse", "test_mse", "train_mae", "test_mae", "last_step_train_mse",
                      "slope", "intercept", "drift_l2", "drift_max_abs", "compile_s", "run_s_per_step_median",
                      "run_s_per_step_min", "run_s_per_step_max", "run_s_per_step_iqr", "run_s_per_call_median",
-                     "run_s_per_call_min", "run_s_per_call_max", "in_loop_s_per_step", "dispatch_overhead_s"),
-                    ("float64", float)),
+                     "run_s_per_call_min", "run_s_per_call_max", "in_loop_s_per_step", "dispatch_overhead_s",
+                     "flops_per_step", "achieved_flops_per_s", "peak_fraction"), ("float64", float)),
 }
 # Always rows of the summary; the others become rows only where they split the sweep further.
 ALWAYS_KEYS = ("method", "freeze", "optimizer")
 MAYBE_KEYS = ("model", "lr", "weight_decay", "steps", "device", "experiment")
 SPREAD_METRICS = ("train_mse", "test_mse", "slope", "intercept", "drift_l2", "drift_max_abs", "opt_state_bytes",
-                  "frozen_params", "in_loop_s_per_step", "dispatch_overhead_s")
+                  "frozen_params", "trainable_params", "in_loop_s_per_step", "dispatch_overhead_s", "peak_bytes",
+                  "temp_bytes", "achieved_flops_per_s", "peak_fraction")
 
 
 # --- reading -------------------------------------------------------------------------------------

@@ -88,6 +88,25 @@ def cost_table(summary: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
                                       "run time / call (ms)": _spread(summary, "run_s_per_call", scale=1e3)})
 
 
+def _mb(value: Any) -> str:
+    value = nan_to_none(value)
+    return "—" if value is None else number_text(value / 2**20)
+
+
+def memory_table(summary: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    return _with_keys(summary, keys, {"trainable params": _spread(summary, "trainable_params", _int_text),
+                                      "frozen params": _spread(summary, "frozen_params", _int_text),
+                                      "peak memory (MiB)": _spread(summary, "peak_bytes", _mb),
+                                      "temp memory (MiB)": _spread(summary, "temp_bytes", _mb),
+                                      "optimizer state (bytes)": _spread(summary, "opt_state_bytes", _int_text)})
+
+
+def throughput_table(summary: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    return _with_keys(summary, keys, {"in-loop step (ms)": _spread(summary, "in_loop_s_per_step", scale=1e3),
+                                      "achieved GFLOP/s": _spread(summary, "achieved_flops_per_s", scale=1e-9),
+                                      "fraction of peak": _spread(summary, "peak_fraction")})
+
+
 def methods_table(df: pd.DataFrame) -> pd.DataFrame:
     """method x optimizer (and whatever else splits them) -> what happens to the frozen parameters."""
     keys = splitting_keys(df, ("method", "optimizer"), ("freeze", "model", *[c for c in df.columns if "." in c]))
@@ -143,6 +162,37 @@ def not_ok_table(df: pd.DataFrame) -> pd.DataFrame:
                          "error": [_problem_text(run) for _, run in bad.iterrows()]})
 
 
+def plausibility_lines(df: pd.DataFrame, records: list[dict]) -> list[str]:
+    """The machine's calibrated peak, every run flagged as faster than it, and the full-batch hoisting note."""
+    peaks = [nested_get(r, "environment", "calibration") for r in records]
+    peaks = [p for p in peaks if p]
+    limit = next((v for r in records if (v := nested_get(r, "plausibility", "limit"))), None)
+    lines = []
+    if peaks:
+        flops = [p["matmul_flops_per_s"] for p in peaks]
+        copy = [p["copy_bytes_per_s"] for p in peaks]
+        lines.append(f"Calibrated peak of this machine (once per process, best of {peaks[0].get('matmul_size')}² "
+                     f"f32 matmuls and {peaks[0].get('copy_bytes', 0) // 2**20} MiB copies): "
+                     f"{number_text(min(flops) / 1e9)}–{number_text(max(flops) / 1e9)} GFLOP/s, "
+                     f"{number_text(min(copy) / 1e9)}–{number_text(max(copy) / 1e9)} GB/s. A run is flagged when its "
+                     f"XLA flop count per step over its in-loop step time exceeds {limit}x that peak.\n")
+    flagged = df[df["warning"].notna()] if "warning" in df else df.iloc[:0]
+    if len(flagged):
+        lines.append(f"**{len(flagged)} runs report step times faster than this machine can compute them** "
+                     "(XLA hoisted or removed work; their step times are not the training's cost):\n")
+        lines.append(markdown_table(pd.DataFrame({
+            "job": flagged["job_num"], "overrides": flagged["overrides"],
+            "fraction of peak": [number_text(v) for v in flagged["peak_fraction"]],
+            "matmuls hoisted out of the loop": flagged["matmuls_hoisted"]})))
+    else:
+        lines.append("No run is faster than the calibrated peak.\n")
+    full = df[df["hoisting_note"].notna()] if "hoisting_note" in df else df.iloc[:0]
+    if len(full):
+        lines.append(f"Note: {len(full)} runs train on the full batch with frozen parameters: their step time "
+                     "excludes work XLA can hoist out of the loop; `train.batch_size` gives a new batch every step.\n")
+    return lines
+
+
 def _counts_text(df: pd.DataFrame) -> str:
     """'a ok, b diverged, c failed, d skipped'."""
     return ", ".join(f"{n} {status}" for status, n in status_counts(df).items())
@@ -185,6 +235,12 @@ def render_report(sweep_dir: Path, df: pd.DataFrame, records: list[dict], proble
                     "predictions.\n", markdown_table(fit_table(summary, keys)),
         "## Frozen parameters\n", "Drift: L2 norm of final − initial over all frozen leaves.\n",
         markdown_table(frozen_table(summary, keys)),
+        "## Is the timed work real?\n", *plausibility_lines(df, records),
+        "## Throughput\n", "In-loop step time, XLA's flop count per step over it, and that rate as a fraction "
+                            "of the machine's calibrated f32 matmul peak.\n",
+        markdown_table(throughput_table(summary, keys)),
+        "## Memory\n", "XLA's memory analysis of the compiled training program (peak and temporary buffers), "
+                        "and the optimizer state.\n", markdown_table(memory_table(summary, keys)),
         "## Cost\n", "Compile: ahead-of-time XLA compile of the whole training program, cold compiles only (runs "
                      "served from a compile cache have none). Run: one jitted call (all steps), after warm-up. "
                      "In-loop step: (call − 1-step call) / (steps − 1); per-call overhead: 1-step call − one "

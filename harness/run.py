@@ -10,7 +10,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from harness import metrics
+from harness import metrics, plausibility
+from harness.batching import FullBatch, Minibatches, batching, order_key
 from harness.config import Config, ConfigError
 from harness.devices import data_parallel
 from harness.task import Data, make_data
@@ -33,27 +34,38 @@ def divergence(mse: np.ndarray, mae: np.ndarray) -> dict[str, Any] | None:
     }
 
 
-def _placed_data(spec: Config, devices: list[jax.Device]) -> Data:
+def _placed(spec: Config, devices: list[jax.Device]) -> tuple[Data, FullBatch | Minibatches]:
+    """The task's data on `devices`, and where each step's batch comes from.
+
+    Full batch: the training set is the batch, split over the devices. Minibatches: every
+    device holds the whole training set and each step's batch is split over them.
+    """
     batch, replicated = data_parallel(devices)
     data = make_data(spec.task)
-    return Data(jax.device_put(data.x_train, batch), jax.device_put(data.y_train, batch),
-                jax.device_put(data.x_test, replicated), jax.device_put(data.y_test, replicated))
+    minibatch = spec.train.batch_size is not None
+    train_sharding = replicated if minibatch else batch
+    batches = batching(spec.train.batch_size, data.x_train.shape[0], batch if len(devices) > 1 else None)
+    return Data(jax.device_put(data.x_train, train_sharding), jax.device_put(data.y_train, train_sharding),
+                jax.device_put(data.x_test, replicated), jax.device_put(data.y_test, replicated)), batches
 
 
 def execute(spec: Config, devices: list[jax.Device]) -> dict[str, Any]:
-    """Builds, compiles, times and evaluates one run; the training batch is sharded over `devices`."""
+    """Builds, compiles, times and evaluates one run; each step's batch is sharded over `devices`."""
     use_persistent_cache(spec.train.persistent_cache_dir)
+    peak = plausibility.machine_peak(devices[0])
     with jax.default_device(devices[0]):
-        data = _placed_data(spec, devices)
+        data, batches = _placed(spec, devices)
         built = build(spec, data)
-        args = (jax.device_put(built.state, data_parallel(devices)[1]), data.x_train, data.y_train)
-        static = {"program": built.program, "steps": spec.train.steps}
+        key = jax.device_put(order_key(spec.task.seed), data_parallel(devices)[1])
+        args = (jax.device_put(built.state, data_parallel(devices)[1]), data.x_train, data.y_train, key)
+        static = {"program": built.program, "batches": batches, "steps": spec.train.steps}
         (state, (mse, mae)), timing = compile_and_time(
             train, args, static, steps=spec.train.steps, warmup=spec.train.warmup, repeats=spec.train.repeats
         )
         if spec.train.measure_dispatch:
             timing.dispatch = dispatch_cost(train, args, static)
-        return measurements(spec, data, built, state, np.asarray(mse), np.asarray(mae), timing.summary())
+        return measurements(spec, data, built, batches, state, np.asarray(mse), np.asarray(mae), timing.summary(),
+                            peak)
 
 
 def points(spec: Config) -> list[Config]:
@@ -75,27 +87,33 @@ def stack(trees: list[Any]) -> Any:
 def execute_vectorized(spec: Config, devices: list[jax.Device]) -> list[tuple[Config, dict[str, Any]]]:
     """(point spec, result) for every point of `spec.vectorize`, trained as one vmapped program."""
     use_persistent_cache(spec.train.persistent_cache_dir)
+    peak = plausibility.machine_peak(devices[0])
     specs = points(spec)
     with jax.default_device(devices[0]):
-        data = [_placed_data(s, devices[:1]) for s in specs]
+        placed = [_placed(s, devices[:1]) for s in specs]
+        data, batches = [d for d, _ in placed], placed[0][1]
         built = [build(s, d) for s, d in zip(specs, data)]
         if any(b.program != built[0].program for b in built):
             raise ConfigError("vectorize", "points differ in program structure; vectorize lr and seed only")
-        args = (stack([b.state for b in built]), stack([d.x_train for d in data]), stack([d.y_train for d in data]))
-        static = {"program": built[0].program, "steps": spec.train.steps}
+        args = (stack([b.state for b in built]), stack([d.x_train for d in data]), stack([d.y_train for d in data]),
+                stack([order_key(s.task.seed) for s in specs]))
+        static = {"program": built[0].program, "batches": batches, "steps": spec.train.steps}
         (states, (mse, mae)), timing = compile_and_time(
             train_many, args, static, steps=spec.train.steps, warmup=spec.train.warmup,
             repeats=spec.train.repeats, points=len(specs),
         )
+        if spec.train.measure_dispatch:
+            timing.dispatch = dispatch_cost(train_many, args, static)
         mse, mae, timing = np.asarray(mse), np.asarray(mae), timing.summary()
         return [
-            (s, measurements(s, d, b, tuple(leaf[i] for leaf in states), mse[i], mae[i], {**timing, "point": i}))
+            (s, measurements(s, d, b, batches, tuple(leaf[i] for leaf in states), mse[i], mae[i],
+                             {**timing, "point": i}, peak))
             for i, (s, d, b) in enumerate(zip(specs, data, built))
         ]
 
 
-def measurements(spec: Config, data: Data, built: Built, state, mse: np.ndarray, mae: np.ndarray,
-              timing: dict[str, Any]) -> dict[str, Any]:
+def measurements(spec: Config, data: Data, built: Built, batches: FullBatch | Minibatches, state, mse: np.ndarray,
+                 mae: np.ndarray, timing: dict[str, Any], peak: dict[str, float]) -> dict[str, Any]:
     """The record's measurements for one trained state."""
     pred_train = built.program.predict(state, data.x_train)
     pred_test = built.program.predict(state, data.x_test)
@@ -124,7 +142,10 @@ def measurements(spec: Config, data: Data, built: Built, state, mse: np.ndarray,
             "final": {path: value.ravel().tolist() for path, value in final.items() if value.size <= 16},
         },
         "optimizer_state": metrics.optimizer_state(optimizer_arrays(built, state), built.frozen_paths),
+        "batch": batches.describe(data.x_train.shape[0]),
         "timing": timing,
+        "plausibility": plausibility.check(timing, peak, full_batch=isinstance(batches, FullBatch),
+                                           frozen=bool(built.frozen_paths)),
         "placement": {
             "state": sorted({str(d) for leaf in state for d in leaf.devices()}),
             "train_batch": sorted(str(d) for d in data.x_train.devices()),

@@ -16,6 +16,8 @@ import jax
 import numpy as np
 from jax import monitoring
 
+from harness.hlo import loop_ops
+
 _BACKEND_COMPILE = "/jax/core/compile/backend_compile_duration"
 _PERSISTENT_HIT = "/jax/compilation_cache/cache_hits"
 
@@ -76,6 +78,7 @@ class Timing:
     memory: dict[str, int | None] = field(default_factory=dict)
     points: int = 1  # > 1: a vectorized call that trains this many runs at once
     dispatch: dict[str, float] | None = None  # see `dispatch_cost`
+    matmuls: dict[str, int] | None = None  # dots in the compiled loop body vs hoisted out of it (harness.hlo)
 
     def summary(self) -> dict[str, Any]:
         call = spread(self.run_s)
@@ -113,6 +116,13 @@ def _memory(compiled) -> dict[str, int | None]:
     return {name: getattr(stats, name, None) for name in names}
 
 
+def _matmuls(compiled) -> dict[str, int] | None:
+    try:
+        return loop_ops(compiled.as_text())
+    except Exception:  # noqa: BLE001 - a backend without HLO text is a null, not a failure
+        return None
+
+
 def use_persistent_cache(path: str | None) -> None:
     """Points JAX's on-disk compilation cache at `path` (None: off) for the compiles that follow."""
     from jax.experimental.compilation_cache import compilation_cache
@@ -124,14 +134,17 @@ def use_persistent_cache(path: str | None) -> None:
     compilation_cache.reset_cache()
 
 
-def dispatch_cost(jitted: Callable, args: tuple, static: dict, *, calls: int = 50) -> dict[str, float]:
-    """A 1-step program's call time (median of `calls`) and XLA's cost of one step.
+def dispatch_cost(jitted: Callable, args: tuple, static: dict, *, calls: int = 50,
+                  budget_s: float = 1.0) -> dict[str, float]:
+    """A 1-step program's call time (median of up to `calls`, fewer past `budget_s`) and XLA's cost of one step.
 
     `Timing.summary` turns it into the per-call overhead and the in-loop time per step.
     The 1-step program is compiled here, apart from the run's own compile.
     """
     compiled = jitted.lower(*args, **{**static, "steps": 1}).compile()
+    t = time.perf_counter()
     jax.block_until_ready(compiled(*args))
+    calls = int(np.clip(budget_s / max(time.perf_counter() - t, 1e-9), 5, calls))  # big models: fewer calls
     samples = []
     for _ in range(calls):
         t = time.perf_counter()
@@ -157,7 +170,7 @@ def compile_and_time(jitted: Callable, args: tuple, static: dict, *, steps: int,
     )
     flops, bytes_accessed = _cost(compiled)
     timing = Timing(t1 - t0, t2 - t1, source, counts.backend_compiles, warmup, steps=steps, flops=flops,
-                    bytes_accessed=bytes_accessed, memory=_memory(compiled), points=points)
+                    bytes_accessed=bytes_accessed, memory=_memory(compiled), points=points, matmuls=_matmuls(compiled))
     with count_compiles() as during:
         for _ in range(warmup):
             jax.block_until_ready(compiled(*args))

@@ -97,6 +97,18 @@ def summary(record: dict[str, Any]) -> dict[str, Any]:
         out["time/run_s_per_step_median"] = t["run_s_per_step"]["median"]
         if "in_loop_s_per_step" in t:
             out["time/in_loop_s_per_step"] = t["in_loop_s_per_step"]
+        memory = t.get("memory") or {}
+        out["memory/peak_bytes"] = memory.get("peak_memory_in_bytes")
+        out["memory/temp_bytes"] = memory.get("temp_size_in_bytes")
+    if record.get("batch"):
+        out["batch/regime"] = record["batch"]["regime"]
+        out["batch/size"] = record["batch"]["size"]
+    p = record.get("plausibility") or {}
+    if p:
+        out["perf/achieved_flops_per_s"] = p.get("achieved_flops_per_s")
+        out["perf/peak_fraction"] = p.get("peak_fraction")
+        if p.get("warning"):
+            out["warning"] = p["warning"]
     if record.get("error"):
         out["error"] = f"{record['error']['type']}: {record['error']['message']}"
     return out

@@ -20,6 +20,7 @@ import numpy as np
 import optax
 from flax import nnx
 
+from harness.batching import FullBatch
 from harness.config import Config, OptimizerConfig
 from harness.freezing import FreezeMethod, frozen_mask, make_method, path_str
 from harness.models import build_model
@@ -137,21 +138,31 @@ def build_nnx(spec: Config, data: Data) -> Built:
     return Built(program, leaves, paths, frozen, trainable, grad_paths)
 
 
-def _scan(program, state, x, y, steps: int):
-    state, history = jax.lax.scan(lambda s, _: program.step(s, x, y), state, length=steps)
+def _scan(program, batches, state, x, y, key, steps: int):
+    def body(carry, i):
+        state, order = carry
+        order, xb, yb = batches.take(order, i, key, x, y)
+        state, metrics = program.step(state, xb, yb)
+        return (state, order), metrics
+
+    (state, _), history = jax.lax.scan(body, (state, batches.start(key, x.shape[0])), jnp.arange(steps))
     return program.finish(state, steps), history
 
 
-@functools.partial(jax.jit, static_argnames=("program", "steps"))
-def train(state, x, y, *, program, steps: int):
-    """(final state, (mse, mae) per step): `steps` optimizer steps in one compiled scan."""
-    return _scan(program, state, x, y, steps)
+@functools.partial(jax.jit, static_argnames=("program", "batches", "steps"))
+def train(state, x, y, key=None, *, program, steps: int, batches=FullBatch()):
+    """(final state, (mse, mae) per step): `steps` optimizer steps in one compiled scan.
+
+    `batches` (harness/batching.py) picks each step's rows of (x, y), the full set by default;
+    `key` seeds a minibatch order.
+    """
+    return _scan(program, batches, state, x, y, key, steps)
 
 
-@functools.partial(jax.jit, static_argnames=("program", "steps"))
-def train_many(states, xs, ys, *, program, steps: int):
-    """`train` vmapped over a leading axis of states and data: many runs, one compile, one call."""
-    return jax.vmap(lambda s, x, y: _scan(program, s, x, y, steps))(states, xs, ys)
+@functools.partial(jax.jit, static_argnames=("program", "batches", "steps"))
+def train_many(states, xs, ys, keys, *, program, steps: int, batches=FullBatch()):
+    """`train` vmapped over a leading axis of states, data and keys: many runs, one compile, one call."""
+    return jax.vmap(lambda s, x, y, k: _scan(program, batches, s, x, y, k, steps))(states, xs, ys, keys)
 
 
 def model_arrays(built: Built, state) -> dict[str, np.ndarray]:

@@ -31,6 +31,12 @@ CASES = {
     "device index": (["device.index=7"], ["device.index", "out of range", "available: {'cpu': 1}"]),
     "device platform": (["device=gpu"], ["device.platform: no 'gpu' devices", "available: {'cpu': 1}"]),
     "uneven data-parallel split": (["device.count=2"], ["device.count: 2 devices cannot split task.n_train=55"]),
+    "batch size zero": (["train.batch_size=0"], ["train.batch_size: must be >= 1", "got 0"]),
+    "batch size negative": (["train.batch_size=-8"], ["train.batch_size: must be >= 1", "got -8"]),
+    "batch larger than the training set": (["train.batch_size=56"],
+                                           ["train.batch_size: must be <= task.n_train=55", "got 56"]),
+    "batch uneven over devices": (["train.batch_size=11", "device.count=2"],
+                                  ["device.count: 2 devices cannot split train.batch_size=11"]),
     "results dir": (["results_dir=/proc/not-writable"], ["results_dir: cannot write results to /proc/not-writable"]),
 }
 

@@ -60,6 +60,13 @@ def test_device_index_and_data_parallel_count_on_a_two_device_host(cli):
     assert [r["status"] for r in two if r["config"]["device"]["index"] == 1] == ["skipped"]
     single = next(r for r in recs if r["config"]["device"]["index"] == 0)
     np.testing.assert_allclose(sharded[0]["metrics"]["test"]["mse"], single["metrics"]["test"]["mse"], rtol=1e-5)
+    # Minibatches: each step's batch (not the training set) is split over the two devices.
+    proc, recs3 = cli("-m", *FAST, "task.n_train=56", "train.batch_size=8", "device.count=1,2", env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    one, two = sorted((r for r in recs3 if r["config"]["train"]["batch_size"] == 8),
+                      key=lambda r: r["config"]["device"]["count"])
+    assert len(two["placement"]["state"]) == 2 and two["batch"]["size"] == 8
+    np.testing.assert_allclose(two["history"]["train_mse"], one["history"]["train_mse"], rtol=1e-5)
 
 
 def test_joblib_launcher_gives_each_job_its_own_wandb_run(cli):

@@ -1,9 +1,16 @@
 #!/usr/bin/env bash
-# Regenerates results/reference/: the freeze_matrix experiment on this machine, then its report.
-#   bash results/reference/regenerate.sh
-# The sweep's per-run records go to a temporary dir; only the report, figures and tables are kept here.
+# Regenerates results/reference/<experiment>/ on this machine: the sweep, then its report.
+#   bash results/reference/regenerate.sh                 # freeze_matrix and scale (about 10 minutes)
+#   bash results/reference/regenerate.sh scale           # one experiment
+# Run it on an otherwise idle machine: the step times are the point. The sweep's per-run records go
+# to a temporary dir; only the report, figures and tables are kept here.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 sweeps=$(mktemp -d)
-harness -m experiment=freeze_matrix tracker=disabled results_dir="$sweeps"
-harness report "$sweeps"/freeze_matrix/* --out results/reference
+for experiment in "${@:-freeze_matrix scale}"; do
+  for name in $experiment; do
+    harness -m experiment="$name" tracker=disabled results_dir="$sweeps"
+    rm -rf "results/reference/$name"
+    harness report "$sweeps/$name"/* --out "results/reference/$name"
+  done
+done

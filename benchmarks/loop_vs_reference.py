@@ -54,8 +54,13 @@ HARNESS, REFERENCE, HARNESS_REF, AGAIN = "harness", "reference", "harness(ref bo
 
 
 def scan_loop(state, x, y, *, program, steps: int):
-    """The training loop written the plain way: lax.scan over `program.step`."""
-    return jax.lax.scan(lambda s, _: program.step(s, x, y), state, length=steps)
+    """The training loop written the plain way: lax.scan over `program.step`, emitting the loss only."""
+
+    def body(state, _):
+        state, metrics = program.step(state, x, y)
+        return state, metrics["mse"]
+
+    return jax.lax.scan(body, state, length=steps)
 
 
 def harness_call(built: Built, x, y, steps: int) -> tuple[Callable, object]:

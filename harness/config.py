@@ -42,6 +42,7 @@ OPTIMIZERS = ("adam", "adamw")
 MODELS = ("linear", "mlp")
 PLATFORMS = ("cpu", "gpu", "tpu", "auto")
 WANDB_MODES = ("offline", "online", "disabled")
+STEP_METRICS = ("mse", "mae")  # the keys of harness.task.loss_and_metrics' metrics
 
 
 def _one_of(value: str, allowed: tuple[str, ...], field_name: str) -> None:
@@ -126,6 +127,8 @@ class OptimizerConfig:
 class TrainConfig:
     steps: int = 123
     batch_size: Optional[int] = None  # rows per step, a new batch each step (harness/batching.py); null: full batch
+    # Per-step metrics the timed loop emits: the loss alone by default, as a user's loop does; add mae to see it.
+    step_metrics: list[str] = field(default_factory=lambda: ["mse"])
     warmup: int = 1  # untimed calls after compiling
     repeats: int = 5  # timed calls, each from the same initial state
     measure_dispatch: bool = True  # also compile a 1-step program and time its call alone
@@ -133,6 +136,10 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         _check(self.steps >= 1, "train.steps", f"must be >= 1, got {self.steps}")
+        for name in self.step_metrics:
+            _one_of(name, STEP_METRICS, "train.step_metrics")
+        _check("mse" in self.step_metrics, "train.step_metrics",
+               f"must include 'mse' (the loss, which divergence is checked on), got {list(self.step_metrics)}")
         _check(self.batch_size is None or self.batch_size >= 1, "train.batch_size",
                f"must be >= 1 (or null for the full training set every step), got {self.batch_size}")
         _check(self.warmup >= 0, "train.warmup", f"must be >= 0, got {self.warmup}")

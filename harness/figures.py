@@ -25,7 +25,10 @@ FIGURE_TITLES = {
     "time_vs_steps": "Run and compile time against step count",
     "frozen_drift": "Drift of the frozen parameters",
     "compile_vs_run": "Compile vs run time",
+    "cost_vs_params": "Step time and peak memory against parameter count",
 }
+# Axes that change the parameter count (or only add points along a line): not what separates the lines.
+SIZE_KEYS = ("model", "model.width", "model.depth", "lr", "steps", "experiment")
 FIGURES = {name: f"fig_{name}.png" for name in FIGURE_TITLES}
 
 
@@ -183,6 +186,33 @@ def compile_vs_run_figure(summary: pd.DataFrame, keys: list[str]) -> Figure | st
     return fig
 
 
+def cost_vs_params_figure(summary: pd.DataFrame, keys: list[str]) -> Figure | str:
+    """In-loop step time and peak memory against parameter count, log-log, one line per method x freeze x ..."""
+    ok = summary[(summary["ok"] > 0)].copy()
+    ok["params"] = ok["trainable_params_median"].astype(float) + ok["frozen_params_median"].astype(float)
+    if ok["params"].nunique() < 2:
+        return "the sweep has a single model size (sweep model.width / model.depth to draw this)"
+    others = [k for k in keys if k not in SIZE_KEYS]
+    fig = _new_figure(11, 4.6)
+    left, right = fig.subplots(1, 2)
+    for i, (values, g) in enumerate(groups(ok, others) if others else [({}, ok)]):
+        g = g.groupby("params", sort=True).median(numeric_only=True).reset_index()
+        colour, label = f"C{i % 10}", _label(values, _varying(ok, others)) or "all"
+        style = "--" if values.get("freeze") == "none" else "-"
+        left.plot(g["params"], g["in_loop_s_per_step_median"] * 1e3, style, marker="o", ms=4, color=colour,
+                  label=label)
+        right.plot(g["params"], g["peak_bytes_median"] / 2**20, style, marker="o", ms=4, color=colour)
+    left.set(title="In-loop step time", xlabel="parameters (trainable + frozen)", ylabel="ms per step",
+             xscale="log", yscale="log")
+    right.set(title="Peak memory of the compiled program (XLA)", xlabel="parameters (trainable + frozen)",
+              ylabel="MiB", xscale="log", yscale="log")
+    for ax in (left, right):
+        ax.grid(True, which="both", alpha=0.3)
+    fig.legend(*left.get_legend_handles_labels(), loc="outside lower center", ncols=4, fontsize="x-small")
+    fig.suptitle("Cost against model size (medians per configuration)")
+    return fig
+
+
 def write_figures(df: pd.DataFrame, histories: Mapping[str, dict], out_dir: Path) -> dict[str, Path | str]:
     """Draws every figure into `out_dir`: {name: PNG path written, or the reason it was skipped}."""
     if not (df["status"] == "ok").any():
@@ -194,6 +224,7 @@ def write_figures(df: pd.DataFrame, histories: Mapping[str, dict], out_dir: Path
         "time_vs_steps": time_vs_steps_figure(summary, keys),
         "frozen_drift": frozen_drift_figure(summary, keys),
         "compile_vs_run": compile_vs_run_figure(summary, keys),
+        "cost_vs_params": cost_vs_params_figure(summary, keys),
     }
     return {name: _save(fig, out_dir / FIGURES[name]) if isinstance(fig, Figure) else fig
             for name, fig in drawn.items()}

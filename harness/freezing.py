@@ -26,7 +26,7 @@ import optax
 from flax import nnx
 
 from harness.config import ConfigError, FreezeConfig
-from harness.task import mse_mae
+from harness.task import loss_and_metrics
 
 
 def path_str(path: tuple[Any, ...]) -> str:
@@ -77,7 +77,7 @@ class FrozenVariable(nnx.Variable):
 
 
 def _loss(model: nnx.Module, x: jax.Array, y: jax.Array):
-    return mse_mae(model(x), y)
+    return loss_and_metrics(model(x), y)
 
 
 def _replace_frozen(model: nnx.Module, frozen: PathMatch, wrap: Callable[[jax.Array], Any]) -> None:
@@ -115,14 +115,14 @@ class FreezeMethod:
         return grads
 
     def value_and_grad(self, model: nnx.Module, x: jax.Array, y: jax.Array):
-        """((mse, mae), grads): the MSE is differentiated, the MAE carried as aux."""
+        """((mse, metrics), grads): the MSE is differentiated, the metrics carried as aux."""
         return nnx.value_and_grad(_loss, argnums=self.argnums, has_aux=True)(model, x, y)
 
     def step(self, model: nnx.Module, optimizer: nnx.Optimizer, x: jax.Array, y: jax.Array):
-        """One training step in place; returns (mse, mae) before the update, as the seed does."""
-        (mse, mae), grads = self.value_and_grad(model, x, y)
+        """One training step in place; returns the step's metrics before the update, as the seed does."""
+        (_, metrics), grads = self.value_and_grad(model, x, y)
         optimizer.update(model, self.filter_grads(grads))
-        return mse, mae
+        return metrics
 
 
 @dataclass(frozen=True)

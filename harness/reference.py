@@ -27,7 +27,7 @@ from flax import nnx
 from harness.config import Config
 from harness.freezing import frozen_mask, path_str
 from harness.models import build_model
-from harness.task import Data, mse_mae
+from harness.task import Data, loss_and_metrics
 from harness.train import Built, base_transform, hyperparams, leaf_paths, set_hyperparams
 
 Path = tuple[Any, ...]
@@ -73,9 +73,9 @@ FORWARD = {"linear": linear, "mlp": mlp}
 
 
 def loss(trainable: Params, frozen: Params, x: jax.Array, y: jax.Array, *, forward):
-    """(mse, mae) of the full model; differentiated in its first argument only."""
+    """(mse, metrics) of the full model; differentiated in its first argument only."""
     params = unflatten({**flatten(frozen), **flatten(trainable)})
-    return mse_mae(forward(params, x), y)
+    return loss_and_metrics(forward(params, x), y)
 
 
 @dataclass(frozen=True)
@@ -100,17 +100,17 @@ class ReferenceProgram:
         return trainable, frozen, opt_state
 
     def value_and_grad(self, trainable: Params, frozen: Params, x, y):
-        """((mse, mae), grads): grads for the trainable params only, the MAE carried as aux."""
+        """((mse, metrics), grads): grads for the trainable params only, the metrics carried as aux."""
         return jax.value_and_grad(functools.partial(loss, forward=self.forward), has_aux=True)(trainable, frozen, x, y)
 
     def step(self, state, x, y):
-        """One optimizer step; returns (mse, mae) before the update, as the nnx methods do."""
+        """One optimizer step; returns the step's metrics before the update, as the nnx methods do."""
         trainable, frozen, opt_state = self.split(state)
-        (mse, mae), grads = self.value_and_grad(trainable, frozen, x, y)
+        (_, metrics), grads = self.value_and_grad(trainable, frozen, x, y)
         updates, opt_state = self.tx.update(grads, opt_state, trainable)
         trainable = optax.apply_updates(trainable, updates)
         params = unflatten({**flatten(frozen), **flatten(trainable)})
-        return tuple(jax.tree.leaves((params, opt_state))), (mse, mae)
+        return tuple(jax.tree.leaves((params, opt_state))), metrics
 
     def finish(self, state, steps: int):
         """After the scan: nothing to do, optax keeps the only step count here."""

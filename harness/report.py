@@ -162,6 +162,11 @@ def not_ok_table(df: pd.DataFrame) -> pd.DataFrame:
                          "error": [_problem_text(run) for _, run in bad.iterrows()]})
 
 
+def _range_text(values: list[float], scale: float) -> str:
+    low, high = number_text(min(values) * scale), number_text(max(values) * scale)
+    return low if low == high else f"{low}–{high}"
+
+
 def plausibility_lines(df: pd.DataFrame, records: list[dict]) -> list[str]:
     """The machine's calibrated peak, every run flagged as faster than it, and the full-batch hoisting note."""
     peaks = [nested_get(r, "environment", "calibration") for r in records]
@@ -173,8 +178,7 @@ def plausibility_lines(df: pd.DataFrame, records: list[dict]) -> list[str]:
         copy = [p["copy_bytes_per_s"] for p in peaks]
         lines.append(f"Calibrated peak of this machine (once per process, best of {peaks[0].get('matmul_size')}² "
                      f"f32 matmuls and {peaks[0].get('copy_bytes', 0) // 2**20} MiB copies): "
-                     f"{number_text(min(flops) / 1e9)}–{number_text(max(flops) / 1e9)} GFLOP/s, "
-                     f"{number_text(min(copy) / 1e9)}–{number_text(max(copy) / 1e9)} GB/s. A run is flagged when its "
+                     f"{_range_text(flops, 1e-9)} GFLOP/s, {_range_text(copy, 1e-9)} GB/s. A run is flagged when its "
                      f"XLA flop count per step over its in-loop step time exceeds {limit}x that peak.\n")
     flagged = df[df["warning"].notna()] if "warning" in df else df.iloc[:0]
     if len(flagged):

@@ -19,9 +19,9 @@ from harness.timing import compile_and_time, dispatch_cost, use_persistent_cache
 from harness.train import Built, build, model_arrays, optimizer_arrays, train, train_many
 
 
-def divergence(mse: np.ndarray, mae: np.ndarray) -> dict[str, Any] | None:
-    """First step with a non-finite loss and the last finite values before it, or None."""
-    bad = ~(np.isfinite(mse) & np.isfinite(mae))
+def divergence(history: dict[str, np.ndarray]) -> dict[str, Any] | None:
+    """First step with a non-finite metric and the last finite values before it, or None."""
+    bad = ~np.logical_and.reduce([np.isfinite(values) for values in history.values()])
     if not bad.any():
         return None
     first = int(np.argmax(bad))
@@ -29,8 +29,8 @@ def divergence(mse: np.ndarray, mae: np.ndarray) -> dict[str, Any] | None:
     return {
         "first_nonfinite_step": first,
         "last_finite_step": last if last >= 0 else None,
-        "last_finite_train_mse": float(mse[last]) if last >= 0 else None,
-        "last_finite_train_mae": float(mae[last]) if last >= 0 else None,
+        **{f"last_finite_train_{name}": float(values[last]) if last >= 0 else None
+           for name, values in history.items()},
     }
 
 
@@ -58,13 +58,14 @@ def execute(spec: Config, devices: list[jax.Device]) -> dict[str, Any]:
         built = build(spec, data)
         key = jax.device_put(order_key(spec.task.seed), data_parallel(devices)[1])
         args = (jax.device_put(built.state, data_parallel(devices)[1]), data.x_train, data.y_train, key)
-        static = {"program": built.program, "batches": batches, "steps": spec.train.steps}
-        (state, (mse, mae)), timing = compile_and_time(
+        static = {"program": built.program, "batches": batches, "steps": spec.train.steps,
+                  "metrics": tuple(spec.train.step_metrics)}
+        (state, history), timing = compile_and_time(
             train, args, static, steps=spec.train.steps, warmup=spec.train.warmup, repeats=spec.train.repeats
         )
         if spec.train.measure_dispatch:
             timing.dispatch = dispatch_cost(train, args, static)
-        return measurements(spec, data, built, batches, state, np.asarray(mse), np.asarray(mae), timing.summary(),
+        return measurements(spec, data, built, batches, state, jax.tree.map(np.asarray, history), timing.summary(),
                             peak)
 
 
@@ -97,37 +98,38 @@ def execute_vectorized(spec: Config, devices: list[jax.Device]) -> list[tuple[Co
             raise ConfigError("vectorize", "points differ in program structure; vectorize lr and seed only")
         args = (stack([b.state for b in built]), stack([d.x_train for d in data]), stack([d.y_train for d in data]),
                 stack([order_key(s.task.seed) for s in specs]))
-        static = {"program": built[0].program, "batches": batches, "steps": spec.train.steps}
-        (states, (mse, mae)), timing = compile_and_time(
+        static = {"program": built[0].program, "batches": batches, "steps": spec.train.steps,
+                  "metrics": tuple(spec.train.step_metrics)}
+        (states, history), timing = compile_and_time(
             train_many, args, static, steps=spec.train.steps, warmup=spec.train.warmup,
             repeats=spec.train.repeats, points=len(specs),
         )
         if spec.train.measure_dispatch:
             timing.dispatch = dispatch_cost(train_many, args, static)
-        mse, mae, timing = np.asarray(mse), np.asarray(mae), timing.summary()
+        history, timing = jax.tree.map(np.asarray, history), timing.summary()
         return [
-            (s, measurements(s, d, b, batches, tuple(leaf[i] for leaf in states), mse[i], mae[i],
-                             {**timing, "point": i}, peak))
+            (s, measurements(s, d, b, batches, tuple(leaf[i] for leaf in states),
+                             {name: values[i] for name, values in history.items()}, {**timing, "point": i}, peak))
             for i, (s, d, b) in enumerate(zip(specs, data, built))
         ]
 
 
-def measurements(spec: Config, data: Data, built: Built, batches: FullBatch | Minibatches, state, mse: np.ndarray,
-                 mae: np.ndarray, timing: dict[str, Any], peak: dict[str, float]) -> dict[str, Any]:
-    """The record's measurements for one trained state."""
+def measurements(spec: Config, data: Data, built: Built, batches: FullBatch | Minibatches, state,
+                 history: dict[str, np.ndarray], timing: dict[str, Any], peak: dict[str, float]) -> dict[str, Any]:
+    """The record's measurements for one trained state and its per-step `history` ({metric: values})."""
     pred_train = built.program.predict(state, data.x_train)
     pred_test = built.program.predict(state, data.x_test)
     initial, final = model_arrays(built, built.state), model_arrays(built, state)
     steps = metrics.subsample(spec.train.steps, spec.tracker.history_points)
-    diverged = divergence(mse, mae)
+    diverged = divergence(history)
     return {
         "status": "diverged" if diverged else "ok",
         "divergence": diverged,
         "metrics": {
             "train": metrics.errors(pred_train, data.y_train),
             "test": metrics.errors(pred_test, data.y_test),
-            "last_step_train_mse": float(mse[-1]),  # the loss the seed prints: before the last update
-            "last_step_train_mae": float(mae[-1]),
+            # The loss the seed prints: before the last update.
+            **{f"last_step_train_{name}": float(values[-1]) for name, values in history.items()},
             **metrics.fit_line(data.x_test, pred_test),
         },
         "drift": metrics.drift(initial, final, built.frozen_paths),
@@ -152,7 +154,6 @@ def measurements(spec: Config, data: Data, built: Built, batches: FullBatch | Mi
         },
         "history": {
             "step": steps.tolist(),
-            "train_mse": mse[steps].tolist(),
-            "train_mae": mae[steps].tolist(),
+            **{f"train_{name}": values[steps].tolist() for name, values in history.items()},
         },
     }

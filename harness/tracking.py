@@ -149,7 +149,8 @@ class WandbSink:
         try:
             history = record.get("history") or {}
             for i, step in enumerate(history.get("step", [])):
-                run.log({"train/mse": history["train_mse"][i], "train/mae": history["train_mae"][i]}, step=step)
+                run.log({f"train/{name[len('train_'):]}": values[i] for name, values in history.items()
+                         if name.startswith("train_")}, step=step)
             run.summary.update(summary(record))
             info = {"mode": self.cfg.mode, "id": run.id, "dir": run.dir}
             if self.cfg.mode == "online":

@@ -138,31 +138,32 @@ def build_nnx(spec: Config, data: Data) -> Built:
     return Built(program, leaves, paths, frozen, trainable, grad_paths)
 
 
-def _scan(program, batches, state, x, y, key, steps: int):
+def _scan(program, batches, state, x, y, key, steps: int, metrics: tuple[str, ...]):
     def body(carry, i):
         state, order = carry
         order, xb, yb = batches.take(order, i, key, x, y)
-        state, metrics = program.step(state, xb, yb)
-        return (state, order), metrics
+        state, step_metrics = program.step(state, xb, yb)
+        return (state, order), {name: step_metrics[name] for name in metrics}
 
     (state, _), history = jax.lax.scan(body, (state, batches.start(key, x.shape[0])), jnp.arange(steps))
     return program.finish(state, steps), history
 
 
-@functools.partial(jax.jit, static_argnames=("program", "batches", "steps"))
-def train(state, x, y, key=None, *, program, steps: int, batches=FullBatch()):
-    """(final state, (mse, mae) per step): `steps` optimizer steps in one compiled scan.
+@functools.partial(jax.jit, static_argnames=("program", "batches", "steps", "metrics"))
+def train(state, x, y, key=None, *, program, steps: int, batches=FullBatch(), metrics=("mse",)):
+    """(final state, {metric: value per step}): `steps` optimizer steps in one compiled scan.
 
     `batches` (harness/batching.py) picks each step's rows of (x, y), the full set by default;
-    `key` seeds a minibatch order.
+    `key` seeds a minibatch order. Only the named per-step `metrics` leave the loop (by default
+    the loss alone, as a user's loop emits it); XLA drops the others' computation.
     """
-    return _scan(program, batches, state, x, y, key, steps)
+    return _scan(program, batches, state, x, y, key, steps, metrics)
 
 
-@functools.partial(jax.jit, static_argnames=("program", "batches", "steps"))
-def train_many(states, xs, ys, keys, *, program, steps: int, batches=FullBatch()):
+@functools.partial(jax.jit, static_argnames=("program", "batches", "steps", "metrics"))
+def train_many(states, xs, ys, keys, *, program, steps: int, batches=FullBatch(), metrics=("mse",)):
     """`train` vmapped over a leading axis of states, data and keys: many runs, one compile, one call."""
-    return jax.vmap(lambda s, x, y, k: _scan(program, batches, s, x, y, k, steps))(states, xs, ys, keys)
+    return jax.vmap(lambda s, x, y, k: _scan(program, batches, s, x, y, k, steps, metrics))(states, xs, ys, keys)
 
 
 def model_arrays(built: Built, state) -> dict[str, np.ndarray]:

@@ -25,7 +25,7 @@ CASES = {
 
 
 def run(method: str, *overrides: str) -> dict:
-    return execute(spec_for(f"method={method}", *FAST, *overrides), CPU)
+    return execute(spec_for(f"method={method}", *FAST, "train.step_metrics=[mse,mae]", *overrides), CPU)
 
 
 @pytest.mark.parametrize("overrides", CASES.values(), ids=CASES.keys())

@@ -30,7 +30,7 @@ SEEDS = (1, 2)
 
 def make_record(num: int, method: str, optimizer: str, steps: int, seed: int, *, per_step_s: float = 2e-6,
                 status: str = "ok", name: str = "study", results_dir: str = "results", frozen: int = 1,
-                resume: str | None = None) -> dict:
+                resume: str | None = None, width: int = 16, peak_fraction: float = 0.01) -> dict:
     """A record shaped like harness.app.run_job writes; stop_gradient with adamw moves the frozen kernel."""
     moved = method == "stop_gradient" and optimizer == "adamw"
     overrides = [f"method={method}", f"optimizer={optimizer}", f"train.steps={steps}", f"task.seed={seed}"]
@@ -43,7 +43,7 @@ def make_record(num: int, method: str, optimizer: str, steps: int, seed: int, *,
         "config": {
             "name": name, "results_dir": results_dir, "resume": resume,
             "task": {"seed": seed, "slope": 2.234, "intercept": -1.123, "n_train": 55, "n_test": 55},
-            "model": {"name": "linear", "pretrained_kernel": 2.0, "depth": 2, "width": 16},
+            "model": {"name": "linear", "pretrained_kernel": 2.0, "depth": 2, "width": width},
             "freeze": {"name": "kernel", "patterns": ["kernel"]},
             "method": {"name": method},
             "optimizer": {"name": optimizer, "lr": 1e-3, "weight_decay": 1e-4 if optimizer == "adamw" else 0.0},
@@ -58,6 +58,8 @@ def make_record(num: int, method: str, optimizer: str, steps: int, seed: int, *,
                          "hydra-core": "1.3.8", "wandb": "0.31.0", "numpy": "2.4.6"},
             "python": "3.11.7", "cpu_model": "Test CPU", "cpu_count": 2, "git_commit": "abc123",
             "platform": "cpu", "device_kind": "cpu", "device": "cpu:0", "device_count": 1,
+            "calibration": {"matmul_flops_per_s": 2.5e11, "copy_bytes_per_s": 8e9, "matmul_size": 1536,
+                            "copy_bytes": 2**26},
         },
     }
     if status in ("failed", "skipped"):
@@ -84,7 +86,14 @@ def make_record(num: int, method: str, optimizer: str, steps: int, seed: int, *,
             "run_s_per_call": {"median": sorted(runs)[1], "min": min(runs), "max": max(runs), "iqr": 0.0},
             "run_s_per_step": {"median": sorted(runs)[1] / steps, "min": min(runs) / steps,
                                "max": max(runs) / steps, "iqr": 0.0},
+            "in_loop_s_per_step": per_step_s * frozen ** 0.5,
+            "memory": {"peak_memory_in_bytes": 1000 * frozen, "temp_size_in_bytes": 100 * frozen},
+            "matmuls": {"inside": 2, "outside": 3 if peak_fraction > 1.5 else 0},
         },
+        "batch": {"regime": "full_batch", "size": 55, "per_step": False},
+        "plausibility": {"achieved_flops_per_s": peak_fraction * 2.5e11, "peak_fraction": peak_fraction,
+                         "limit": 1.5, "warning": "faster than this machine's measured peak" if peak_fraction > 1.5
+                         else None, "note": None},
         "history": {"step": list(range(0, steps, 10)),
                     "train_mse": [mse + 1.0 / (1 + s) for s in range(0, steps, 10)],
                     "train_mae": [mse / 2 for _ in range(0, steps, 10)]},
@@ -198,7 +207,11 @@ def test_report_writes_tables_markdown_and_png_figures(built):
     assert "| jax | 0.10.2 |" in text and "Test CPU (2 cores)" in text and "abc123" in text
     assert "planted failed run" in text and "planted skipped run" in text
     assert "corrupt" in text and "half" in text
+    assert "No run is faster than the calibrated peak" in text and "## Throughput" in text and "## Memory" in text
     for name, file in figures.FIGURES.items():
+        if name == "cost_vs_params":
+            assert built["figures"][name].startswith("the sweep has a single model size")
+            continue
         assert built["figures"][name] == out / file
         data = (out / file).read_bytes()
         assert data.startswith(PNG) and len(data) > 10_000, name
@@ -223,6 +236,22 @@ def test_methods_table_shows_the_naive_method_drifting_with_adamw(built):
     assert fixed["frozen bitwise unchanged"] == "yes" and fixed["frozen drift L2 (max)"] == "0"
     assert fixed["grads cover frozen"] == "no" and fixed["optimizer state (bytes)"] == "40"
     assert "| stop_gradient | adamw |" in built["report"].read_text()
+
+
+def test_model_sizes_get_a_cost_figure_and_implausible_runs_are_listed(tmp_path):
+    for num, (width, frozen) in enumerate([(16, 256), (64, 4096), (256, 65536)]):
+        for method, fraction in (("diffstate", 40.0), ("stop_gradient", 0.5)):
+            rec = make_record(num * 2 + (method == "stop_gradient"), method, "adamw", 50, 1, width=width,
+                              frozen=frozen, peak_fraction=fraction)
+            _write(tmp_path / "sweep" / str(rec["job"]["num"]) / "result.json", json.dumps(rec))
+    made = report.build_report(tmp_path / "sweep")
+    assert made["figures"]["cost_vs_params"] == tmp_path / "sweep" / figures.FIGURES["cost_vs_params"]
+    text = made["report"].read_text()
+    assert "**3 runs report step times faster than this machine can compute them**" in text
+    assert "250 GFLOP/s" in text  # the calibrated peak, from the records' environment
+    df = made["df"]
+    assert df["peak_bytes"].tolist() == [256_000, 256_000, 4_096_000, 4_096_000, 65_536_000, 65_536_000]
+    assert df["warning"].notna().sum() == 3 and (df.loc[df["warning"].notna(), "method"] == "diffstate").all()
 
 
 def test_figure_without_data_is_skipped_with_a_line(tmp_path):

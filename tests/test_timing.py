@@ -8,7 +8,10 @@ import pytest
 
 from conftest import run_cli, spec_for
 from harness.run import execute, execute_vectorized
+from harness.hlo import loop_ops
+from harness.task import make_data
 from harness.timing import compile_and_time
+from harness.train import build, train
 
 CPU = [jax.devices("cpu")[0]]
 
@@ -77,3 +80,21 @@ def test_vectorized_cli_run_writes_one_record_per_point(cli):
     assert [r["config"]["optimizer"]["lr"] for r in recs] == [0.001, 0.01, 0.1]
     assert [r["job"]["vectorized"]["point"] for r in recs] == [0, 1, 2]
     assert len({r["metrics"]["test"]["mse"] for r in recs}) == 3
+
+
+def test_the_timed_loop_emits_the_loss_only_unless_asked():
+    spec = spec_for("model=mlp", "freeze=backbone")
+    data = make_data(spec.task)
+    built = build(spec, data)
+    args = (built.state, data.x_train, data.y_train)
+    outputs, abs_ops = {}, {}
+    for metrics in (("mse",), ("mse", "mae")):
+        compiled = train.lower(*args, program=built.program, steps=20, metrics=metrics).compile()
+        outputs[metrics] = compiled.out_info[1]
+        abs_ops[metrics] = loop_ops(compiled.as_text(), kinds=("abs",))["inside"]
+    assert list(outputs["mse",]) == ["mse"] and outputs["mse",]["mse"].shape == (20,)
+    assert sorted(outputs["mse", "mae"]) == ["mae", "mse"]
+    assert abs_ops["mse",] == 0 and abs_ops["mse", "mae"] >= 1  # the MAE is not computed in the loop at all
+    record = execute(spec_for("train.repeats=1"), CPU)
+    assert set(record["history"]) == {"step", "train_mse"}
+    assert set(record["metrics"]["test"]) == {"mse", "mae"}  # final metrics, computed after the timed calls

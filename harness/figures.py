@@ -25,7 +25,7 @@ FIGURE_TITLES = {
     "time_vs_steps": "Run and compile time against step count",
     "frozen_drift": "Drift of the frozen parameters",
     "compile_vs_run": "Compile vs run time",
-    "cost_vs_params": "Step time and peak memory against parameter count",
+    "cost_vs_params": "Step time and memory against parameter count",
 }
 # Axes that change the parameter count (or only add points along a line): not what separates the lines.
 SIZE_KEYS = ("model", "model.width", "model.depth", "lr", "steps", "experiment")
@@ -187,7 +187,7 @@ def compile_vs_run_figure(summary: pd.DataFrame, keys: list[str]) -> Figure | st
 
 
 def cost_vs_params_figure(summary: pd.DataFrame, keys: list[str]) -> Figure | str:
-    """In-loop step time and peak memory against parameter count, log-log, one line per method x freeze x ..."""
+    """In-loop step time and memory of one call against parameter count, log-log, one line per method x freeze x ..."""
     ok = summary[(summary["ok"] > 0)].copy()
     ok["params"] = ok["trainable_params_median"].astype(float) + ok["frozen_params_median"].astype(float)
     if ok["params"].nunique() < 2:
@@ -201,12 +201,13 @@ def cost_vs_params_figure(summary: pd.DataFrame, keys: list[str]) -> Figure | st
         style = "--" if values.get("freeze") == "none" else "-"
         left.plot(g["params"], g["in_loop_s_per_step_median"] * 1e3, style, marker="o", ms=4, color=colour,
                   label=label)
-        right.plot(g["params"], g["peak_bytes_median"] / 2**20, style, marker="o", ms=4, color=colour)
+        right.plot(g["params"], g["memory_bytes_median"] / 2**20, style, marker="o", ms=4, color=colour)
     left.set(title="In-loop step time", xlabel="parameters (trainable + frozen)", ylabel="ms per step",
              xscale="log", yscale="log")
-    right.set(title="Peak memory of the compiled program (XLA)", xlabel="parameters (trainable + frozen)",
+    right.set(title="Memory of one call (XLA: args + outputs + temps)", xlabel="parameters (trainable + frozen)",
               ylabel="MiB", xscale="log", yscale="log")
     for ax in (left, right):
+        _plain_log_labels(ax.yaxis)
         ax.grid(True, which="both", alpha=0.3)
     fig.legend(*left.get_legend_handles_labels(), loc="outside lower center", ncols=4, fontsize="x-small")
     fig.suptitle("Cost against model size (medians per configuration)")

@@ -61,7 +61,7 @@ MEASURED = {
     "dispatch_overhead_s": "timing.dispatch.overhead_s",
     "batch_regime": "batch.regime",
     "batch_size": "batch.size",
-    "peak_bytes": "timing.memory.peak_memory_in_bytes",
+    "memory_bytes": "timing.memory.total_bytes",
     "temp_bytes": "timing.memory.temp_size_in_bytes",
     "flops_per_step": "timing.dispatch.flops_per_step",
     "achieved_flops_per_s": "plausibility.achieved_flops_per_s",
@@ -74,7 +74,7 @@ MEASURED = {
 # Column -> (pandas dtype, cast): the same dtypes in parquet and CSV whatever is missing.
 DTYPES = {
     **dict.fromkeys(("steps", "seed", "job_num", "diverged_at_step", "opt_state_bytes", "opt_state_frozen_bytes",
-                     "trainable_params", "frozen_params", "repeats", "batch_size", "peak_bytes", "temp_bytes",
+                     "trainable_params", "frozen_params", "repeats", "batch_size", "memory_bytes", "temp_bytes",
                      "matmuls_in_loop", "matmuls_hoisted"), ("Int64", int)),
     **dict.fromkeys(("drift_unchanged", "grads_cover_frozen"), ("boolean", bool)),
     **dict.fromkeys(("experiment", "model", "freeze", "method", "optimizer", "device", "status", "error",
@@ -90,7 +90,7 @@ DTYPES = {
 ALWAYS_KEYS = ("method", "freeze", "optimizer")
 MAYBE_KEYS = ("model", "lr", "weight_decay", "steps", "device", "experiment")
 SPREAD_METRICS = ("train_mse", "test_mse", "slope", "intercept", "drift_l2", "drift_max_abs", "opt_state_bytes",
-                  "frozen_params", "trainable_params", "in_loop_s_per_step", "dispatch_overhead_s", "peak_bytes",
+                  "frozen_params", "trainable_params", "in_loop_s_per_step", "dispatch_overhead_s", "memory_bytes",
                   "temp_bytes", "achieved_flops_per_s", "peak_fraction")
 
 

@@ -96,7 +96,7 @@ def _mb(value: Any) -> str:
 def memory_table(summary: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     return _with_keys(summary, keys, {"trainable params": _spread(summary, "trainable_params", _int_text),
                                       "frozen params": _spread(summary, "frozen_params", _int_text),
-                                      "peak memory (MiB)": _spread(summary, "peak_bytes", _mb),
+                                      "memory (MiB)": _spread(summary, "memory_bytes", _mb),
                                       "temp memory (MiB)": _spread(summary, "temp_bytes", _mb),
                                       "optimizer state (bytes)": _spread(summary, "opt_state_bytes", _int_text)})
 
@@ -243,7 +243,8 @@ def render_report(sweep_dir: Path, df: pd.DataFrame, records: list[dict], proble
         "## Throughput\n", "In-loop step time, XLA's flop count per step over it, and that rate as a fraction "
                             "of the machine's calibrated f32 matmul peak.\n",
         markdown_table(throughput_table(summary, keys)),
-        "## Memory\n", "XLA's memory analysis of the compiled training program (peak and temporary buffers), "
+        "## Memory\n", "XLA's memory analysis of the compiled training program: memory is what one call holds at "
+                        "most (arguments + outputs + temporaries − aliased buffers), temp the temporaries alone; "
                         "and the optimizer state.\n", markdown_table(memory_table(summary, keys)),
         "## Cost\n", "Compile: ahead-of-time XLA compile of the whole training program, cold compiles only (runs "
                      "served from a compile cache have none). Run: one jitted call (all steps), after warm-up. "

@@ -112,8 +112,13 @@ def _memory(compiled) -> dict[str, int | None]:
         stats = compiled.memory_analysis()
     except Exception:  # noqa: BLE001
         stats = None
-    names = ("argument_size_in_bytes", "output_size_in_bytes", "temp_size_in_bytes", "peak_memory_in_bytes")
-    return {name: getattr(stats, name, None) for name in names}
+    names = ("argument_size_in_bytes", "output_size_in_bytes", "alias_size_in_bytes", "temp_size_in_bytes",
+             "peak_memory_in_bytes")
+    memory = {name: getattr(stats, name, None) for name in names}
+    # What one call holds at once, at most. XLA:CPU's peak_memory_in_bytes counts arguments and outputs only.
+    parts = [memory[n] for n in ("argument_size_in_bytes", "output_size_in_bytes", "temp_size_in_bytes")]
+    memory["total_bytes"] = None if None in parts else sum(parts) - (memory["alias_size_in_bytes"] or 0)
+    return memory
 
 
 def _matmuls(compiled) -> dict[str, int] | None:

@@ -98,7 +98,7 @@ def summary(record: dict[str, Any]) -> dict[str, Any]:
         if "in_loop_s_per_step" in t:
             out["time/in_loop_s_per_step"] = t["in_loop_s_per_step"]
         memory = t.get("memory") or {}
-        out["memory/peak_bytes"] = memory.get("peak_memory_in_bytes")
+        out["memory/bytes"] = memory.get("total_bytes")
         out["memory/temp_bytes"] = memory.get("temp_size_in_bytes")
     if record.get("batch"):
         out["batch/regime"] = record["batch"]["regime"]

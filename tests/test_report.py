@@ -87,7 +87,7 @@ def make_record(num: int, method: str, optimizer: str, steps: int, seed: int, *,
             "run_s_per_step": {"median": sorted(runs)[1] / steps, "min": min(runs) / steps,
                                "max": max(runs) / steps, "iqr": 0.0},
             "in_loop_s_per_step": per_step_s * frozen ** 0.5,
-            "memory": {"peak_memory_in_bytes": 1000 * frozen, "temp_size_in_bytes": 100 * frozen},
+            "memory": {"total_bytes": 1000 * frozen, "temp_size_in_bytes": 100 * frozen},
             "matmuls": {"inside": 2, "outside": 3 if peak_fraction > 1.5 else 0},
         },
         "batch": {"regime": "full_batch", "size": 55, "per_step": False},
@@ -250,7 +250,7 @@ def test_model_sizes_get_a_cost_figure_and_implausible_runs_are_listed(tmp_path)
     assert "**3 runs report step times faster than this machine can compute them**" in text
     assert "250 GFLOP/s" in text  # the calibrated peak, from the records' environment
     df = made["df"]
-    assert df["peak_bytes"].tolist() == [256_000, 256_000, 4_096_000, 4_096_000, 65_536_000, 65_536_000]
+    assert df["memory_bytes"].tolist() == [256_000, 256_000, 4_096_000, 4_096_000, 65_536_000, 65_536_000]
     assert df["warning"].notna().sum() == 3 and (df.loc[df["warning"].notna(), "method"] == "diffstate").all()
 
 

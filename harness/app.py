@@ -25,7 +25,9 @@ from omegaconf import DictConfig, OmegaConf
 from harness.config import Config, ConfigError, DeviceUnavailable, register, to_spec
 from harness.tracking import RECORD_NAME, WandbSink, write_json_atomic
 
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"  # the repo's conf/ (editable install)
+# An installed wheel carries the configs as harness/conf; a source checkout (editable install) has them in conf/.
+_PACKAGE = Path(__file__).resolve().parent
+CONF_DIR = _PACKAGE / "conf" if (_PACKAGE / "conf" / "config.yaml").is_file() else _PACKAGE.parent / "conf"
 log = logging.getLogger("harness")
 COMPLETE = ("ok", "diverged")  # what resume does not run again
 register()

@@ -1,0 +1,179 @@
+"""The Hydra entry point: one job = validate, run, write the local record, log to W&B.
+
+A job never raises for a run-time problem: whatever happens is written to its
+record (status ok / diverged / failed / skipped) so a multirun always goes on.
+The sweep's exit code and summary come from `harness.callbacks`.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import logging
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+
+from harness.config import Config, ConfigError, DeviceUnavailable, register, to_spec
+from harness.tracking import RECORD_NAME, WandbSink, write_json_atomic
+
+# An installed wheel carries the configs as harness/conf; a source checkout (editable install) has them in conf/.
+_PACKAGE = Path(__file__).resolve().parent
+CONF_DIR = _PACKAGE / "conf" if (_PACKAGE / "conf" / "config.yaml").is_file() else _PACKAGE.parent / "conf"
+log = logging.getLogger("harness")
+COMPLETE = ("ok", "diverged")  # what resume does not run again
+register()
+
+
+def spec_from_overrides(*overrides: str) -> Config:
+    """A validated Config composed from conf/ as the command line would: for tests, benchmarks, notebooks.
+
+    >>> spec_from_overrides("method=stop_gradient", "optimizer.lr=0.01").optimizer.lr
+    0.01
+    """
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return to_spec(compose("config", overrides=list(overrides)))
+
+
+def job_info() -> dict[str, Any]:
+    hc = HydraConfig.get()
+    return {
+        "name": hc.job.name if hc.mode != RunMode.MULTIRUN else f"{hc.job.name}-{hc.job.num}",
+        "num": hc.job.get("num"),
+        "overrides": list(hc.overrides.task),
+        "override_dirname": hc.job.override_dirname,
+        "output_dir": hc.runtime.output_dir,
+    }
+
+
+def _outcomes(cfg: DictConfig, config: dict[str, Any], job: dict[str, Any], out_dir: Path):
+    """(record dir, config, job, result) per run of this job: one, or one per vectorized point."""
+    spec = to_spec(cfg)
+    # JAX is imported only once the config is valid: bad input is answered in about a second.
+    from harness.devices import select
+    from harness.environment import environment
+    from harness.run import execute, execute_vectorized
+
+    devices = select(spec.device)
+    env = {"environment": environment(devices[0])}
+    if not spec.vectorize.enabled:
+        return [(out_dir, config, job, {**env, **execute(spec, devices)})]
+    results = execute_vectorized(spec, devices)
+    outcomes = []
+    for i, (point, result) in enumerate(results):
+        point_config = copy.deepcopy(config)  # the point as a single run: what compare and reports match on
+        point_config["optimizer"]["lr"], point_config["task"]["seed"] = point.optimizer.lr, point.task.seed
+        point_config["vectorize"] = {"lr": [], "seed": []}
+        point_job = {**job, "name": f"{job['name']}-{i}", "output_dir": str(out_dir / str(i)),
+                     "overrides": [*job["overrides"], f"optimizer.lr={point.optimizer.lr}", f"task.seed={point.task.seed}"],
+                     "vectorized": {"point": i, "points": len(results)}}
+        outcomes.append((out_dir / str(i), point_config, point_job, {**env, **result}))
+    return outcomes
+
+
+def run_job(cfg: DictConfig, out_dir: Path, job: dict[str, Any]) -> list[dict[str, Any]]:
+    """Runs one job (one run, or every vectorized point) and writes a record per run."""
+    config = OmegaConf.to_container(cfg, resolve=True)
+    started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    try:
+        outcomes = _outcomes(cfg, config, job, out_dir)
+    except DeviceUnavailable as err:
+        outcomes = [(out_dir, config, job, {"status": "skipped", "error": _error(err)})]
+    except ConfigError as err:
+        outcomes = [(out_dir, config, job, {"status": "failed", "error": _error(err)})]
+    except Exception as err:  # noqa: BLE001 - any failure becomes a record, never a lost sweep
+        outcomes = [(out_dir, config, job, {"status": "failed",
+                                            "error": {**_error(err), "traceback": traceback.format_exc(limit=-8)}})]
+    records = []
+    for record_dir, run_config, run_job_info, result in outcomes:
+        record = {"schema_version": 1, "status": "failed", "error": None, "job": run_job_info, "config": run_config,
+                  "config_hash": config_hash(config), "started": started, **result,
+                  "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        path = record_dir / RECORD_NAME
+        write_json_atomic(path, record)  # the ground truth lands before W&B is touched
+        record["wandb"] = _log_wandb(cfg, record, record_dir)
+        write_json_atomic(path, record)
+        records.append(record)
+    return records
+
+
+def _error(err: BaseException) -> dict[str, str]:
+    text = str(err).strip()
+    return {"type": type(err).__name__, "message": text.splitlines()[0] if text else ""}
+
+
+def _log_wandb(cfg: DictConfig, record: dict[str, Any], out_dir: Path) -> dict[str, Any] | None:
+    try:
+        wandb_cfg = OmegaConf.to_object(cfg.tracker.wandb)
+    except Exception:  # noqa: BLE001 - a bad tracker config is already the record's error
+        return None
+    try:
+        return WandbSink(wandb_cfg)(record, out_dir)
+    except Exception as err:  # noqa: BLE001 - W&B is an observer, never a point of failure
+        log.warning("W&B logging failed, the local record is kept: %s: %s", type(err).__name__, err)
+        return {"mode": wandb_cfg.mode, "error": f"{type(err).__name__}: {err}"}
+
+
+def config_hash(config: dict[str, Any]) -> str:
+    """What resume compares: the job's resolved config, less where it is written and the tracker."""
+    content = {k: v for k, v in config.items() if k not in ("resume", "results_dir", "tracker")}
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def already_done(out_dir: Path, config: dict[str, Any]) -> list[dict[str, Any]]:
+    """The job's completed records (one, or one per vectorized point) if all are there, else [].
+
+    A completed record of another config in the job's dir is an error: resuming with other
+    overrides would mix two sweeps.
+    """
+    expected = max(len(config["vectorize"]["lr"]), 1) * max(len(config["vectorize"]["seed"]), 1)
+    done = []
+    for path in sorted(out_dir.rglob(RECORD_NAME)):
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if record.get("status") not in COMPLETE:
+            continue
+        if record.get("config_hash") != config_hash(config):
+            raise ConfigError("resume", f"{path} is a completed record of another config; resume a sweep with "
+                                        "the same overrides, or start a new one")
+        done.append(record)
+    return done if len(done) == expected else []
+
+
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
+def main(cfg: DictConfig) -> None:
+    out_dir = Path(HydraConfig.get().runtime.output_dir)
+    single = HydraConfig.get().mode != RunMode.MULTIRUN
+    if cfg.resume:
+        try:
+            done = already_done(out_dir, OmegaConf.to_container(cfg, resolve=True))
+        except ConfigError as err:
+            print(f"error: {err}", file=sys.stderr, flush=True)
+            sys.exit(1)  # also in a multirun: nothing of this sweep should run into another's dir
+        for record in done:
+            print(f"{record['status']} (already recorded, skipped by resume): "
+                  f"{Path(record['job']['output_dir']) / RECORD_NAME}", flush=True)
+        if done:
+            return
+    records = run_job(cfg, out_dir, job_info())
+    for record in records:
+        print(f"{record['status']}: {Path(record['job']['output_dir']) / RECORD_NAME}", flush=True)
+        if (record.get("wandb") or {}).get("dir"):
+            print(f"  W&B ({record['wandb']['mode']}): {Path(record['wandb']['dir']).parent}", flush=True)
+        if record.get("error"):
+            label = "reason" if record["status"] == "skipped" else "error"
+            print(f"{label}: {record['error']['type']}: {record['error']['message']}", file=sys.stderr, flush=True)
+    if single and any(r["status"] in ("failed", "skipped") for r in records):
+        sys.exit(1)

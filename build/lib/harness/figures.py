@@ -1,0 +1,236 @@
+"""The report's PNG figures, drawn from the runs DataFrame and its per-configuration summary.
+
+Each `*_figure` function returns a matplotlib Figure, or the reason it has
+nothing to draw as text, which report.md shows in the figure's place. Figures
+live on their own Agg canvas: no pyplot, no global state, no display needed.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, NullFormatter
+
+from harness.records import ALWAYS_KEYS, group_keys, groups, key_text, number_text, summarize
+
+FIGURE_TITLES = {
+    "training_curves": "Training curves",
+    "time_vs_steps": "Run and compile time against step count",
+    "frozen_drift": "Drift of the frozen parameters",
+    "compile_vs_run": "Compile vs run time",
+    "cost_vs_params": "Step time and memory against parameter count",
+}
+# Axes that change the parameter count (or only add points along a line): not what separates the lines.
+SIZE_KEYS = ("model", "model.width", "model.depth", "lr", "steps", "experiment")
+FIGURES = {name: f"fig_{name}.png" for name in FIGURE_TITLES}
+
+
+def _label(values: Mapping[str, Any], keys: Iterable[str]) -> str:
+    return " · ".join(key_text(values[k]) if k in ALWAYS_KEYS else f"{k}={key_text(values[k])}" for k in keys)
+
+
+def _varying(df: pd.DataFrame, keys: Iterable[str]) -> list[str]:
+    """The keys that take more than one value in `df`: the ones worth naming in a legend."""
+    return [k for k in keys if k in df.columns and df[k].nunique(dropna=False) > 1]
+
+
+def _plain_log_labels(axis) -> None:
+    """Tick labels like 2 and 0.5 on a log axis instead of 2×10⁰; call once the data is drawn.
+
+    Minor ticks get labels only when the axis spans less than a decade, where
+    there may be no major tick at all: every one below a factor 3, else 2, 3 and 5.
+    """
+    low, high = sorted(axis.get_view_interval())
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    if low > 0 and high / low < 10:
+        shown = range(1, 10) if high / low < 3 else (2, 3, 5)
+
+        def minor(v: float, _) -> str:
+            return f"{v:g}" if round(v / 10 ** math.floor(math.log10(v))) in shown else ""
+
+        axis.set_minor_formatter(FuncFormatter(minor))
+    else:
+        axis.set_minor_formatter(NullFormatter())
+
+
+def _new_figure(width: float, height: float) -> Figure:
+    fig = Figure(figsize=(width, height), layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def training_curves_figure(df: pd.DataFrame, histories: Mapping[str, dict]) -> Figure | str:
+    """Train MSE against step, one panel per method, one colour per other setting, one line per run."""
+    runs = df[df["status"].isin(["ok", "diverged"]) & df["path"].map(lambda p: bool(histories.get(p)))]
+    if runs.empty:
+        return "no run has a training history"
+    methods = list(dict.fromkeys(runs["method"]))
+    others = _varying(runs, [k for k in group_keys(runs) if k != "method"])
+    colours = {}
+    ncols = min(3, len(methods))
+    nrows = math.ceil(len(methods) / ncols)
+    fig = _new_figure(4.2 * ncols, 3.2 * nrows + 0.6)
+    grid = fig.subplots(nrows, ncols, sharex=True, sharey=True, squeeze=False)
+    for ax, method in zip(grid.flat, methods):
+        seen = set()
+        for _, run in runs[runs["method"] == method].iterrows():
+            history = histories[run["path"]]
+            step = np.asarray(history.get("step", []), dtype=float)
+            mse = np.asarray(history.get("train_mse", []), dtype=float)
+            keep = np.isfinite(mse) & (mse > 0)
+            if len(step) != len(mse) or not keep.any():
+                continue
+            label = _label(run, others) or "all"
+            colour = colours.setdefault(label, f"C{len(colours) % 10}")
+            ax.plot(step[keep], mse[keep], color=colour, alpha=0.8, lw=1.2, label=None if label in seen else label)
+            seen.add(label)
+        ax.set_title(method)
+        ax.set_yscale("log")
+        ax.set_xlabel("step")
+        ax.set_ylabel("train MSE (log)")
+        ax.grid(True, alpha=0.3)
+        if seen:
+            ax.legend(fontsize="x-small")
+            _plain_log_labels(ax.yaxis)
+    for ax in list(grid.flat)[len(methods):]:
+        ax.set_visible(False)
+    fig.suptitle("Training curves: train MSE per step (one line per run)")
+    return fig
+
+
+def time_vs_steps_figure(summary: pd.DataFrame, keys: list[str]) -> Figure | str:
+    """Run time per step and compile time against step count, log-log, median and min–max per setting."""
+    ok = summary[summary["ok"] > 0]
+    if "steps" not in ok or ok["steps"].nunique() < 2:
+        return "the sweep has a single step count (sweep `train.steps=...` to draw this)"
+    others = [k for k in keys if k != "steps"]
+    fig = _new_figure(11, 4.2)
+    left, right = fig.subplots(1, 2)
+    for i, (values, g) in enumerate(groups(ok, others) if others else [({}, ok)]):
+        g = g.sort_values("steps")
+        colour, label = f"C{i % 10}", _label(values, _varying(ok, others)) or "all"
+        steps = g["steps"].astype(float).to_numpy()
+        for ax, name, scale in ((left, "run_s_per_step", 1e6), (right, "compile_s", 1.0)):
+            median = g[f"{name}_median"].to_numpy(float) * scale
+            low = g[f"{name}_min"].to_numpy(float) * scale
+            high = g[f"{name}_max"].to_numpy(float) * scale
+            ax.errorbar(steps, median, yerr=[median - low, high - median], marker="o", ms=4, capsize=3,
+                        color=colour, label=label)
+    left.set(title="Run time per step", xlabel="steps per run", ylabel="time per step (µs)", xscale="log",
+             yscale="log")
+    right.set(title="Compile time", xlabel="steps per run", ylabel="compile time (s)", xscale="log", yscale="log")
+    for ax in (left, right):
+        _plain_log_labels(ax.xaxis)
+        _plain_log_labels(ax.yaxis)
+        ax.grid(True, which="both", alpha=0.3)
+    fig.legend(*left.get_legend_handles_labels(), loc="outside lower center", ncols=3, fontsize="x-small")
+    fig.suptitle("Cost against step count (median, bars: min–max)")
+    return fig
+
+
+def frozen_drift_figure(summary: pd.DataFrame, keys: list[str]) -> Figure | str:
+    """Largest frozen-parameter drift per method, one bar per other setting; 0 means bitwise unchanged."""
+    ok = summary[(summary["ok"] > 0) & summary["drift_l2_max"].notna() & (summary["frozen_params_max"] > 0)]
+    if ok.empty:
+        return "no ok run has frozen parameters (freeze=none, or no drift recorded)"
+    methods = list(dict.fromkeys(ok["method"]))
+    others = _varying(ok, [k for k in keys if k not in ("method", "steps", "lr")]) or ["optimizer"]
+    bar_labels = pd.Series([_label(r, others) for _, r in ok.iterrows()], index=ok.index)
+    labels = list(dict.fromkeys(bar_labels))
+    width = 0.8 / len(labels)
+    fig = _new_figure(max(6.0, 1.2 * len(methods) * max(1, len(labels) / 2)), 4.2)
+    ax = fig.subplots()
+    for j, label in enumerate(labels):
+        heights, texts = [], []
+        for method in methods:
+            rows = ok[(ok["method"] == method) & (bar_labels == label)]
+            heights.append(rows["drift_l2_max"].max() if len(rows) else math.nan)
+            bitwise = len(rows) and (rows["unchanged_runs"] == rows["unchanged_of"]).all()
+            texts.append("" if not len(rows) else "bitwise 0" if bitwise else number_text(heights[-1]))
+        x = np.arange(len(methods)) + (j - (len(labels) - 1) / 2) * width
+        bars = ax.bar(x, heights, width, color=f"C{j % 10}", label=label)
+        ax.bar_label(bars, labels=texts, fontsize="x-small", rotation=90, padding=2)
+    ax.set_xticks(np.arange(len(methods)), methods, rotation=20, ha="right")
+    ax.set(title="Frozen-parameter drift per method\n(largest over the runs of each bar)", xlabel="freeze method",
+           ylabel="L2 norm of final − initial (parameter units)")
+    ax.margins(y=0.25)
+    ax.grid(True, axis="y", alpha=0.3)
+    ax.legend(fontsize="x-small")
+    return fig
+
+
+def compile_vs_run_figure(summary: pd.DataFrame, keys: list[str]) -> Figure | str:
+    """Compile time next to one whole jitted call, per configuration, on a log axis."""
+    ok = summary[(summary["ok"] > 0) & summary["compile_s_median"].notna()
+                 & summary["run_s_per_call_median"].notna()]
+    if ok.empty:
+        return "no run recorded timings"
+    labels = [_label(r, _varying(ok, keys) or keys) for _, r in ok.iterrows()]
+    y = np.arange(len(labels))
+    fig = _new_figure(9, 1.2 + 0.38 * len(labels))
+    ax = fig.subplots()
+    ax.barh(y - 0.2, ok["compile_s_median"].to_numpy(float), 0.4, color="C3", label="compile (AOT, once)")
+    ax.barh(y + 0.2, ok["run_s_per_call_median"].to_numpy(float), 0.4, color="C0", label="run (one call, all steps)")
+    ax.set_yticks(y, labels, fontsize="x-small")
+    ax.invert_yaxis()
+    ax.set(title="Compile vs run time (medians; compile: cold compiles)", xlabel="time (s, log)", xscale="log")
+    ax.grid(True, axis="x", which="both", alpha=0.3)
+    fig.legend(loc="outside lower center", ncols=2, fontsize="x-small")
+    return fig
+
+
+def cost_vs_params_figure(summary: pd.DataFrame, keys: list[str]) -> Figure | str:
+    """In-loop step time and memory of one call against parameter count, log-log, one line per method x freeze x ..."""
+    ok = summary[(summary["ok"] > 0)].copy()
+    ok["params"] = ok["trainable_params_median"].astype(float) + ok["frozen_params_median"].astype(float)
+    if ok["params"].nunique() < 2:
+        return "the sweep has a single model size (sweep model.width / model.depth to draw this)"
+    others = [k for k in keys if k not in SIZE_KEYS]
+    fig = _new_figure(11, 4.6)
+    left, right = fig.subplots(1, 2)
+    for i, (values, g) in enumerate(groups(ok, others) if others else [({}, ok)]):
+        g = g.groupby("params", sort=True).median(numeric_only=True).reset_index()
+        colour, label = f"C{i % 10}", _label(values, _varying(ok, others)) or "all"
+        style = "--" if values.get("freeze") == "none" else "-"
+        left.plot(g["params"], g["in_loop_s_per_step_median"] * 1e3, style, marker="o", ms=4, color=colour,
+                  label=label)
+        right.plot(g["params"], g["memory_bytes_median"] / 2**20, style, marker="o", ms=4, color=colour)
+    left.set(title="In-loop step time", xlabel="parameters (trainable + frozen)", ylabel="ms per step",
+             xscale="log", yscale="log")
+    right.set(title="Memory of one call (XLA: args + outputs + temps)", xlabel="parameters (trainable + frozen)",
+              ylabel="MiB", xscale="log", yscale="log")
+    for ax in (left, right):
+        _plain_log_labels(ax.yaxis)
+        ax.grid(True, which="both", alpha=0.3)
+    fig.legend(*left.get_legend_handles_labels(), loc="outside lower center", ncols=4, fontsize="x-small")
+    fig.suptitle("Cost against model size (medians per configuration)")
+    return fig
+
+
+def write_figures(df: pd.DataFrame, histories: Mapping[str, dict], out_dir: Path) -> dict[str, Path | str]:
+    """Draws every figure into `out_dir`: {name: PNG path written, or the reason it was skipped}."""
+    if not (df["status"] == "ok").any():
+        return {name: "no run finished ok" for name in FIGURES}
+    keys = group_keys(df)
+    summary = summarize(df, keys)
+    drawn = {
+        "training_curves": training_curves_figure(df, histories),
+        "time_vs_steps": time_vs_steps_figure(summary, keys),
+        "frozen_drift": frozen_drift_figure(summary, keys),
+        "compile_vs_run": compile_vs_run_figure(summary, keys),
+        "cost_vs_params": cost_vs_params_figure(summary, keys),
+    }
+    return {name: _save(fig, out_dir / FIGURES[name]) if isinstance(fig, Figure) else fig
+            for name, fig in drawn.items()}
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    fig.savefig(path, dpi=110)
+    return path

@@ -1,0 +1,159 @@
+"""One run, as data: a validated Config in, a dict of plain measurements out."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from harness import metrics, plausibility
+from harness.batching import FullBatch, Minibatches, batching, order_key
+from harness.config import Config, ConfigError
+from harness.devices import data_parallel
+from harness.task import Data, make_data
+from harness.timing import compile_and_time, dispatch_cost, use_persistent_cache
+from harness.train import Built, build, model_arrays, optimizer_arrays, train, train_many
+
+
+def divergence(history: dict[str, np.ndarray]) -> dict[str, Any] | None:
+    """First step with a non-finite metric and the last finite values before it, or None."""
+    bad = ~np.logical_and.reduce([np.isfinite(values) for values in history.values()])
+    if not bad.any():
+        return None
+    first = int(np.argmax(bad))
+    last = first - 1
+    return {
+        "first_nonfinite_step": first,
+        "last_finite_step": last if last >= 0 else None,
+        **{f"last_finite_train_{name}": float(values[last]) if last >= 0 else None
+           for name, values in history.items()},
+    }
+
+
+def _placed(spec: Config, devices: list[jax.Device]) -> tuple[Data, FullBatch | Minibatches]:
+    """The task's data on `devices`, and where each step's batch comes from.
+
+    Full batch: the training set is the batch, split over the devices. Minibatches: every
+    device holds the whole training set and each step's batch is split over them.
+    """
+    batch, replicated = data_parallel(devices)
+    data = make_data(spec.task)
+    minibatch = spec.train.batch_size is not None
+    train_sharding = replicated if minibatch else batch
+    batches = batching(spec.train.batch_size, data.x_train.shape[0], batch if len(devices) > 1 else None)
+    return Data(jax.device_put(data.x_train, train_sharding), jax.device_put(data.y_train, train_sharding),
+                jax.device_put(data.x_test, replicated), jax.device_put(data.y_test, replicated)), batches
+
+
+def execute(spec: Config, devices: list[jax.Device]) -> dict[str, Any]:
+    """Builds, compiles, times and evaluates one run; each step's batch is sharded over `devices`."""
+    use_persistent_cache(spec.train.persistent_cache_dir)
+    peak = plausibility.machine_peak(devices[0])
+    with jax.default_device(devices[0]):
+        data, batches = _placed(spec, devices)
+        built = build(spec, data)
+        key = jax.device_put(order_key(spec.task.seed), data_parallel(devices)[1])
+        args = (jax.device_put(built.state, data_parallel(devices)[1]), data.x_train, data.y_train, key)
+        static = {"program": built.program, "batches": batches, "steps": spec.train.steps,
+                  "metrics": tuple(spec.train.step_metrics)}
+        (state, history), timing = compile_and_time(
+            train, args, static, steps=spec.train.steps, warmup=spec.train.warmup, repeats=spec.train.repeats
+        )
+        if spec.train.measure_dispatch:
+            timing.dispatch = dispatch_cost(train, args, static)
+        return measurements(spec, data, built, batches, state, jax.tree.map(np.asarray, history), timing.summary(),
+                            peak)
+
+
+def points(spec: Config) -> list[Config]:
+    """One Config per (lr, seed) of `spec.vectorize`, each an ordinary single run."""
+    lrs = spec.vectorize.lr or [spec.optimizer.lr]
+    seeds = spec.vectorize.seed or [spec.task.seed]
+    return [
+        dataclasses.replace(spec, optimizer=dataclasses.replace(spec.optimizer, lr=lr),
+                            task=dataclasses.replace(spec.task, seed=seed), vectorize=type(spec.vectorize)())
+        for seed, lr in itertools.product(seeds, lrs)
+    ]
+
+
+def stack(trees: list[Any]) -> Any:
+    """Pytrees of one structure as one pytree with a leading axis (on device: no transfer in timed calls)."""
+    return jax.tree.map(lambda *leaves: jnp.stack(leaves), *trees)
+
+
+def execute_vectorized(spec: Config, devices: list[jax.Device]) -> list[tuple[Config, dict[str, Any]]]:
+    """(point spec, result) for every point of `spec.vectorize`, trained as one vmapped program."""
+    use_persistent_cache(spec.train.persistent_cache_dir)
+    peak = plausibility.machine_peak(devices[0])
+    specs = points(spec)
+    with jax.default_device(devices[0]):
+        placed = [_placed(s, devices[:1]) for s in specs]
+        data, batches = [d for d, _ in placed], placed[0][1]
+        built = [build(s, d) for s, d in zip(specs, data)]
+        if any(b.program != built[0].program for b in built):
+            raise ConfigError("vectorize", "points differ in program structure; vectorize lr and seed only")
+        args = (stack([b.state for b in built]), stack([d.x_train for d in data]), stack([d.y_train for d in data]),
+                stack([order_key(s.task.seed) for s in specs]))
+        static = {"program": built[0].program, "batches": batches, "steps": spec.train.steps,
+                  "metrics": tuple(spec.train.step_metrics)}
+        (states, history), timing = compile_and_time(
+            train_many, args, static, steps=spec.train.steps, warmup=spec.train.warmup,
+            repeats=spec.train.repeats, points=len(specs),
+        )
+        if spec.train.measure_dispatch:
+            timing.dispatch = dispatch_cost(train_many, args, static)
+        history, timing = jax.tree.map(np.asarray, history), timing.summary()
+        return [
+            (s, measurements(s, d, b, batches, tuple(leaf[i] for leaf in states),
+                             {name: values[i] for name, values in history.items()}, {**timing, "point": i}, peak))
+            for i, (s, d, b) in enumerate(zip(specs, data, built))
+        ]
+
+
+def measurements(spec: Config, data: Data, built: Built, batches: FullBatch | Minibatches, state,
+                 history: dict[str, np.ndarray], timing: dict[str, Any], peak: dict[str, float]) -> dict[str, Any]:
+    """The record's measurements for one trained state and its per-step `history` ({metric: values})."""
+    pred_train = built.program.predict(state, data.x_train)
+    pred_test = built.program.predict(state, data.x_test)
+    initial, final = model_arrays(built, built.state), model_arrays(built, state)
+    steps = metrics.subsample(spec.train.steps, spec.tracker.history_points)
+    diverged = divergence(history)
+    return {
+        "status": "diverged" if diverged else "ok",
+        "divergence": diverged,
+        "metrics": {
+            "train": metrics.errors(pred_train, data.y_train),
+            "test": metrics.errors(pred_test, data.y_test),
+            # The loss the seed prints: before the last update.
+            **{f"last_step_train_{name}": float(values[-1]) for name, values in history.items()},
+            **metrics.fit_line(data.x_test, pred_test),
+        },
+        "drift": metrics.drift(initial, final, built.frozen_paths),
+        "trained_drift": metrics.drift(initial, final, built.trainable_paths),
+        "parameters": {
+            "trainable": metrics.count(initial, built.trainable_paths),
+            "frozen": metrics.count(initial, built.frozen_paths),
+            "trainable_paths": built.trainable_paths,
+            "frozen_paths": built.frozen_paths,
+            "grad_paths": built.grad_paths,
+            "grads_cover_frozen": any(p in built.grad_paths for p in built.frozen_paths),
+            "final": {path: value.ravel().tolist() for path, value in final.items() if value.size <= 16},
+        },
+        "optimizer_state": metrics.optimizer_state(optimizer_arrays(built, state), built.frozen_paths),
+        "batch": batches.describe(data.x_train.shape[0]),
+        "timing": timing,
+        "plausibility": plausibility.check(timing, peak, full_batch=isinstance(batches, FullBatch),
+                                           frozen=bool(built.frozen_paths)),
+        "placement": {
+            "state": sorted({str(d) for leaf in state for d in leaf.devices()}),
+            "train_batch": sorted(str(d) for d in data.x_train.devices()),
+        },
+        "history": {
+            "step": steps.tolist(),
+            **{f"train_{name}": values[steps].tolist() for name, values in history.items()},
+        },
+    }

@@ -1,0 +1,45 @@
+"""A built wheel, installed into a fresh virtualenv, runs the seed study from any directory."""
+
+import json
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO
+
+pytestmark = pytest.mark.slow
+
+
+def test_wheel_installed_in_a_fresh_venv_runs_the_seed_study_from_another_directory(tmp_path):
+    wheels, venv, work = tmp_path / "wheels", tmp_path / "venv", tmp_path / "elsewhere"
+    # The wheel is built in isolation from the repo's pyproject, as `pip install .` builds it.
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(wheels), str(REPO)],
+                   check=True, capture_output=True, timeout=600)
+    (wheel,) = wheels.glob("harness-*.whl")
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    python = venv / "bin" / "python"
+    subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--no-deps", str(wheel)], check=True,
+                   capture_output=True, timeout=300)
+    # The dependencies come from this environment's site-packages, added as a plain path: its .pth files
+    # (this checkout's editable install among them) are not read, so `harness` can only be the wheel's.
+    site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          check=True, capture_output=True, text=True).stdout.strip()
+    Path(site, "deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    work.mkdir()
+    where = subprocess.run([str(python), "-c", "import harness.app as a; print(a.__file__); print(a.CONF_DIR)"],
+                           cwd=work, check=True, capture_output=True, text=True).stdout.split()
+    assert all(path.startswith(site) for path in where), where
+
+    proc = subprocess.run([str(venv / "bin" / "harness"), "tracker=offline"], cwd=work, capture_output=True,
+                          text=True, timeout=300, env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (path,) = (work / "results" / "default").glob("*/result.json")
+    record = json.loads(path.read_text())
+    assert record["status"] == "ok" and record["wandb"]["mode"] == "offline"
+    assert abs(record["metrics"]["test"]["mse"] - 3.2692759) < 1e-4  # the seed's number
+    experiments = subprocess.run([str(venv / "bin" / "harness"), "experiment=seed_repro", "tracker=disabled",
+                                  "--cfg", "job"], cwd=work, capture_output=True, text=True, timeout=120)
+    assert experiments.returncode == 0 and "name: seed_repro" in experiments.stdout, experiments.stderr[-2000:]

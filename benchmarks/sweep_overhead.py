@@ -1,0 +1,112 @@
+"""What an extra job of a sweep costs beyond its training: Hydra, the harness's own work, W&B.
+
+    python benchmarks/sweep_overhead.py [--jobs 16] [--rounds 3]
+
+1. Whole commands, as a user runs them: `harness -m optimizer.lr=<1 value>` against
+   `harness -m optimizer.lr=<N values>` (the seed study, 123 steps), with W&B disabled and
+   offline, alternated per round; per extra job = (wall of N jobs - wall of 1 job) / (N - 1).
+   Every job after the first is a compile-cache hit: the learning rate is a traced value.
+2. The same per-job cost split in one process, for cache-hit jobs:
+   - Hydra: composing the job's config, twice (the basic sweeper composes each job once to
+     validate the batch and once to run it);
+   - harness: `harness.app.run_job` with W&B disabled, less the time spent in the training
+     program's own calls (warm-up, timed repeats, the 1-step dispatch probe), which is the
+     training the job exists to do;
+   - W&B: one offline run logged from the finished record (`harness.tracking.WandbSink`).
+Targets (issue 13): harness <= 50 ms per cache-hit job, W&B offline <= 100 ms per run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def command_wall(lrs: list[float], tracker: str, results: Path) -> float:
+    args = [sys.executable, "-m", "harness", "-m", "optimizer.lr=" + ",".join(map(str, lrs)), f"tracker={tracker}",
+            "report=false", f"results_dir={results}"]
+    start = time.perf_counter()
+    subprocess.run(args, check=True, capture_output=True)
+    return time.perf_counter() - start
+
+
+def training_calls_s(record: dict) -> float:
+    """Seconds the job spent calling its compiled training programs (timed repeats, warm-up, dispatch probe)."""
+    timing = record["timing"]
+    call = timing["run_s_per_call"]["median"]
+    dispatch = timing.get("dispatch") or {}
+    return sum(timing["run_s"]) + timing["warmup"] * call + dispatch.get("calls", 0) * dispatch.get("one_step_call_s", 0)
+
+
+def in_process_split(jobs: int, out: Path) -> dict[str, list[float]]:
+    import jax
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from harness.app import CONF_DIR, run_job
+    from harness.config import WandbConfig
+    from harness.tracking import WandbSink
+
+    split = {"hydra": [], "harness": [], "wandb": []}
+    job = {"name": "bench", "num": 0, "overrides": [], "override_dirname": "", "output_dir": str(out)}
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        for i in range(jobs + 1):
+            overrides = [f"optimizer.lr={1e-3 * (i + 1)}", "tracker=disabled"]
+            start = time.perf_counter()
+            for _ in range(2):
+                cfg = compose("config", overrides=overrides)
+            hydra_s = time.perf_counter() - start
+            start = time.perf_counter()
+            (record,) = run_job(cfg, out / str(i), job)
+            job_s = time.perf_counter() - start
+            start = time.perf_counter()
+            WandbSink(WandbConfig(mode="offline"))(record, out / str(i))
+            wandb_s = time.perf_counter() - start
+            if i == 0:
+                continue  # the first job compiles and starts W&B's service: not a cache-hit job
+            split["hydra"].append(hydra_s)
+            split["harness"].append(job_s - training_calls_s(record))
+            split["wandb"].append(wandb_s)
+    jax.clear_caches()
+    return split
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=16)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args(argv)
+    os.environ.setdefault("WANDB_SILENT", "true")
+    lrs = [round(1e-3 * (i + 1), 6) for i in range(args.jobs)]
+    print(f"{os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}; {args.jobs}-job learning-rate sweeps of the seed "
+          f"study, {args.rounds} rounds")
+    with tempfile.TemporaryDirectory() as tmp:
+        walls = {(tracker, n): [] for tracker in ("disabled", "offline") for n in (1, args.jobs)}
+        for _ in range(args.rounds):
+            for tracker in ("disabled", "offline"):
+                for n in (1, args.jobs):
+                    walls[tracker, n].append(command_wall(lrs[:n], tracker, Path(tmp) / "cli"))
+        print("\nwhole commands (median over rounds)")
+        for tracker in ("disabled", "offline"):
+            one, many = (float(np.median(walls[tracker, n])) for n in (1, args.jobs))
+            print(f"  W&B {tracker:<8}: 1 job {one:5.2f} s, {args.jobs} jobs {many:5.2f} s, "
+                  f"per extra job {(many - one) / (args.jobs - 1) * 1e3:6.0f} ms")
+        split = in_process_split(args.jobs, Path(tmp) / "split")
+    print(f"\nper cache-hit job, in one process (median [min, max] over {args.jobs} jobs)")
+    targets = {"hydra": None, "harness": 0.050, "wandb": 0.100}
+    for name, values in split.items():
+        median = float(np.median(values))
+        target = targets[name]
+        verdict = "" if target is None else f"  target <= {target * 1e3:.0f} ms: {'ok' if median <= target else 'MISS'}"
+        print(f"  {name:<8} {median * 1e3:6.1f} ms [{min(values) * 1e3:.1f}, {max(values) * 1e3:.1f}]{verdict}")
+
+
+if __name__ == "__main__":
+    main()

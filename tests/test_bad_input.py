@@ -37,6 +37,11 @@ CASES = {
                                            ["train.batch_size: must be <= task.n_train=55", "got 56"]),
     "batch uneven over devices": (["train.batch_size=11", "device.count=2"],
                                   ["device.count: 2 devices cannot split train.batch_size=11"]),
+    "chunks that do not divide the steps": (["train.steps=100", "train.log_every=30"],
+                                            ["train.log_every: must be >= 1 and divide train.steps=100", "got 30"]),
+    "chunks of a vectorized run": (["vectorize.lr=[0.1,0.2]", "train.log_every=41"],
+                                   ["train.log_every: vectorized points train in one call"]),
+    "unknown step metric": (["train.step_metrics=[mse,r2]"], ["train.step_metrics: got 'r2', allowed: mse, mae"]),
     "results dir": (["results_dir=/proc/not-writable"], ["results_dir: cannot write results to /proc/not-writable"]),
 }
 

@@ -16,6 +16,7 @@ import sys, itertools
 from pathlib import Path
 from harness.tracking import write_json_atomic
 path = Path(sys.argv[1])
+print("writing", flush=True)  # imports done: the kill lands while records are being written, however slow the start
 for i in itertools.count():
     write_json_atomic(path, {"i": i, "history": list(range(i % 5000))})
 """
@@ -25,8 +26,9 @@ def test_records_survive_sigkill_at_random_moments_whole_or_not_at_all(tmp_path)
     rng = random.Random(0)
     for trial in range(12):
         path = tmp_path / f"{trial}" / "result.json"
-        proc = subprocess.Popen([sys.executable, "-c", WRITER, str(path)])
-        time.sleep(0.3 + rng.random() * 0.4)
+        proc = subprocess.Popen([sys.executable, "-c", WRITER, str(path)], stdout=subprocess.PIPE, text=True)
+        assert proc.stdout.readline() == "writing\n"
+        time.sleep(rng.random() * 0.4)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
         if path.exists():  # absent is allowed (killed before the first rename), half-written is not

@@ -98,3 +98,16 @@ def test_the_timed_loop_emits_the_loss_only_unless_asked():
     record = execute(spec_for("train.repeats=1"), CPU)
     assert set(record["history"]) == {"step", "train_mse"}
     assert set(record["metrics"]["test"]) == {"mse", "mae"}  # final metrics, computed after the timed calls
+
+
+@pytest.mark.parametrize("extra", [(), ("train.batch_size=11",)], ids=["full batch", "minibatches"])
+def test_training_in_chunks_equals_one_call_bitwise_and_is_timed_as_a_whole(extra):
+    one = execute(spec_for("train.steps=120", "train.repeats=2", *extra), CPU)
+    chunked = execute(spec_for("train.steps=120", "train.repeats=2", "train.log_every=40", *extra), CPU)
+    assert chunked["parameters"]["final"] == one["parameters"]["final"]  # every seed parameter, bit for bit
+    assert chunked["history"] == one["history"] and chunked["history"]["step"] == list(range(120))
+    assert chunked["metrics"] == one["metrics"]
+    t = chunked["timing"]
+    assert t["chunks"] == 3 and one["timing"]["chunks"] == 1
+    in_loop = (t["run_s_per_call"]["median"] - 3 * t["dispatch"]["one_step_call_s"]) / (120 - 3)
+    np.testing.assert_allclose(t["in_loop_s_per_step"], max(in_loop, 0.0))

@@ -129,6 +129,7 @@ class TrainConfig:
     batch_size: Optional[int] = None  # rows per step, a new batch each step (harness/batching.py); null: full batch
     # Per-step metrics the timed loop emits: the loss alone by default, as a user's loop does; add mae to see it.
     step_metrics: list[str] = field(default_factory=lambda: ["mse"])
+    log_every: Optional[int] = None  # steps per compiled call, with a progress bar; null: all steps in one call
     warmup: int = 1  # untimed calls after compiling
     repeats: int = 5  # timed calls, each from the same initial state
     measure_dispatch: bool = True  # also compile a 1-step program and time its call alone
@@ -142,6 +143,9 @@ class TrainConfig:
                f"must include 'mse' (the loss, which divergence is checked on), got {list(self.step_metrics)}")
         _check(self.batch_size is None or self.batch_size >= 1, "train.batch_size",
                f"must be >= 1 (or null for the full training set every step), got {self.batch_size}")
+        _check(self.log_every is None or (self.log_every >= 1 and self.steps % self.log_every == 0),
+               "train.log_every", f"must be >= 1 and divide train.steps={self.steps} (every chunk shares one "
+                                  f"program), got {self.log_every}")
         _check(self.warmup >= 0, "train.warmup", f"must be >= 0, got {self.warmup}")
         _check(self.repeats >= 1, "train.repeats", f"must be >= 1, got {self.repeats}")
 
@@ -215,6 +219,8 @@ class Config:
     def __post_init__(self) -> None:
         _check(not (self.vectorize.enabled and self.device.count > 1), "vectorize",
                "runs on one device; use device.count=1 with vectorize.lr / vectorize.seed")
+        _check(not (self.vectorize.enabled and self.train.log_every), "train.log_every",
+               "vectorized points train in one call; unset train.log_every with vectorize.lr / vectorize.seed")
         batch = self.train.batch_size
         _check(batch is None or batch <= self.task.n_train, "train.batch_size",
                f"must be <= task.n_train={self.task.n_train} (the training rows), got {batch}")

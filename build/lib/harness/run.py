@@ -16,7 +16,7 @@ from harness.config import Config, ConfigError
 from harness.devices import data_parallel
 from harness.task import Data, make_data
 from harness.timing import compile_and_time, dispatch_cost, use_persistent_cache
-from harness.train import Built, build, model_arrays, optimizer_arrays, train, train_many
+from harness.train import Built, build, model_arrays, optimizer_arrays, train, train_chunk, train_many
 
 
 def divergence(history: dict[str, np.ndarray]) -> dict[str, Any] | None:
@@ -57,16 +57,53 @@ def execute(spec: Config, devices: list[jax.Device]) -> dict[str, Any]:
         data, batches = _placed(spec, devices)
         built = build(spec, data)
         key = jax.device_put(order_key(spec.task.seed), data_parallel(devices)[1])
-        args = (jax.device_put(built.state, data_parallel(devices)[1]), data.x_train, data.y_train, key)
+        state = jax.device_put(built.state, data_parallel(devices)[1])
         static = {"program": built.program, "batches": batches, "steps": spec.train.steps,
                   "metrics": tuple(spec.train.step_metrics)}
+        if spec.train.log_every is None:
+            jitted, args, call, chunks = train, (state, data.x_train, data.y_train, key), None, 1
+        else:
+            static["steps"] = spec.train.log_every
+            jitted, chunks = train_chunk, spec.train.steps // spec.train.log_every
+            args = (state, batches.start(key, data.x_train.shape[0]), data.x_train, data.y_train, key, np.int32(0))
+            call = in_chunks(args, chunks, spec.train.log_every, spec.train.warmup + spec.train.repeats)
         (state, history), timing = compile_and_time(
-            train, args, static, steps=spec.train.steps, warmup=spec.train.warmup, repeats=spec.train.repeats
+            jitted, args, static, steps=spec.train.steps, warmup=spec.train.warmup, repeats=spec.train.repeats,
+            chunks=chunks, call=call,
         )
         if spec.train.measure_dispatch:
-            timing.dispatch = dispatch_cost(train, args, static)
-        return measurements(spec, data, built, batches, state, jax.tree.map(np.asarray, history), timing.summary(),
-                            peak)
+            timing.dispatch = dispatch_cost(jitted, args, static)
+        parts = history if isinstance(history, list) else [history]
+        history = {name: np.concatenate([np.asarray(part[name]) for part in parts]) for name in parts[0]}
+        return measurements(spec, data, built, batches, state, history, timing.summary(), peak)
+
+
+def in_chunks(args: tuple, chunks: int, steps: int, calls: int):
+    """One training as `chunks` calls of a compiled `train_chunk` program, with a progress bar on a terminal.
+
+    Each chunk is waited for before the bar moves, so the bar shows steps done, not steps queued;
+    that wait is part of the timed training, as it is of a user's loop that logs as it goes.
+    """
+    from rich.console import Console
+    from rich.progress import Progress
+
+    state, order, x, y, key, _ = args
+    made = []
+
+    def call(compiled):
+        made.append(None)
+        current, current_order, parts = state, order, []
+        with Progress(console=Console(stderr=True), transient=True,
+                      disable=not Console(stderr=True).is_terminal) as progress:
+            task = progress.add_task(f"training call {len(made)}/{calls}", total=chunks * steps)
+            for chunk in range(chunks):
+                current, current_order, history = compiled(current, current_order, x, y, key,
+                                                           np.int32(chunk * steps))
+                parts.append(jax.block_until_ready(history))
+                progress.advance(task, steps)
+        return current, parts  # joined on the host, after the timed calls (a device concat would compile)
+
+    return call
 
 
 def points(spec: Config) -> list[Config]:

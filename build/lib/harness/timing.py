@@ -71,8 +71,9 @@ class Timing:
     compile_source: str  # "compiled", "in_process_cache" or "persistent_cache"
     backend_compiles: int
     warmup: int
-    run_s: list[float] = field(default_factory=list)  # one per repeat, whole call
+    run_s: list[float] = field(default_factory=list)  # one per repeat: the whole training (every chunk)
     steps: int = 1
+    chunks: int = 1  # compiled calls per training (train.log_every)
     flops: float | None = None  # XLA's count for the program, scan body counted once: see dispatch.flops_per_step
     bytes_accessed: float | None = None
     memory: dict[str, int | None] = field(default_factory=dict)
@@ -88,9 +89,11 @@ class Timing:
             "run_s_per_call": call,
             "run_s_per_step": {k: v / self.steps / self.points for k, v in call.items()},  # call time / steps
         }
-        if self.dispatch and self.steps > 1:
-            # Per step inside the loop, without the per-call cost: (N-step call - 1-step call) / (N - 1).
-            in_loop = max(call["median"] - self.dispatch["one_step_call_s"], 0.0) / (self.steps - 1)
+        if self.dispatch and self.steps > self.chunks:
+            # Per step inside the loop, without the per-call cost: (N-step call - 1-step call) / (N - 1);
+            # in C chunks a training pays C per-call costs: (N-step training - C 1-step calls) / (N - C).
+            in_loop = max(call["median"] - self.chunks * self.dispatch["one_step_call_s"], 0.0) / (
+                self.steps - self.chunks)
             out["in_loop_s_per_step"] = in_loop
             out["dispatch"] = {**self.dispatch, "overhead_s": max(self.dispatch["one_step_call_s"] - in_loop, 0.0)}
         return out
@@ -158,12 +161,17 @@ def dispatch_cost(jitted: Callable, args: tuple, static: dict, *, calls: int = 5
     one_step = float(np.median(samples))
     # XLA counts a scan body once whatever its trip count, so the 1-step program's count is per step.
     flops, bytes_accessed = _cost(compiled)
-    return {"one_step_call_s": one_step, "flops_per_step": flops, "bytes_accessed_per_step": bytes_accessed}
+    return {"one_step_call_s": one_step, "calls": calls, "flops_per_step": flops,
+            "bytes_accessed_per_step": bytes_accessed}
 
 
 def compile_and_time(jitted: Callable, args: tuple, static: dict, *, steps: int, warmup: int, repeats: int,
-                     points: int = 1):
-    """(output of the last repeat, Timing) of `jitted(*args, **static)`; `static` are its static args."""
+                     points: int = 1, chunks: int = 1, call: Callable | None = None):
+    """(output of the last repeat, Timing) of `jitted(*args, **static)`; `static` are its static args.
+
+    `call(compiled)`, when given, is one whole training with the compiled program (e.g. `chunks`
+    calls of it in a row); by default it is the one call `compiled(*args)`.
+    """
     with count_compiles() as counts:
         t0 = time.perf_counter()
         lowered = jitted.lower(*args, **static)
@@ -175,14 +183,16 @@ def compile_and_time(jitted: Callable, args: tuple, static: dict, *, steps: int,
     )
     flops, bytes_accessed = _cost(compiled)
     timing = Timing(t1 - t0, t2 - t1, source, counts.backend_compiles, warmup, steps=steps, flops=flops,
-                    bytes_accessed=bytes_accessed, memory=_memory(compiled), points=points, matmuls=_matmuls(compiled))
+                    bytes_accessed=bytes_accessed, memory=_memory(compiled), points=points, matmuls=_matmuls(compiled),
+                    chunks=chunks)
+    run = (lambda: compiled(*args)) if call is None else (lambda: call(compiled))
     with count_compiles() as during:
         for _ in range(warmup):
-            jax.block_until_ready(compiled(*args))
+            jax.block_until_ready(run())
         out = None
         for _ in range(repeats):
             t = time.perf_counter()
-            out = jax.block_until_ready(compiled(*args))
+            out = jax.block_until_ready(run())
             timing.run_s.append(time.perf_counter() - t)
     if during.backend_compiles:
         raise RuntimeError(f"{during.backend_compiles} compile(s) happened inside the timed calls: run times are invalid")

@@ -138,15 +138,15 @@ def build_nnx(spec: Config, data: Data) -> Built:
     return Built(program, leaves, paths, frozen, trainable, grad_paths)
 
 
-def _scan(program, batches, state, x, y, key, steps: int, metrics: tuple[str, ...]):
+def _scan(program, batches, state, order, x, y, key, start, steps: int, metrics: tuple[str, ...]):
     def body(carry, i):
         state, order = carry
         order, xb, yb = batches.take(order, i, key, x, y)
         state, step_metrics = program.step(state, xb, yb)
         return (state, order), {name: step_metrics[name] for name in metrics}
 
-    (state, _), history = jax.lax.scan(body, (state, batches.start(key, x.shape[0])), jnp.arange(steps))
-    return program.finish(state, steps), history
+    (state, order), history = jax.lax.scan(body, (state, order), start + jnp.arange(steps))
+    return program.finish(state, steps), order, history
 
 
 @functools.partial(jax.jit, static_argnames=("program", "batches", "steps", "metrics"))
@@ -157,13 +157,25 @@ def train(state, x, y, key=None, *, program, steps: int, batches=FullBatch(), me
     `key` seeds a minibatch order. Only the named per-step `metrics` leave the loop (by default
     the loss alone, as a user's loop emits it); XLA drops the others' computation.
     """
-    return _scan(program, batches, state, x, y, key, steps, metrics)
+    state, _, history = _scan(program, batches, state, batches.start(key, x.shape[0]), x, y, key, 0, steps, metrics)
+    return state, history
+
+
+@functools.partial(jax.jit, static_argnames=("program", "batches", "steps", "metrics"))
+def train_chunk(state, order, x, y, key, start, *, program, steps: int, batches=FullBatch(), metrics=("mse",)):
+    """(state, batch order, history) after `steps` steps from step `start`: one chunk of a longer run.
+
+    `start` is traced, so every chunk shares one program; the batch order (`batches.start`
+    before the first chunk) is carried from chunk to chunk, so chunks train as one call does.
+    """
+    return _scan(program, batches, state, order, x, y, key, start, steps, metrics)
 
 
 @functools.partial(jax.jit, static_argnames=("program", "batches", "steps", "metrics"))
 def train_many(states, xs, ys, keys, *, program, steps: int, batches=FullBatch(), metrics=("mse",)):
     """`train` vmapped over a leading axis of states, data and keys: many runs, one compile, one call."""
-    return jax.vmap(lambda s, x, y, k: _scan(program, batches, s, x, y, k, steps, metrics))(states, xs, ys, keys)
+    return jax.vmap(lambda s, x, y, k: train.__wrapped__(s, x, y, k, program=program, steps=steps, batches=batches,
+                                                         metrics=metrics))(states, xs, ys, keys)
 
 
 def model_arrays(built: Built, state) -> dict[str, np.ndarray]:

@@ -15,7 +15,7 @@ from harness.run import execute
 from harness.task import make_data
 from harness.train import build, train
 
-CORRECT = ["diffstate", "wrt_only", "attribute", "variable", "optax_partition"]
+CORRECT = ["diffstate", "jax_split", "wrt_only", "attribute", "variable", "optax_partition"]
 MASKS = [("linear", "kernel"), ("linear", "bias"), ("mlp", "backbone"), ("mlp", "head")]
 FAST = ("train.steps=30", "train.warmup=0", "train.repeats=1", "train.measure_dispatch=false", "tracker=disabled")
 
@@ -74,8 +74,10 @@ def test_stop_gradient_with_adam_does_not_drift():
 
 def test_only_the_seeds_fix_keeps_frozen_params_out_of_the_gradient():
     cover = {m: run("mlp", "backbone", m, "adamw")["parameters"]["grads_cover_frozen"] for m in CORRECT}
-    assert cover == {"diffstate": False, "wrt_only": True, "attribute": False, "variable": False,
+    assert cover == {"diffstate": False, "jax_split": False, "wrt_only": True, "attribute": False, "variable": False,
                      "optax_partition": True}
+    split = run("mlp", "backbone", "jax_split", "adamw")["parameters"]
+    assert split["grad_paths"] == split["trainable_paths"] == ["head/bias", "head/kernel"]
 
 
 def test_diffstate_optimizer_state_is_smaller_than_stop_gradient_on_a_frozen_backbone():

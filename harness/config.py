@@ -77,11 +77,16 @@ class ModelConfig:
     pretrained_kernel: Optional[float] = 2.0  # linear only: the seed's "loaded pretrained kernel"
     depth: int = 2  # mlp: hidden layers in the backbone
     width: int = 16  # mlp: hidden units per layer
+    lora_rank: Optional[int] = None  # mlp: LoRA adapters of this rank on every Linear (nnx.LoRALinear)
 
     def __post_init__(self) -> None:
         _one_of(self.name, MODELS, "model.name")
         _check(self.depth >= 1, "model.depth", f"must be >= 1, got {self.depth}")
         _check(self.width >= 1, "model.width", f"must be >= 1, got {self.width}")
+        if self.lora_rank is not None:
+            _check(self.name == "mlp", "model.lora_rank", f"LoRA adapters go on model=mlp, not {self.name!r}")
+            _check(1 <= self.lora_rank <= self.width, "model.lora_rank",
+                   f"must be in [1, model.width={self.width}], got {self.lora_rank}")
 
 
 @dataclass
@@ -221,6 +226,8 @@ class Config:
                "runs on one device; use device.count=1 with vectorize.lr / vectorize.seed")
         _check(not (self.vectorize.enabled and self.train.log_every), "train.log_every",
                "vectorized points train in one call; unset train.log_every with vectorize.lr / vectorize.seed")
+        _check(self.freeze.name != "lora" or self.model.lora_rank is not None, "freeze",
+               "lora freezes the base weights and trains adapters: set model.lora_rank (e.g. model.lora_rank=4)")
         batch = self.train.batch_size
         _check(batch is None or batch <= self.task.n_train, "train.batch_size",
                f"must be <= task.n_train={self.task.n_train} (the training rows), got {batch}")

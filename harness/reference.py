@@ -57,8 +57,11 @@ def unflatten(flat: dict[Path, jax.Array]) -> Params:
 
 
 def linear(params: Params, x: jax.Array) -> jax.Array:
-    """nnx.Linear's forward: x @ kernel + bias."""
-    return x @ params["kernel"] + params["bias"]
+    """nnx.Linear's forward, x @ kernel + bias, plus nnx.LoRALinear's adapters when it has them."""
+    out = x @ params["kernel"] + params["bias"]
+    if "lora" in params:
+        out = out + x @ params["lora"]["lora_a"] @ params["lora"]["lora_b"]
+    return out
 
 
 def mlp(params: Params, x: jax.Array) -> jax.Array:

@@ -174,6 +174,8 @@ def measurements(spec: Config, data: Data, built: Built, batches: FullBatch | Mi
         "parameters": {
             "trainable": metrics.count(initial, built.trainable_paths),
             "frozen": metrics.count(initial, built.frozen_paths),
+            "lora_rank": spec.model.lora_rank,
+            "adapters": metrics.count(initial, [p for p in initial if "lora/" in p]),  # nnx.LoRAParam entries
             "trainable_paths": built.trainable_paths,
             "frozen_paths": built.frozen_paths,
             "grad_paths": built.grad_paths,

@@ -42,6 +42,9 @@ CASES = {
     "chunks of a vectorized run": (["vectorize.lr=[0.1,0.2]", "train.log_every=41"],
                                    ["train.log_every: vectorized points train in one call"]),
     "unknown step metric": (["train.step_metrics=[mse,r2]"], ["train.step_metrics: got 'r2', allowed: mse, mae"]),
+    "lora rank zero": (["model=mlp", "model.lora_rank=0"], ["model.lora_rank: must be in [1, model.width=16], got 0"]),
+    "lora rank over the width": (["model=mlp", "model.lora_rank=17"], ["model.lora_rank: must be in [1, model.width=16]"]),
+    "lora without a rank": (["model=mlp", "freeze=lora"], ["freeze: lora freezes the base weights", "model.lora_rank"]),
     "results dir": (["results_dir=/proc/not-writable"], ["results_dir: cannot write results to /proc/not-writable"]),
 }
 

@@ -11,6 +11,7 @@ from flax import nnx
 from conftest import spec_for
 from harness import frozen_kernel_unchanged
 from harness.config import ConfigError
+from harness.models import build_model
 from harness.run import execute
 from harness.task import make_data
 from harness.train import build, train
@@ -128,3 +129,26 @@ def test_frozen_kernel_unchanged_matches_the_second_seed(seed, x, features, valu
     key = nnx.Rngs(seed).params()
     kernel = jax.random.normal(key, (x.shape[-1], features)) / jnp.sqrt(x.shape[-1])
     np.testing.assert_allclose(out, [1.0, float(jnp.linalg.norm(kernel)), abs(value) * np.sqrt(features)], rtol=1e-6)
+
+
+@pytest.mark.parametrize("method", [*CORRECT, "reference"])
+def test_lora_trains_only_the_adapters_and_leaves_the_base_bitwise_unchanged(method):
+    r = run("mlp", "lora", method, "adamw", "model.lora_rank=4")
+    base = [p for p in r["parameters"]["frozen_paths"]]
+    assert base and all(p.endswith(("kernel", "bias")) and "lora" not in p for p in base)
+    assert all("lora/" in p for p in r["parameters"]["trainable_paths"])
+    assert r["drift"]["unchanged"] is True and r["trained_drift"]["l2"] > 0
+    # depth 2, width 16, rank 4: 1->16 (1x4 + 4x16), 16->16 (16x4 + 4x16), head 16->1 (16x4 + 4x1)
+    assert r["parameters"]["adapters"] == r["parameters"]["trainable"] == 68 + 128 + 68
+    assert r["parameters"]["lora_rank"] == 4
+
+
+def test_lora_starts_from_the_same_base_model_and_agrees_with_plain_jax():
+    plain = nnx.to_flat_state(nnx.state(build_model(spec_for("model=mlp").model, 123), nnx.Param))
+    lora = dict(nnx.to_flat_state(nnx.state(build_model(spec_for("model=mlp", "model.lora_rank=4").model, 123),
+                                            nnx.Param)))
+    for path, value in plain:
+        np.testing.assert_array_equal(lora[path][...], value[...], err_msg=str(path))
+    assert all(np.all(v[...] == 0) for p, v in lora.items() if p[-1] == "lora_b")  # adapters start as a no-op
+    nnx_run, reference = (run("mlp", "lora", m, "adamw", "model.lora_rank=4") for m in ("diffstate", "reference"))
+    np.testing.assert_allclose(reference["history"]["train_mse"], nnx_run["history"]["train_mse"], rtol=2e-5)

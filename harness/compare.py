@@ -15,8 +15,8 @@ from typing import Any
 
 import pandas as pd
 
-from harness.records import (ALWAYS_KEYS, AXIS_COLUMNS, compile_sources, load_records, markdown_table, median_range,
-                             nan_to_none, number_text, splitting_keys, typed)
+from harness.records import (ALWAYS_KEYS, AXIS_COLUMNS, compile_sources, extra_axes, load_records, markdown_table,
+                             median_range, nan_to_none, number_text, splitting_keys, typed)
 
 # (column, name in the table); for each, higher is worse.
 COMPARED = (
@@ -39,7 +39,7 @@ def parse_threshold(text: str) -> float:
 
 def _compared_axes(df: pd.DataFrame) -> list[str]:
     """Axis columns that describe a configuration across sweeps: not the experiment's name."""
-    return [k for k in AXIS_COLUMNS if k != "experiment"] + [c for c in df.columns if "." in c]
+    return [k for k in AXIS_COLUMNS if k != "experiment"] + extra_axes(df)
 
 
 def per_config(df: pd.DataFrame) -> pd.DataFrame:
@@ -123,7 +123,8 @@ def compare(a: pd.DataFrame, b: pd.DataFrame, threshold: float = 0.05) -> tuple[
 
 def _shown_axes(*frames: pd.DataFrame) -> list[str]:
     """Axis columns worth a column in a printed table: method, freeze, optimizer and whatever varies."""
-    names = list(dict.fromkeys(c for f in frames for c in f.columns if c in AXIS_COLUMNS or "." in c))
+    names = list(dict.fromkeys(c for f in frames for c in [*(k for k in f.columns if k in AXIS_COLUMNS),
+                                                             *extra_axes(f)]))
     rows = [r for f in frames for r in f.reindex(columns=names).to_dict("records")]
     if not rows:
         return list(ALWAYS_KEYS)

@@ -234,6 +234,12 @@ def frame(records: list[tuple[Path, dict]]) -> pd.DataFrame:
     return typed(df)
 
 
+def extra_axes(df: pd.DataFrame) -> list[str]:
+    """The columns `frame` added for config leaves that vary beyond the named axes (e.g. model.depth)."""
+    fixed = set(row(Path(), {"status": "ok"}))
+    return [c for c in df.columns if c not in fixed]
+
+
 def load_records(sweep_dir: str | Path) -> tuple[pd.DataFrame, list[tuple[Path, str]]]:
     """(one row per run under `sweep_dir`, [(path, reason) for each record that could not be read])."""
     records, problems = read_records(sweep_dir)
@@ -262,7 +268,7 @@ def splitting_keys(df: pd.DataFrame, base: Iterable[str], candidates: Iterable[s
 
 def group_keys(df: pd.DataFrame) -> list[str]:
     """method x freeze x optimizer, plus lr / steps / model / ... (and other config) where they vary."""
-    extra = [c for c in df.columns if "." in c]
+    extra = extra_axes(df)
     return splitting_keys(df, ALWAYS_KEYS, [*MAYBE_KEYS, *extra])
 
 

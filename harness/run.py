@@ -167,7 +167,8 @@ def measurements(spec: Config, data: Data, built: Built, batches: FullBatch | Mi
             "test": metrics.errors(pred_test, data.y_test),
             # The loss the seed prints: before the last update.
             **{f"last_step_train_{name}": float(values[-1]) for name, values in history.items()},
-            **metrics.fit_line(data.x_test, pred_test),
+            # The line through the test predictions: for 1-D inputs only (the seed's slope and intercept).
+            **(metrics.fit_line(data.x_test, pred_test) if data.x_test.shape[1] == 1 else {}),
         },
         "drift": metrics.drift(initial, final, built.frozen_paths),
         "trained_drift": metrics.drift(initial, final, built.trainable_paths),
@@ -183,6 +184,7 @@ def measurements(spec: Config, data: Data, built: Built, batches: FullBatch | Mi
             "final": {path: value.ravel().tolist() for path, value in final.items() if value.size <= 16},
         },
         "optimizer_state": metrics.optimizer_state(optimizer_arrays(built, state), built.frozen_paths),
+        "pretraining": built.pretraining,
         "batch": batches.describe(data.x_train.shape[0]),
         "timing": timing,
         "plausibility": plausibility.check(timing, peak, full_batch=isinstance(batches, FullBatch),

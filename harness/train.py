@@ -23,7 +23,7 @@ from flax import nnx
 from harness.batching import FullBatch
 from harness.config import Config, OptimizerConfig
 from harness.freezing import FreezeMethod, frozen_mask, make_method, path_str
-from harness.models import build_model
+from harness.pretraining import initial_model
 from harness.task import Data
 
 _OPTIMIZERS = {"adam": optax.adam, "adamw": optax.adamw}
@@ -107,6 +107,7 @@ class Built(NamedTuple):
     frozen_paths: list[str]
     trainable_paths: list[str]
     grad_paths: list[str]
+    pretraining: dict[str, Any] | None = None  # how the backbone was pretrained (harness.pretraining), if it was
 
 
 def build(spec: Config, data: Data) -> Built:
@@ -120,7 +121,7 @@ def build(spec: Config, data: Data) -> Built:
 
 def build_nnx(spec: Config, data: Data) -> Built:
     """Model, mask, method and optimizer for one run, split into a static program and arrays."""
-    model = build_model(spec.model, spec.task.seed)
+    model, pretraining = initial_model(spec)
     mask = frozen_mask(model, spec.freeze)
     method = make_method(spec.method.name, mask)
     method.prepare(model)
@@ -135,7 +136,7 @@ def build_nnx(spec: Config, data: Data) -> Built:
     program = NnxProgram(graphdef, treedef, method, paths.index((1, "step")))
     leaves = tuple(leaves)
     grad_paths = program.grad_paths(leaves, data.x_train, data.y_train)
-    return Built(program, leaves, paths, frozen, trainable, grad_paths)
+    return Built(program, leaves, paths, frozen, trainable, grad_paths, pretraining)
 
 
 def _scan(program, batches, state, order, x, y, key, start, steps: int, metrics: tuple[str, ...]):

@@ -38,6 +38,7 @@ def _positive(value: float) -> bool:
     return math.isfinite(value) and value > 0
 
 
+TASKS = ("seed", "transfer")  # harness.task.TASKS
 OPTIMIZERS = ("adam", "adamw")
 MODELS = ("linear", "mlp")
 PLATFORMS = ("cpu", "gpu", "tpu", "auto")
@@ -51,8 +52,15 @@ def _one_of(value: str, allowed: tuple[str, ...], field_name: str) -> None:
 
 @dataclass
 class TaskConfig:
-    """The first seed's synthetic regression y = slope * x + intercept."""
+    """What is learnt: a name in harness.task.TASKS and its settings.
 
+    `seed`: the first seed's line y = slope * x + intercept, x ~ U(x_min, x_max), 1-D.
+    `transfer`: x ~ N(0, I) in `dim` dimensions; a teacher's `teacher_width` tanh features of x are
+    the source task the backbone is pretrained on (`pretrain_steps`, cached on disk), and one
+    random mix of them is the target task a run fine-tunes on.
+    """
+
+    name: str = "seed"
     seed: int = 123
     slope: float = 2.234
     intercept: float = -1.123
@@ -60,8 +68,18 @@ class TaskConfig:
     n_test: int = 55
     x_min: float = -10.0
     x_max: float = 10.0
+    dim: int = 1  # inputs per example
+    teacher_width: int = 16  # transfer: features of the teacher network (the source task's outputs)
+    pretrain_steps: int = 0  # transfer: Adam steps on the source task before the run; 0 trains from scratch
 
     def __post_init__(self) -> None:
+        _one_of(self.name, TASKS, "task.name")
+        _check(self.dim >= 1, "task.dim", f"must be >= 1, got {self.dim}")
+        _check(self.name != "seed" or self.dim == 1, "task.dim", f"the seed task is 1-D, got {self.dim}")
+        _check(self.teacher_width >= 1, "task.teacher_width", f"must be >= 1, got {self.teacher_width}")
+        _check(self.pretrain_steps >= 0, "task.pretrain_steps", f"must be >= 0, got {self.pretrain_steps}")
+        _check(self.name == "transfer" or self.pretrain_steps == 0, "task.pretrain_steps",
+               f"only task=transfer has a source task to pretrain on, got {self.pretrain_steps}")
         _check(self.n_train >= 1, "task.n_train", f"must be >= 1, got {self.n_train}")
         _check(self.n_test >= 1, "task.n_test", f"must be >= 1, got {self.n_test}")
         _check(math.isfinite(self.slope), "task.slope", "must be finite")
@@ -77,11 +95,16 @@ class ModelConfig:
     pretrained_kernel: Optional[float] = 2.0  # linear only: the seed's "loaded pretrained kernel"
     depth: int = 2  # mlp: hidden layers in the backbone
     width: int = 16  # mlp: hidden units per layer
+    lora_rank: Optional[int] = None  # mlp: LoRA adapters of this rank on every Linear (nnx.LoRALinear)
 
     def __post_init__(self) -> None:
         _one_of(self.name, MODELS, "model.name")
         _check(self.depth >= 1, "model.depth", f"must be >= 1, got {self.depth}")
         _check(self.width >= 1, "model.width", f"must be >= 1, got {self.width}")
+        if self.lora_rank is not None:
+            _check(self.name == "mlp", "model.lora_rank", f"LoRA adapters go on model=mlp, not {self.name!r}")
+            _check(1 <= self.lora_rank <= self.width, "model.lora_rank",
+                   f"must be in [1, model.width={self.width}], got {self.lora_rank}")
 
 
 @dataclass
@@ -206,6 +229,7 @@ class Config:
     results_dir: str = "results"
     resume: Optional[str] = None
     report: bool = True  # after a multirun: report.md, figures and Parquet in the sweep dir (and W&B when on)
+    fine_tuning: Optional[str] = None  # the strategy's name, set by conf/strategy/*.yaml (a report axis)
     task: TaskConfig = field(default_factory=TaskConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     freeze: FreezeConfig = field(default_factory=FreezeConfig)
@@ -221,6 +245,8 @@ class Config:
                "runs on one device; use device.count=1 with vectorize.lr / vectorize.seed")
         _check(not (self.vectorize.enabled and self.train.log_every), "train.log_every",
                "vectorized points train in one call; unset train.log_every with vectorize.lr / vectorize.seed")
+        _check(self.freeze.name != "lora" or self.model.lora_rank is not None, "freeze",
+               "lora freezes the base weights and trains adapters: set model.lora_rank (e.g. model.lora_rank=4)")
         batch = self.train.batch_size
         _check(batch is None or batch <= self.task.n_train, "train.batch_size",
                f"must be <= task.n_train={self.task.n_train} (the training rows), got {batch}")

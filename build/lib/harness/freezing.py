@@ -164,6 +164,23 @@ class Variable(FreezeMethod):
 
 
 @dataclass(frozen=True)
+class JaxSplit(DiffState):
+    """What the Flax maintainers advise (flax issue #5116): split the model, `jax.value_and_grad` over the
+    trainable state only, `nnx.merge` inside the loss; no nnx transform in the step.
+
+    The optimizer keeps state for the trainable filter alone, as with `diffstate`.
+    """
+
+    def value_and_grad(self, model: nnx.Module, x: jax.Array, y: jax.Array):
+        graphdef, trainable, rest = nnx.split(model, self.trainable, ...)
+
+        def loss(trainable):
+            return _loss(nnx.merge(graphdef, trainable, rest), x, y)
+
+        return jax.value_and_grad(loss, has_aux=True)(trainable)
+
+
+@dataclass(frozen=True)
 class PartitionLabels:
     """optax.partition labels: 'frozen' or 'train' per parameter path."""
 
@@ -202,6 +219,7 @@ class StopGradient(FreezeMethod):
 
 METHODS: dict[str, type[FreezeMethod]] = {
     "diffstate": DiffState,
+    "jax_split": JaxSplit,
     "wrt_only": WrtOnly,
     "attribute": Attribute,
     "variable": Variable,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 from flax import nnx
 
@@ -9,25 +10,40 @@ from harness.config import ModelConfig
 
 
 class MLP(nnx.Module):
-    """1 -> width (tanh) x depth -> 1, split into `backbone` and `head` for freeze masks."""
+    """1 -> width (tanh) x depth -> 1, split into `backbone` and `head` for freeze masks.
 
-    def __init__(self, depth: int, width: int, *, rngs: nnx.Rngs):
+    With `lora_rank`, every Linear is an nnx.LoRALinear over the same base kernel and bias as
+    without it (the adapters draw from their own stream), so a LoRA run starts from the same
+    base model; `lora_b` starts at zero, so does the adapters' contribution.
+    """
+
+    def __init__(self, depth: int, width: int, *, rngs: nnx.Rngs, lora_rank: int | None = None,
+                 lora_rngs: nnx.Rngs | None = None, in_dim: int = 1, out_dim: int = 1):
+        def linear(n_in: int, n_out: int):
+            base = nnx.Linear(n_in, n_out, rngs=rngs)
+            if lora_rank is None:
+                return base
+            layer = nnx.LoRALinear(n_in, n_out, lora_rank=lora_rank, rngs=lora_rngs)
+            layer.kernel[...], layer.bias[...] = base.kernel[...], base.bias[...]
+            return layer
+
         layers = []
         for i in range(depth):
-            layers += [nnx.Linear(1 if i == 0 else width, width, rngs=rngs), nnx.tanh]
+            layers += [linear(in_dim if i == 0 else width, width), nnx.tanh]
         self.backbone = nnx.Sequential(*layers)
-        self.head = nnx.Linear(width, 1, rngs=rngs)
+        self.head = linear(width, out_dim)
 
     def __call__(self, x):
         return self.head(self.backbone(x))
 
 
-def build_model(cfg: ModelConfig, seed: int) -> nnx.Module:
-    """A fresh model from `nnx.Rngs(seed)`; the linear one exactly as the seed builds it."""
+def build_model(cfg: ModelConfig, seed: int, in_dim: int = 1, out_dim: int = 1) -> nnx.Module:
+    """A fresh model from `nnx.Rngs(seed)` for `in_dim` inputs (the task's); the seed's Linear exactly as it builds it."""
     rngs = nnx.Rngs(seed)
     if cfg.name == "mlp":
-        return MLP(cfg.depth, cfg.width, rngs=rngs)
-    layer = nnx.Linear(1, 1, rngs=rngs)
+        return MLP(cfg.depth, cfg.width, rngs=rngs, lora_rank=cfg.lora_rank, in_dim=in_dim, out_dim=out_dim,
+                   lora_rngs=nnx.Rngs(jax.random.fold_in(jax.random.key(seed), 0x10A)))
+    layer = nnx.Linear(in_dim, out_dim, rngs=rngs)
     if cfg.pretrained_kernel is not None:
-        layer.kernel[...] = jnp.full((1, 1), cfg.pretrained_kernel)
+        layer.kernel[...] = jnp.full((in_dim, out_dim), cfg.pretrained_kernel)
     return layer

@@ -26,7 +26,7 @@ from flax import nnx
 
 from harness.config import Config
 from harness.freezing import frozen_mask, path_str
-from harness.models import build_model
+from harness.pretraining import initial_model
 from harness.task import Data, loss_and_metrics
 from harness.train import Built, base_transform, hyperparams, leaf_paths, set_hyperparams
 
@@ -57,8 +57,11 @@ def unflatten(flat: dict[Path, jax.Array]) -> Params:
 
 
 def linear(params: Params, x: jax.Array) -> jax.Array:
-    """nnx.Linear's forward: x @ kernel + bias."""
-    return x @ params["kernel"] + params["bias"]
+    """nnx.Linear's forward, x @ kernel + bias, plus nnx.LoRALinear's adapters when it has them."""
+    out = x @ params["kernel"] + params["bias"]
+    if "lora" in params:
+        out = out + x @ params["lora"]["lora_a"] @ params["lora"]["lora_b"]
+    return out
 
 
 def mlp(params: Params, x: jax.Array) -> jax.Array:
@@ -127,17 +130,17 @@ class ReferenceProgram:
         return self.forward(params, x)
 
 
-def initial_params(spec: Config) -> tuple[Params, tuple[Path, ...]]:
-    """The nnx model's initial Params as a nested dict, and the frozen paths (mask checked as nnx does)."""
-    model = build_model(spec.model, spec.task.seed)
+def initial_params(spec: Config) -> tuple[Params, tuple[Path, ...], dict | None]:
+    """The nnx model's initial Params as a nested dict, the frozen paths (mask checked as nnx does), pretraining."""
+    model, pretraining = initial_model(spec)
     mask = frozen_mask(model, spec.freeze)
     params = nnx.to_pure_dict(nnx.state(model, nnx.Param))
-    return params, tuple(p for p in flatten(params) if mask(p))
+    return params, tuple(p for p in flatten(params) if mask(p)), pretraining
 
 
 def build_reference(spec: Config, data: Data) -> Built:
     """Program and initial flat state for a reference run of `spec`."""
-    params, frozen = initial_params(spec)
+    params, frozen, pretraining = initial_params(spec)
     tx = base_transform(spec.optimizer.name)
     trainable = unflatten({p: v for p, v in flatten(params).items() if p not in frozen})
     state_tree = (params, tx.init(trainable))
@@ -154,4 +157,5 @@ def build_reference(spec: Config, data: Data) -> Built:
         frozen_paths=[n for n in names if n in frozen_names],
         trainable_paths=[n for n in names if n not in frozen_names],
         grad_paths=program.grad_paths(leaves, data.x_train, data.y_train),
+        pretraining=pretraining,
     )

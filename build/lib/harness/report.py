@@ -19,7 +19,7 @@ import pandas as pd
 
 from harness.compare import main_compare
 from harness.figures import FIGURE_TITLES, write_figures
-from harness.records import (RECORD_NAME, frame, group_keys, key_text, markdown_table, nan_to_none,
+from harness.records import (RECORD_NAME, extra_axes, frame, group_keys, key_text, markdown_table, nan_to_none,
                              nested_get, number_text, read_record, read_records, splitting_keys, status_counts,
                              summarize)
 from harness.records import load_records  # noqa: F401 - re-exported for harness.callbacks
@@ -109,7 +109,7 @@ def throughput_table(summary: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
 
 def methods_table(df: pd.DataFrame) -> pd.DataFrame:
     """method x optimizer (and whatever else splits them) -> what happens to the frozen parameters."""
-    keys = splitting_keys(df, ("method", "optimizer"), ("freeze", "model", *[c for c in df.columns if "." in c]))
+    keys = splitting_keys(df, ("method", "optimizer"), ("freeze", "model", *extra_axes(df)))
     summary = summarize(df, keys)
     return pd.DataFrame({
         **{k: summary[k] for k in keys},

@@ -167,13 +167,16 @@ def measurements(spec: Config, data: Data, built: Built, batches: FullBatch | Mi
             "test": metrics.errors(pred_test, data.y_test),
             # The loss the seed prints: before the last update.
             **{f"last_step_train_{name}": float(values[-1]) for name, values in history.items()},
-            **metrics.fit_line(data.x_test, pred_test),
+            # The line through the test predictions: for 1-D inputs only (the seed's slope and intercept).
+            **(metrics.fit_line(data.x_test, pred_test) if data.x_test.shape[1] == 1 else {}),
         },
         "drift": metrics.drift(initial, final, built.frozen_paths),
         "trained_drift": metrics.drift(initial, final, built.trainable_paths),
         "parameters": {
             "trainable": metrics.count(initial, built.trainable_paths),
             "frozen": metrics.count(initial, built.frozen_paths),
+            "lora_rank": spec.model.lora_rank,
+            "adapters": metrics.count(initial, [p for p in initial if "lora/" in p]),  # nnx.LoRAParam entries
             "trainable_paths": built.trainable_paths,
             "frozen_paths": built.frozen_paths,
             "grad_paths": built.grad_paths,
@@ -181,6 +184,7 @@ def measurements(spec: Config, data: Data, built: Built, batches: FullBatch | Mi
             "final": {path: value.ravel().tolist() for path, value in final.items() if value.size <= 16},
         },
         "optimizer_state": metrics.optimizer_state(optimizer_arrays(built, state), built.frozen_paths),
+        "pretraining": built.pretraining,
         "batch": batches.describe(data.x_train.shape[0]),
         "timing": timing,
         "plausibility": plausibility.check(timing, peak, full_batch=isinstance(batches, FullBatch),

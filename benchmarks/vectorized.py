@@ -17,7 +17,8 @@ import time
 import jax
 import numpy as np
 from harness.app import spec_from_overrides as spec_for
-from harness.run import _placed_data, points, stack
+from harness.batching import order_key
+from harness.run import _placed, points, stack
 from harness.train import build, train, train_many
 
 
@@ -26,7 +27,7 @@ def one_by_one(specs, devices, steps):
     t0 = time.perf_counter()
     run_s = 0.0
     for spec in specs:
-        data = _placed_data(spec, devices)
+        data = _placed(spec, devices)[0]
         built = build(spec, data)
         compiled = train.lower(built.state, data.x_train, data.y_train, program=built.program, steps=steps).compile()
         t = time.perf_counter()
@@ -37,9 +38,10 @@ def one_by_one(specs, devices, steps):
 
 def vectorized(specs, devices, steps):
     t0 = time.perf_counter()
-    data = [_placed_data(s, devices) for s in specs]
+    data = [_placed(s, devices)[0] for s in specs]
     built = [build(s, d) for s, d in zip(specs, data)]
-    args = (stack([b.state for b in built]), stack([d.x_train for d in data]), stack([d.y_train for d in data]))
+    args = (stack([b.state for b in built]), stack([d.x_train for d in data]), stack([d.y_train for d in data]),
+            stack([order_key(s.task.seed) for s in specs]))
     compiled = train_many.lower(*args, program=built[0].program, steps=steps).compile()
     t = time.perf_counter()
     jax.block_until_ready(compiled(*args))

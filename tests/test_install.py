@@ -1,6 +1,7 @@
 """A built wheel, installed into a fresh virtualenv, runs the seed study from any directory."""
 
 import json
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -14,9 +15,12 @@ pytestmark = pytest.mark.slow
 
 
 def test_wheel_installed_in_a_fresh_venv_runs_the_seed_study_from_another_directory(tmp_path):
-    wheels, venv, work = tmp_path / "wheels", tmp_path / "venv", tmp_path / "elsewhere"
-    # The wheel is built in isolation from the repo's pyproject, as `pip install .` builds it.
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(wheels), str(REPO)],
+    wheels, venv, work, source = tmp_path / "wheels", tmp_path / "venv", tmp_path / "elsewhere", tmp_path / "source"
+    # Built from a copy of the checkout (pip builds in-tree: no build/ left in the repo, none stale reused),
+    # in isolation from the repo's pyproject, as `pip install .` builds it.
+    shutil.copytree(REPO, source, symlinks=True, ignore=shutil.ignore_patterns(
+        ".git", "build", "dist", "results", ".ci-venv", "*.egg-info", "__pycache__", ".pytest_cache"))
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(wheels), str(source)],
                    check=True, capture_output=True, timeout=600)
     (wheel,) = wheels.glob("harness-*.whl")
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)

@@ -158,7 +158,8 @@ def dispatch_cost(jitted: Callable, args: tuple, static: dict, *, calls: int = 5
     one_step = float(np.median(samples))
     # XLA counts a scan body once whatever its trip count, so the 1-step program's count is per step.
     flops, bytes_accessed = _cost(compiled)
-    return {"one_step_call_s": one_step, "flops_per_step": flops, "bytes_accessed_per_step": bytes_accessed}
+    return {"one_step_call_s": one_step, "calls": calls, "flops_per_step": flops,
+            "bytes_accessed_per_step": bytes_accessed}
 
 
 def compile_and_time(jitted: Callable, args: tuple, static: dict, *, steps: int, warmup: int, repeats: int,

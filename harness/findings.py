@@ -111,16 +111,20 @@ def _log_ratio_of_means(strata: list[tuple[int, int]], constants: dict[int, floa
     return statistic, varying
 
 
-def ratio_ci(strata: Iterable[tuple[Sequence[float], Sequence[float]]], *, confidence: float = CONFIDENCE,
-             seed: int = SEED, resamples: int = RESAMPLES) -> Estimate:
+def ratio_ci(strata: Iterable[tuple[Sequence[float], Sequence[float]]], *, exact: bool = False,
+             confidence: float = CONFIDENCE, seed: int = SEED, resamples: int = RESAMPLES) -> Estimate:
     """Geometric mean over strata of mean(candidate) / mean(baseline), with a stratified bootstrap CI.
 
     `strata` holds (baseline samples, candidate samples) pairs; a pair with an
     empty side, or a mean of 0 on the baseline side, is left out. A zero-width
-    interval means no sample varies; NaN bounds mean every sample holds one value.
+    interval means no sample varies (or the metric is `exact`, the same for every
+    run of a configuration); NaN bounds mean every sample holds one value of a
+    metric that can vary, which no interval can be drawn from.
 
     >>> ratio_ci([([2.0, 2.0], [3.0, 3.0]), ([1.0], [1.5])])
     Estimate(ratio=1.5, low=1.5, high=1.5, strata=2, samples=1)
+    >>> ratio_ci([([1.0], [1.5])]).text()
+    '×1.50 (one sample: no CI)'
     """
     pairs = []
     for baseline, candidate in strata:
@@ -134,11 +138,11 @@ def ratio_ci(strata: Iterable[tuple[Sequence[float], Sequence[float]]], *, confi
     positions = [(2 * i, 2 * i + 1) for i in range(len(pairs))]
     point = float(_log_ratio_of_means(positions, {i: float(np.mean(s)) for i, s in enumerate(samples)})[0]())
     smallest = min(len(s) for s in samples)
+    constants = {i: float(s[0]) for i, s in enumerate(samples) if len(s) == 1}
+    if len(constants) == len(samples) and not exact:
+        return Estimate(point, math.nan, math.nan, len(pairs), smallest)
     if all(np.ptp(s) == 0 for s in samples):
         return Estimate(point, point, point, len(pairs), smallest)
-    constants = {i: float(s[0]) for i, s in enumerate(samples) if len(s) == 1}
-    if len(constants) == len(samples):
-        return Estimate(point, math.nan, math.nan, len(pairs), smallest)
     statistic, varying = _log_ratio_of_means(positions, constants)
     result = stats.bootstrap([samples[i] for i in varying], statistic, vectorized=True, axis=-1,
                              n_resamples=resamples, confidence_level=confidence, method="percentile",
@@ -262,7 +266,7 @@ def compare_axis(df: pd.DataFrame, axis: str, baseline: str, columns: Sequence[s
             strata = []
             for _, g in (ok.groupby(others, dropna=False, sort=False) if others else [((), ok)]):
                 strata.append((samples(g[g[axis] == baseline], column), samples(g[g[axis] == candidate], column)))
-            est = ratio_ci(strata, seed=seed)
+            est = ratio_ci(strata, exact=METRICS[column].exact, seed=seed)
             rows.append({"axis": axis, "baseline": baseline, "candidate": candidate, "metric": column,
                          "ratio": est.ratio, "low": est.low, "high": est.high, "strata": est.strata,
                          "estimate": est.text(), "verdict": verdict(est, threshold, METRICS[column])})

@@ -249,11 +249,17 @@ def render_report(sweep_dir: Path, df: pd.DataFrame, records: list[dict], proble
     pooled = [k for k in keys if k not in costs]
 
     def table(make, rows: pd.DataFrame, by: list[str], pool: list[str] = ()) -> list[str]:
-        shown, note = compact(make(rows, by), by, pool)
-        return [note, markdown_table(shown)] if note else [markdown_table(shown)]
+        parts, note = compact(make(rows, by), by, pool)
+        out = [note] if note else []
+        for title, part in parts:
+            out += [f"**{title}**\n"] if title else []
+            out.append(markdown_table(part))
+        return out
+
+    method_keys = splitting_keys(df, ("method", "optimizer"), ("freeze", "model", *[c for c in df if "." in c]))
 
     parts += [
-        "## What each method does\n", METHOD_NOTES + "\n", markdown_table(methods_table(df)),
+        "## What each method does\n", METHOD_NOTES + "\n", *table(lambda rows, _: methods_table(rows), df, method_keys),
         "## Fit\n", "Final train / test MSE over the task's data, and the line fitted through the test "
                     "predictions.\n", *table(fit_table, summary, keys),
         "## Frozen parameters\n", "Drift: L2 norm of final − initial over all frozen leaves.\n",

@@ -102,17 +102,24 @@ def merge_rows(table: pd.DataFrame, keys: Sequence[str]) -> tuple[pd.DataFrame, 
     return table.reset_index(drop=True), notes
 
 
-def limited(table: pd.DataFrame, limit: int = MAX_ROWS) -> tuple[pd.DataFrame, list[str]]:
-    """At most `limit` rows, and a note saying where the rest is."""
+def split(table: pd.DataFrame, keys: Sequence[str], limit: int = MAX_ROWS) -> list[tuple[str, pd.DataFrame]]:
+    """[(title, part)]: the table whole if it fits, else one part per value of the key that splits it
+    into the fewest parts that each fit (the first key, the table's main one, is never split on);
+    if no key does, the first `limit` rows and a title saying where the rest is."""
     if len(table) <= limit:
-        return table, []
-    return table.head(limit), [f"first {limit} of {len(table)} rows; every run is in runs.csv / runs.parquet"]
+        return [("", table)]
+    for key in sorted([k for k in keys[1:] if k in table], key=lambda k: table[k].nunique()):
+        parts = [(f"{key} = {value}", rows.drop(columns=[key]).reset_index(drop=True))
+                 for value, rows in table.groupby(key, sort=False)]
+        if len(parts) > 1 and max(len(p) for _, p in parts) <= limit:
+            return parts
+    return [(f"first {limit} of {len(table)} rows; every run is in runs.csv / runs.parquet", table.head(limit))]
 
 
-def compact(table: pd.DataFrame, keys: Sequence[str], pooled: Sequence[str] = ()) -> tuple[pd.DataFrame, str]:
-    """(merged and limited table, one line of notes: axes pooled, axes the same everywhere, rows cut)."""
+def compact(table: pd.DataFrame, keys: Sequence[str],
+            pooled: Sequence[str] = ()) -> tuple[list[tuple[str, pd.DataFrame]], str]:
+    """([(title, part)] of the merged table, at most MAX_ROWS rows each; a line noting pooled and dropped axes)."""
     table, notes = merge_rows(table, keys)
-    table, cut = limited(table)
     pooled_note = [f"pooled over {', '.join(pooled)} (does not change the compiled program)"] if pooled else []
-    lines = pooled_note + notes + cut
-    return table, ("_" + "; ".join(lines) + "._\n") if lines else ""
+    lines = pooled_note + notes
+    return split(table, [k for k in keys if k in table]), ("_" + "; ".join(lines) + "._\n") if lines else ""

@@ -23,6 +23,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from harness.config import Config, ConfigError, DeviceUnavailable, register, to_spec
+from harness.console import run_lines
 from harness.tracking import RECORD_NAME, WandbSink, write_json_atomic
 
 # An installed wheel carries the configs as harness/conf; a source checkout (editable install) has them in conf/.
@@ -169,6 +170,8 @@ def main(cfg: DictConfig) -> None:
             return
     records = run_job(cfg, out_dir, job_info())
     for record in records:
+        if single:
+            print("\n".join(run_lines(record)), flush=True)
         print(f"{record['status']}: {Path(record['job']['output_dir']) / RECORD_NAME}", flush=True)
         if (record.get("wandb") or {}).get("dir"):
             print(f"  W&B ({record['wandb']['mode']}): {Path(record['wandb']['dir']).parent}", flush=True)

@@ -299,7 +299,7 @@ def drift_lines(df: pd.DataFrame) -> list[str]:
     for method, runs in ok.groupby("method", sort=False):
         n_moved = int((~runs["drift_unchanged"].astype(bool)).sum())
         if not n_moved:
-            unchanged.append(f"{method} ({len(runs)} runs)")
+            unchanged.append(f"{method} ({len(runs)} run{'s' if len(runs) > 1 else ''})")
             continue
         where = runs[~runs["drift_unchanged"].astype(bool)]
         settings = ", ".join(f"{k}={'/'.join(map(key_text, dict.fromkeys(where[k])))}"

@@ -25,7 +25,7 @@ from harness.records import (RECORD_NAME, frame, group_keys, key_text, markdown_
                              summarize)
 from harness.records import load_records  # noqa: F401 - re-exported for harness.callbacks
 from harness.tables import compact, program_keys
-from harness.tracking import quiet_settings
+from harness.tracking import quiet_settings, run_group
 
 FINDINGS_NAME = "findings.csv"
 
@@ -361,6 +361,7 @@ def log_report_to_wandb(sweep_dir: str | Path, df: pd.DataFrame, figures: Mappin
         counts = status_counts(df)
         run = wandb.init(
             project=project, entity=entity, group=group, job_type="report", name=f"report-{Path(sweep_dir).name}",
+            tags=["report", *dict.fromkeys(str(e) for e in df["experiment"].dropna())],
             dir=str(sweep_dir), mode=mode, config={"sweep_dir": str(sweep_dir), "runs": len(df), **counts},
             settings=quiet_settings(),
             reinit="finish_previous",
@@ -370,6 +371,7 @@ def log_report_to_wandb(sweep_dir: str | Path, df: pd.DataFrame, figures: Mappin
             if (df["status"] == "ok").any():
                 logged["report/summary"] = wandb.Table(dataframe=_plain(summarize(df)))
                 logged["report/methods"] = wandb.Table(dataframe=_plain(methods_table(df)))
+                logged["report/findings"] = wandb.Table(dataframe=_plain(findings.comparisons(df)))
             logged["report/runs"] = wandb.Table(dataframe=_plain(df.drop(columns=["config_key"])))
             run.log(logged)
             run.summary.update({f"runs/{k}": v for k, v in counts.items()})
@@ -386,8 +388,8 @@ def _wandb_target(records: list[dict]) -> tuple[str, str | None, str | None]:
     """(project, entity, group) the sweep's own runs were logged to."""
     configs = [nested_get(r, "config", "tracker", "wandb", default={}) for r in records]
     wandb_cfg = next((c for c in configs if c), {})
-    name = next((n for n in (nested_get(r, "config", "name") for r in records) if n), None)
-    return wandb_cfg.get("project") or "nnx-freeze-bench", wandb_cfg.get("entity"), wandb_cfg.get("group") or name
+    group = next((run_group(r) for r in records if r.get("config")), None)
+    return wandb_cfg.get("project") or "nnx-freeze-bench", wandb_cfg.get("entity"), wandb_cfg.get("group") or group
 
 
 # --- command line --------------------------------------------------------------------------------

@@ -151,6 +151,27 @@ def ratio_ci(strata: Iterable[tuple[Sequence[float], Sequence[float]]], *, exact
     return Estimate(point, float(low), float(high), len(pairs), smallest)
 
 
+def mean_ci(values: Sequence[float], *, confidence: float = CONFIDENCE, seed: int = SEED,
+            resamples: int = RESAMPLES) -> tuple[float, float, float]:
+    """(mean, low, high): a seeded percentile bootstrap CI of the mean; zero-width for constant values,
+    NaN bounds for a single value.
+
+    >>> mean_ci([2.0, 2.0, 2.0])
+    (2.0, 2.0, 2.0)
+    """
+    values = np.asarray([v for v in values if nan_to_none(v) is not None], dtype=float)
+    if not len(values):
+        return math.nan, math.nan, math.nan
+    mean = float(values.mean())
+    if len(values) == 1:
+        return mean, math.nan, math.nan
+    if np.ptp(values) == 0:
+        return mean, mean, mean
+    result = stats.bootstrap([values], np.mean, vectorized=True, axis=-1, n_resamples=resamples,
+                             confidence_level=confidence, method="percentile", rng=np.random.default_rng(seed))
+    return mean, float(result.confidence_interval.low), float(result.confidence_interval.high)
+
+
 def verdict(estimate: Estimate, threshold: float = THRESHOLD, metric: Metric | None = None) -> str:
     """What the interval says, higher being worse.
 

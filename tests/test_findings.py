@@ -181,3 +181,20 @@ def test_findings_baseline_can_be_overridden(tmp_path):
     assert "| method / reference |" in (tmp_path / "report.md").read_text()
     with pytest.raises(SystemExit):
         report.main_report([str(tmp_path), "--baseline", "seed=1"])
+
+
+def test_step_time_figure_has_ci_error_bars_and_short_legends(matrix_report):
+    from harness import figures
+
+    df = matrix_report["df"]
+    fig = figures.step_time_figure(df)
+    ax = fig.axes[0]
+    bars = [c for c in ax.containers if getattr(c, "errorbar", None) is not None]
+    assert len(bars) == len(FREEZES)  # one series per freeze option, each with error bars
+    segments = bars[0].errorbar.lines[2][0].get_segments()
+    assert any(abs(seg[1][1] - seg[0][1]) > 0 for seg in segments)  # a real interval, not a zero bar
+    assert len(fig.legends[0].get_texts()) == len(FREEZES)
+    histories = {p: r.get("history") for p, r in zip(df["path"], matrix_report["records"])}
+    curves = figures.training_curves_figure(df, histories)
+    assert len(curves.legends) == 1 and len(curves.legends[0].get_texts()) <= 6  # not 12 over the data
+    assert all(ax.get_legend() is None for ax in curves.axes)

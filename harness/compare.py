@@ -86,6 +86,16 @@ def compared_columns(a: pd.DataFrame, b: pd.DataFrame) -> list[tuple[str, str]]:
     return [(name, title) for name, title in COMPARED if name != "in_loop_s_per_step" or both]
 
 
+def strata(a: pd.DataFrame, b: pd.DataFrame, metric: findings.Metric) -> list[tuple[list[float], list[float]]]:
+    """(A samples, B samples) of one configuration: one pair, or one per seed run on both sides for a paired
+    metric (a seed's MSE is exact: same data, same init)."""
+    if not metric.paired:
+        return [(findings.samples(a, metric.column), findings.samples(b, metric.column))]
+    seeds = [s for s in dict.fromkeys(a["seed"]) if s in set(b["seed"])]
+    return [(findings.samples(a[a["seed"] == s], metric.column), findings.samples(b[b["seed"] == s], metric.column))
+            for s in seeds]
+
+
 def _compare_one(a: pd.Series, b: pd.Series, threshold: float, columns: list[tuple[str, str]],
                  seed: int) -> dict[str, Any]:
     """Ratios B/A of one configuration with CIs and verdicts; flags for worse-beyond-threshold and status."""
@@ -97,8 +107,7 @@ def _compare_one(a: pd.Series, b: pd.Series, threshold: float, columns: list[tup
         flags.append("status ok (improvement)")
     for name, title in columns:
         metric = findings.METRICS[name]
-        est = findings.ratio_ci([(findings.samples(a["rows"], name), findings.samples(b["rows"], name))],
-                                exact=metric.exact, seed=seed)
+        est = findings.ratio_ci(strata(a["rows"], b["rows"], metric), exact=metric.exact or metric.paired, seed=seed)
         word = findings.verdict(est, threshold, metric)
         out.update({f"{name}_ratio": est.ratio, f"{name}_low": est.low, f"{name}_high": est.high,
                     f"{name}_verdict": word, f"{name}_text": est.text()})
@@ -114,9 +123,9 @@ def overall(left: pd.DataFrame, right: pd.DataFrame, matched: list[str], columns
     """Per metric, B/A over every matched configuration: geometric mean, stratified CI, verdict."""
     rows = []
     for name, title in columns:
-        strata = [(findings.samples(left.at[k, "rows"], name), findings.samples(right.at[k, "rows"], name))
-                  for k in matched]
-        est = findings.ratio_ci(strata, exact=findings.METRICS[name].exact, seed=seed)
+        metric = findings.METRICS[name]
+        pairs = [pair for k in matched for pair in strata(left.at[k, "rows"], right.at[k, "rows"], metric)]
+        est = findings.ratio_ci(pairs, exact=metric.exact or metric.paired, seed=seed)
         word = findings.verdict(est, threshold, findings.METRICS[name])
         rows.append({"metric": title, "column": name, "ratio": est.ratio, "low": est.low, "high": est.high,
                      "configurations": est.strata, "estimate": est.text(), "verdict": word,

@@ -50,6 +50,8 @@ class Metric:
     higher: str
     lower: str
     exact: bool = False  # the same configuration always gives the same value (bytes, parameter counts)
+    # Computed, not timed: one seed's value is exact, so runs pair by seed (same data and init on both sides).
+    paired: bool = False
 
 
 METRICS = {m.column: m for m in (
@@ -57,8 +59,8 @@ METRICS = {m.column: m for m in (
     Metric("run_s_per_step", "run time / step", "slower", "faster"),
     Metric("memory_bytes", "memory", "more", "less", exact=True),
     Metric("opt_state_bytes", "optimizer state", "more", "less", exact=True),
-    Metric("test_mse", "test MSE", "higher", "lower"),
-    Metric("train_mse", "train MSE", "higher", "lower"),
+    Metric("test_mse", "test MSE", "higher", "lower", paired=True),
+    Metric("train_mse", "train MSE", "higher", "lower", paired=True),
     Metric("compile_s", "compile", "slower", "faster"),
 )}
 NO_DIFFERENCE = "no significant difference"
@@ -274,8 +276,8 @@ def compare_axis(df: pd.DataFrame, axis: str, baseline: str, columns: Sequence[s
                  threshold: float = THRESHOLD, seed: int = SEED) -> pd.DataFrame:
     """Every other value of `axis` against `baseline`: one row per (candidate, metric) with its estimate.
 
-    Strata are the settings of the sweep's other grouping axes (not the seed):
-    only settings run with both values are compared.
+    Strata are the settings of the sweep's other grouping axes (and the seed, for
+    a paired metric): only settings run with both values are compared.
     """
     ok = df[df["status"] == "ok"]
     others = [k for k in group_keys(ok) if k != axis]
@@ -284,10 +286,12 @@ def compare_axis(df: pd.DataFrame, axis: str, baseline: str, columns: Sequence[s
         if candidate == baseline or nan_to_none(candidate) is None:
             continue
         for column in columns:
+            metric = METRICS[column]
+            by = [*others, "seed"] if metric.paired else others
             strata = []
-            for _, g in (ok.groupby(others, dropna=False, sort=False) if others else [((), ok)]):
+            for _, g in (ok.groupby(by, dropna=False, sort=False) if by else [((), ok)]):
                 strata.append((samples(g[g[axis] == baseline], column), samples(g[g[axis] == candidate], column)))
-            est = ratio_ci(strata, exact=METRICS[column].exact, seed=seed)
+            est = ratio_ci(strata, exact=metric.exact or metric.paired, seed=seed)
             rows.append({"axis": axis, "baseline": baseline, "candidate": candidate, "metric": column,
                          "ratio": est.ratio, "low": est.low, "high": est.high, "strata": est.strata,
                          "estimate": est.text(), "verdict": verdict(est, threshold, METRICS[column])})

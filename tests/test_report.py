@@ -332,7 +332,7 @@ def test_compare_flags_a_20_percent_slowdown_and_not_a_1_percent_change(two_swee
     others = table[~table["regression"]]
     assert (others["run_s_per_step_ratio"] - 1.01).abs().max() < 1e-9
     assert set(others["run_s_per_step_verdict"]) == {"no significant difference"}  # 1% is within the noise
-    assert set(table["train_mse_verdict"]) == {"no significant difference"}
+    assert set(table["train_mse_verdict"]) == {"identical"}  # paired by seed: the same seed computes the same
     overall = table.attrs["overall"].set_index("column")
     assert overall.at["run_s_per_step", "configurations"] == N_CONFIGS
     assert overall.at["run_s_per_step", "low"] < 1.05  # one slow configuration of 8 does not move the whole sweep
@@ -340,20 +340,26 @@ def test_compare_flags_a_20_percent_slowdown_and_not_a_1_percent_change(two_swee
 
 
 def test_an_a_a_comparison_with_noise_flags_nothing(tmp_path):
-    """Two sweeps of the same code: every timed call drawn from the same noise (10% spread), seeded."""
+    """Two sweeps of the same code: every timed call drawn from the same noise (10% spread), seeded;
+    then the same with one configuration's test MSE 10% higher for every seed, which is a real change."""
     rng = np.random.default_rng(7)
+    runs = [(m, o, s) for m in METHODS for o in OPTIMIZERS for s in SEEDS]
+    test_mse = {run: float(rng.normal(3.0, 0.3)) for run in runs}  # what a seed computes, on both sides
     sweeps = []
-    for side in ("a", "b"):
+    for side in ("a", "b", "worse"):
         root = tmp_path / side
-        for num, (method, optimizer, seed) in enumerate(
-                [(m, o, s) for m in METHODS for o in OPTIMIZERS for s in SEEDS]):
-            rec = make_record(num, method, optimizer, 50, seed, run_factors=tuple(rng.normal(1.0, 0.1, 5)),
-                              test_mse=float(rng.normal(3.0, 0.3)))
+        for num, run in enumerate(runs):
+            worse = 1.1 if side == "worse" and run[:2] == ("diffstate", "adam") else 1.0
+            rec = make_record(num, *run[:2], 50, run[2], run_factors=tuple(rng.normal(1.0, 0.1, 5)),
+                              test_mse=test_mse[run] * worse)
             _write(root / str(num) / "result.json", json.dumps(rec))
         sweeps.append(str(root))
     table, _ = compare.compare(report.load_records(sweeps[0])[0], report.load_records(sweeps[1])[0])
     assert not table["regression"].any(), table["flags"].tolist()
-    assert report.main_compare([*sweeps, "--fail-on-regression"]) == 0
+    assert set(table["test_mse_verdict"]) == {"identical"}
+    assert report.main_compare([*sweeps[:2], "--fail-on-regression"]) == 0
+    table, _ = compare.compare(report.load_records(sweeps[0])[0], report.load_records(sweeps[2])[0])
+    assert table["regression"].sum() == 1 and "test MSE ×1.10 (exact) higher (regression)" in table["flags"].sum()
 
 
 def test_fail_on_regression_sets_the_exit_code(two_sweeps, tmp_path, capsys):

@@ -117,7 +117,8 @@ def _error(err: BaseException) -> dict[str, str]:
 
 def _log_wandb(cfg: DictConfig, record: dict[str, Any], out_dir: Path) -> dict[str, Any] | None:
     try:
-        wandb_cfg = with_environment(OmegaConf.to_object(cfg.tracker.wandb), (record.get("job") or {}).get("overrides", []))
+        overrides = (record.get("job") or {}).get("overrides", [])
+        wandb_cfg = with_environment(OmegaConf.to_object(cfg.tracker.wandb), overrides)
     except Exception:  # noqa: BLE001 - a bad tracker config is already the record's error
         return None
     try:

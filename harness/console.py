@@ -50,7 +50,8 @@ def run_lines(record: dict[str, Any]) -> list[str]:
     if metrics:
         lines.append(_line("MSE", f"train {_g((metrics.get('train') or {}).get('mse'))}  "
                                   f"test {_g((metrics.get('test') or {}).get('mse'))}"))
-        lines.append(_line("fitted line", f"slope {_g(metrics.get('slope'))}  intercept {_g(metrics.get('intercept'))}"))
+        line = f"slope {_g(metrics.get('slope'))}  intercept {_g(metrics.get('intercept'))}"
+        lines.append(_line("fitted line", line))
     drift = record.get("drift")
     if drift:
         state = "bitwise unchanged" if drift.get("unchanged") else "MOVED"

@@ -86,7 +86,8 @@ DTYPES = {
     **dict.fromkeys(("lr", "weight_decay", "train_mse", "test_mse", "train_mae", "test_mae", "last_step_train_mse",
                      "slope", "intercept", "drift_l2", "drift_max_abs", "compile_s", "run_s_per_step_median",
                      "run_s_per_step_min", "run_s_per_step_max", "run_s_per_step_iqr", "run_s_per_call_median",
-                     "run_s_per_call_min", "run_s_per_call_max", "in_loop_s_per_step", "one_step_call_s", "dispatch_overhead_s",
+                     "run_s_per_call_min", "run_s_per_call_max", "in_loop_s_per_step", "one_step_call_s",
+                     "dispatch_overhead_s",
                      "flops_per_step", "achieved_flops_per_s", "peak_fraction"), ("float64", float)),
 }
 # Always rows of the summary; the others become rows only where they split the sweep further.

@@ -74,7 +74,7 @@ def axes(record: dict[str, Any]) -> dict[str, Any]:
 
 
 # Override keys that say where or how a run is written, not what it computes: no part of its name or tags.
-NOT_SWEPT = ("name", "experiment", "results_dir", "resume", "report", "tracker", "hydra", "train.warmup",
+NOT_SWEPT = ("name", "experiment", "results_dir", "resume", "report", "tracker", "hydra", "vectorize", "train.warmup",
              "train.repeats", "train.measure_dispatch", "train.persistent_cache_dir")
 NAMED = ("method", "freeze", "optimizer", "optimizer.lr", "task.seed")  # always in the name, in this order
 

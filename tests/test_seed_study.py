@@ -109,7 +109,8 @@ def test_cli_run_writes_a_complete_record_and_an_offline_wandb_run(cli):
     assert [h["train/mse"] for h in wb["history"]] == rec["history"]["train_mse"]
     assert wb["summary"]["test/mse"] == rec["metrics"]["test"]["mse"]
     assert wb["summary"]["drift/unchanged"] is True
-    assert wb["run"].run_group == "default" and wb["run"].job_type == "train"
+    assert wb["run"].run_group == f"default-{Path(rec['job']['output_dir']).name}" and wb["run"].job_type == "train"
+    assert wb["run"].display_name == "diffstate-kernel-adamw-lr1e-3-s123"  # train.repeats is not swept
     assert wb["exit_code"] == 0
 
     written = [p for p in Path(rec["job"]["output_dir"]).rglob("*") if p.is_file()]

@@ -23,7 +23,8 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from harness.config import Config, ConfigError, DeviceUnavailable, register, to_spec
-from harness.tracking import RECORD_NAME, WandbSink, write_json_atomic
+from harness.console import run_lines
+from harness.tracking import RECORD_NAME, WandbSink, with_environment, write_json_atomic
 
 # An installed wheel carries the configs as harness/conf; a source checkout (editable install) has them in conf/.
 _PACKAGE = Path(__file__).resolve().parent
@@ -53,6 +54,8 @@ def job_info() -> dict[str, Any]:
         "overrides": list(hc.overrides.task),
         "override_dirname": hc.job.override_dirname,
         "output_dir": hc.runtime.output_dir,
+        # the sweep's (or the single run's) directory: its name is the W&B group's timestamp
+        "sweep_dir": str(Path(hc.runtime.output_dir).parent) if hc.mode == RunMode.MULTIRUN else hc.runtime.output_dir,
     }
 
 
@@ -114,7 +117,8 @@ def _error(err: BaseException) -> dict[str, str]:
 
 def _log_wandb(cfg: DictConfig, record: dict[str, Any], out_dir: Path) -> dict[str, Any] | None:
     try:
-        wandb_cfg = OmegaConf.to_object(cfg.tracker.wandb)
+        overrides = (record.get("job") or {}).get("overrides", [])
+        wandb_cfg = with_environment(OmegaConf.to_object(cfg.tracker.wandb), overrides)
     except Exception:  # noqa: BLE001 - a bad tracker config is already the record's error
         return None
     try:
@@ -169,6 +173,8 @@ def main(cfg: DictConfig) -> None:
             return
     records = run_job(cfg, out_dir, job_info())
     for record in records:
+        if single:
+            print("\n".join(run_lines(record)), flush=True)
         print(f"{record['status']}: {Path(record['job']['output_dir']) / RECORD_NAME}", flush=True)
         if (record.get("wandb") or {}).get("dir"):
             print(f"  W&B ({record['wandb']['mode']}): {Path(record['wandb']['dir']).parent}", flush=True)

@@ -145,10 +145,14 @@ class SweepCallback(Callback):
             df, _ = report.load_records(sweep_dir)
             figures = report.write_report(sweep_dir, df)
             print(f"report: {sweep_dir / 'report.md'}", flush=True)
-            wandb = config.tracker.wandb
+            print("\n".join(report.headline_lines(df, sweep_dir)), flush=True)
+            from harness.tracking import sweep_group, with_environment
+
+            wandb = with_environment(OmegaConf.to_object(config.tracker.wandb), config.hydra.overrides.task)
             if wandb.mode != "disabled":
                 error = report.log_report_to_wandb(sweep_dir, df, figures, mode=wandb.mode, project=wandb.project,
-                                                   group=wandb.group or config.name, entity=wandb.entity)
+                                                   group=wandb.group or sweep_group(config.name, sweep_dir),
+                                                   entity=wandb.entity)
                 if error:
                     log.warning("W&B report run not logged: %s", error)
         except Exception as err:  # noqa: BLE001 - the records are the result; the report is a view

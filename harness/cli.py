@@ -1,4 +1,4 @@
-"""`harness`: run or sweep (Hydra), or `harness report|compare ...` on finished sweeps."""
+"""`harness`: run or sweep (Hydra), or `harness report|compare|dashboard ...` on finished sweeps."""
 
 from __future__ import annotations
 
@@ -6,6 +6,11 @@ import sys
 
 
 def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "dashboard":
+        from harness.dashboard import main_dashboard
+
+        sys.argv.pop(1)
+        sys.exit(main_dashboard())
     if len(sys.argv) > 1 and sys.argv[1] in ("report", "compare"):
         from harness import report
 

@@ -18,9 +18,12 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, NullFormatter
 
+from harness.findings import CONFIDENCE, mean_ci, samples, step_time_column
 from harness.records import ALWAYS_KEYS, group_keys, groups, key_text, number_text, summarize
+from harness.tables import program_keys
 
 FIGURE_TITLES = {
+    "step_time": "Step time per method, with 95% confidence intervals",
     "training_curves": "Training curves",
     "time_vs_steps": "Run and compile time against step count",
     "frozen_drift": "Drift of the frozen parameters",
@@ -66,20 +69,30 @@ def _new_figure(width: float, height: float) -> Figure:
     return fig
 
 
+STYLES = ("-", "--", ":", "-.")
+
+
 def training_curves_figure(df: pd.DataFrame, histories: Mapping[str, dict]) -> Figure | str:
-    """Train MSE against step, one panel per method, one colour per other setting, one line per run."""
+    """Train MSE against step, one panel per method, one line per run.
+
+    Colour tells the first other axis that varies, line style the second; any
+    further axis is not told apart, so the legend stays a few entries below the panels.
+    """
     runs = df[df["status"].isin(["ok", "diverged"]) & df["path"].map(lambda p: bool(histories.get(p)))]
     if runs.empty:
         return "no run has a training history"
     methods = list(dict.fromkeys(runs["method"]))
     others = _varying(runs, [k for k in group_keys(runs) if k != "method"])
-    colours = {}
+    colour_key = others[0] if others else None
+    style_key = others[1] if len(others) > 1 and runs[others[1]].nunique() <= len(STYLES) else None
+    colours = {v: f"C{i % 10}" for i, v in enumerate(dict.fromkeys(runs[colour_key]))} if colour_key else {}
+    styles = {v: STYLES[i] for i, v in enumerate(dict.fromkeys(runs[style_key]))} if style_key else {}
     ncols = min(3, len(methods))
     nrows = math.ceil(len(methods) / ncols)
-    fig = _new_figure(4.2 * ncols, 3.2 * nrows + 0.6)
+    fig = _new_figure(4.2 * ncols, 3.2 * nrows + 0.9)
     grid = fig.subplots(nrows, ncols, sharex=True, sharey=True, squeeze=False)
     for ax, method in zip(grid.flat, methods):
-        seen = set()
+        drawn = False
         for _, run in runs[runs["method"] == method].iterrows():
             history = histories[run["path"]]
             step = np.asarray(history.get("step", []), dtype=float)
@@ -87,21 +100,70 @@ def training_curves_figure(df: pd.DataFrame, histories: Mapping[str, dict]) -> F
             keep = np.isfinite(mse) & (mse > 0)
             if len(step) != len(mse) or not keep.any():
                 continue
-            label = _label(run, others) or "all"
-            colour = colours.setdefault(label, f"C{len(colours) % 10}")
-            ax.plot(step[keep], mse[keep], color=colour, alpha=0.8, lw=1.2, label=None if label in seen else label)
-            seen.add(label)
+            ax.plot(step[keep], mse[keep], color=colours.get(run[colour_key], "C0") if colour_key else "C0",
+                    ls=styles.get(run[style_key], "-") if style_key else "-", alpha=0.7, lw=1.1)
+            drawn = True
         ax.set_title(method)
         ax.set_yscale("log")
         ax.set_xlabel("step")
         ax.set_ylabel("train MSE (log)")
         ax.grid(True, alpha=0.3)
-        if seen:
-            ax.legend(fontsize="x-small")
+        if drawn:
             _plain_log_labels(ax.yaxis)
     for ax in list(grid.flat)[len(methods):]:
         ax.set_visible(False)
-    fig.suptitle("Training curves: train MSE per step (one line per run)")
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], color=c, label=f"{colour_key}={key_text(v)}") for v, c in colours.items()]
+    handles += [Line2D([], [], color="0.3", ls=ls, label=f"{style_key}={key_text(v)}") for v, ls in styles.items()]
+    if handles:
+        fig.legend(handles=handles, loc="outside lower center", ncols=min(6, len(handles)), fontsize="x-small")
+    rest = [k for k in others if k not in (colour_key, style_key)]
+    fig.suptitle("Training curves: train MSE per step (one line per run"
+                 + (f"; {', '.join(rest)} not told apart)" if rest else ")"))
+    return fig
+
+
+def step_time_figure(df: pd.DataFrame) -> Figure | str:
+    """Mean step time per method with its bootstrap CI (repeats and seeds), one bar colour per freeze option.
+
+    Runs of the other axes are pooled: the title names them.
+    """
+    ok = df[df["status"] == "ok"]
+    column = step_time_column(ok)
+    keys = program_keys(ok, group_keys(ok)) if len(ok) else []
+    series = next((k for k in keys if k != "method" and ok[k].nunique() > 1), None)
+    methods = list(dict.fromkeys(ok["method"]))
+    values = list(dict.fromkeys(ok[series])) if series else [None]
+    width = 0.8 / len(values)
+    fig = _new_figure(max(6.0, 1.0 * len(methods) * max(1.0, len(values) / 2)), 4.4)
+    ax = fig.subplots()
+    drawn = False
+    for j, value in enumerate(values):
+        means, low, high = [], [], []
+        for method in methods:
+            rows = ok[(ok["method"] == method) & ((ok[series] == value) if series else True)]
+            mean, lo, hi = mean_ci(samples(rows, column))
+            means.append(mean * 1e6)
+            low.append((mean - lo) * 1e6 if math.isfinite(lo) else 0.0)
+            high.append((hi - mean) * 1e6 if math.isfinite(hi) else 0.0)
+        x = np.arange(len(methods)) + (j - (len(values) - 1) / 2) * width
+        if np.isfinite(means).any():
+            drawn = True
+            ax.bar(x, means, width, yerr=[low, high], capsize=3, color=f"C{j % 10}",
+                   label=f"{series}={key_text(value)}" if series else None)
+    if not drawn:
+        return "no ok run recorded a step time"
+    pooled = [k for k in group_keys(ok) if k not in ("method", series) and ok[k].nunique() > 1]
+    ax.set_xticks(np.arange(len(methods)), methods, rotation=20, ha="right")
+    ax.set(yscale="log", xlabel="freeze method",
+           ylabel=("in-loop step time" if column == "in_loop_s_per_step" else "run time / step") + " (µs, log)",
+           title=f"Mean step time, bars: {CONFIDENCE:.0%} bootstrap CI over repeats and seeds"
+                 + (f"\n(pooled over {', '.join(pooled)})" if pooled else ""))
+    _plain_log_labels(ax.yaxis)
+    ax.grid(True, axis="y", which="both", alpha=0.3)
+    if series:
+        fig.legend(loc="outside lower center", ncols=min(6, len(values)), fontsize="x-small")
     return fig
 
 
@@ -221,6 +283,7 @@ def write_figures(df: pd.DataFrame, histories: Mapping[str, dict], out_dir: Path
     keys = group_keys(df)
     summary = summarize(df, keys)
     drawn = {
+        "step_time": step_time_figure(df),
         "training_curves": training_curves_figure(df, histories),
         "time_vs_steps": time_vs_steps_figure(summary, keys),
         "frozen_drift": frozen_drift_figure(summary, keys),

@@ -58,6 +58,9 @@ MEASURED = {
     "run_s_per_call_min": "timing.run_s_per_call.min",
     "run_s_per_call_max": "timing.run_s_per_call.max",
     "in_loop_s_per_step": "timing.in_loop_s_per_step",
+    "run_s": "timing.run_s",  # every timed call, as JSON text: the repeats a confidence interval resamples
+    "one_step_call_s": "timing.dispatch.one_step_call_s",
+    "timing_points": "timing.points",
     "dispatch_overhead_s": "timing.dispatch.overhead_s",
     "batch_regime": "batch.regime",
     "batch_size": "batch.size",
@@ -75,15 +78,16 @@ MEASURED = {
 DTYPES = {
     **dict.fromkeys(("steps", "seed", "job_num", "diverged_at_step", "opt_state_bytes", "opt_state_frozen_bytes",
                      "trainable_params", "frozen_params", "repeats", "batch_size", "memory_bytes", "temp_bytes",
-                     "matmuls_in_loop", "matmuls_hoisted"), ("Int64", int)),
+                     "matmuls_in_loop", "matmuls_hoisted", "timing_points"), ("Int64", int)),
     **dict.fromkeys(("drift_unchanged", "grads_cover_frozen"), ("boolean", bool)),
     **dict.fromkeys(("experiment", "model", "freeze", "method", "optimizer", "device", "status", "error",
                      "compile_source", "overrides", "git_commit", "started", "config_key", "path", "batch_regime",
-                     "warning", "hoisting_note"), ("str", str)),
+                     "warning", "hoisting_note", "run_s"), ("str", str)),
     **dict.fromkeys(("lr", "weight_decay", "train_mse", "test_mse", "train_mae", "test_mae", "last_step_train_mse",
                      "slope", "intercept", "drift_l2", "drift_max_abs", "compile_s", "run_s_per_step_median",
                      "run_s_per_step_min", "run_s_per_step_max", "run_s_per_step_iqr", "run_s_per_call_median",
-                     "run_s_per_call_min", "run_s_per_call_max", "in_loop_s_per_step", "dispatch_overhead_s",
+                     "run_s_per_call_min", "run_s_per_call_max", "in_loop_s_per_step", "one_step_call_s",
+                     "dispatch_overhead_s",
                      "flops_per_step", "achieved_flops_per_s", "peak_fraction"), ("float64", float)),
 }
 # Always rows of the summary; the others become rows only where they split the sweep further.
@@ -168,6 +172,11 @@ def _error_text(record: dict) -> str | None:
     return str(error)
 
 
+def _scalar(value: Any) -> Any:
+    """A list (e.g. every timed call) as JSON text: one cell, the same in Parquet and CSV."""
+    return json.dumps(value) if isinstance(value, list) else value
+
+
 def row(path: Path, record: dict) -> dict[str, Any]:
     """One run as flat columns: its axes, status, final metrics, drift, memory and timings."""
     run_s = nested_get(record, "timing", "run_s", default=[])
@@ -176,7 +185,7 @@ def row(path: Path, record: dict) -> dict[str, Any]:
         **axes(record),
         "status": record["status"],
         "error": _error_text(record),
-        **{name: nested_get(record, *where.split(".")) for name, where in MEASURED.items()},
+        **{name: _scalar(nested_get(record, *where.split("."))) for name, where in MEASURED.items()},
         "repeats": len(run_s) if isinstance(run_s, list) else None,
         "job_num": nested_get(record, "job", "num"),
         "overrides": shlex.join(map(str, overrides)) if isinstance(overrides, list) else str(overrides),

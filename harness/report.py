@@ -17,13 +17,17 @@ from typing import Any
 
 import pandas as pd
 
-from harness.compare import main_compare
+from harness import findings
+from harness.compare import main_compare, parse_threshold
 from harness.figures import FIGURE_TITLES, write_figures
 from harness.records import (RECORD_NAME, extra_axes, frame, group_keys, key_text, markdown_table, nan_to_none,
                              nested_get, number_text, read_record, read_records, splitting_keys, status_counts,
                              summarize)
 from harness.records import load_records  # noqa: F401 - re-exported for harness.callbacks
-from harness.tracking import quiet_settings
+from harness.tables import compact, program_keys
+from harness.tracking import quiet_settings, run_group
+
+FINDINGS_NAME = "findings.csv"
 
 # --- tables --------------------------------------------------------------------------------------
 
@@ -212,16 +216,23 @@ METHOD_NOTES = (
 
 
 def render_report(sweep_dir: Path, df: pd.DataFrame, records: list[dict], problems: list[tuple[Path, str]],
-                  figures: Mapping[str, Path | str], date: str) -> str:
-    """report.md as text: environment, run status, method table, fit / frozen / cost tables, figures."""
+                  figures: Mapping[str, Path | str], date: str, found: pd.DataFrame | None = None,
+                  threshold: float = findings.THRESHOLD) -> str:
+    """report.md as text: findings, environment, run status, compact tables, figures."""
     parts = [
         f"# Sweep report: {_distinct(df['experiment'])}\n",
         f"`{sweep_dir}`: {len(df)} runs, {_counts_text(df)}"
         + (f"; {len(problems)} unreadable records" if problems else "") + ".\n",
+    ]
+    if found is not None and (df["status"] == "ok").any():
+        parts.append(findings.render_findings(df, found, threshold))
+    parts += [
+        "## Tables\n",
         "Numbers are medians over the ok runs of each configuration (seeds, identical repeats), "
-        "with [min, max] when they differ; run times span every timed call of every run, compile times "
-        "count cold compiles only (a second seed is usually a cache hit). "
-        "All runs: `runs.parquet`, `runs.csv`.\n",
+        "with [min, max] when they differ: the observed spread, not a confidence interval (the findings above "
+        "carry those). Run times span every timed call of every run, compile times count cold compiles only "
+        "(a second seed is usually a cache hit). Rows that read the same merge; every run is in "
+        "`runs.parquet`, `runs.csv`; the findings with their intervals in `findings.csv`.\n",
         "## Environment\n",
         markdown_table(environment_table(records, date)),
         "## Runs that did not finish ok\n",
@@ -233,23 +244,37 @@ def render_report(sweep_dir: Path, df: pd.DataFrame, records: list[dict], proble
         return "\n".join([*parts, "No run finished ok: no tables or figures.\n"])
     keys = group_keys(df)
     summary = summarize(df, keys)
+    costs = program_keys(df, keys)  # step time, memory, FLOP/s: pooled over axes the program does not see
+    cost_summary = summarize(df, costs)
+    pooled = [k for k in keys if k not in costs]
+
+    def table(make, rows: pd.DataFrame, by: list[str], pool: list[str] = ()) -> list[str]:
+        parts, note = compact(make(rows, by), by, pool)
+        out = [note] if note else []
+        for title, part in parts:
+            out += [f"**{title}**\n"] if title else []
+            out.append(markdown_table(part))
+        return out
+
+    method_keys = splitting_keys(df, ("method", "optimizer"), ("freeze", "model", *extra_axes(df)))
+
     parts += [
-        "## What each method does\n", METHOD_NOTES + "\n", markdown_table(methods_table(df)),
+        "## What each method does\n", METHOD_NOTES + "\n", *table(lambda rows, _: methods_table(rows), df, method_keys),
         "## Fit\n", "Final train / test MSE over the task's data, and the line fitted through the test "
-                    "predictions.\n", markdown_table(fit_table(summary, keys)),
+                    "predictions.\n", *table(fit_table, summary, keys),
         "## Frozen parameters\n", "Drift: L2 norm of final − initial over all frozen leaves.\n",
-        markdown_table(frozen_table(summary, keys)),
+        *table(frozen_table, summary, keys),
         "## Is the timed work real?\n", *plausibility_lines(df, records),
         "## Throughput\n", "In-loop step time, XLA's flop count per step over it, and that rate as a fraction "
                             "of the machine's calibrated f32 matmul peak.\n",
-        markdown_table(throughput_table(summary, keys)),
+        *table(throughput_table, cost_summary, costs, pooled),
         "## Memory\n", "XLA's memory analysis of the compiled training program: memory is what one call holds at "
                         "most (arguments + outputs + temporaries − aliased buffers), temp the temporaries alone; "
-                        "and the optimizer state.\n", markdown_table(memory_table(summary, keys)),
+                        "and the optimizer state.\n", *table(memory_table, cost_summary, costs, pooled),
         "## Cost\n", "Compile: ahead-of-time XLA compile of the whole training program, cold compiles only (runs "
                      "served from a compile cache have none). Run: one jitted call (all steps), after warm-up. "
                      "In-loop step: (call − 1-step call) / (steps − 1); per-call overhead: 1-step call − one "
-                     "in-loop step.\n", markdown_table(cost_table(summary, keys)),
+                     "in-loop step.\n", *table(cost_table, cost_summary, costs, pooled),
         "## Figures\n",
     ]
     for key, title in FIGURE_TITLES.items():
@@ -260,8 +285,10 @@ def render_report(sweep_dir: Path, df: pd.DataFrame, records: list[dict], proble
 
 
 def write_report(sweep_dir: str | Path, df: pd.DataFrame, out_dir: str | Path | None = None, *,
-                 records: list[dict] | None = None, problems: list[tuple[Path, str]] = ()) -> dict[str, Path | str]:
-    """Writes runs.parquet, runs.csv, figures and report.md for `df` into `out_dir` (default: the sweep).
+                 records: list[dict] | None = None, problems: list[tuple[Path, str]] = (),
+                 baselines: Mapping[str, str] | None = None,
+                 threshold: float = findings.THRESHOLD) -> dict[str, Path | str]:
+    """Writes runs.parquet, runs.csv, findings.csv, figures and report.md for `df` into `out_dir` (default: the sweep).
 
     Returns {figure name: PNG path, or why it was skipped}, ready for
     `log_report_to_wandb`. Without `records`, histories and environments are
@@ -276,20 +303,37 @@ def write_report(sweep_dir: str | Path, df: pd.DataFrame, out_dir: str | Path | 
     df.to_csv(out_dir / "runs.csv", index=False)
     histories = {path: record.get("history") for path, record in zip(df["path"], records)}
     figures = write_figures(df, histories, out_dir)
+    found = findings.comparisons(df, baselines, threshold=threshold)
+    found.to_csv(out_dir / FINDINGS_NAME, index=False)
     date = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
-    (out_dir / "report.md").write_text(render_report(sweep_dir, df, records, list(problems), figures, date))
+    (out_dir / "report.md").write_text(render_report(sweep_dir, df, records, list(problems), figures, date,
+                                                     found, threshold))
     return figures
 
 
-def build_report(sweep_dir: str | Path, out_dir: str | Path | None = None) -> dict[str, Any]:
-    """Reads a sweep and writes runs.parquet, runs.csv, report.md and figures; returns what it made."""
+def headline_lines(df: pd.DataFrame, out_dir: str | Path) -> list[str]:
+    """The findings' headline of a report already written to `out_dir` (read back, not bootstrapped again)."""
+    path = Path(out_dir) / FINDINGS_NAME
+    if not (df["status"] == "ok").any() or not path.is_file() or not path.stat().st_size:
+        return []
+    try:
+        found = pd.read_csv(path, keep_default_na=False, na_values=[""])
+    except pd.errors.EmptyDataError:
+        return []
+    return findings.headline(df, found)
+
+
+def build_report(sweep_dir: str | Path, out_dir: str | Path | None = None, *,
+                 baselines: Mapping[str, str] | None = None, threshold: float = findings.THRESHOLD) -> dict[str, Any]:
+    """Reads a sweep and writes runs.parquet, runs.csv, findings.csv, report.md and figures; returns what it made."""
     read, problems = read_records(sweep_dir)
     df = frame(read)
     records = [record for _, record in read]
-    figures = write_report(sweep_dir, df, out_dir, records=records, problems=problems)
+    figures = write_report(sweep_dir, df, out_dir, records=records, problems=problems, baselines=baselines,
+                           threshold=threshold)
     out = Path(out_dir) if out_dir is not None else Path(sweep_dir)
     return {"df": df, "problems": problems, "records": records, "figures": figures,
-            "tables": [out / "runs.parquet", out / "runs.csv"], "report": out / "report.md"}
+            "tables": [out / "runs.parquet", out / "runs.csv", out / "findings.csv"], "report": out / "report.md"}
 
 
 # --- W&B -----------------------------------------------------------------------------------------
@@ -317,6 +361,7 @@ def log_report_to_wandb(sweep_dir: str | Path, df: pd.DataFrame, figures: Mappin
         counts = status_counts(df)
         run = wandb.init(
             project=project, entity=entity, group=group, job_type="report", name=f"report-{Path(sweep_dir).name}",
+            tags=["report", *dict.fromkeys(str(e) for e in df["experiment"].dropna())],
             dir=str(sweep_dir), mode=mode, config={"sweep_dir": str(sweep_dir), "runs": len(df), **counts},
             settings=quiet_settings(),
             reinit="finish_previous",
@@ -326,6 +371,7 @@ def log_report_to_wandb(sweep_dir: str | Path, df: pd.DataFrame, figures: Mappin
             if (df["status"] == "ok").any():
                 logged["report/summary"] = wandb.Table(dataframe=_plain(summarize(df)))
                 logged["report/methods"] = wandb.Table(dataframe=_plain(methods_table(df)))
+                logged["report/findings"] = wandb.Table(dataframe=_plain(findings.comparisons(df)))
             logged["report/runs"] = wandb.Table(dataframe=_plain(df.drop(columns=["config_key"])))
             run.log(logged)
             run.summary.update({f"runs/{k}": v for k, v in counts.items()})
@@ -342,8 +388,8 @@ def _wandb_target(records: list[dict]) -> tuple[str, str | None, str | None]:
     """(project, entity, group) the sweep's own runs were logged to."""
     configs = [nested_get(r, "config", "tracker", "wandb", default={}) for r in records]
     wandb_cfg = next((c for c in configs if c), {})
-    name = next((n for n in (nested_get(r, "config", "name") for r in records) if n), None)
-    return wandb_cfg.get("project") or "nnx-freeze-bench", wandb_cfg.get("entity"), wandb_cfg.get("group") or name
+    group = next((run_group(r) for r in records if r.get("config")), None)
+    return wandb_cfg.get("project") or "nnx-freeze-bench", wandb_cfg.get("entity"), wandb_cfg.get("group") or group
 
 
 # --- command line --------------------------------------------------------------------------------
@@ -354,6 +400,7 @@ def _report_lines(made: dict[str, Any]) -> list[str]:
     df, problems = made["df"], made["problems"]
     lines = [f"{len(df)} runs: {_counts_text(df)}"
              + (f"; {len(problems)} unreadable records skipped" if problems else ""),
+             *(f"  {line}" for line in headline_lines(df, made["report"].parent)),
              "  tables:  " + ", ".join(map(str, made["tables"])),
              f"  report:  {made['report']}"]
     drawn = [p for p in made["figures"].values() if isinstance(p, Path)]
@@ -373,6 +420,14 @@ def _report_lines(made: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _axis_value(text: str) -> tuple[str, str]:
+    """'method=reference' -> ('method', 'reference'), for the axes findings compare."""
+    axis, sep, value = text.partition("=")
+    if not sep or axis not in findings.COMPARED_AXES or not value:
+        raise ValueError(f"--baseline {text!r}: give AXIS=VALUE with AXIS one of {', '.join(findings.COMPARED_AXES)}")
+    return axis, value
+
+
 def main_report(argv: list[str] | None = None) -> int:
     """`harness report SWEEP_DIR [--out DIR] [--wandb MODE]`; returns the exit code."""
     parser = argparse.ArgumentParser(prog="harness report",
@@ -384,14 +439,23 @@ def main_report(argv: list[str] | None = None) -> int:
     parser.add_argument("--project", help="W&B project (default: the sweep's)")
     parser.add_argument("--entity", help="W&B entity (default: the sweep's)")
     parser.add_argument("--group", help="W&B group (default: the sweep's)")
+    parser.add_argument("--baseline", action="append", default=[], metavar="AXIS=VALUE",
+                        help="what the findings compare an axis against, e.g. method=reference "
+                             "(default: method=diffstate, else the sweep's first value); repeatable")
+    parser.add_argument("--threshold", default="5%", help="smallest change the findings call (default 5%%)")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        threshold = parse_threshold(args.threshold)
+        baselines = dict(_axis_value(text) for text in args.baseline)
+    except ValueError as err:
+        parser.error(str(err))
     if not args.sweep_dir.is_dir():
         print(f"harness report: not a directory: {args.sweep_dir}", file=sys.stderr)
         return 2
     if not any(args.sweep_dir.rglob(RECORD_NAME)):
         print(f"harness report: no {RECORD_NAME} under {args.sweep_dir}", file=sys.stderr)
         return 1
-    made = build_report(args.sweep_dir, args.out)
+    made = build_report(args.sweep_dir, args.out, baselines=baselines, threshold=threshold)
     lines = _report_lines(made)
     if args.wandb != "disabled":
         project, entity, group = _wandb_target(made["records"])
@@ -400,7 +464,8 @@ def main_report(argv: list[str] | None = None) -> int:
                                     entity=args.entity or entity)
         latest = args.sweep_dir / "wandb" / "latest-run"
         where = latest.resolve() if latest.exists() else args.sweep_dir / "wandb"
-        lines.insert(4, f"  W&B ({args.wandb}): " + (f"not logged, {error}" if error else str(where)))
+        after = next(i for i, line in enumerate(lines) if line.startswith("  report:")) + 1
+        lines.insert(after, f"  W&B ({args.wandb}): " + (f"not logged, {error}" if error else str(where)))
     print("\n".join(lines), flush=True)
     return 0
 

@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -30,7 +31,8 @@ SEEDS = (1, 2)
 
 def make_record(num: int, method: str, optimizer: str, steps: int, seed: int, *, per_step_s: float = 2e-6,
                 status: str = "ok", name: str = "study", results_dir: str = "results", frozen: int = 1,
-                resume: str | None = None, width: int = 16, peak_fraction: float = 0.01) -> dict:
+                resume: str | None = None, width: int = 16, peak_fraction: float = 0.01,
+                run_factors=(1.0, 1.1, 0.95), test_mse: float | None = None) -> dict:
     """A record shaped like harness.app.run_job writes; stop_gradient with adamw moves the frozen kernel."""
     moved = method == "stop_gradient" and optimizer == "adamw"
     overrides = [f"method={method}", f"optimizer={optimizer}", f"train.steps={steps}", f"task.seed={seed}"]
@@ -68,9 +70,10 @@ def make_record(num: int, method: str, optimizer: str, steps: int, seed: int, *,
         return rec
     mse = 3.0 - 0.002 * steps + 0.1 * seed
     drift = 1e-5 * steps / 50 if moved else 0.0
-    runs = [per_step_s * steps * f for f in (1.0, 1.1, 0.95)]
+    runs = [per_step_s * steps * f for f in run_factors]
     rec.update({
-        "metrics": {"train": {"mse": mse, "mae": mse / 2}, "test": {"mse": mse * 1.1, "mae": mse / 2},
+        "metrics": {"train": {"mse": mse, "mae": mse / 2},
+                    "test": {"mse": mse * 1.1 if test_mse is None else test_mse, "mae": mse / 2},
                     "last_step_train_mse": mse, "slope": 2.0 - drift, "intercept": -0.001 * steps},
         "drift": {"l2": drift, "max_abs": drift, "unchanged": not moved,
                   "leaves": {"kernel": {"l2": drift, "max_abs": drift, "unchanged": not moved}}},
@@ -87,6 +90,7 @@ def make_record(num: int, method: str, optimizer: str, steps: int, seed: int, *,
             "run_s_per_step": {"median": sorted(runs)[1] / steps, "min": min(runs) / steps,
                                "max": max(runs) / steps, "iqr": 0.0},
             "in_loop_s_per_step": per_step_s * frozen ** 0.5,
+            "dispatch": {"one_step_call_s": 1e-6, "overhead_s": 5e-7},
             "memory": {"total_bytes": 1000 * frozen, "temp_size_in_bytes": 100 * frozen},
             "matmuls": {"inside": 2, "outside": 3 if peak_fraction > 1.5 else 0},
         },
@@ -299,41 +303,76 @@ def test_cli_report_in_a_subprocess(tmp_path):
 
 @pytest.fixture(scope="module")
 def two_sweeps(tmp_path_factory):
-    """B = A with one configuration 2x slower and every other one 1% slower; other name, dirs, resumed."""
+    """B = A with one configuration 20% slower and every other one 1% slower; other name, dirs, resumed."""
     root = tmp_path_factory.mktemp("compare")
     slow = {key: 1.01 for key in [(m, o, n, s) for m in METHODS for o in OPTIMIZERS for n in STEPS for s in SEEDS]}
-    slow[("stop_gradient", "adamw", 200, 1)] = 2.0
+    for seed in SEEDS:
+        slow[("stop_gradient", "adamw", 200, seed)] = 1.2
     a = write_sweep(root / "a", broken=False)
     b = write_sweep(root / "b", slow=slow, broken=False, name="other_name", results_dir="/elsewhere",
                     resume="/elsewhere/other_name/then")
     return a, b
 
 
-def test_compare_flags_a_2x_slowdown_and_not_a_1_percent_change(two_sweeps):
+N_CONFIGS = N_OK // len(SEEDS)  # seeds are a configuration's replicates
+
+
+def test_compare_flags_a_20_percent_slowdown_and_not_a_1_percent_change(two_sweeps):
     (a, _), (b, _) = report.load_records(two_sweeps[0]), report.load_records(two_sweeps[1])
     table, unmatched = compare.compare(a, b, threshold=0.05)
-    assert len(table) == N_OK and unmatched.empty
+    assert len(table) == N_CONFIGS and unmatched.empty and (table["seeds"] == 2).all()
     flagged = table[table["regression"]]
     assert len(flagged) == 1
     row = flagged.iloc[0]
-    assert (row["method"], row["optimizer"], row["steps"], row["seed"]) == ("stop_gradient", "adamw", 200, 1)
-    assert row["run_s_per_step_median_ratio"] == pytest.approx(2.0)
-    assert row["run_s_per_step_median_flag"] == "regression" and "run time / step" in row["flags"]
+    assert (row["method"], row["optimizer"], row["steps"]) == ("stop_gradient", "adamw", 200)
+    assert row["run_s_per_step_ratio"] == pytest.approx(1.2)
+    assert 1.05 < row["run_s_per_step_low"] < 1.2 < row["run_s_per_step_high"]  # the CI excludes 1 and +5%
+    assert row["run_s_per_step_verdict"] == "slower" and row["in_loop_s_per_step_verdict"] == "slower"
+    assert "run time / step ×1.20 [" in row["flags"]
     others = table[~table["regression"]]
-    assert (others["run_s_per_step_median_ratio"] - 1.01).abs().max() < 1e-9
-    assert (others["run_s_per_step_median_flag"] == "").all()
-    assert (table["train_mse_flag"] == "").all()
+    assert (others["run_s_per_step_ratio"] - 1.01).abs().max() < 1e-9
+    assert set(others["run_s_per_step_verdict"]) == {"no significant difference"}  # 1% is within the noise
+    assert set(table["train_mse_verdict"]) == {"identical"}  # paired by seed: the same seed computes the same
+    overall = table.attrs["overall"].set_index("column")
+    assert overall.at["run_s_per_step", "configurations"] == N_CONFIGS
+    assert overall.at["run_s_per_step", "low"] < 1.05  # one slow configuration of 8 does not move the whole sweep
+    assert table.attrs["overall"]["regression"].sum() == 0
+
+
+def test_an_a_a_comparison_with_noise_flags_nothing(tmp_path):
+    """Two sweeps of the same code: every timed call drawn from the same noise (10% spread), seeded;
+    then the same with one configuration's test MSE 10% higher for every seed, which is a real change."""
+    rng = np.random.default_rng(7)
+    runs = [(m, o, s) for m in METHODS for o in OPTIMIZERS for s in SEEDS]
+    test_mse = {run: float(rng.normal(3.0, 0.3)) for run in runs}  # what a seed computes, on both sides
+    sweeps = []
+    for side in ("a", "b", "worse"):
+        root = tmp_path / side
+        for num, run in enumerate(runs):
+            worse = 1.1 if side == "worse" and run[:2] == ("diffstate", "adam") else 1.0
+            rec = make_record(num, *run[:2], 50, run[2], run_factors=tuple(rng.normal(1.0, 0.1, 5)),
+                              test_mse=test_mse[run] * worse)
+            _write(root / str(num) / "result.json", json.dumps(rec))
+        sweeps.append(str(root))
+    table, _ = compare.compare(report.load_records(sweeps[0])[0], report.load_records(sweeps[1])[0])
+    assert not table["regression"].any(), table["flags"].tolist()
+    assert set(table["test_mse_verdict"]) == {"identical"}
+    assert report.main_compare([*sweeps[:2], "--fail-on-regression"]) == 0
+    table, _ = compare.compare(report.load_records(sweeps[0])[0], report.load_records(sweeps[2])[0])
+    assert table["regression"].sum() == 1 and "test MSE ×1.10 (exact) higher (regression)" in table["flags"].sum()
 
 
 def test_fail_on_regression_sets_the_exit_code(two_sweeps, tmp_path, capsys):
     a, b = map(str, two_sweeps)
     assert report.main_compare([a, b]) == 0
     assert report.main_compare([a, b, "--fail-on-regression", "--out", str(tmp_path / "cmp.csv")]) == 1
-    assert report.main_compare([a, b, "--fail-on-regression", "--threshold", "150%"]) == 0
+    assert report.main_compare([a, b, "--fail-on-regression", "--threshold", "50%"]) == 0
     assert report.main_compare([b, a, "--fail-on-regression"]) == 0  # faster is an improvement
+    assert report.main_compare([a, a, "--fail-on-regression"]) == 0  # A/A
     out = capsys.readouterr().out
-    assert "**2.00**" in out and "1 with a regression" in out
-    assert len(pd.read_csv(tmp_path / "cmp.csv")) == N_OK
+    assert "**×1.20 [" in out and "slower**" in out and "1 with a regression" in out
+    assert "Over all 8 matched configurations" in out
+    assert len(pd.read_csv(tmp_path / "cmp.csv")) == N_CONFIGS
     assert report.main_compare([a, b, "--out", str(tmp_path / "cmp.md")]) == 0
     assert (tmp_path / "cmp.md").read_text().startswith("# Compare")
     assert report._main(["harness/report.py", "compare", a, b, "--fail-on-regression"]) == 1  # python -m harness.report
@@ -345,8 +384,8 @@ def test_compare_lists_unmatched_runs_and_status_regressions(tmp_path):
     rec = json.loads((b / "0" / "result.json").read_text())
     _write(b / "0" / "result.json", json.dumps({**rec, "status": "diverged"}))
     table, unmatched = compare.compare(report.load_records(a)[0], report.load_records(b)[0])
-    assert len(table) == 8 and len(unmatched) == 8 and set(unmatched["only in"]) == {"B"}
-    assert table["regression"].sum() == 1 and "status diverged" in table[table["regression"]]["flags"].item()
+    assert len(table) == 4 and len(unmatched) == 4 and set(unmatched["only in"]) == {"B"}
+    assert table["regression"].sum() == 1 and "status diverged,ok" in table[table["regression"]]["flags"].item()
 
 
 def test_threshold_parsing():

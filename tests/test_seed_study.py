@@ -32,6 +32,35 @@ def test_default_run_reproduces_the_seed_script(seed, default_run):
     np.testing.assert_allclose(default_run["history"]["train_mse"], np.asarray(seed["mse_hist"]), rtol=1e-5)
 
 
+def test_console_summary_shows_the_seed_numbers(seed, default_run):
+    import re
+
+    from harness.console import run_lines
+
+    record = {"status": "ok", "config": _config(), **default_run}
+    text = "\n".join(run_lines(record))
+    number = r"(-?[0-9.e+-]+)"
+    test_mse = float(re.search(rf"test {number}", text).group(1))
+    slope = float(re.search(rf"slope {number}", text).group(1))
+    intercept = float(re.search(rf"intercept {number}", text).group(1))
+    np.testing.assert_allclose(test_mse, 3.2692759, rtol=1e-5)
+    np.testing.assert_allclose([test_mse, slope, intercept], [seed["test_loss"], seed["m"], seed["b"]], rtol=1e-5)
+    assert slope == pytest.approx(2.0) and intercept == pytest.approx(-0.1206, abs=1e-4)
+    assert text.startswith("ok  default · method=diffstate freeze=kernel optimizer=adamw lr=0.001 seed=123")
+    assert "bitwise unchanged" in text and "compile " in text and "in the loop" in text
+    assert len(text.splitlines()) == 5
+
+
+def _config() -> dict:
+    from omegaconf import OmegaConf
+
+    from harness.app import CONF_DIR
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return OmegaConf.to_container(compose("config"), resolve=False)
+
+
 def test_frozen_kernel_is_bitwise_unchanged_and_bias_moved(default_run):
     assert default_run["parameters"]["frozen_paths"] == ["kernel"]
     assert default_run["drift"]["unchanged"] is True
@@ -70,6 +99,7 @@ def test_cli_run_writes_a_complete_record_and_an_offline_wandb_run(cli):
     assert {"jax", "flax", "optax"} <= set(env["versions"]) and env["platform"] == "cpu" and env["device_kind"]
     assert len(rec["history"]["train_mse"]) == 123
     assert "result.json" in proc.stdout and "W&B (offline)" in proc.stdout
+    assert "fitted line    slope " in proc.stdout and "test 3.2692" in proc.stdout and "bitwise unchanged" in proc.stdout
 
     run_file = wandb_file(rec)
     assert str(run_file).startswith(rec["job"]["output_dir"])
@@ -79,7 +109,8 @@ def test_cli_run_writes_a_complete_record_and_an_offline_wandb_run(cli):
     assert [h["train/mse"] for h in wb["history"]] == rec["history"]["train_mse"]
     assert wb["summary"]["test/mse"] == rec["metrics"]["test"]["mse"]
     assert wb["summary"]["drift/unchanged"] is True
-    assert wb["run"].run_group == "default" and wb["run"].job_type == "train"
+    assert wb["run"].run_group == f"default-{Path(rec['job']['output_dir']).name}" and wb["run"].job_type == "train"
+    assert wb["run"].display_name == "diffstate-kernel-adamw-lr1e-3-s123"  # train.repeats is not swept
     assert wb["exit_code"] == 0
 
     written = [p for p in Path(rec["job"]["output_dir"]).rglob("*") if p.is_file()]

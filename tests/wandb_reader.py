@@ -40,8 +40,9 @@ def records(path: Path):
 
 
 def read_run(path: Path) -> dict:
-    """{'config': {...}, 'history': [{...}], 'summary': {...}, 'run': Record.run, 'exit_code': int | None}."""
-    out = {"config": {}, "history": [], "summary": {}, "run": None, "exit_code": None}
+    """{'config': {...}, 'history': [{...}], 'summary': {...}, 'run': Record.run, 'exit_code': int | None,
+    'metrics': {name or glob: {'step_metric': str, 'summary': [aggregations]}} from define_metric}."""
+    out = {"config": {}, "history": [], "summary": {}, "run": None, "exit_code": None, "metrics": {}}
     for record in records(path):
         kind = record.WhichOneof("record_type")
         if kind == "run":
@@ -56,6 +57,11 @@ def read_run(path: Path) -> dict:
         elif kind == "summary":
             for item in record.summary.update:
                 out["summary"][item.key or "/".join(item.nested_key)] = json.loads(item.value_json)
+        elif kind == "metric":
+            metric = record.metric
+            out["metrics"][metric.name or metric.glob_name] = {
+                "step_metric": metric.step_metric,
+                "summary": [f.name for f, on in metric.summary.ListFields() if on]}
         elif kind == "exit":
             out["exit_code"] = record.exit.exit_code
     return out

@@ -1,0 +1,379 @@
+"""What a sweep found: ratios between settings, each with a seeded bootstrap 95% CI and a verdict.
+
+One comparison is candidate / baseline for one metric, e.g. the in-loop step
+time of `stop_gradient` over `diffstate`. Runs are matched into strata, the
+same setting of every other axis (freeze, optimizer, lr, ...); each stratum
+gives the ratio of its means, and the estimate is the geometric mean of those
+ratios. The confidence interval is a stratified percentile bootstrap
+(`scipy.stats.bootstrap`): every stratum's baseline and candidate samples,
+one value per timed repeat of every seed, are resampled independently, so the
+interval covers the spread over repeats and seeds. Percentile, as criterion.rs
+uses, because BCa is undefined for the many exactly repeatable metrics (bytes).
+
+The verdict follows criterion.rs and `asv compare`: a change is called only
+when the whole interval lies beyond the threshold; an interval that holds 1 is
+"no significant difference". Pure pandas / numpy / scipy: no JAX.
+
+>>> est = ratio_ci([([1.0, 1.1, 0.9, 1.0], [1.2, 1.3, 1.1, 1.2])])
+>>> round(est.ratio, 3), verdict(est, 0.05)
+(1.2, 'slower')
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from harness.records import group_keys, key_text, markdown_table, nan_to_none, number_text
+
+THRESHOLD = 0.05
+CONFIDENCE = 0.95
+SEED = 0  # the bootstrap's: the same records always give the same report
+RESAMPLES = 4999
+# Axes whose values are compared with each other; method against diffstate unless told otherwise.
+COMPARED_AXES = ("method", "freeze", "optimizer")
+DEFAULT_BASELINES = {"method": "diffstate"}
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A per-run quantity a finding compares: its title and the words for higher and lower (higher is worse)."""
+
+    column: str
+    title: str
+    higher: str
+    lower: str
+    exact: bool = False  # the same configuration always gives the same value (bytes, parameter counts)
+    # Computed, not timed: one seed's value is exact, so runs pair by seed (same data and init on both sides).
+    paired: bool = False
+
+
+METRICS = {m.column: m for m in (
+    Metric("in_loop_s_per_step", "in-loop step time", "slower", "faster"),
+    Metric("run_s_per_step", "run time / step", "slower", "faster"),
+    Metric("memory_bytes", "memory", "more", "less", exact=True),
+    Metric("opt_state_bytes", "optimizer state", "more", "less", exact=True),
+    Metric("test_mse", "test MSE", "higher", "lower", paired=True),
+    Metric("train_mse", "train MSE", "higher", "lower", paired=True),
+    Metric("compile_s", "compile", "slower", "faster"),
+)}
+NO_DIFFERENCE = "no significant difference"
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """candidate / baseline, its confidence interval, and over how many strata and samples."""
+
+    ratio: float
+    low: float
+    high: float
+    strata: int = 0
+    samples: int = 0  # the smallest sample in any stratum, either side
+
+    def text(self) -> str:
+        """'×1.20 [1.18, 1.22]', '×1.00 (exact)' for a zero-width interval, '—' with no data.
+
+        >>> Estimate(1.2, 1.18, 1.22).text()
+        '×1.20 [1.18, 1.22]'
+        """
+        if math.isnan(self.ratio):
+            return "—"
+        ratio = f"×{number_text(self.ratio)}"
+        if self.low == self.high:
+            return f"{ratio} (exact)"
+        if math.isnan(self.low):
+            return f"{ratio} (one sample: no CI)"
+        return f"{ratio} [{number_text(self.low)}, {number_text(self.high)}]"
+
+
+MISSING = Estimate(math.nan, math.nan, math.nan)
+
+
+def _log_ratio_of_means(strata: list[tuple[int, int]], constants: dict[int, float]):
+    """statistic(*samples, axis): exp(mean over strata of log(mean candidate / mean baseline)).
+
+    Samples of one value never vary under resampling and scipy wants two or
+    more per sample, so they come in as constants, by position.
+    """
+
+    def statistic(*samples, axis=-1):
+        def mean(i):
+            return constants[i] if i in constants else np.mean(samples[varying.index(i)], axis=axis)
+
+        logs = [np.log(np.maximum(mean(c), 1e-300)) - np.log(np.maximum(mean(b), 1e-300)) for b, c in strata]
+        return np.exp(np.mean(logs, axis=0))
+
+    varying = sorted({i for pair in strata for i in pair} - set(constants))
+    return statistic, varying
+
+
+def ratio_ci(strata: Iterable[tuple[Sequence[float], Sequence[float]]], *, exact: bool = False,
+             confidence: float = CONFIDENCE, seed: int = SEED, resamples: int = RESAMPLES) -> Estimate:
+    """Geometric mean over strata of mean(candidate) / mean(baseline), with a stratified bootstrap CI.
+
+    `strata` holds (baseline samples, candidate samples) pairs; a pair with an
+    empty side, or a mean of 0 on the baseline side, is left out. A zero-width
+    interval means no sample varies (or the metric is `exact`, the same for every
+    run of a configuration); NaN bounds mean every sample holds one value of a
+    metric that can vary, which no interval can be drawn from.
+
+    >>> ratio_ci([([2.0, 2.0], [3.0, 3.0]), ([1.0], [1.5])])
+    Estimate(ratio=1.5, low=1.5, high=1.5, strata=2, samples=1)
+    >>> ratio_ci([([1.0], [1.5])]).text()
+    '×1.50 (one sample: no CI)'
+    """
+    pairs = []
+    for baseline, candidate in strata:
+        baseline = np.asarray([v for v in baseline if nan_to_none(v) is not None], dtype=float)
+        candidate = np.asarray([v for v in candidate if nan_to_none(v) is not None], dtype=float)
+        if len(baseline) and len(candidate) and baseline.mean() > 0 and candidate.mean() >= 0:
+            pairs.append((baseline, candidate))
+    if not pairs:
+        return MISSING
+    samples = [s for pair in pairs for s in pair]
+    positions = [(2 * i, 2 * i + 1) for i in range(len(pairs))]
+    point = float(_log_ratio_of_means(positions, {i: float(np.mean(s)) for i, s in enumerate(samples)})[0]())
+    smallest = min(len(s) for s in samples)
+    constants = {i: float(s[0]) for i, s in enumerate(samples) if len(s) == 1}
+    if len(constants) == len(samples) and not exact:
+        return Estimate(point, math.nan, math.nan, len(pairs), smallest)
+    if all(np.ptp(s) == 0 for s in samples):
+        return Estimate(point, point, point, len(pairs), smallest)
+    statistic, varying = _log_ratio_of_means(positions, constants)
+    result = stats.bootstrap([samples[i] for i in varying], statistic, vectorized=True, axis=-1,
+                             n_resamples=resamples, confidence_level=confidence, method="percentile",
+                             rng=np.random.default_rng(seed))
+    low, high = result.confidence_interval
+    return Estimate(point, float(low), float(high), len(pairs), smallest)
+
+
+def mean_ci(values: Sequence[float], *, confidence: float = CONFIDENCE, seed: int = SEED,
+            resamples: int = RESAMPLES) -> tuple[float, float, float]:
+    """(mean, low, high): a seeded percentile bootstrap CI of the mean; zero-width for constant values,
+    NaN bounds for a single value.
+
+    >>> mean_ci([2.0, 2.0, 2.0])
+    (2.0, 2.0, 2.0)
+    """
+    values = np.asarray([v for v in values if nan_to_none(v) is not None], dtype=float)
+    if not len(values):
+        return math.nan, math.nan, math.nan
+    mean = float(values.mean())
+    if len(values) == 1:
+        return mean, math.nan, math.nan
+    if np.ptp(values) == 0:
+        return mean, mean, mean
+    result = stats.bootstrap([values], np.mean, vectorized=True, axis=-1, n_resamples=resamples,
+                             confidence_level=confidence, method="percentile", rng=np.random.default_rng(seed))
+    return mean, float(result.confidence_interval.low), float(result.confidence_interval.high)
+
+
+def verdict(estimate: Estimate, threshold: float = THRESHOLD, metric: Metric | None = None) -> str:
+    """What the interval says, higher being worse.
+
+    The metric's word for higher ('slower') when the whole interval is above
+    1 + threshold, for lower ('faster') when it is below 1 / (1 + threshold);
+    'no significant difference' when it holds 1; 'within ±5%' when it excludes 1
+    but stays inside the threshold; 'inconclusive' when it straddles the threshold.
+
+    >>> verdict(Estimate(1.01, 0.97, 1.05))
+    'no significant difference'
+    >>> verdict(Estimate(0.5, 0.45, 0.55), metric=METRICS["memory_bytes"])
+    'less'
+    """
+    higher, lower = (metric.higher, metric.lower) if metric else ("slower", "faster")
+    if math.isnan(estimate.ratio):
+        return "no data"
+    if math.isnan(estimate.low):
+        return "one sample: not tested"
+    if estimate.low == estimate.high == estimate.ratio == 1:
+        return "identical"
+    if estimate.low > 1 + threshold:
+        return higher
+    if estimate.high < 1 / (1 + threshold):
+        return lower
+    if estimate.low <= 1 <= estimate.high:
+        return NO_DIFFERENCE
+    if 1 / (1 + threshold) <= estimate.low and estimate.high <= 1 + threshold:
+        return f"within ±{threshold:.0%}"
+    return "inconclusive"
+
+
+def is_worse(word: str, metric: Metric) -> bool:
+    """Whether a verdict is a significant change for the worse beyond the threshold."""
+    return word == metric.higher
+
+
+# --- samples per run -----------------------------------------------------------------------------
+
+
+def run_samples(run: Mapping, column: str) -> list[float]:
+    """The values a run contributes to a comparison of `column`: one per timed repeat for times, else one.
+
+    In-loop step time per repeat is (call - 1-step call) / (steps - 1), clamped
+    at 0, as harness.timing computes the median's.
+
+    >>> run = {"run_s": "[0.0101, 0.0111]", "one_step_call_s": 1e-4, "steps": 101, "timing_points": 1}
+    >>> [round(v * 1e6, 1) for v in run_samples(run, "in_loop_s_per_step")]
+    [100.0, 110.0]
+    """
+    value = nan_to_none(run.get(column))
+    repeats = nan_to_none(run.get("run_s"))
+    repeats = json.loads(repeats) if isinstance(repeats, str) else []
+    steps = nan_to_none(run.get("steps"))
+    if column == "in_loop_s_per_step":
+        one_step = nan_to_none(run.get("one_step_call_s"))
+        if repeats and one_step is not None and steps and steps > 1:
+            return [max(r - one_step, 0.0) / (steps - 1) for r in repeats]
+    elif column == "run_s_per_step":
+        points = nan_to_none(run.get("timing_points")) or 1
+        if repeats and steps:
+            return [r / steps / points for r in repeats]
+        value = nan_to_none(run.get("run_s_per_step_median"))
+    elif column == "compile_s" and run.get("compile_source") != "compiled":
+        return []  # a cache hit is no compile time
+    return [] if value is None else [float(value)]
+
+
+def samples(runs: pd.DataFrame, column: str) -> list[float]:
+    """Every value the ok runs in `runs` contribute for `column`."""
+    ok = runs[runs["status"] == "ok"]
+    return [v for _, run in ok.iterrows() for v in run_samples(run, column)]
+
+
+def step_time_column(df: pd.DataFrame) -> str:
+    """In-loop step time when the runs measured the 1-step call, else the whole call over its steps."""
+    measured = "one_step_call_s" in df and df["one_step_call_s"].notna().any()
+    return "in_loop_s_per_step" if measured else "run_s_per_step"
+
+
+# --- comparisons within a sweep ------------------------------------------------------------------
+
+
+def baselines_for(df: pd.DataFrame, overrides: Mapping[str, str] | None = None) -> dict[str, str]:
+    """{axis: baseline value} for each compared axis with two or more values among the ok runs.
+
+    The baseline is the override, else diffstate for methods, else the sweep's first value.
+    """
+    ok = df[df["status"] == "ok"]
+    out = {}
+    for axis in COMPARED_AXES:
+        values = [v for v in dict.fromkeys(ok[axis]) if nan_to_none(v) is not None] if axis in ok else []
+        if len(values) < 2:
+            continue
+        wanted = (overrides or {}).get(axis, DEFAULT_BASELINES.get(axis))
+        out[axis] = wanted if wanted in values else values[0]
+    return out
+
+
+def compare_axis(df: pd.DataFrame, axis: str, baseline: str, columns: Sequence[str], *,
+                 threshold: float = THRESHOLD, seed: int = SEED) -> pd.DataFrame:
+    """Every other value of `axis` against `baseline`: one row per (candidate, metric) with its estimate.
+
+    Strata are the settings of the sweep's other grouping axes (and the seed, for
+    a paired metric): only settings run with both values are compared.
+    """
+    ok = df[df["status"] == "ok"]
+    others = [k for k in group_keys(ok) if k != axis]
+    rows = []
+    for candidate in dict.fromkeys(ok[axis]):
+        if candidate == baseline or nan_to_none(candidate) is None:
+            continue
+        for column in columns:
+            metric = METRICS[column]
+            by = [*others, "seed"] if metric.paired else others
+            strata = []
+            for _, g in (ok.groupby(by, dropna=False, sort=False) if by else [((), ok)]):
+                strata.append((samples(g[g[axis] == baseline], column), samples(g[g[axis] == candidate], column)))
+            est = ratio_ci(strata, exact=metric.exact or metric.paired, seed=seed)
+            rows.append({"axis": axis, "baseline": baseline, "candidate": candidate, "metric": column,
+                         "ratio": est.ratio, "low": est.low, "high": est.high, "strata": est.strata,
+                         "estimate": est.text(), "verdict": verdict(est, threshold, METRICS[column])})
+    return pd.DataFrame(rows, columns=["axis", "baseline", "candidate", "metric", "ratio", "low", "high",
+                                       "strata", "estimate", "verdict"])
+
+
+def finding_columns(df: pd.DataFrame) -> list[str]:
+    """The metrics a finding reports: step time, memory, optimizer state, test MSE (those the runs have)."""
+    step = step_time_column(df)
+    return [step, *(c for c in ("memory_bytes", "opt_state_bytes", "test_mse") if c in df and df[c].notna().any())]
+
+
+def comparisons(df: pd.DataFrame, baselines: Mapping[str, str] | None = None, *, threshold: float = THRESHOLD,
+                seed: int = SEED) -> pd.DataFrame:
+    """Every comparison the sweep supports (methods, freeze options, optimizers), one row per metric."""
+    columns = finding_columns(df)
+    parts = [compare_axis(df, axis, base, columns, threshold=threshold, seed=seed)
+             for axis, base in baselines_for(df, baselines).items()]
+    parts = [p for p in parts if len(p)]
+    return pd.concat(parts, ignore_index=True) if parts else compare_axis(df.iloc[:0], "method", "", columns)
+
+
+def drift_lines(df: pd.DataFrame) -> list[str]:
+    """Which methods left the frozen parameters bitwise unchanged in every run, and which moved them."""
+    ok = df[(df["status"] == "ok") & df["drift_unchanged"].notna() & (df["frozen_params"].fillna(0) > 0)]
+    if ok.empty:
+        return []
+    unchanged, moved = [], []
+    for method, runs in ok.groupby("method", sort=False):
+        n_moved = int((~runs["drift_unchanged"].astype(bool)).sum())
+        if not n_moved:
+            unchanged.append(f"{method} ({len(runs)} run{'s' if len(runs) > 1 else ''})")
+            continue
+        where = runs[~runs["drift_unchanged"].astype(bool)]
+        settings = ", ".join(f"{k}={'/'.join(map(key_text, dict.fromkeys(where[k])))}"
+                             for k in ("optimizer", "freeze") if k in where and where[k].nunique() < runs[k].nunique())
+        moved.append(f"{method} in {n_moved} of {len(runs)} runs{f' ({settings})' if settings else ''}, "
+                     f"L2 up to {number_text(where['drift_l2'].max())}")
+    lines = []
+    if unchanged:
+        lines.append("Frozen parameters bitwise unchanged in every run: " + ", ".join(unchanged) + ".")
+    if moved:
+        lines.append("Frozen parameters moved: " + "; ".join(moved) + ".")
+    return lines
+
+
+def findings_table(found: pd.DataFrame, axis: str) -> pd.DataFrame:
+    """One row per candidate value of `axis`, one column per metric: 'ratio [CI] verdict'."""
+    rows = found[found["axis"] == axis]
+    if rows.empty:
+        return pd.DataFrame()
+    baseline = rows["baseline"].iloc[0]
+    table = {}
+    for candidate, g in rows.groupby("candidate", sort=False):
+        cells = {f"{axis} / {baseline}": candidate}
+        for _, r in g.iterrows():
+            cells[METRICS[r["metric"]].title] = f"{r['estimate']} {r['verdict']}"
+        cells["settings"] = int(g["strata"].max())
+        table[candidate] = cells
+    return pd.DataFrame(list(table.values()))
+
+
+def render_findings(df: pd.DataFrame, found: pd.DataFrame, threshold: float = THRESHOLD) -> str:
+    """The report's "Findings" section as markdown: one compact table per compared axis, then drift."""
+    parts = ["## Findings\n",
+             f"Ratios to a baseline, geometric mean over the settings both were run with, and a {CONFIDENCE:.0%} "
+             f"bootstrap CI over repeats and seeds (seeded). A change is called when the whole CI lies beyond "
+             f"±{threshold:.0%}; \"(exact)\": the value does not vary between runs.\n"]
+    for axis in dict.fromkeys(found["axis"]):
+        parts.append(markdown_table(findings_table(found, axis)))
+    parts += [line + "\n" for line in drift_lines(df)]
+    if len(parts) == 2:
+        parts.append("The sweep compares nothing: it has one method, one freeze option and one optimizer.\n")
+    return "\n".join(parts)
+
+
+def headline(df: pd.DataFrame, found: pd.DataFrame) -> list[str]:
+    """A few lines for the end of a multirun: each compared value's step time against its baseline, and drift."""
+    step = step_time_column(df)
+    lines = []
+    for axis, g in found[found["metric"] == step].groupby("axis", sort=False):
+        cells = [f"{r['candidate']} {r['estimate']} {r['verdict']}" for _, r in g.iterrows()]
+        lines.append(f"{METRICS[step].title}, {axis} / {g['baseline'].iloc[0]} (95% CI): " + "; ".join(cells))
+    return lines + drift_lines(df)

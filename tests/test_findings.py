@@ -1,0 +1,200 @@
+"""Findings (ratios, bootstrap CIs, verdicts) and compact tables, on synthetic records: no JAX here."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from harness import findings, records, report, tables
+from test_report import _write, make_record
+
+pytestmark = pytest.mark.filterwarnings("error")
+
+METHODS = ("diffstate", "wrt_only", "attribute", "variable", "optax_partition", "stop_gradient", "reference")
+FREEZES = ("backbone", "head", "kernel")
+LRS = (1e-3, 1e-2)
+
+
+def matrix_record(num: int, method: str, freeze: str, optimizer: str, lr: float, seed: int, rng, *,
+                  slow: dict | None = None, noise: float = 0.02) -> dict:
+    """A freeze_matrix-shaped record: cost set by method x freeze x optimizer, fit by lr and seed."""
+    frozen = {"backbone": 4096, "head": 64, "kernel": 2048}[freeze]
+    factor = (slow or {}).get(method, 1.0) * {"backbone": 1.0, "head": 3.0, "kernel": 1.5}[freeze]
+    rec = make_record(num, method, optimizer, 500, seed, per_step_s=1e-4 * factor, frozen=frozen,
+                      run_factors=tuple(rng.normal(1.0, noise, 5)),
+                      test_mse=(0.5 if lr == 1e-2 else 0.9) + 0.05 * seed)  # the same math in every method
+    rec["config"]["freeze"]["name"] = freeze
+    rec["config"]["optimizer"]["lr"] = lr
+    rec["job"]["overrides"] += [f"freeze={freeze}", f"optimizer.lr={lr}"]
+    rec["optimizer_state"]["bytes"] = (2 * frozen if method == "stop_gradient" else 100) + (4 if optimizer == "adamw"
+                                                                                            else 0)
+    return rec
+
+
+def write_matrix(root: Path, *, methods=METHODS, slow=None, noise=0.02, seed=0) -> Path:
+    rng = np.random.default_rng(seed)
+    num = 0
+    for method in methods:
+        for freeze in FREEZES:
+            for optimizer in ("adam", "adamw"):
+                for lr in LRS:
+                    for s in (1, 2):
+                        rec = matrix_record(num, method, freeze, optimizer, lr, s, rng, slow=slow, noise=noise)
+                        _write(root / str(num) / "result.json", json.dumps(rec))
+                        num += 1
+    return root
+
+
+def step_row(found: pd.DataFrame, candidate: str) -> pd.Series:
+    rows = found[(found["axis"] == "method") & (found["candidate"] == candidate)
+                 & (found["metric"] == "in_loop_s_per_step")]
+    return rows.iloc[0]
+
+
+# --- ratio_ci and verdict ----------------------------------------------------------------------
+
+
+def test_twenty_percent_slower_with_small_noise_is_slower_with_a_ci_excluding_1(tmp_path):
+    df, _ = records.load_records(write_matrix(tmp_path, methods=("diffstate", "stop_gradient"),
+                                              slow={"stop_gradient": 1.2}))
+    found = findings.comparisons(df)
+    row = step_row(found, "stop_gradient")
+    assert row["baseline"] == "diffstate" and row["strata"] == len(FREEZES) * 2 * len(LRS)
+    assert row["ratio"] == pytest.approx(1.2, rel=0.02)
+    assert 1.05 < row["low"] < row["ratio"] < row["high"] < 1.3
+    assert row["verdict"] == "slower"
+
+
+def test_pure_noise_is_no_significant_difference(tmp_path):
+    df, _ = records.load_records(write_matrix(tmp_path, methods=("diffstate", "wrt_only"), noise=0.1))
+    row = step_row(findings.comparisons(df), "wrt_only")
+    assert row["low"] < 1 < row["high"]
+    assert row["verdict"] == "no significant difference"
+
+
+def test_the_bootstrap_is_seeded_and_deterministic():
+    rng = np.random.default_rng(1)
+    strata = [(rng.normal(1, 0.1, 10), rng.normal(1.1, 0.1, 10)) for _ in range(3)]
+    first, again = findings.ratio_ci(strata), findings.ratio_ci(strata)
+    assert first == again
+    other = findings.ratio_ci(strata, seed=1)
+    assert other.ratio == first.ratio and (other.low, other.high) != (first.low, first.high)
+
+
+def test_exact_metrics_and_single_samples():
+    assert findings.ratio_ci([([100, 100], [104, 104])]).text() == "×1.04 (exact)"
+    assert findings.verdict(findings.ratio_ci([([100, 100], [104, 104])])) == "within ±5%"
+    assert findings.verdict(findings.ratio_ci([([100, 100], [100, 100])])) == "identical"
+    single = findings.ratio_ci([([1.0], [2.0])])
+    assert single.ratio == 2.0 and findings.verdict(single) == "one sample: not tested"
+    assert findings.verdict(findings.ratio_ci([([], [1.0])])) == "no data"
+    # a CI that excludes 1 but straddles the threshold calls nothing
+    assert findings.verdict(findings.Estimate(1.08, 1.02, 1.15)) == "inconclusive"
+
+
+def test_run_samples_are_per_repeat_in_loop_times():
+    run = {"run_s": json.dumps([0.0101, 0.0121]), "one_step_call_s": 1e-4, "steps": 101, "status": "ok"}
+    assert findings.run_samples(run, "in_loop_s_per_step") == pytest.approx([1e-4, 1.2e-4])
+    assert findings.run_samples({**run, "one_step_call_s": 0.02}, "in_loop_s_per_step") == [0.0, 0.0]  # clamped
+    assert findings.run_samples({**run, "compile_s": 1.0, "compile_source": "in_process_cache"}, "compile_s") == []
+
+
+# --- the report --------------------------------------------------------------------------------
+
+
+def _tables(text: str) -> list[list[str]]:
+    """Every markdown table in `text` as its body rows."""
+    found, current = [], []
+    for line in text.splitlines() + [""]:
+        if line.startswith("|"):
+            current.append(line)
+        elif current:
+            found.append(current[2:])
+            current = []
+    return found
+
+
+@pytest.fixture(scope="module")
+def matrix_report(tmp_path_factory):
+    root = write_matrix(tmp_path_factory.mktemp("matrix"), slow={"stop_gradient": 1.3})
+    return report.build_report(root)
+
+
+def test_a_168_run_report_opens_with_findings_on_one_screen_and_no_long_table(matrix_report):
+    text = matrix_report["report"].read_text()
+    assert len(matrix_report["df"]) == 168
+    section = text.split("## Findings\n", 1)[1].split("\n## ", 1)[0]
+    assert text.index("## Findings") < text.index("## Environment") < text.index("## Fit")
+    assert len([line for line in section.splitlines() if line.strip()]) <= 25
+    assert "| stop_gradient | ×1.30 [" in section and "slower" in section
+    assert "Frozen parameters moved: stop_gradient in 12 of 24 runs (optimizer=adamw)" in section
+    for rows in _tables(text):
+        assert len(rows) <= tables.MAX_ROWS, rows[:3]
+    # every ratio in the findings carries an interval or says it is exact
+    for cell in re.findall(r"×[0-9.e+-]+[^|]*", section):
+        assert "[" in cell or "(exact)" in cell, cell
+    found = pd.read_csv(matrix_report["report"].parent / "findings.csv")
+    assert set(found["axis"]) == {"method", "freeze", "optimizer"}
+
+
+def test_compact_tables_pool_lr_for_costs_and_keep_what_changes_them(matrix_report):
+    text = matrix_report["report"].read_text()
+    memory = text.split("## Memory\n", 1)[1].split("\n## ", 1)[0]
+    assert "pooled over lr (does not change the compiled program)" in memory
+    header = next(line for line in memory.splitlines() if line.startswith("| "))
+    assert "| lr |" not in header and "freeze" in header and "optimizer" in header
+    fit = text.split("## Fit\n", 1)[1].split("\n## ", 1)[0]
+    assert "| lr |" in next(line for line in fit.splitlines() if line.startswith("| "))  # lr changes the fit
+
+
+def test_merge_rows_collapses_an_axis_that_does_not_change_a_metric_and_keeps_one_that_does():
+    table = pd.DataFrame({"method": ["a", "a", "b", "b"], "lr": [1e-3, 1e-2, 1e-3, 1e-2],
+                          "ok runs": ["2/2"] * 4, "optimizer state (bytes)": ["100", "100", "800", "800"]})
+    merged, notes = tables.merge_rows(table, ["method", "lr"])
+    assert list(merged.columns) == ["method", "ok runs", "optimizer state (bytes)"]
+    assert merged.to_dict("list") == {"method": ["a", "b"], "ok runs": ["4/4", "4/4"],
+                                      "optimizer state (bytes)": ["100", "800"]}
+    assert notes == ["the same for every lr (0.001, 0.01)"]
+    partly = table.assign(**{"optimizer state (bytes)": ["100", "100", "800", "900"]})
+    merged, notes = tables.merge_rows(partly, ["method", "lr"])
+    assert merged["lr"].tolist() == ["0.001, 0.01", "0.001", "0.01"] and notes == []
+
+
+def test_program_keys_drop_an_axis_that_leaves_the_program_unchanged(matrix_report):
+    df = matrix_report["df"]
+    keys = records.group_keys(df)
+    assert keys == ["method", "freeze", "optimizer", "lr"]
+    assert tables.program_keys(df, keys) == ["method", "freeze", "optimizer"]
+
+
+def test_findings_baseline_can_be_overridden(tmp_path):
+    df, _ = records.load_records(write_matrix(tmp_path, methods=("diffstate", "reference")))
+    found = findings.comparisons(df, {"method": "reference", "freeze": "head"})
+    assert set(found.loc[found["axis"] == "method", "candidate"]) == {"diffstate"}
+    assert set(found.loc[found["axis"] == "freeze", "baseline"]) == {"head"}
+    assert report.main_report([str(tmp_path), "--baseline", "method=reference"]) == 0
+    assert "| method / reference |" in (tmp_path / "report.md").read_text()
+    with pytest.raises(SystemExit):
+        report.main_report([str(tmp_path), "--baseline", "seed=1"])
+
+
+def test_step_time_figure_has_ci_error_bars_and_short_legends(matrix_report):
+    from harness import figures
+
+    df = matrix_report["df"]
+    fig = figures.step_time_figure(df)
+    ax = fig.axes[0]
+    bars = [c for c in ax.containers if getattr(c, "errorbar", None) is not None]
+    assert len(bars) == len(FREEZES)  # one series per freeze option, each with error bars
+    segments = bars[0].errorbar.lines[2][0].get_segments()
+    assert any(abs(seg[1][1] - seg[0][1]) > 0 for seg in segments)  # a real interval, not a zero bar
+    assert len(fig.legends[0].get_texts()) == len(FREEZES)
+    histories = {p: r.get("history") for p, r in zip(df["path"], matrix_report["records"])}
+    curves = figures.training_curves_figure(df, histories)
+    assert len(curves.legends) == 1 and len(curves.legends[0].get_texts()) <= 6  # not 12 over the data
+    assert all(ax.get_legend() is None for ax in curves.axes)

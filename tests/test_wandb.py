@@ -1,0 +1,97 @@
+"""W&B as a dashboard sees it: a real small offline sweep read back from its .wandb files, and its workspace spec."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import records, run_cli, wandb_file
+from harness import dashboard
+from wandb_reader import read_finished_run, read_run
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory):
+    """`harness -m method=diffstate,stop_gradient tracker=offline train.steps=20`: two runs and a report run."""
+    tmp = tmp_path_factory.mktemp("wb")
+    proc = run_cli("-m", f"results_dir={tmp / 'results'}", "name=wbsweep", "tracker=offline", "train.steps=20",
+                   "train.repeats=3", "method=diffstate,stop_gradient", cwd=tmp)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    recs = records(tmp / "results")
+    (sweep_dir,) = (tmp / "results" / "wbsweep").iterdir()
+    return {"proc": proc, "records": recs, "dir": sweep_dir, "runs": [read_run(wandb_file(r)) for r in recs]}
+
+
+def test_runs_are_named_grouped_and_tagged_by_their_swept_values(sweep):
+    group = f"wbsweep-{sweep['dir'].name}"
+    for record, run in zip(sweep["records"], sweep["runs"]):
+        method = record["config"]["method"]["name"]
+        assert run["run"].display_name == f"{method}-kernel-adamw-lr1e-3-s123-steps20"
+        assert run["run"].run_group == group and run["run"].job_type == "train"
+        assert {"wbsweep", f"method:{method}", "freeze:kernel", "optimizer:adamw", "train.steps:20"} <= set(
+            run["run"].tags)
+    (report_file,) = sweep["dir"].glob("wandb/offline-run-*/run-*.wandb")
+    report_run = read_finished_run(report_file)
+    assert report_run["run"].run_group == group and report_run["run"].job_type == "report"
+    assert "report/findings/_type" in report_run["summary"]
+
+
+def test_define_metric_puts_curves_on_train_step_and_summarizes_min_and_last(sweep):
+    for record, run in zip(sweep["records"], sweep["runs"]):
+        assert run["metrics"]["train/*"] == {"step_metric": "train/step", "summary": ["min", "last"]}
+        assert "train/step" in run["metrics"]
+        history = record["history"]["train_mse"]
+        assert [h["train/step"] for h in run["history"]] == record["history"]["step"]
+        assert run["summary"]["train/mse"] == {"min": min(history), "last": history[-1]}
+        assert run["summary"]["final/train_mse"] == record["metrics"]["train"]["mse"]  # the final evaluation
+
+
+def test_a_multirun_ends_with_the_findings_headline(sweep):
+    out = sweep["proc"].stdout
+    assert "sweep: 2/2 done" in out
+    tail = out[out.index("report: "):]
+    assert "in-loop step time, method / diffstate (95% CI): stop_gradient " in tail  # the numbers are timing noise
+    assert "Frozen parameters bitwise unchanged in every run: diffstate (1 run)." in tail
+    assert "Frozen parameters moved: stop_gradient in 1 of 1 runs, L2 up to " in tail  # AdamW's weight decay
+
+
+def test_dashboard_spec_names_the_group_and_only_metrics_the_runs_have(sweep, capsys):
+    assert dashboard.main_dashboard([str(sweep["dir"])]) == 0
+    out = capsys.readouterr().out
+    group = f"wbsweep-{sweep['dir'].name}"
+    assert f"W&B group {group!r}" in out and "--save" in out
+    spec = json.loads((sweep["dir"] / dashboard.SPEC_NAME).read_text())
+    assert group in json.dumps(spec)
+    workspace = dashboard.build_workspace(sweep["dir"])
+    plotted = dashboard.panel_metrics(workspace)
+    assert {"train/mse", "train/step", "time/in_loop_s_per_step", "memory/bytes", "drift/l2",
+            "config:method"} <= plotted
+    logged = set()
+    for run in sweep["runs"]:
+        logged |= set(run["summary"]) | {k for h in run["history"] for k in h}
+        logged |= {f"config:{k}" for k in run["config"]}
+    assert plotted <= logged, plotted - logged
+    assert [s.name for s in workspace.sections] == ["Training curves", "Cost, drift and fit per method",
+                                                    "Swept axes"]
+
+
+def test_dashboard_save_offline_says_why_and_exits_non_zero(sweep, monkeypatch, capsys):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    assert dashboard.main_dashboard([str(sweep["dir"]), "--save", "--entity", "me"]) == 1
+    err = capsys.readouterr().err
+    assert "not saved: WANDB_MODE=offline" in err and "Traceback" not in err
+    assert dashboard.main_dashboard([str(Path(sweep["dir"]) / "nope")]) == 2
+
+
+def test_wandb_environment_variables_apply_unless_the_command_line_sets_them(cli):
+    proc, recs = cli("train.steps=5", "train.repeats=1", env={"WANDB_MODE": "disabled"})
+    assert proc.returncode == 0, proc.stderr
+    assert recs[0]["wandb"] == {"mode": "disabled"}
+    assert not list(Path(recs[0]["job"]["output_dir"]).glob("wandb"))
+    proc, recs = cli("tracker=offline", "train.steps=5", "train.repeats=1",
+                     env={"WANDB_MODE": "disabled", "WANDB_PROJECT": "from-env"})
+    assert proc.returncode == 0, proc.stderr
+    (rec,) = [r for r in recs if r["wandb"]["mode"] == "offline"]
+    assert read_run(wandb_file(rec))["run"].project == "from-env"

@@ -23,6 +23,7 @@ from harness.records import (RECORD_NAME, frame, group_keys, key_text, markdown_
                              nested_get, number_text, read_record, read_records, splitting_keys, status_counts,
                              summarize)
 from harness.records import load_records  # noqa: F401 - re-exported for harness.callbacks
+from harness.sweep_plan import missing_jobs, read_plan
 from harness.tracking import quiet_settings
 
 # --- tables --------------------------------------------------------------------------------------
@@ -207,13 +208,25 @@ METHOD_NOTES = (
 )
 
 
+def missing(sweep_dir: Path, df: pd.DataFrame) -> list[dict[str, Any]]:
+    """The jobs the sweep planned (sweep.json) that left no readable record: [{"num", "overrides"}]."""
+    return missing_jobs(read_plan(sweep_dir), {int(n) for n in df["job_num"].dropna()})
+
+
+def missing_table(jobs: list[dict[str, Any]]) -> pd.DataFrame:
+    return pd.DataFrame({"job": [job["num"] for job in jobs],
+                         "overrides": [" ".join(job["overrides"]) if job.get("overrides") is not None else "?"
+                                       for job in jobs]})
+
+
 def render_report(sweep_dir: Path, df: pd.DataFrame, records: list[dict], problems: list[tuple[Path, str]],
-                  figures: Mapping[str, Path | str], date: str) -> str:
+                  figures: Mapping[str, Path | str], date: str, missing_jobs: list[dict[str, Any]] = ()) -> str:
     """report.md as text: environment, run status, method table, fit / frozen / cost tables, figures."""
     parts = [
         f"# Sweep report: {_distinct(df['experiment'])}\n",
         f"`{sweep_dir}`: {len(df)} runs, {_counts_text(df)}"
-        + (f"; {len(problems)} unreadable records" if problems else "") + ".\n",
+        + (f"; {len(problems)} unreadable records" if problems else "")
+        + (f"; **{len(missing_jobs)} planned jobs with no record**" if missing_jobs else "") + ".\n",
         "Numbers are medians over the ok runs of each configuration (seeds, identical repeats), "
         "with [min, max] when they differ; run times span every timed call of every run, compile times "
         "count cold compiles only (a second seed is usually a cache hit). "
@@ -225,6 +238,11 @@ def render_report(sweep_dir: Path, df: pd.DataFrame, records: list[dict], proble
     ]
     if problems:
         parts += ["Unreadable records (skipped):\n", "\n".join(f"- `{p}`: {why}" for p, why in problems) + "\n"]
+    if missing_jobs:
+        parts += ["## Planned jobs with no record\n",
+                  "In the sweep's plan (sweep.json) but without a readable result.json: never run, or lost. "
+                  "`resume=<sweep dir>` with the sweep's overrides runs them.\n",
+                  markdown_table(missing_table(list(missing_jobs)))]
     if not (df["status"] == "ok").any():
         return "\n".join([*parts, "No run finished ok: no tables or figures.\n"])
     keys = group_keys(df)
@@ -272,7 +290,8 @@ def write_report(sweep_dir: str | Path, df: pd.DataFrame, out_dir: str | Path | 
     histories = {path: record.get("history") for path, record in zip(df["path"], records)}
     figures = write_figures(df, histories, out_dir)
     date = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
-    (out_dir / "report.md").write_text(render_report(sweep_dir, df, records, list(problems), figures, date))
+    (out_dir / "report.md").write_text(render_report(sweep_dir, df, records, list(problems), figures, date,
+                                                     missing(sweep_dir, df)))
     return figures
 
 
@@ -284,7 +303,8 @@ def build_report(sweep_dir: str | Path, out_dir: str | Path | None = None) -> di
     figures = write_report(sweep_dir, df, out_dir, records=records, problems=problems)
     out = Path(out_dir) if out_dir is not None else Path(sweep_dir)
     return {"df": df, "problems": problems, "records": records, "figures": figures,
-            "tables": [out / "runs.parquet", out / "runs.csv"], "report": out / "report.md"}
+            "tables": [out / "runs.parquet", out / "runs.csv"], "report": out / "report.md",
+            "missing": missing(Path(sweep_dir), df)}
 
 
 # --- W&B -----------------------------------------------------------------------------------------
@@ -296,7 +316,8 @@ def _plain(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def log_report_to_wandb(sweep_dir: str | Path, df: pd.DataFrame, figures: Mapping[str, Path | str], *, mode: str,
-                        project: str, group: str | None, entity: str | None = None) -> str | None:
+                        project: str, group: str | None, entity: str | None = None,
+                        init_timeout: float = 15.0) -> str | None:
     """One W&B run (job type "report") in the sweep's group: summary tables and the drawn figures.
 
     `figures` is what `write_report` returns. W&B is an observer: any failure
@@ -313,7 +334,7 @@ def log_report_to_wandb(sweep_dir: str | Path, df: pd.DataFrame, figures: Mappin
         run = wandb.init(
             project=project, entity=entity, group=group, job_type="report", name=f"report-{Path(sweep_dir).name}",
             dir=str(sweep_dir), mode=mode, config={"sweep_dir": str(sweep_dir), "runs": len(df), **counts},
-            settings=quiet_settings(),
+            settings=quiet_settings(init_timeout),
             reinit="finish_previous",
         )
         try:
@@ -365,6 +386,10 @@ def _report_lines(made: dict[str, Any]) -> list[str]:
     if problems:
         lines.append("unreadable records:")
         lines += [f"  {path}: {why}" for path, why in problems]
+    if made["missing"]:
+        lines.append(f"missing: {len(made['missing'])} planned jobs have no record (sweep.json):")
+        lines += [f"  #{job['num']}: {' '.join(job['overrides']) if job.get('overrides') is not None else '?'}"
+                  for job in made["missing"]]
     return lines
 
 
@@ -379,6 +404,8 @@ def main_report(argv: list[str] | None = None) -> int:
     parser.add_argument("--project", help="W&B project (default: the sweep's)")
     parser.add_argument("--entity", help="W&B entity (default: the sweep's)")
     parser.add_argument("--group", help="W&B group (default: the sweep's)")
+    parser.add_argument("--allow-missing", action="store_true",
+                        help="exit 0 even when planned jobs have no record or crashed (default: exit 1)")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     if not args.sweep_dir.is_dir():
         print(f"harness report: not a directory: {args.sweep_dir}", file=sys.stderr)
@@ -397,6 +424,11 @@ def main_report(argv: list[str] | None = None) -> int:
         where = latest.resolve() if latest.exists() else args.sweep_dir / "wandb"
         lines.insert(4, f"  W&B ({args.wandb}): " + (f"not logged, {error}" if error else str(where)))
     print("\n".join(lines), flush=True)
+    crashed = int((made["df"]["status"] == "crashed").sum())
+    if (made["missing"] or crashed) and not args.allow_missing:
+        print(f"harness report: incomplete sweep: {len(made['missing'])} planned jobs with no record, {crashed} "
+              "crashed (exit 1; --allow-missing to accept)", file=sys.stderr, flush=True)
+        return 1
     return 0
 
 

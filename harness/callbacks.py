@@ -32,6 +32,8 @@ CLAIM_FILE = ".harness-claim"
 LOCK_FILE = ".harness.lock"
 NOT_FINISHED_WELL = ("failed", "skipped", "crashed")  # listed in the summary with their overrides
 ACTIVE_DIR: list[str] = []  # the dir this command works in, once checked: named by harness.cli when stopped
+# The held directory lock lives here, not on the callback: launchers pickle the callbacks (submitit, joblib).
+_HELD: list[Any] = []
 
 
 def _fail(message: str) -> NoReturn:
@@ -168,9 +170,6 @@ def mark_crashed(directory: Path) -> list[Path]:
 
 
 class SweepCallback(Callback):
-    def __init__(self) -> None:
-        self._lock = None
-
     def _start(self, config: DictConfig, directory_key: str, multirun: bool) -> Path:
         """Checks, then the lock: nothing is written before a command is known to be good."""
         try:
@@ -180,7 +179,7 @@ class SweepCallback(Callback):
         directory = Path(OmegaConf.select(config, directory_key))
         if config.resume:
             check_resume_dir(directory, multirun)
-            self._lock = lock(directory)
+            _HELD.append(lock(directory))
             if multirun:
                 old, new = read_plan(directory), plan_jobs(config)
                 if old is not None and new is not None and (why := plan_difference(old, new)):
@@ -190,7 +189,7 @@ class SweepCallback(Callback):
                 print(f"crashed earlier (no result; resume runs it again): {path}", flush=True)
         else:
             claim(directory)
-            self._lock = lock(directory)
+            _HELD.append(lock(directory))
         ACTIVE_DIR.append(str(directory))
         return directory
 
@@ -258,10 +257,10 @@ class SweepCallback(Callback):
         if c["failed"] or c["crashed"] or missing:
             sys.exit(1)
 
-    def _release(self) -> None:
-        if self._lock is not None:
-            self._lock.release()
-            self._lock = None
+    @staticmethod
+    def _release() -> None:
+        while _HELD:
+            _HELD.pop().release()
 
     @staticmethod
     def _report(config: DictConfig, sweep_dir: Path, records: list[dict[str, Any]]) -> None:

@@ -2,9 +2,8 @@
 
 Stopping: Ctrl-C (SIGINT) and SIGTERM stop a run or sweep at the next Python
 bytecode, i.e. between compiled calls, with one line: the job in progress is
-recorded as `crashed` (resume reruns it), finished jobs keep their records.
-SIGTERM first ends this process's children (joblib's workers, wandb-core), which
-would otherwise keep running for a minute after their parent is gone.
+recorded as `crashed` (resume reruns it), finished jobs keep their records, and a
+joblib sweep's workers are ended with it.
 """
 
 from __future__ import annotations
@@ -16,28 +15,11 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM, raised in the main thread like Ctrl-C so that the same clean-up runs."""
 
 
-def _end_children(timeout_s: float = 5.0) -> None:
-    """Terminates (then kills) every descendant process and waits for them."""
-    import psutil
-
-    children = psutil.Process().children(recursive=True)
-    for child in children:
-        try:
-            child.terminate()
-        except psutil.NoSuchProcess:
-            pass
-    _, alive = psutil.wait_procs(children, timeout=timeout_s)
-    for child in alive:
-        try:
-            child.kill()
-        except psutil.NoSuchProcess:
-            pass
-    psutil.wait_procs(alive, timeout=timeout_s)
-
-
 def _on_sigterm(signum, frame) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # one clean-up; a second SIGTERM does not interrupt it
-    _end_children()
+    # Raised in the main thread: a job in progress records itself as crashed, and joblib, which
+    # catches any BaseException while it waits, kills its workers before this process exits
+    # (with the default action they outlived it by a minute).
     raise Terminated("stopped by SIGTERM before it finished; resume reruns it")
 
 

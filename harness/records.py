@@ -137,6 +137,9 @@ def read_records(sweep_dir: str | Path) -> tuple[list[tuple[Path, dict]], list[t
 
 def malformed(path: Path, record: dict) -> str | None:
     """Why `record` cannot be a row (a column's value of the wrong kind), or None."""
+    for key in ("config", "job", "metrics", "timing"):
+        if record.get(key) is not None and not isinstance(record[key], dict):
+            return f"malformed record: {key} is {record[key]!r}, expected an object"
     try:
         values = row(path, record)
     except (AttributeError, TypeError, ValueError) as err:

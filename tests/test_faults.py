@@ -265,7 +265,7 @@ def test_a_locked_sweep_and_a_resume_with_other_jobs_are_refused_without_changin
 
 def test_ctrl_c_stops_a_sweep_with_one_line_and_leaves_whole_records(tmp_path):
     results = tmp_path / "results"
-    proc = start("-m", f"results_dir={results}", "tracker=disabled", "report=false", "train.steps=100000",
+    proc = start("-m", f"results_dir={results}", "tracker=disabled", "report=false", "train.steps=50000",
                  "train.warmup=0", "train.repeats=15", "train.measure_dispatch=false", "optimizer.lr=1e-3,2e-3,3e-3",
                  cwd=tmp_path)
     statuses = lambda: [r["status"] for r in on_disk(results)]  # noqa: E731

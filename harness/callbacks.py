@@ -23,7 +23,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from harness.config import ConfigError, check_startup
-from harness.sweep_plan import SWEEP_FILE, missing_jobs, plan_difference, planned_count, read_plan
+from harness.sweep_plan import SWEEP_FILE, base_hash, missing_jobs, plan_difference, planned_count, read_plan
 from harness.tracking import RECORD_NAME, RUNNING, STATUSES, crashed, write_json_atomic
 
 log = logging.getLogger("harness")
@@ -56,6 +56,14 @@ def plan_jobs(config: DictConfig) -> list[dict[str, Any]] | None:
         jobs = [list(overrides) for batch in batches for overrides in batch]
         return [{"num": num, "overrides": overrides} for num, overrides in enumerate(jobs)]
     except Exception:  # noqa: BLE001 - another sweeper: progress shows no total, report checks no plan
+        return None
+
+
+def _base(config: DictConfig) -> str | None:
+    try:
+        unswept = OmegaConf.masked_copy(config, [k for k in config if k != "hydra"])
+        return base_hash(OmegaConf.to_container(unswept, resolve=True))
+    except Exception:  # noqa: BLE001 - a config that does not resolve here is refused by its jobs
         return None
 
 
@@ -182,7 +190,7 @@ class SweepCallback(Callback):
             _HELD.append(lock(directory))
             if multirun:
                 old, new = read_plan(directory), plan_jobs(config)
-                if old is not None and new is not None and (why := plan_difference(old, new)):
+                if old is not None and new is not None and (why := plan_difference(old, new, _base(config))):
                     _fail(f"error: resume: {why}; resume with the sweep's own overrides (see "
                           f"{directory / 'multirun.yaml'}), or start a new sweep")
             for path in mark_crashed(directory):
@@ -203,7 +211,7 @@ class SweepCallback(Callback):
         sweep_dir = self._start(config, "hydra.sweep.dir", multirun=True)
         jobs = plan_jobs(config)
         if not (config.resume and (sweep_dir / SWEEP_FILE).exists()):  # a resume keeps the sweep's plan
-            plan = {"planned_jobs": len(jobs) if jobs is not None else None, "jobs": jobs}
+            plan = {"planned_jobs": len(jobs) if jobs is not None else None, "jobs": jobs, "base": _base(config)}
             try:
                 write_json_atomic(sweep_dir / SWEEP_FILE, plan)
             except OSError as err:

@@ -5,13 +5,17 @@ lists planned jobs that left no record, and `resume` refuses a command that woul
 launch other jobs into the sweep's directories. Plain JSON and the standard
 library only: the reporting side reads it without Hydra or JAX.
 
-    {"planned_jobs": 3, "jobs": [{"num": 0, "overrides": ["optimizer.lr=0.001"]}, ...]}
+    {"planned_jobs": 3, "jobs": [{"num": 0, "overrides": ["optimizer.lr=0.001"]}, ...], "base": "<hash>"}
+
+`base` hashes the sweep's config before the swept values (conf/ files and fixed
+overrides), less what a resume may change: an edited experiment file is noticed too.
 
 Sweeps written before the plan listed its jobs hold `planned_jobs` only.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -35,6 +39,12 @@ def planned_count(plan: dict[str, Any] | None) -> int | None:
     return count if isinstance(count, int) and not isinstance(count, bool) else None
 
 
+def base_hash(config: dict[str, Any]) -> str:
+    """The sweep's unswept config (resolved, without `hydra`), less what a resume may change."""
+    kept = {k: v for k, v in config.items() if k != "hydra" and k not in CHANGEABLE_ON_RESUME}
+    return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
 def _key(override: str) -> str:
     return override.lstrip("+~").split("=", 1)[0]
 
@@ -45,8 +55,10 @@ def _computed(overrides: list[str]) -> list[str]:
                   if not any(_key(o) == k or _key(o).startswith(k + ".") for k in CHANGEABLE_ON_RESUME))
 
 
-def plan_difference(old: dict[str, Any], new: list[dict[str, Any]]) -> str | None:
-    """Why the jobs `new` would not be the jobs planned in `old`, or None when they are the same."""
+def plan_difference(old: dict[str, Any], new: list[dict[str, Any]], base: str | None = None) -> str | None:
+    """Why the jobs `new` (from a config hashing to `base`) would not be those planned in `old`, or None."""
+    if base is not None and old.get("base") not in (None, base):
+        return "the sweep's config differs from this command's (its conf/ or experiment files, or fixed overrides)"
     old_jobs = old.get("jobs")
     if not isinstance(old_jobs, list):
         count = planned_count(old)

@@ -235,7 +235,7 @@ def test_a_full_disk_while_writing_a_record_is_one_line_a_failed_job_and_the_swe
 # --- commands on one sweep -------------------------------------------------------------------------
 
 
-def test_a_locked_sweep_and_a_resume_with_other_jobs_are_refused_without_changing_anything(tmp_path):
+def test_a_locked_sweep_and_a_resume_of_other_jobs_or_config_are_refused_without_changing_anything(tmp_path):
     results = tmp_path / "results"
     args = ("-m", f"results_dir={results}", "tracker=disabled", "report=false", *FAST)
     made = run_cli(*args, "optimizer.lr=1e-3,1e-2", cwd=tmp_path)
@@ -253,9 +253,11 @@ def test_a_locked_sweep_and_a_resume_with_other_jobs_are_refused_without_changin
     other = run_cli(*args, "optimizer.lr=1e-3,5e-2", f"resume={sweep}", cwd=tmp_path)
     assert other.returncode == 1 and "error: resume: job #1 was" in other.stderr, other.stderr
     assert "optimizer.lr=0.05" in other.stderr
+    changed = run_cli(*args, "optimizer.lr=1e-3,1e-2", "task.n_train=40", f"resume={sweep}", cwd=tmp_path)
+    assert changed.returncode == 1 and "error: resume: the sweep's config differs" in changed.stderr
     single = run_cli("tracker=disabled", f"resume={sweep}", cwd=tmp_path)
     assert single.returncode == 1 and "holds a sweep; resume it with -m" in single.stderr
-    for proc in (locked, other, single):
+    for proc in (locked, other, changed, single):
         assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert snapshot(sweep) == before, "a refused resume changed the sweep"
 
@@ -300,3 +302,4 @@ def test_sigterm_to_a_joblib_sweep_ends_its_workers(tmp_path):
     (sweep,) = (results / "default").iterdir()
     shown = run_cli("report", str(sweep), cwd=tmp_path)  # the workers' jobs: crashed, not "running"
     assert shown.returncode == 1 and "2 runs: 0 ok, 0 diverged, 0 failed, 0 skipped, 2 crashed" in shown.stdout
+

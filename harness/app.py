@@ -26,13 +26,12 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from harness.config import Config, ConfigError, DeviceUnavailable, register, to_spec
-from harness.tracking import (RECORD_NAME, RUNNING, WandbSink, crashed, running_marker, wandb_copy_complete,
-                              write_json_atomic)
+from harness.tracking import (RECORD_NAME, RUNNING, WANDB_OFFLINE_FLAG, WandbSink, crashed, running_marker,
+                              wandb_copy_complete, write_json_atomic)
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"  # the repo's conf/ (editable install)
 log = logging.getLogger("harness")
 COMPLETE = ("ok", "diverged")  # what resume does not run again
-WANDB_OFFLINE_FLAG = ".harness-wandb-offline"  # in a sweep dir: W&B online was not reached, later jobs go offline
 register()
 
 

@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from harness.config import ConfigError, check_startup
 from harness.sweep_plan import SWEEP_FILE, base_hash, missing_jobs, plan_difference, planned_count, read_plan
-from harness.tracking import RECORD_NAME, RUNNING, STATUSES, crashed, write_json_atomic
+from harness.tracking import RECORD_NAME, RUNNING, STATUSES, WANDB_OFFLINE_FLAG, crashed, write_json_atomic
 
 log = logging.getLogger("harness")
 PROGRESS_FILE = "progress.jsonl"
@@ -209,6 +209,7 @@ class SweepCallback(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = self._start(config, "hydra.sweep.dir", multirun=True)
+        (sweep_dir / WANDB_OFFLINE_FLAG).unlink(missing_ok=True)  # a resume tries W&B online again
         jobs = plan_jobs(config)
         if not (config.resume and (sweep_dir / SWEEP_FILE).exists()):  # a resume keeps the sweep's plan
             plan = {"planned_jobs": len(jobs) if jobs is not None else None, "jobs": jobs, "base": _base(config)}

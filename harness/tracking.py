@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 RECORD_NAME = "result.json"
 STATUSES = ("ok", "diverged", "failed", "skipped", "crashed")
 RUNNING = "running"  # the marker of a job in progress: not a final status
+WANDB_OFFLINE_FLAG = ".harness-wandb-offline"  # in a sweep dir: W&B online was not reached, later jobs go offline
 
 
 def finite_or_null(obj: Any) -> Any:

@@ -438,6 +438,4 @@ def test_a_string_where_a_number_belongs_is_a_reported_problem_not_a_traceback(t
         assert "malformed record: job_num is 'x', expected an integer" in output
         assert "malformed record: test_mse is 'low', expected a number" in output
         assert "malformed record: config is 'nope', expected an object" in output
-    assert "4 unreadable records skipped" in subprocess.run(
-        [sys.executable, "-m", "harness", "report", str(sweep), "--out", str(tmp_path / "out")],
-        capture_output=True, text=True, timeout=120, env=env).stdout
+        assert ("4 unreadable records skipped" if args[0] == "report" else "4 matched") in output  # the rest

@@ -208,9 +208,11 @@ class WandbSink:
 
     def _fallen_back(self) -> str | None:
         """Why an earlier job of this sweep could not reach W&B online, or None."""
+        if self.offline_flag is None:
+            return None
         try:
-            return self.offline_flag.read_text().strip() or "unreachable" if self.offline_flag else None
-        except OSError:
+            return self.offline_flag.read_text().strip() or "unreachable"
+        except OSError:  # no flag: W&B online was not tried yet, or it worked
             return None
 
     def _init(self, record: dict[str, Any], out_dir: Path, mode: str):

@@ -2,6 +2,8 @@
 
 A job never raises for a run-time problem: whatever happens is written to its
 record (status ok / diverged / failed / skipped) so a multirun always goes on.
+Before it trains, a job writes a `running` marker in place of its record, so a
+job killed outright leaves a trace (shown as `crashed`, rerun by resume).
 The sweep's exit code and summary come from `harness.callbacks`.
 """
 
@@ -11,6 +13,7 @@ import copy
 import hashlib
 import json
 import logging
+import shutil
 import sys
 import time
 import traceback
@@ -24,7 +27,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from harness.config import Config, ConfigError, DeviceUnavailable, register, to_spec
 from harness.console import run_lines
-from harness.tracking import RECORD_NAME, WandbSink, with_environment, write_json_atomic
+from harness.tracking import (RECORD_NAME, RUNNING, WANDB_OFFLINE_FLAG, WandbSink, crashed, running_marker,
+                              wandb_copy_complete, with_environment, write_json_atomic)
 
 # An installed wheel carries the configs as harness/conf; a source checkout (editable install) has them in conf/.
 _PACKAGE = Path(__file__).resolve().parent
@@ -84,10 +88,25 @@ def _outcomes(cfg: DictConfig, config: dict[str, Any], job: dict[str, Any], out_
     return outcomes
 
 
-def run_job(cfg: DictConfig, out_dir: Path, job: dict[str, Any]) -> list[dict[str, Any]]:
+def write_record(path: Path, record: dict[str, Any]) -> bool:
+    """Writes a record; a failing write (disk full, read-only) is one clear line and False, never a raised error."""
+    try:
+        write_json_atomic(path, record)
+        return True
+    except OSError as err:
+        print(f"error: cannot write {path}: {err.strerror or err}; this job's {record.get('status')} result "
+              "is not saved (free some space, then resume the sweep)", file=sys.stderr, flush=True)
+        return False
+
+
+def run_job(cfg: DictConfig, out_dir: Path, job: dict[str, Any],
+            offline_flag: Path | None = None) -> list[dict[str, Any]]:
     """Runs one job (one run, or every vectorized point) and writes a record per run."""
     config = OmegaConf.to_container(cfg, resolve=True)
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    marker_path = out_dir / RECORD_NAME
+    marker = running_marker(job, config, config_hash(config), started)
+    write_record(marker_path, marker)  # a job killed from here on leaves this trace
     try:
         outcomes = _outcomes(cfg, config, job, out_dir)
     except DeviceUnavailable as err:
@@ -97,16 +116,30 @@ def run_job(cfg: DictConfig, out_dir: Path, job: dict[str, Any]) -> list[dict[st
     except Exception as err:  # noqa: BLE001 - any failure becomes a record, never a lost sweep
         outcomes = [(out_dir, config, job, {"status": "failed",
                                             "error": {**_error(err), "traceback": traceback.format_exc(limit=-8)}})]
+    except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM (harness.cli raises it as a KeyboardInterrupt)
+        write_record(marker_path, crashed(marker, type(stop).__name__,
+                                          str(stop) or "stopped by Ctrl-C before it finished; resume reruns it"))
+        raise
     records = []
     for record_dir, run_config, run_job_info, result in outcomes:
         record = {"schema_version": 1, "status": "failed", "error": None, "job": run_job_info, "config": run_config,
                   "config_hash": config_hash(config), "started": started, **result,
                   "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         path = record_dir / RECORD_NAME
-        write_json_atomic(path, record)  # the ground truth lands before W&B is touched
-        record["wandb"] = _log_wandb(cfg, record, record_dir)
-        write_json_atomic(path, record)
+        if not write_record(path, record):  # the ground truth lands before W&B is touched, or the job failed
+            record = {**{k: record[k] for k in ("schema_version", "job", "config", "config_hash", "started",
+                                                "finished")},
+                      "status": "failed", "error": {"type": "OSError", "message": (
+                          f"its {record['status']} record could not be written (see the sweep's output); "
+                          "its measurements are lost")}}
+            write_record(path, record)  # a small record may still fit; else the marker shows a crash
+            records.append(record)
+            continue
+        record["wandb"] = _log_wandb(cfg, record, record_dir, offline_flag)
+        write_record(path, record)  # if this fails the record above stands; resume redoes the W&B copy
         records.append(record)
+    if all(record_dir != out_dir for record_dir, *_ in outcomes):
+        marker_path.unlink(missing_ok=True)  # vectorized: the points' records are in <job>/<point>/
     return records
 
 
@@ -115,17 +148,38 @@ def _error(err: BaseException) -> dict[str, str]:
     return {"type": type(err).__name__, "message": text.splitlines()[0] if text else ""}
 
 
-def _log_wandb(cfg: DictConfig, record: dict[str, Any], out_dir: Path) -> dict[str, Any] | None:
+def _log_wandb(cfg: DictConfig, record: dict[str, Any], out_dir: Path,
+               offline_flag: Path | None = None) -> dict[str, Any] | None:
     try:
         overrides = (record.get("job") or {}).get("overrides", [])
         wandb_cfg = with_environment(OmegaConf.to_object(cfg.tracker.wandb), overrides)
     except Exception:  # noqa: BLE001 - a bad tracker config is already the record's error
         return None
     try:
-        return WandbSink(wandb_cfg)(record, out_dir)
+        return WandbSink(wandb_cfg, offline_flag)(record, out_dir)
     except Exception as err:  # noqa: BLE001 - W&B is an observer, never a point of failure
         log.warning("W&B logging failed, the local record is kept: %s: %s", type(err).__name__, err)
         return {"mode": wandb_cfg.mode, "error": f"{type(err).__name__}: {err}"}
+
+
+def redo_wandb_copy(cfg: DictConfig, path: Path, record: dict[str, Any], offline_flag: Path | None) -> bool:
+    """Logs a completed record to W&B again when its copy there is missing or incomplete; True if it did.
+
+    A kill while W&B was logging leaves an `ok` record with no (or a cut-off) W&B run:
+    the record holds the config, history and summary, so the copy is made from it.
+    Incomplete local run directories are removed first, so `wandb sync` gets one whole copy.
+    """
+    if cfg.tracker.wandb.mode == "disabled" or wandb_copy_complete(record.get("wandb")):
+        return False
+    from harness.wandb_file import is_complete, run_file
+
+    for run_dir in sorted((path.parent / "wandb").glob("*run-*")):
+        if (run_dir.name.startswith(("offline-run-", "run-")) and run_dir.is_dir() and not run_dir.is_symlink()
+                and not is_complete(run_file(run_dir))):
+            shutil.rmtree(run_dir, ignore_errors=True)
+    record["wandb"] = _log_wandb(cfg, record, path.parent, offline_flag)
+    write_record(path, record)
+    return True
 
 
 def config_hash(config: dict[str, Any]) -> str:
@@ -134,8 +188,8 @@ def config_hash(config: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def already_done(out_dir: Path, config: dict[str, Any]) -> list[dict[str, Any]]:
-    """The job's completed records (one, or one per vectorized point) if all are there, else [].
+def already_done(out_dir: Path, config: dict[str, Any]) -> list[tuple[Path, dict[str, Any]]]:
+    """The job's completed records as (path, record) (one, or one per vectorized point) if all are there, else [].
 
     A completed record of another config in the job's dir is an error: resuming with other
     overrides would mix two sweeps.
@@ -147,31 +201,49 @@ def already_done(out_dir: Path, config: dict[str, Any]) -> list[dict[str, Any]]:
             record = json.loads(path.read_text())
         except (OSError, ValueError):
             continue
-        if record.get("status") not in COMPLETE:
+        if not isinstance(record, dict) or record.get("status") not in COMPLETE:
             continue
         if record.get("config_hash") != config_hash(config):
             raise ConfigError("resume", f"{path} is a completed record of another config; resume a sweep with "
                                         "the same overrides, or start a new one")
-        done.append(record)
+        done.append((path, record))
     return done if len(done) == expected else []
+
+
+def _previous_status(out_dir: Path) -> str | None:
+    """The status of the record a resumed job replaces (`crashed` for a dead job's marker), or None."""
+    try:
+        status = json.loads((out_dir / RECORD_NAME).read_text()).get("status")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return "crashed" if status == RUNNING else status
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def main(cfg: DictConfig) -> None:
-    out_dir = Path(HydraConfig.get().runtime.output_dir)
-    single = HydraConfig.get().mode != RunMode.MULTIRUN
+    hc = HydraConfig.get()
+    out_dir = Path(hc.runtime.output_dir)
+    single = hc.mode != RunMode.MULTIRUN
+    offline_flag = None if single else Path(hc.sweep.dir) / WANDB_OFFLINE_FLAG
     if cfg.resume:
         try:
             done = already_done(out_dir, OmegaConf.to_container(cfg, resolve=True))
         except ConfigError as err:
             print(f"error: {err}", file=sys.stderr, flush=True)
             sys.exit(1)  # also in a multirun: nothing of this sweep should run into another's dir
-        for record in done:
-            print(f"{record['status']} (already recorded, skipped by resume): "
-                  f"{Path(record['job']['output_dir']) / RECORD_NAME}", flush=True)
+        for path, record in done:
+            print(f"{record['status']} (already recorded, skipped by resume): {path}", flush=True)
+            if redo_wandb_copy(cfg, path, record, offline_flag):
+                print(f"  W&B copy was missing or incomplete, logged again from the record: "
+                      f"{(record.get('wandb') or {}).get('dir') or (record.get('wandb') or {}).get('error')}",
+                      flush=True)
         if done:
+            if all(path.parent != out_dir for path, _ in done):
+                (out_dir / RECORD_NAME).unlink(missing_ok=True)  # a vectorized job's leftover marker
             return
-    records = run_job(cfg, out_dir, job_info())
+        if (previous := _previous_status(out_dir)) in ("crashed", "failed", "skipped"):
+            print(f"{previous} before, run again by resume: {out_dir / RECORD_NAME}", flush=True)
+    records = run_job(cfg, out_dir, job_info(), offline_flag)
     for record in records:
         if single:
             print("\n".join(run_lines(record)), flush=True)

@@ -1,9 +1,14 @@
-"""Hydra callbacks: sweep progress as jobs end, and a summary plus exit code when the sweep ends.
+"""Hydra callbacks: start-up checks and the sweep's lock, progress as jobs end, a summary and exit code at the end.
 
 Jobs never raise (every outcome is a record), so Hydra alone would exit 0 after a
-sweep with failures. `on_multirun_end` reads the records, prints every failed and
-skipped job with its overrides, logs the sweep report to W&B, and exits 1 when a
-job failed.
+sweep with failures. `on_multirun_end` reads the records, prints every failed,
+skipped and crashed job and every planned job with no record, logs the sweep
+report to W&B, and exits 1 when any job did not finish well.
+
+Before anything is written, a command checks what it was given (keys, paths,
+W&B names, the dir a resume names) and takes the lock of its directory, which
+it holds until it ends: a second command on the same sweep (two resumes) stops
+with one line instead of running the same jobs twice.
 """
 
 from __future__ import annotations
@@ -12,21 +17,33 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from harness.tracking import STATUSES
+from harness.config import ConfigError, check_startup
+from harness.sweep_plan import SWEEP_FILE, base_hash, missing_jobs, plan_difference, planned_count, read_plan
+from harness.tracking import RECORD_NAME, RUNNING, STATUSES, WANDB_OFFLINE_FLAG, crashed, write_json_atomic
 
 log = logging.getLogger("harness")
-SWEEP_FILE = "sweep.json"
 PROGRESS_FILE = "progress.jsonl"
 CLAIM_FILE = ".harness-claim"
+LOCK_FILE = ".harness.lock"
+NOT_FINISHED_WELL = ("failed", "skipped", "crashed")  # listed in the summary with their overrides
+ACTIVE_DIR: list[str] = []  # the dir this command works in, once checked: named by harness.cli when stopped
+# The held directory lock lives here, not on the callback: launchers pickle the callbacks (submitit, joblib).
+_HELD: list[Any] = []
 
 
-def planned_jobs(config: DictConfig) -> int | None:
-    """How many jobs the basic sweeper will launch: the product of the swept values, or None."""
+def _fail(message: str) -> NoReturn:
+    """One line on stderr and exit 1. SystemExit: Hydra turns any other error raised in a callback into a warning."""
+    print(message, file=sys.stderr, flush=True)
+    sys.exit(1)
+
+
+def plan_jobs(config: DictConfig) -> list[dict[str, Any]] | None:
+    """The jobs the basic sweeper will launch, [{"num", "overrides"}] in launch order, or None."""
     try:
         from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
         from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -35,15 +52,18 @@ def planned_jobs(config: DictConfig) -> int | None:
         params = OmegaConf.to_container(params) if params else {}
         args = [f"{k}={v}" for k, v in params.items()] + list(config.hydra.overrides.task)
         parsed = OverridesParser.create().parse_overrides(args)
-        return sum(len(batch) for batch in BasicSweeper.split_arguments(parsed, None))
-    except Exception:  # noqa: BLE001 - another sweeper: progress shows no total
+        batches = BasicSweeper.split_arguments(parsed, None)
+        jobs = [list(overrides) for batch in batches for overrides in batch]
+        return [{"num": num, "overrides": overrides} for num, overrides in enumerate(jobs)]
+    except Exception:  # noqa: BLE001 - another sweeper: progress shows no total, report checks no plan
         return None
 
 
-def _planned(sweep_dir: Path) -> int | None:
+def _base(config: DictConfig) -> str | None:
     try:
-        return json.loads((sweep_dir / SWEEP_FILE).read_text())["planned_jobs"]
-    except (OSError, ValueError, KeyError):
+        unswept = OmegaConf.masked_copy(config, [k for k in config if k != "hydra"])
+        return base_hash(OmegaConf.to_container(unswept, resolve=True))
+    except Exception:  # noqa: BLE001 - a config that does not resolve here is refused by its jobs
         return None
 
 
@@ -60,47 +80,144 @@ def counts(records: list[dict[str, Any]]) -> dict[str, int]:
     return {status: sum(r["status"] == status for r in records) for status in STATUSES}
 
 
-def summary_lines(records: list[dict[str, Any]], total: int | None) -> list[str]:
+def _wandb_lines(records: list[dict[str, Any]], sweep_dir: Path | None) -> list[str]:
+    """What the summary says when W&B online was not reached and runs were logged offline instead."""
+    fallen = [r for r in records if isinstance(r.get("wandb"), dict) and r["wandb"].get("fallback")]
+    if not fallen:
+        return []
+    where = sweep_dir or "<sweep dir>"
+    return [f"W&B: online not reached ({fallen[0]['wandb']['fallback']}); {len(fallen)} runs logged offline "
+            f"instead. Upload them with:\n  find {where} -type d -name 'offline-run-*' -exec wandb sync {{}} +"]
+
+
+def summary_lines(records: list[dict[str, Any]], total: int | None, missing: list[dict[str, Any]] = (),
+                  sweep_dir: Path | None = None) -> list[str]:
     c = counts(records)
     jobs = f"{total} jobs, " if total is not None else ""
     lines = [f"sweep finished: {jobs}{len(records)} runs recorded: " + ", ".join(f"{n} {s}" for s, n in c.items())]
     for r in records:
-        if r.get("status") in ("failed", "skipped"):
+        if r.get("status") in NOT_FINISHED_WELL:
             error = r.get("error") or {}
             overrides = " ".join(r.get("job", {}).get("overrides", []))
             lines.append(f"  {r['status']} #{r.get('job', {}).get('num')}: {overrides}\n"
                          f"      {error.get('type')}: {error.get('message')}")
-    return lines
+    if missing:
+        lines.append(f"  {len(missing)} planned jobs left no record:")
+        lines += [f"  missing #{job['num']}: {' '.join(job.get('overrides') or [])}" for job in missing]
+    return lines + _wandb_lines(records, sweep_dir)
 
 
-def claim(directory: Path, resume: bool) -> None:
+def claim(directory: Path) -> None:
     """Makes `directory` this run's or sweep's own, before any job runs; exits with one clear line if it can't.
 
     Two commands started in the same microsecond would otherwise write into one dir.
     """
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        with open(directory / CLAIM_FILE, "a" if resume else "x"):
+        with open(directory / CLAIM_FILE, "x"):
             pass
     except FileExistsError:
-        print(f"error: {directory} is already used by another run; start again, or pass resume={directory}",
-              file=sys.stderr, flush=True)
-        sys.exit(1)
+        _fail(f"error: {directory} is already used by another run; start again, or pass resume={directory}")
     except OSError as err:
-        print(f"error: results_dir: cannot write results to {directory}: {err.strerror or err}; "
-              "set results_dir=<a writable directory>", file=sys.stderr, flush=True)
-        sys.exit(1)
+        _fail(f"error: results_dir: cannot write results to {directory}: {err.strerror or err}; "
+              "set results_dir=<a writable directory>")
+
+
+def check_resume_dir(directory: Path, multirun: bool) -> None:
+    """`resume=` names an existing directory this harness made, of the same kind (sweep or single run)."""
+    if not directory.exists():
+        _fail(f"error: resume: {directory} does not exist; pass the directory of an earlier sweep or run "
+              "(results/<name>/<timestamp>), or leave resume out to start a new one")
+    if not directory.is_dir():
+        _fail(f"error: resume: {directory} is a file, not a sweep or run directory; pass the directory of an "
+              "earlier sweep or run (results/<name>/<timestamp>)")
+    if not (directory / CLAIM_FILE).exists():
+        _fail(f"error: resume: {directory} is not a directory this harness wrote (no {CLAIM_FILE}); pass the "
+              "directory of an earlier sweep or run (results/<name>/<timestamp>)")
+    is_sweep = (directory / SWEEP_FILE).exists()
+    if multirun and not is_sweep:
+        _fail(f"error: resume: {directory} holds a single run, not a sweep; resume it without -m")
+    if not multirun and is_sweep:
+        _fail(f"error: resume: {directory} holds a sweep; resume it with -m and the sweep's own overrides")
+
+
+def lock(directory: Path):
+    """The directory's lock, held until this process ends; exits with one clear line when another command holds it."""
+    from filelock import FileLock, Timeout
+
+    held = FileLock(str(directory / LOCK_FILE), timeout=0)
+    try:
+        held.acquire()
+    except Timeout:
+        _fail(f"error: another harness command is running in {directory} (the sweep itself or a resume of it); "
+              "wait for it to end, or stop it, then resume")
+    except OSError as err:
+        _fail(f"error: cannot lock {directory}: {err.strerror or err}")
+    return held
+
+
+def mark_crashed(directory: Path) -> list[Path]:
+    """Rewrites every `running` marker under `directory` as a `crashed` record; returns their paths.
+
+    Only called by a process that holds the directory's lock with none of its own jobs
+    running (a sweep's end, a resume's start): whatever wrote those markers is gone.
+    """
+    found = []
+    for path in sorted(directory.rglob(RECORD_NAME)):
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(record, dict) and record.get("status") == RUNNING:
+            try:
+                write_json_atomic(path, crashed(record))
+                found.append(path)
+            except OSError as err:
+                log.warning("cannot mark %s as crashed: %s", path, err.strerror or err)
+    return found
 
 
 class SweepCallback(Callback):
+    def _start(self, config: DictConfig, directory_key: str, multirun: bool) -> Path:
+        """Checks, then the lock: nothing is written before a command is known to be good."""
+        try:
+            check_startup(config)
+        except ConfigError as err:
+            _fail(f"error: {err}")
+        directory = Path(OmegaConf.select(config, directory_key))
+        if config.resume:
+            check_resume_dir(directory, multirun)
+            _HELD.append(lock(directory))
+            if multirun:
+                old, new = read_plan(directory), plan_jobs(config)
+                if old is not None and new is not None and (why := plan_difference(old, new, _base(config))):
+                    _fail(f"error: resume: {why}; resume with the sweep's own overrides (see "
+                          f"{directory / 'multirun.yaml'}), or start a new sweep")
+            for path in mark_crashed(directory):
+                print(f"crashed earlier (no result; resume runs it again): {path}", flush=True)
+        else:
+            claim(directory)
+            _HELD.append(lock(directory))
+        ACTIVE_DIR.append(str(directory))
+        return directory
+
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        claim(Path(config.hydra.run.dir), bool(config.resume))
+        self._start(config, "hydra.run.dir", multirun=False)
+
+    def on_run_end(self, config: DictConfig, **kwargs: Any) -> None:
+        self._release()
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        sweep_dir = Path(config.hydra.sweep.dir)
-        claim(sweep_dir, bool(config.resume))
-        total = planned_jobs(config)
-        (sweep_dir / SWEEP_FILE).write_text(json.dumps({"planned_jobs": total}))
+        sweep_dir = self._start(config, "hydra.sweep.dir", multirun=True)
+        (sweep_dir / WANDB_OFFLINE_FLAG).unlink(missing_ok=True)  # a resume tries W&B online again
+        jobs = plan_jobs(config)
+        if not (config.resume and (sweep_dir / SWEEP_FILE).exists()):  # a resume keeps the sweep's plan
+            plan = {"planned_jobs": len(jobs) if jobs is not None else None, "jobs": jobs, "base": _base(config)}
+            try:
+                write_json_atomic(sweep_dir / SWEEP_FILE, plan)
+            except OSError as err:
+                _fail(f"error: results_dir: cannot write {sweep_dir / SWEEP_FILE}: {err.strerror or err}")
+        total = len(jobs) if jobs is not None else None
         print(f"sweep: {total if total is not None else '?'} jobs -> {sweep_dir}", flush=True)
 
     def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
@@ -110,34 +227,52 @@ class SweepCallback(Callback):
         sweep_dir = Path(hc.sweep.dir)
         job_records = read_records(Path(hc.runtime.output_dir))  # one, or one per vectorized point
         statuses = {r.get("status") for r in job_records}
-        status = next((s for s in ("failed", "skipped", "diverged", "ok") if s in statuses), "failed")
+        status = next((s for s in ("failed", "crashed", "skipped", "diverged", "ok") if s in statuses), "failed")
         # One appended line per job (atomic for small writes, also from parallel workers):
         # progress costs O(jobs) per job, never a re-read of every record.
-        with open(sweep_dir / PROGRESS_FILE, "a") as f:
-            f.write(json.dumps({"num": hc.job.num, "status": status}) + "\n")
+        try:
+            with open(sweep_dir / PROGRESS_FILE, "a") as f:
+                f.write(json.dumps({"num": hc.job.num, "status": status}) + "\n")
+            lines = (sweep_dir / PROGRESS_FILE).read_text().splitlines()
+        except OSError as err:
+            log.warning("progress not recorded: %s", err.strerror or err)
+            return
         latest = {}
-        for line in (sweep_dir / PROGRESS_FILE).read_text().splitlines():
-            entry = json.loads(line)
+        for line in lines:
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue  # a line cut short by a full disk
             latest[entry["num"]] = entry["status"]
         c = counts([{"status": s} for s in latest.values()])
-        total = _planned(sweep_dir)
+        total = planned_count(read_plan(sweep_dir))
         left = f", {total - len(latest)} left" if total is not None else ""
         print(f"sweep: {len(latest)}/{total or '?'} done ({c['ok']} ok, {c['diverged']} diverged, {c['failed']} failed, "
               f"{c['skipped']} skipped{left})", flush=True)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
+        mark_crashed(sweep_dir)  # every job has ended: a marker left is a job that died
         records = read_records(sweep_dir)
-        print("\n".join(summary_lines(records, _planned(sweep_dir))), flush=True)
+        plan = read_plan(sweep_dir)
+        missing = missing_jobs(plan, {r.get("job", {}).get("num") for r in records})
+        print("\n".join(summary_lines(records, planned_count(plan), missing, sweep_dir)), flush=True)
         if config.report:
-            self._report(config, sweep_dir)
+            self._report(config, sweep_dir, records)
         else:
             print(f"report: harness report {sweep_dir}", flush=True)
-        if counts(records)["failed"]:
+        self._release()
+        c = counts(records)
+        if c["failed"] or c["crashed"] or missing:
             sys.exit(1)
 
     @staticmethod
-    def _report(config: DictConfig, sweep_dir: Path) -> None:
+    def _release() -> None:
+        while _HELD:
+            _HELD.pop().release()
+
+    @staticmethod
+    def _report(config: DictConfig, sweep_dir: Path, records: list[dict[str, Any]]) -> None:
         """report.md, figures and Parquet in the sweep dir; the same as one W&B run when W&B is on."""
         try:
             from harness import report
@@ -150,9 +285,13 @@ class SweepCallback(Callback):
 
             wandb = with_environment(OmegaConf.to_object(config.tracker.wandb), config.hydra.overrides.task)
             if wandb.mode != "disabled":
-                error = report.log_report_to_wandb(sweep_dir, df, figures, mode=wandb.mode, project=wandb.project,
+                # W&B online not reached by the jobs: the report run goes offline with them, at once.
+                fell_back = any(isinstance(r.get("wandb"), dict) and r["wandb"].get("fallback") for r in records)
+                error = report.log_report_to_wandb(sweep_dir, df, figures,
+                                                   mode="offline" if fell_back else wandb.mode,
+                                                   project=wandb.project,
                                                    group=wandb.group or sweep_group(config.name, sweep_dir),
-                                                   entity=wandb.entity)
+                                                   entity=wandb.entity, init_timeout=wandb.init_timeout)
                 if error:
                     log.warning("W&B report run not logged: %s", error)
         except Exception as err:  # noqa: BLE001 - the records are the result; the report is a view

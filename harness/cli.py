@@ -1,8 +1,26 @@
-"""`harness`: run or sweep (Hydra), or `harness report|compare|dashboard ...` on finished sweeps."""
+"""`harness`: run or sweep (Hydra), or `harness report|compare|dashboard ...` on finished sweeps.
+
+Stopping: Ctrl-C (SIGINT) and SIGTERM stop a run or sweep at the next Python
+bytecode, i.e. between compiled calls (between chunks with train.log_every), with
+one line: the job in progress is recorded as `crashed` (resume reruns it),
+finished jobs keep their records, and a joblib sweep's workers are ended with it.
+"""
 
 from __future__ import annotations
 
+import signal
 import sys
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread like Ctrl-C so that the same clean-up runs."""
+
+
+def _on_sigterm(signum, frame) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # one clean-up; a second SIGTERM does not interrupt it
+    # Raised in the main thread: a job in progress records itself as crashed, and joblib, which
+    # catches any BaseException while it waits, kills its workers before this process exits
+    # (with the default action they outlived it by a minute).
+    raise Terminated("stopped by SIGTERM before it finished; resume reruns it")
 
 
 def main() -> None:
@@ -18,4 +36,14 @@ def main() -> None:
         sys.exit(report.main_report() if command == "report" else report.main_compare())
     from harness.app import main as hydra_main
 
-    hydra_main()
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        hydra_main()
+    except KeyboardInterrupt as stop:
+        from harness.callbacks import ACTIVE_DIR
+
+        how = "SIGTERM" if isinstance(stop, Terminated) else "Ctrl-C"
+        where = f"resume={ACTIVE_DIR[-1]}" if ACTIVE_DIR else "resume=<its directory>"
+        print(f"interrupted by {how}: finished jobs keep their records, the job in progress is recorded as "
+              f"crashed; {where} runs what is left", file=sys.stderr, flush=True)
+        sys.exit(143 if isinstance(stop, Terminated) else 130)

@@ -201,7 +201,7 @@ def compare_markdown(table: pd.DataFrame, unmatched: pd.DataFrame, threshold: fl
     else:
         lines.append("No configuration is in both sweeps.\n")
     if len(unmatched):
-        lines.append("Unmatched (in one sweep only):\n")
+        lines.append("Unmatched (in one sweep only; a run only in A is missing from B: a regression):\n")
         lines.append(markdown_table(unmatched[["only in", *keys, "status", "overrides"]]))
     return "\n".join(lines)
 
@@ -221,7 +221,8 @@ def main_compare(argv: list[str] | None = None) -> int:
     parser.add_argument("b", type=Path, help="new sweep directory")
     parser.add_argument("--threshold", default="5%", help="flag changes beyond this (5%% or 0.05; default 5%%)")
     parser.add_argument("--fail-on-regression", action="store_true",
-                        help="exit 1 when a cost is higher beyond the threshold with its whole 95%% CI")
+                        help="exit 1 when a cost is higher beyond the threshold with its whole 95%% CI, or a "
+                             "configuration of A is missing from B")
     parser.add_argument("--out", type=Path, help="also write the table: .csv for CSV, anything else markdown")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     try:
@@ -250,6 +251,11 @@ def main_compare(argv: list[str] | None = None) -> int:
     regressed = int(table["regression"].sum()) if len(table) else 0
     everything = table.attrs.get("overall")
     worse = list(everything.loc[everything["regression"], "metric"]) if everything is not None else []
+    lost = int((unmatched["only in"] == "A").sum()) if len(unmatched) else 0  # in the baseline, gone from B
     print(f"{len(table)} matched, {regressed} with a regression, {len(unmatched)} unmatched"
+          + (f" ({lost} only in A: a regression)" if lost else "")
           + (f"; overall regression in {', '.join(worse)}" if worse else ""), flush=True)
-    return 1 if regressions(table) and args.fail_on_regression else 0
+    if not len(table):
+        print("harness compare: no configuration is in both sweeps: nothing was compared", file=sys.stderr, flush=True)
+        return 1
+    return 1 if (regressions(table) or lost) and args.fail_on_regression else 0

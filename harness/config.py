@@ -38,6 +38,40 @@ def _positive(value: float) -> bool:
     return math.isfinite(value) and value > 0
 
 
+# Integers that end up in fixed-width types: step counters and sizes are int32 inside the jitted
+# program, seeds are int64 for jax.random.key / nnx.Rngs. A value past these fails deep in JAX
+# with an OverflowError naming no setting, so they are bounded here.
+INT32_MAX = 2**31 - 1
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
+def _at_most(value: int, bound: int, field_name: str, why: str) -> None:
+    _check(value <= bound, field_name, f"must be <= {bound:,} ({why}), got {value:,}")
+
+
+def _seed(value: int, field_name: str) -> None:
+    _check(INT64_MIN <= value <= INT64_MAX, field_name,
+           f"must be a 64-bit integer ({INT64_MIN:,} .. {INT64_MAX:,}, what jax.random.key takes), got {value:,}")
+
+
+def _check_paths(name: str, results_dir: str) -> None:
+    """Results go to results_dir/name/<timestamp>/: `name` is one directory inside a non-empty results_dir."""
+    _check(bool(name.strip()) and not any(c in name for c in "/\\\0") and name not in (".", ".."), "name",
+           f"must be one directory name (results go to results_dir/<name>/): not empty, no '/', "
+           f"not '.' or '..'; got {name!r}")
+    _check(bool(results_dir.strip()), "results_dir",
+           "must name a directory (empty would write to the filesystem root); e.g. results_dir=results")
+
+
+# What W&B itself accepts (wandb.Settings' validators for project and run_tags, wandb 0.31; the
+# entity is held to the project's rule, both form the runs' URL path); checked here so that a
+# bad name stops the command at start-up, not once per job after training.
+# tests/test_faults.py checks these rules against wandb.Settings.
+WANDB_FORBIDDEN = "/\\#?%:"
+WANDB_NAME_MAX = 128
+WANDB_TAG_MAX = 64
+
+
 TASKS = ("seed", "transfer")  # harness.task.TASKS
 OPTIMIZERS = ("adam", "adamw")
 MODELS = ("linear", "mlp")
@@ -80,8 +114,11 @@ class TaskConfig:
         _check(self.pretrain_steps >= 0, "task.pretrain_steps", f"must be >= 0, got {self.pretrain_steps}")
         _check(self.name == "transfer" or self.pretrain_steps == 0, "task.pretrain_steps",
                f"only task=transfer has a source task to pretrain on, got {self.pretrain_steps}")
+        _seed(self.seed, "task.seed")
         _check(self.n_train >= 1, "task.n_train", f"must be >= 1, got {self.n_train}")
         _check(self.n_test >= 1, "task.n_test", f"must be >= 1, got {self.n_test}")
+        _at_most(self.n_train + self.n_test, INT32_MAX, "task.n_train",
+                 "with task.n_test: rows are indexed with int32 in the program")
         _check(math.isfinite(self.slope), "task.slope", "must be finite")
         _check(math.isfinite(self.intercept), "task.intercept", "must be finite")
         _check(self.x_min < self.x_max, "task.x_min", f"must be < task.x_max, got {self.x_min} >= {self.x_max}")
@@ -105,6 +142,8 @@ class ModelConfig:
             _check(self.name == "mlp", "model.lora_rank", f"LoRA adapters go on model=mlp, not {self.name!r}")
             _check(1 <= self.lora_rank <= self.width, "model.lora_rank",
                    f"must be in [1, model.width={self.width}], got {self.lora_rank}")
+        _at_most(self.depth, INT32_MAX, "model.depth", "an array dimension")
+        _at_most(self.width, INT32_MAX, "model.width", "an array dimension")
 
 
 @dataclass
@@ -164,6 +203,7 @@ class TrainConfig:
             _one_of(name, STEP_METRICS, "train.step_metrics")
         _check("mse" in self.step_metrics, "train.step_metrics",
                f"must include 'mse' (the loss, which divergence is checked on), got {list(self.step_metrics)}")
+        _at_most(self.steps, INT32_MAX, "train.steps", "the scan's step counter is int32")
         _check(self.batch_size is None or self.batch_size >= 1, "train.batch_size",
                f"must be >= 1 (or null for the full training set every step), got {self.batch_size}")
         _check(self.log_every is None or (self.log_every >= 1 and self.steps % self.log_every == 0),
@@ -183,6 +223,7 @@ class DeviceConfig:
         _one_of(self.platform, PLATFORMS, "device.platform")
         _check(self.index >= 0, "device.index", f"must be >= 0, got {self.index}")
         _check(self.count >= 1, "device.count", f"must be >= 1, got {self.count}")
+        _at_most(self.index + self.count, INT32_MAX, "device.index", "with device.count: a device number")
 
 
 @dataclass
@@ -193,9 +234,26 @@ class WandbConfig:
     group: Optional[str] = None  # defaults to the experiment name
     job_type: str = "train"
     tags: list[str] = field(default_factory=list)
+    # Seconds wandb.init may take to reach the server (W&B's own default is 90). After the first
+    # online failure, the sweep's remaining runs are logged offline (files for `wandb sync`).
+    init_timeout: float = 15.0
 
     def __post_init__(self) -> None:
         _one_of(self.mode, WANDB_MODES, "tracker.wandb.mode")
+        _check(_positive(self.init_timeout), "tracker.wandb.init_timeout",
+               f"must be a finite number of seconds > 0, got {self.init_timeout}")
+        for name in ("project", "entity"):  # the entity/project path of every run's URL
+            value = getattr(self, name)
+            if value is None and name == "entity":
+                continue
+            key = f"tracker.wandb.{name}"
+            bad = sorted({c for c in WANDB_FORBIDDEN if c in value})
+            _check(bool(value.strip()) and len(value) <= WANDB_NAME_MAX and not bad, key,
+                   f"W&B accepts 1 to {WANDB_NAME_MAX} characters without any of {' '.join(WANDB_FORBIDDEN)}; "
+                   f"got {value!r}" + (f" (contains {' '.join(bad)})" if bad else ""))
+        for tag in self.tags:
+            _check(1 <= len(tag) <= WANDB_TAG_MAX, "tracker.wandb.tags",
+                   f"each tag must have 1 to {WANDB_TAG_MAX} characters (W&B's limit), got {tag!r}")
 
 
 @dataclass
@@ -217,6 +275,8 @@ class VectorizeConfig:
     def __post_init__(self) -> None:
         for lr in self.lr:
             _check(_positive(lr), "vectorize.lr", f"every value must be a finite number > 0, got {lr}")
+        for seed in self.seed:
+            _seed(seed, "vectorize.seed")
 
     @property
     def enabled(self) -> bool:
@@ -241,6 +301,7 @@ class Config:
     vectorize: VectorizeConfig = field(default_factory=VectorizeConfig)
 
     def __post_init__(self) -> None:
+        _check_paths(self.name, self.results_dir)
         _check(not (self.vectorize.enabled and self.device.count > 1), "vectorize",
                "runs on one device; use device.count=1 with vectorize.lr / vectorize.seed")
         _check(not (self.vectorize.enabled and self.train.log_every), "train.log_every",
@@ -266,10 +327,65 @@ def register() -> None:
         OmegaConf.register_new_resolver("first", lambda *values: next((v for v in values if v), None))
 
 
+def _schema_keys(cfg: dict, schema: dict, prefix: str = "") -> tuple[list[str], list[str]]:
+    """(keys in `cfg` the schema does not have, schema keys missing from `cfg`), dotted, recursively."""
+    unknown, removed = [], []
+    for key, value in cfg.items():
+        path = f"{prefix}{key}"
+        if key not in schema:
+            unknown.append(path)
+        elif isinstance(value, dict) and isinstance(schema[key], dict):
+            more_unknown, more_removed = _schema_keys(value, schema[key], f"{path}.")
+            unknown += more_unknown
+            removed += more_removed
+    removed += [f"{prefix}{key}" for key in schema if key not in cfg]
+    return unknown, removed
+
+
+def check_keys(cfg: DictConfig) -> None:
+    """Every key is a setting of the schema and none was removed: `+train.stepz=5` and `~name` are errors.
+
+    Hydra lets `+key=value` add a key the schema does not have (silently ignored
+    afterwards) and `~key` remove a top-level one (then a path built from it fails).
+    """
+    plain = OmegaConf.to_container(cfg, resolve=False)
+    plain.pop("hydra", None)
+    schema = OmegaConf.to_container(OmegaConf.structured(Config), resolve=False)
+    unknown, removed = _schema_keys(plain, schema)
+    if unknown:
+        key = unknown[0]
+        parent, _, _ = key.rpartition(".")
+        node = schema
+        for part in filter(None, parent.split(".")):
+            node = node[part]
+        raise ConfigError(key, f"not a setting (added with '+'?); {parent or 'the top level'} has: "
+                               f"{', '.join(node)}")
+    if removed:
+        raise ConfigError(removed[0], f"cannot be removed (~{removed[0]}); set it instead, "
+                                      f"e.g. {removed[0]}=<value>")
+
+
+def check_startup(cfg: DictConfig) -> None:
+    """What must hold before a command writes anything: known keys, the result paths, the tracker.
+
+    Run once per command by harness.callbacks, before any directory is made; the full
+    check (`to_spec`) runs again in each job, where a swept value can still be wrong.
+    """
+    check_keys(cfg)
+    _check_paths(str(cfg.name), str(cfg.results_dir))
+    _converted(lambda: OmegaConf.to_object(cfg.tracker))
+
+
 def to_spec(cfg: DictConfig) -> Config:
     """Validated `Config` from a composed config; raises ConfigError naming the field."""
+    check_keys(cfg)
+    return _converted(lambda: OmegaConf.to_object(cfg))
+
+
+def _converted(make):
+    """`make()`, with OmegaConf's errors (and ConfigErrors raised inside them) as one ConfigError."""
     try:
-        return OmegaConf.to_object(cfg)
+        return make()
     except OmegaConfBaseException as err:
         cause = err.__cause__ or err.__context__
         if isinstance(cause, ConfigError):

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from harness.tracking import RECORD_NAME, STATUSES, axes
+from harness.tracking import RECORD_NAME, RUNNING, STATUSES, axes, crashed, writer_alive
 
 AXIS_COLUMNS = ("experiment", "model", "freeze", "method", "optimizer", "lr", "weight_decay", "steps", "seed",
                 "device")
@@ -120,15 +120,49 @@ def read_record(path: Path) -> tuple[dict | None, str | None]:
 
 
 def read_records(sweep_dir: str | Path) -> tuple[list[tuple[Path, dict]], list[tuple[Path, str]]]:
-    """Every result.json under `sweep_dir` as (path, record), in job order; unreadable ones as (path, reason)."""
+    """Every result.json under `sweep_dir` as (path, record), in job order; unreadable ones as (path, reason).
+
+    A `running` marker whose process is gone reads as `crashed`; a record with a value of the
+    wrong kind where a column expects a number (a string for a learning rate) is a problem, not a row.
+    """
     records, problems = [], []
     for path in sorted(Path(sweep_dir).rglob(RECORD_NAME), key=_natural_key):
         record, problem = read_record(path)
-        if record is None:
-            problems.append((path, problem))
-        else:
+        if record is not None and record["status"] == RUNNING and writer_alive(record) is False:
+            record = crashed(record)
+        if record is not None:
+            problem = malformed(path, record)
+        if problem is None:
             records.append((path, record))
+        else:
+            problems.append((path, problem))
     return records, problems
+
+
+def malformed(path: Path, record: dict) -> str | None:
+    """Why `record` cannot be a row (a column's value of the wrong kind), or None."""
+    for key in ("config", "job", "metrics", "timing"):
+        if record.get(key) is not None and not isinstance(record[key], dict):
+            return f"malformed record: {key} is {record[key]!r}, expected an object"
+    try:
+        values = row(path, record)
+    except (AttributeError, TypeError, ValueError) as err:
+        return f"malformed record: {type(err).__name__}: {err}"
+    for name, (_, cast) in DTYPES.items():
+        value = nan_to_none(values.get(name))
+        if value is None:
+            continue
+        wrong = (isinstance(value, (dict, list)) or (cast in (int, float) and isinstance(value, (str, bool)))
+                 or (cast is bool and not isinstance(value, bool)))
+        if not wrong:
+            try:
+                cast(value)
+            except (TypeError, ValueError, OverflowError):
+                wrong = True
+        if wrong:
+            kind = {int: "an integer", float: "a number", bool: "true or false", str: "text"}[cast]
+            return f"malformed record: {name} is {value!r}, expected {kind}"
+    return None
 
 
 def nested_get(node: Any, *keys: str, default: Any = None) -> Any:
@@ -311,8 +345,10 @@ def compile_sources(runs: pd.DataFrame) -> str:
 
 
 def status_counts(df: pd.DataFrame) -> dict[str, int]:
-    """Runs per status, every known status included, plus 'other' if any run has an unknown one."""
+    """Runs per status, every known status included, plus 'running' and 'other' when some runs have them."""
     counts = {status: int((df["status"] == status).sum()) for status in STATUSES}
+    if running := int((df["status"] == RUNNING).sum()):
+        counts[RUNNING] = running  # a job still going (or on another host, where its process cannot be asked)
     other = len(df) - sum(counts.values())
     return {**counts, "other": other} if other else counts
 

@@ -24,6 +24,7 @@ from harness.records import (RECORD_NAME, extra_axes, frame, group_keys, key_tex
                              nested_get, number_text, read_record, read_records, splitting_keys, status_counts,
                              summarize)
 from harness.records import load_records  # noqa: F401 - re-exported for harness.callbacks
+from harness.sweep_plan import missing_jobs, read_plan
 from harness.tables import compact, program_keys
 from harness.tracking import quiet_settings, run_group
 
@@ -215,14 +216,26 @@ METHOD_NOTES = (
 )
 
 
+def missing(sweep_dir: Path, df: pd.DataFrame) -> list[dict[str, Any]]:
+    """The jobs the sweep planned (sweep.json) that left no readable record: [{"num", "overrides"}]."""
+    return missing_jobs(read_plan(sweep_dir), {int(n) for n in df["job_num"].dropna()})
+
+
+def missing_table(jobs: list[dict[str, Any]]) -> pd.DataFrame:
+    return pd.DataFrame({"job": [job["num"] for job in jobs],
+                         "overrides": [" ".join(job["overrides"]) if job.get("overrides") is not None else "?"
+                                       for job in jobs]})
+
+
 def render_report(sweep_dir: Path, df: pd.DataFrame, records: list[dict], problems: list[tuple[Path, str]],
                   figures: Mapping[str, Path | str], date: str, found: pd.DataFrame | None = None,
-                  threshold: float = findings.THRESHOLD) -> str:
-    """report.md as text: findings, environment, run status, compact tables, figures."""
+                  threshold: float = findings.THRESHOLD, missing_jobs: list[dict[str, Any]] = ()) -> str:
+    """report.md as text: findings, environment, run status, missing jobs, compact tables, figures."""
     parts = [
         f"# Sweep report: {_distinct(df['experiment'])}\n",
         f"`{sweep_dir}`: {len(df)} runs, {_counts_text(df)}"
-        + (f"; {len(problems)} unreadable records" if problems else "") + ".\n",
+        + (f"; {len(problems)} unreadable records" if problems else "")
+        + (f"; **{len(missing_jobs)} planned jobs with no record**" if missing_jobs else "") + ".\n",
     ]
     if found is not None and (df["status"] == "ok").any():
         parts.append(findings.render_findings(df, found, threshold))
@@ -240,6 +253,11 @@ def render_report(sweep_dir: Path, df: pd.DataFrame, records: list[dict], proble
     ]
     if problems:
         parts += ["Unreadable records (skipped):\n", "\n".join(f"- `{p}`: {why}" for p, why in problems) + "\n"]
+    if missing_jobs:
+        parts += ["## Planned jobs with no record\n",
+                  "In the sweep's plan (sweep.json) but without a readable result.json: never run, or lost. "
+                  "`resume=<sweep dir>` with the sweep's overrides runs them.\n",
+                  markdown_table(missing_table(list(missing_jobs)))]
     if not (df["status"] == "ok").any():
         return "\n".join([*parts, "No run finished ok: no tables or figures.\n"])
     keys = group_keys(df)
@@ -307,7 +325,7 @@ def write_report(sweep_dir: str | Path, df: pd.DataFrame, out_dir: str | Path | 
     found.to_csv(out_dir / FINDINGS_NAME, index=False)
     date = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     (out_dir / "report.md").write_text(render_report(sweep_dir, df, records, list(problems), figures, date,
-                                                     found, threshold))
+                                                     found, threshold, missing(sweep_dir, df)))
     return figures
 
 
@@ -333,7 +351,8 @@ def build_report(sweep_dir: str | Path, out_dir: str | Path | None = None, *,
                            threshold=threshold)
     out = Path(out_dir) if out_dir is not None else Path(sweep_dir)
     return {"df": df, "problems": problems, "records": records, "figures": figures,
-            "tables": [out / "runs.parquet", out / "runs.csv", out / "findings.csv"], "report": out / "report.md"}
+            "tables": [out / "runs.parquet", out / "runs.csv", out / "findings.csv"], "report": out / "report.md",
+            "missing": missing(Path(sweep_dir), df)}
 
 
 # --- W&B -----------------------------------------------------------------------------------------
@@ -345,7 +364,8 @@ def _plain(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def log_report_to_wandb(sweep_dir: str | Path, df: pd.DataFrame, figures: Mapping[str, Path | str], *, mode: str,
-                        project: str, group: str | None, entity: str | None = None) -> str | None:
+                        project: str, group: str | None, entity: str | None = None,
+                        init_timeout: float = 15.0) -> str | None:
     """One W&B run (job type "report") in the sweep's group: summary tables and the drawn figures.
 
     `figures` is what `write_report` returns. W&B is an observer: any failure
@@ -363,7 +383,7 @@ def log_report_to_wandb(sweep_dir: str | Path, df: pd.DataFrame, figures: Mappin
             project=project, entity=entity, group=group, job_type="report", name=f"report-{Path(sweep_dir).name}",
             tags=["report", *dict.fromkeys(str(e) for e in df["experiment"].dropna())],
             dir=str(sweep_dir), mode=mode, config={"sweep_dir": str(sweep_dir), "runs": len(df), **counts},
-            settings=quiet_settings(),
+            settings=quiet_settings(init_timeout),
             reinit="finish_previous",
         )
         try:
@@ -417,6 +437,10 @@ def _report_lines(made: dict[str, Any]) -> list[str]:
     if problems:
         lines.append("unreadable records:")
         lines += [f"  {path}: {why}" for path, why in problems]
+    if made["missing"]:
+        lines.append(f"missing: {len(made['missing'])} planned jobs have no record (sweep.json):")
+        lines += [f"  #{job['num']}: {' '.join(job['overrides']) if job.get('overrides') is not None else '?'}"
+                  for job in made["missing"]]
     return lines
 
 
@@ -443,6 +467,8 @@ def main_report(argv: list[str] | None = None) -> int:
                         help="what the findings compare an axis against, e.g. method=reference "
                              "(default: method=diffstate, else the sweep's first value); repeatable")
     parser.add_argument("--threshold", default="5%", help="smallest change the findings call (default 5%%)")
+    parser.add_argument("--allow-missing", action="store_true",
+                        help="exit 0 even when planned jobs have no record or crashed (default: exit 1)")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     try:
         threshold = parse_threshold(args.threshold)
@@ -467,6 +493,11 @@ def main_report(argv: list[str] | None = None) -> int:
         after = next(i for i, line in enumerate(lines) if line.startswith("  report:")) + 1
         lines.insert(after, f"  W&B ({args.wandb}): " + (f"not logged, {error}" if error else str(where)))
     print("\n".join(lines), flush=True)
+    crashed = int((made["df"]["status"] == "crashed").sum())
+    if (made["missing"] or crashed) and not args.allow_missing:
+        print(f"harness report: incomplete sweep: {len(made['missing'])} planned jobs with no record, {crashed} "
+              "crashed (exit 1; --allow-missing to accept)", file=sys.stderr, flush=True)
+        return 1
     return 0
 
 

@@ -17,6 +17,7 @@ import numpy as np
 from jax import monitoring
 
 from harness.hlo import loop_ops
+from harness.memory import check_fits
 
 _BACKEND_COMPILE = "/jax/core/compile/backend_compile_duration"
 _PERSISTENT_HIT = "/jax/compilation_cache/cache_hits"
@@ -185,6 +186,7 @@ def compile_and_time(jitted: Callable, args: tuple, static: dict, *, steps: int,
     timing = Timing(t1 - t0, t2 - t1, source, counts.backend_compiles, warmup, steps=steps, flops=flops,
                     bytes_accessed=bytes_accessed, memory=_memory(compiled), points=points, matmuls=_matmuls(compiled),
                     chunks=chunks)
+    check_fits(timing.memory)  # a program too big for this machine is refused here, not OOM-killed mid-call
     run = (lambda: compiled(*args)) if call is None else (lambda: call(compiled))
     with count_compiles() as during:
         for _ in range(warmup):

@@ -2,6 +2,11 @@
 
 The record is written atomically first; `WandbSink` runs after it, and whatever it
 raises is reported in the record (harness/app.py), never costing the local result.
+
+Record statuses: a job writes a `running` marker (RUNNING) before it trains and
+replaces it atomically with its final record, one of STATUSES. A marker whose
+process is gone is a job that died (killed, out of memory, machine down): readers
+show it, and the sweep's end and `resume` rewrite it, as `crashed`.
 """
 
 from __future__ import annotations
@@ -11,7 +16,9 @@ import json
 import logging
 import math
 import os
+import socket
 import tempfile
+import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -20,7 +27,9 @@ from harness.config import WandbConfig
 
 log = logging.getLogger(__name__)
 RECORD_NAME = "result.json"
-STATUSES = ("ok", "diverged", "failed", "skipped")
+STATUSES = ("ok", "diverged", "failed", "skipped", "crashed")
+RUNNING = "running"  # the marker of a job in progress: not a final status
+WANDB_OFFLINE_FLAG = ".harness-wandb-offline"  # in a sweep dir: W&B online was not reached, later jobs go offline
 
 
 def finite_or_null(obj: Any) -> Any:
@@ -47,6 +56,41 @@ def write_json_atomic(path: Path, obj: Any) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def running_marker(job: dict[str, Any], config: dict[str, Any], config_hash: str, started: str) -> dict[str, Any]:
+    """What a job writes before it trains: who runs it, so a reader can tell a live job from a dead one."""
+    return {"schema_version": 1, "status": RUNNING, "error": None, "job": job, "config": config,
+            "config_hash": config_hash, "started": started,
+            "process": {"host": socket.gethostname(), "pid": os.getpid()}}
+
+
+def writer_alive(record: dict[str, Any]) -> bool | None:
+    """Whether the process that wrote a `running` marker still runs: None when it ran on another host."""
+    process = record.get("process") if isinstance(record.get("process"), dict) else {}
+    pid = process.get("pid")
+    if (process.get("host") != socket.gethostname() or not isinstance(pid, int) or isinstance(pid, bool)
+            or pid <= 0):
+        return None
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # it exists, under another user
+    except OverflowError:
+        return None
+    return True
+
+
+def crashed(marker: dict[str, Any], error_type: str = "Crashed", message: str | None = None) -> dict[str, Any]:
+    """The record of a job that ended without writing its own: its marker with status `crashed` and why."""
+    process = marker.get("process") if isinstance(marker.get("process"), dict) else {}
+    where = f"pid {process.get('pid')} on {process.get('host')}" if process else "its process"
+    message = message or (f"the job's process ({where}) ended without writing its result: killed (out of memory, "
+                          "SIGKILL, a scheduler's time limit) or its machine stopped; resume reruns it")
+    return {**marker, "status": "crashed", "error": {"type": error_type, "message": message},
+            "crash_detected": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
 
 
 def axes(record: dict[str, Any]) -> dict[str, Any]:
@@ -234,26 +278,67 @@ def summary(record: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def quiet_settings():
-    """W&B settings for many short runs: no console capture, system stats, requirements or git scan."""
+def quiet_settings(init_timeout: float = 15.0):
+    """W&B settings for many short runs: no console capture, system stats, requirements or git scan,
+    and a short wait for the server (`init_timeout` seconds; W&B's default is 90)."""
     import wandb
 
+    _no_wandb_analytics()
     return wandb.Settings(console="off", silent=True, x_disable_stats=True, x_save_requirements=False,
-                          disable_git=True)
+                          disable_git=True, init_timeout=init_timeout)
+
+
+def _no_wandb_analytics() -> None:
+    """Turns off the W&B SDK's own usage telemetry for this process.
+
+    wandb 0.31 probes the server for an OpenTelemetry endpoint from a thread that
+    exit waits for: against a server that never answers, every process then hangs
+    ~20 s at exit after an online init timed out. The harness sends W&B its runs only.
+    """
+    try:
+        from wandb.analytics.opentelemetry import opentelemetry_proxy
+
+        opentelemetry_proxy.disable()
+    except (ImportError, AttributeError):  # another wandb version: nothing to turn off here
+        pass
+
+
+def wandb_copy_complete(info: dict[str, Any] | None) -> bool:
+    """Whether a record's W&B copy is whole: none was asked for, or its run finished and its file is complete."""
+    from harness.wandb_file import is_complete
+
+    if not isinstance(info, dict):
+        return False
+    if info.get("mode") == "disabled":
+        return True
+    return bool(info.get("finished")) and is_complete(info.get("file"))
 
 
 class WandbSink:
-    """One W&B run per job, written after the local record; offline by default."""
+    """One W&B run per job, written after the local record; offline by default.
 
-    def __init__(self, cfg: WandbConfig):
+    Online, a server that cannot be reached costs one `init_timeout`: the run is
+    then logged offline instead, and `offline_flag` (a file in the sweep dir) tells
+    the sweep's later jobs, also in other worker processes, to go offline at once.
+    """
+
+    def __init__(self, cfg: WandbConfig, offline_flag: Path | None = None):
         self.cfg = cfg
+        self.offline_flag = offline_flag
 
-    def __call__(self, record: dict[str, Any], out_dir: Path) -> dict[str, Any] | None:
-        if self.cfg.mode == "disabled":
-            return {"mode": "disabled"}
+    def _fallen_back(self) -> str | None:
+        """Why an earlier job of this sweep could not reach W&B online, or None."""
+        if self.offline_flag is None:
+            return None
+        try:
+            return self.offline_flag.read_text().strip() or "unreachable"
+        except OSError:  # no flag: W&B online was not tried yet, or it worked
+            return None
+
+    def _init(self, record: dict[str, Any], out_dir: Path, mode: str):
         import wandb  # imported here: a disabled tracker costs nothing
 
-        run = wandb.init(
+        return wandb.init(
             project=self.cfg.project,
             entity=self.cfg.entity,
             group=self.cfg.group or run_group(record),
@@ -261,11 +346,35 @@ class WandbSink:
             tags=run_tags(record, list(self.cfg.tags)),
             name=run_name(record),
             dir=str(out_dir),
-            mode=self.cfg.mode,
+            mode=mode,
             config={**axes(record), **record["config"]},  # group names stay the nested config
-            settings=quiet_settings(),
+            settings=quiet_settings(self.cfg.init_timeout),
             reinit="finish_previous",
         )
+
+    def __call__(self, record: dict[str, Any], out_dir: Path) -> dict[str, Any] | None:
+        from harness.wandb_file import run_file, wait_complete
+
+        if self.cfg.mode == "disabled":
+            return {"mode": "disabled"}
+        mode, fallback = self.cfg.mode, None
+        if mode == "online" and (fallback := self._fallen_back()):
+            mode = "offline"
+        try:
+            run = self._init(record, out_dir, mode)
+        except Exception as err:
+            if mode != "online":
+                raise
+            fallback = f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}"
+            log.warning("W&B online not reached (%s); this run and the sweep's later runs are logged offline, "
+                        "for `wandb sync`", fallback)
+            if self.offline_flag is not None:
+                try:
+                    self.offline_flag.write_text(fallback)
+                except OSError:
+                    pass  # each later job then pays the timeout once more; the records are unaffected
+            mode = "offline"
+            run = self._init(record, out_dir, mode)
         try:
             define_metrics(run)
             history = record.get("history") or {}
@@ -274,9 +383,15 @@ class WandbSink:
                                                 for name, values in history.items() if name.startswith("train_")}},
                         step=step)
             run.summary.update(summary(record))
-            info = {"mode": self.cfg.mode, "id": run.id, "dir": run.dir}
-            if self.cfg.mode == "online":
+            info = {"mode": mode, "id": run.id, "dir": run.dir}
+            if mode == "online":
                 info["url"] = run.url
+            if fallback:
+                info.update(requested_mode="online", fallback=fallback)
         finally:
             run.finish(exit_code=1 if record["status"] == "failed" else 0)
+        info["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")  # run.finish() returned
+        file = run_file(Path(run.dir).parent)
+        info["file"] = str(file) if file else None
+        info["file_complete"] = wait_complete(file)  # its exit record is written: `wandb sync` gets it all
         return info

@@ -1,5 +1,7 @@
 """Bad input, through the real command line: one clear message naming the field, non-zero exit, no traceback."""
 
+from pathlib import Path
+
 import pytest
 
 from conftest import run_cli
@@ -46,18 +48,49 @@ CASES = {
     "lora rank over the width": (["model=mlp", "model.lora_rank=17"], ["model.lora_rank: must be in [1, model.width=16]"]),
     "lora without a rank": (["model=mlp", "freeze=lora"], ["freeze: lora freezes the base weights", "model.lora_rank"]),
     "results dir": (["results_dir=/proc/not-writable"], ["results_dir: cannot write results to /proc/not-writable"]),
+    "steps past int32": (["train.steps=10000000000"], ["train.steps: must be <= 2,147,483,647", "int32"]),
+    "seed past int64": (["task.seed=100000000000000000000"], ["task.seed: must be a 64-bit integer"]),
+    "rows past int32": (["task.n_train=10000000000"], ["task.n_train: must be <= 2,147,483,647"]),
+    "vectorized seed past int64": (["vectorize.seed=[1,100000000000000000000]"], ["vectorize.seed: must be a 64-bit"]),
+    "unknown key added with +": (["+train.stepz=5"], ["train.stepz: not a setting", "steps, batch_size"]),
+    "unknown top-level key": (["+colour=red"], ["colour: not a setting", "the top level has: name"]),
+    "name removed": (["~name"], ["name: cannot be removed (~name)"]),
+    "report removed": (["~report"], ["report: cannot be removed (~report)"]),
+    "name with a path": (["name=../../escape"], ["name: must be one directory name", "'../../escape'"]),
+    "empty name": (["name="], ["name: must be one directory name", "got ''"]),
+    "empty results dir": (["results_dir="], ["results_dir: must name a directory"]),
+    "resume of nothing": (["resume=/nonexistent/sweep"], ["resume: /nonexistent/sweep does not exist"]),
+    "resume of a file": (["resume=/etc/hostname"], ["resume: /etc/hostname is a file, not a sweep"]),
+    "resume of a foreign dir": (["resume=/tmp"], ["resume: /tmp is not a directory this harness wrote"]),
+    "W&B project": (["tracker=offline", "tracker.wandb.project=team/bench"],
+                    ["tracker.wandb.project: W&B accepts", "'team/bench' (contains /)"]),
+    "W&B entity": (["tracker=offline", "tracker.wandb.entity=a:b"], ["tracker.wandb.entity: W&B accepts"]),
+    "W&B tag": (["tracker=offline", f"tracker.wandb.tags=[ok,{'t' * 65}]"],
+                ["tracker.wandb.tags: each tag must have 1 to 64 characters"]),
+    "W&B timeout": (["tracker=offline", "tracker.wandb.init_timeout=-1"], ["tracker.wandb.init_timeout: must be"]),
 }
+# Refused before anything is written: no run directory anywhere.
+AT_START_UP = {"unknown key added with +", "unknown top-level key", "name removed", "report removed",
+               "name with a path", "empty name", "empty results dir", "resume of nothing", "resume of a file",
+               "resume of a foreign dir", "W&B project", "W&B entity", "W&B tag", "W&B timeout"}
 
 
-@pytest.mark.parametrize("args,expected", CASES.values(), ids=CASES.keys())
-def test_bad_input_gets_one_clear_message_and_a_nonzero_exit(tmp_path, args, expected):
-    results = [] if any(a.startswith("results_dir=") for a in args) else [f"results_dir={tmp_path}"]
-    proc = run_cli("tracker=disabled", *results, *args, cwd=tmp_path, timeout=60)
+@pytest.mark.parametrize("case", CASES.keys())
+def test_bad_input_gets_one_clear_message_and_a_nonzero_exit(tmp_path, case):
+    args, expected = CASES[case]
+    work = tmp_path / "work" / "here"  # name=../../escape would land in tmp_path/escape
+    work.mkdir(parents=True)
+    results = [] if any(a.startswith("results_dir=") for a in args) else [f"results_dir={work / 'results'}"]
+    proc = run_cli("tracker=disabled", *results, *args, cwd=work, timeout=60)
     output = proc.stdout + proc.stderr
     assert proc.returncode != 0, output
     for text in expected:
         assert text in output, output
-    assert "Traceback" not in output, output
+    assert "Traceback" not in output and "Warning" not in output, output
+    if case in AT_START_UP:
+        written = [p for p in tmp_path.rglob("*") if p.is_file()]
+        assert written == [], written
+        assert not Path("/default").exists()
 
 
 def test_bad_input_inside_a_multirun_is_a_failed_record_and_the_sweep_goes_on(cli):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -281,7 +282,7 @@ def test_report_command_prints_counts_and_problem_runs(tmp_path, capsys):
     assert report.main_report([str(sweep), "--out", str(tmp_path / "out")]) == 0
     out = capsys.readouterr().out
     n_ok = N_OK // len(STEPS)
-    assert f"{n_ok + 2} runs: {n_ok} ok, 0 diverged, 1 failed, 1 skipped; 3 unreadable records" in out
+    assert f"{n_ok + 2} runs: {n_ok} ok, 0 diverged, 1 failed, 1 skipped, 0 crashed; 3 unreadable records" in out
     assert str(tmp_path / "out" / "report.md") in out and "skipped time_vs_steps" in out
     assert "ValueError: planted failed run" in out and "DeviceUnavailable" in out
     assert str(sweep / "corrupt" / "result.json") in out
@@ -422,3 +423,88 @@ def test_wandb_failure_is_returned_not_raised(tmp_path):
     error = report.log_report_to_wandb(tmp_path / "no" / "such" / "\0dir", df, {}, mode="no-such-mode",
                                        project="p", group="g")
     assert isinstance(error, str) and error
+
+
+# --- completeness and malformed records ----------------------------------------------------------
+
+
+def _planned_sweep(root: Path, recorded: tuple[int, ...], planned: int = 3) -> Path:
+    """A sweep whose sweep.json plans `planned` jobs (steps 50, 51, ...) and has records for `recorded` only."""
+    jobs = [{"num": n, "overrides": [f"train.steps={50 + n}", "method=diffstate"]} for n in range(planned)]
+    _write(root / "sweep.json", json.dumps({"planned_jobs": planned, "jobs": jobs}))
+    for n in recorded:
+        _write(root / str(n) / "result.json", json.dumps(make_record(n, "diffstate", "adam", 50 + n, 1)))
+    return root
+
+
+def test_report_lists_planned_jobs_without_a_record_and_exits_1_unless_allowed(tmp_path):
+    sweep = _planned_sweep(tmp_path / "sweep", recorded=(0,))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
+    proc = subprocess.run([sys.executable, "-m", "harness", "report", str(sweep)], capture_output=True, text=True,
+                          timeout=120, env=env, cwd=tmp_path)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "1 runs: 1 ok" in proc.stdout and "missing: 2 planned jobs have no record (sweep.json):" in proc.stdout
+    assert "  #1: train.steps=51 method=diffstate" in proc.stdout and "  #2: train.steps=52" in proc.stdout
+    assert "incomplete sweep: 2 planned jobs with no record" in proc.stderr and "Traceback" not in proc.stderr
+    text = (sweep / "report.md").read_text()
+    assert "**2 planned jobs with no record**" in text and "## Planned jobs with no record" in text
+    assert report.main_report([str(sweep), "--allow-missing"]) == 0
+    assert report.main_report([str(_planned_sweep(tmp_path / "whole", recorded=(0, 1, 2)))]) == 0
+
+
+def test_a_crashed_job_fails_the_report_and_a_live_one_is_shown_running(tmp_path, capsys):
+    sweep = _planned_sweep(tmp_path, recorded=(0, 1))
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    marker = {**make_record(2, "diffstate", "adam", 52, 1), "status": "running",
+              "process": {"host": socket.gethostname(), "pid": int(dead.stdout)}}
+    for key in ("metrics", "drift", "timing", "parameters", "optimizer_state"):
+        marker.pop(key)
+    _write(sweep / "2" / "result.json", json.dumps(marker))
+    assert report.main_report([str(sweep)]) == 1
+    out = capsys.readouterr().out
+    assert "3 runs: 2 ok, 0 diverged, 0 failed, 0 skipped, 1 crashed" in out
+    assert f"#2 crashed" in out and f"pid {int(dead.stdout)}" in out
+    _write(sweep / "2" / "result.json", json.dumps({**marker, "process": {"host": socket.gethostname(),
+                                                                          "pid": os.getpid()}}))
+    assert report.main_report([str(sweep)]) == 0  # still running: not a failure, shown as such
+    assert "0 crashed, 1 running" in capsys.readouterr().out
+
+
+def test_compare_counts_a_configuration_gone_from_b_as_a_regression_and_fails_when_nothing_matches(tmp_path,
+                                                                                                   capsys):
+    a = write_sweep(tmp_path / "a", steps=(50,), broken=False)
+    b = write_sweep(tmp_path / "b", steps=(50,), broken=False)
+    for seed_job in ("0", "1"):  # both seeds of diffstate/adam: seeds are replicates, the configuration is gone
+        (b / seed_job / "result.json").unlink()
+    assert report.main_compare([str(a), str(b)]) == 0
+    assert report.main_compare([str(a), str(b), "--fail-on-regression"]) == 1
+    assert "(1 only in A: a regression)" in capsys.readouterr().out
+    assert report.main_compare([str(b), str(a), "--fail-on-regression"]) == 0  # new in B: not a regression
+    (tmp_path / "empty").mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
+    proc = subprocess.run([sys.executable, "-m", "harness", "compare", str(a), str(tmp_path / "empty")],
+                          capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path)
+    assert proc.returncode == 1 and "0 matched" in proc.stdout and "nothing was compared" in proc.stderr
+
+
+def test_a_string_where_a_number_belongs_is_a_reported_problem_not_a_traceback(tmp_path):
+    sweep = write_sweep(tmp_path / "sweep", steps=(50,), broken=False)
+    for num, (where, value) in enumerate([(("config", "optimizer", "lr"), "fast"), (("job", "num"), "x"),
+                                          (("metrics", "test", "mse"), "low"), (("config",), "nope")]):
+        rec = json.loads((sweep / str(num) / "result.json").read_text())
+        node = rec
+        for key in where[:-1]:
+            node = node[key]
+        node[where[-1]] = value
+        _write(sweep / str(num) / "result.json", json.dumps(rec))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
+    for args in (["report", str(sweep), "--out", str(tmp_path / "out")], ["compare", str(sweep), str(sweep)]):
+        proc = subprocess.run([sys.executable, "-m", "harness", *args], capture_output=True, text=True, timeout=120,
+                              env=env, cwd=tmp_path)
+        assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+        output = proc.stdout + proc.stderr
+        assert "malformed record: lr is 'fast', expected a number" in output
+        assert "malformed record: job_num is 'x', expected an integer" in output
+        assert "malformed record: test_mse is 'low', expected a number" in output
+        assert "malformed record: config is 'nope', expected an object" in output
+        assert ("4 unreadable records skipped" if args[0] == "report" else "2 matched") in output  # the rest, seeds pooled

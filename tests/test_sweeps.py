@@ -9,6 +9,7 @@ import time
 import numpy as np
 
 from conftest import records, run_cli, wandb_file
+from harness import report
 from wandb_reader import read_run
 
 FAST = ("tracker=disabled", "train.warmup=0", "train.repeats=1", "train.measure_dispatch=false", "report=false")
@@ -85,27 +86,50 @@ def test_submitit_launcher_code_path_runs_locally(cli):
     assert [r["status"] for r in recs] == ["ok", "ok"]
 
 
-def test_sigkill_mid_sweep_loses_no_record_and_resume_completes_it(tmp_path):
+def test_sigkill_mid_sweep_leaves_a_crashed_job_that_report_shows_and_resume_reruns(tmp_path):
     results = tmp_path / "results"
     args = ["-m", f"results_dir={results}", "name=killed", "tracker=disabled", "report=false", "train.steps=100000",
             "train.warmup=0", "train.repeats=2", "optimizer.lr=1e-3,2e-3,3e-3,4e-3,5e-3,6e-3"]
     proc = subprocess.Popen([sys.executable, "-m", "harness", *args], cwd=tmp_path, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
+
+    def statuses():
+        out = []
+        for path in results.rglob("result.json"):
+            try:
+                out.append(json.loads(path.read_text())["status"])
+            except (OSError, ValueError):
+                pass  # not there yet; a record is never half-written (asserted below)
+        return out
+
     deadline = time.time() + 120
-    while len(list(results.rglob("result.json"))) < 2 and time.time() < deadline:
+    while statuses().count("ok") < 2 and time.time() < deadline:
+        time.sleep(0.02)
+    while "running" not in statuses() and time.time() < deadline:
         time.sleep(0.02)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     before = {p: p.read_bytes() for p in results.rglob("result.json")}
-    assert 2 <= len(before) < 6, "the kill must land mid-sweep"
-    for content in before.values():
-        assert json.loads(content)["status"] == "ok"  # complete, never half-written
-
+    finished = {p: c for p, c in before.items() if json.loads(c)["status"] == "ok"}
+    assert 2 <= len(finished) < 6, "the kill must land mid-sweep"
+    # Every file is whole: the finished jobs' records and one marker for the job that was killed.
+    assert sorted(json.loads(c)["status"] for c in before.values()) == ["ok"] * len(finished) + ["running"]
     (sweep,) = {p.parent.parent for p in before}
+
+    # The killed job is visible: report shows it crashed and lists the jobs that never started.
+    shown = run_cli("report", str(sweep), cwd=tmp_path)
+    assert shown.returncode == 1, shown.stdout + shown.stderr
+    assert f"1 crashed" in shown.stdout and f"#{len(finished)} crashed" in shown.stdout
+    assert "pid" in shown.stdout and "ended without writing its result" in shown.stdout
+    assert f"missing: {6 - len(finished) - 1} planned jobs have no record" in shown.stdout
+    assert "optimizer.lr=0.006" in shown.stdout and "Traceback" not in shown.stderr
+
     resumed = run_cli(*args, f"resume={sweep}", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     recs = records(results)
     assert len(recs) == 6 and all(r["status"] == "ok" for r in recs)
-    assert resumed.stdout.count("skipped by resume") == len(before)
-    for path, content in before.items():
+    assert resumed.stdout.count("skipped by resume") == len(finished)
+    assert resumed.stdout.count("crashed before, run again by resume") == 1
+    for path, content in finished.items():
         assert path.read_bytes() == content, "resume re-ran a completed job"
+    assert report.main_report([str(sweep)]) == 0  # complete now (in-process: the command ran above)

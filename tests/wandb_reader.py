@@ -1,47 +1,21 @@
 """Reads an offline W&B run file (run-*.wandb) with no server: the test's view of what W&B got.
 
-The file is ":W&B" + magic + version, then LevelDB-log framed records (32 KiB
-blocks, 7-byte headers: crc, length, type) holding wandb_internal_pb2.Record
-protobufs.
+The framing is harness.wandb_file's (the harness checks its copies with it); this
+turns its records into config, history and summary.
 """
 
 from __future__ import annotations
 
 import json
-import struct
 from pathlib import Path
 
-from wandb.proto import wandb_internal_pb2
-
-_BLOCK = 32768
-_HEADER = 7
-
-
-def records(path: Path):
-    data = Path(path).read_bytes()
-    assert data[:4] == b":W&B", f"not a W&B run file: {path}"
-    pos, chunk = 7, b""
-    while pos + _HEADER <= len(data):
-        left_in_block = _BLOCK - pos % _BLOCK
-        if left_in_block < _HEADER:
-            pos += left_in_block
-            continue
-        length, kind = struct.unpack("<HB", data[pos + 4 : pos + 7])
-        if length == 0 and kind == 0:
-            pos += left_in_block
-            continue
-        chunk += data[pos + _HEADER : pos + _HEADER + length]
-        pos += _HEADER + length
-        if kind in (1, 4):  # FULL or LAST
-            record = wandb_internal_pb2.Record()
-            record.ParseFromString(chunk)
-            yield record
-            chunk = b""
+from harness.wandb_file import records
 
 
 def read_run(path: Path) -> dict:
     """{'config': {...}, 'history': [{...}], 'summary': {...}, 'run': Record.run, 'exit_code': int | None,
     'metrics': {name or glob: {'step_metric': str, 'summary': [aggregations]}} from define_metric}."""
+    assert Path(path).read_bytes()[:4] == b":W&B", f"not a W&B run file: {path}"
     out = {"config": {}, "history": [], "summary": {}, "run": None, "exit_code": None, "metrics": {}}
     for record in records(path):
         kind = record.WhichOneof("record_type")

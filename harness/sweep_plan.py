@@ -1,0 +1,85 @@
+"""A sweep's plan, `sweep.json`: the jobs it launches (number and overrides), written before the first one runs.
+
+Records say what happened; the plan says what should have. `harness report`
+lists planned jobs that left no record, and `resume` refuses a command that would
+launch other jobs into the sweep's directories. Plain JSON and the standard
+library only: the reporting side reads it without Hydra or JAX.
+
+    {"planned_jobs": 3, "jobs": [{"num": 0, "overrides": ["optimizer.lr=0.001"]}, ...], "base": "<hash>"}
+
+`base` hashes the sweep's config before the swept values (conf/ files and fixed
+overrides), less what a resume may change: an edited experiment file is noticed too.
+
+Sweeps written before the plan listed its jobs hold `planned_jobs` only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+SWEEP_FILE = "sweep.json"
+# Overrides a resume may change: where results go and how they are tracked, not what a job computes.
+CHANGEABLE_ON_RESUME = ("resume", "results_dir", "report", "tracker")
+
+
+def read_plan(sweep_dir: Path) -> dict[str, Any] | None:
+    """The sweep's plan, or None when it has none (a single run, a copied directory) or it does not read."""
+    try:
+        plan = json.loads((Path(sweep_dir) / SWEEP_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return plan if isinstance(plan, dict) else None
+
+
+def planned_count(plan: dict[str, Any] | None) -> int | None:
+    count = (plan or {}).get("planned_jobs")
+    return count if isinstance(count, int) and not isinstance(count, bool) else None
+
+
+def base_hash(config: dict[str, Any]) -> str:
+    """The sweep's unswept config (resolved, without `hydra`), less what a resume may change."""
+    kept = {k: v for k, v in config.items() if k != "hydra" and k not in CHANGEABLE_ON_RESUME}
+    return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _key(override: str) -> str:
+    return override.lstrip("+~").split("=", 1)[0]
+
+
+def _computed(overrides: list[str]) -> list[str]:
+    """The overrides that change what a job computes (sorted: Hydra may list them in another order)."""
+    return sorted(o for o in overrides
+                  if not any(_key(o) == k or _key(o).startswith(k + ".") for k in CHANGEABLE_ON_RESUME))
+
+
+def plan_difference(old: dict[str, Any], new: list[dict[str, Any]], base: str | None = None) -> str | None:
+    """Why the jobs `new` (from a config hashing to `base`) would not be those planned in `old`, or None."""
+    if base is not None and old.get("base") not in (None, base):
+        return "the sweep's config differs from this command's (its conf/ or experiment files, or fixed overrides)"
+    old_jobs = old.get("jobs")
+    if not isinstance(old_jobs, list):
+        count = planned_count(old)
+        if count is not None and count != len(new):
+            return f"the sweep planned {count} jobs, this command plans {len(new)}"
+        return None  # an older plan without its jobs: each job's config is still checked when it starts
+    if len(old_jobs) != len(new):
+        return f"the sweep planned {len(old_jobs)} jobs, this command plans {len(new)}"
+    for before, now in zip(old_jobs, new):
+        if _computed(before.get("overrides", [])) != _computed(now["overrides"]):
+            return (f"job #{now['num']} was {' '.join(_computed(before.get('overrides', []))) or '(no overrides)'}, "
+                    f"this command makes it {' '.join(_computed(now['overrides'])) or '(no overrides)'}")
+    return None
+
+
+def missing_jobs(plan: dict[str, Any] | None, recorded_nums: set[int]) -> list[dict[str, Any]]:
+    """The planned jobs ({"num", "overrides"}) with no record at all, in job order."""
+    if not plan:
+        return []
+    jobs = plan.get("jobs")
+    if not isinstance(jobs, list):  # an older plan: numbers only
+        count = planned_count(plan) or 0
+        jobs = [{"num": n, "overrides": None} for n in range(count)]
+    return [job for job in jobs if isinstance(job, dict) and job.get("num") not in recorded_nums]

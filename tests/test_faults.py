@@ -1,0 +1,305 @@
+"""Faults, through the real command line: a W&B server that never answers, a program too big for the
+machine, a full disk, a W&B copy cut short, a second command on a locked sweep, Ctrl-C and SIGTERM.
+
+Faults are put in by monkeypatching inside the harness process (`run_injected`) or by
+a server on 127.0.0.1 that accepts connections and never answers: no traffic leaves
+this machine.
+"""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+import wandb
+from filelock import FileLock
+
+from conftest import records, run_cli, wandb_file
+from harness import config as config_lib
+from harness.config import ConfigError, WandbConfig
+from harness.memory import available_bytes
+from wandb_reader import read_run
+
+FAST = ("train.warmup=0", "train.repeats=1", "train.measure_dispatch=false")
+
+
+def run_injected(injection: str, *args: str, cwd: Path, timeout: float = 240) -> subprocess.CompletedProcess:
+    """`harness ARGS` as a user runs it, with `injection` (Python code: the fault) run first in the same process."""
+    code = f"import sys\n{injection}\nfrom harness.cli import main\nsys.argv[0] = 'harness'\nmain()\n"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
+    return subprocess.run([sys.executable, "-c", code, *args], cwd=cwd, env={**env, "HYDRA_FULL_ERROR": "0"},
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def start(*args: str, cwd: Path) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
+    return subprocess.Popen([sys.executable, "-m", "harness", *args], cwd=cwd, env={**env, "HYDRA_FULL_ERROR": "0"},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def on_disk(root: Path) -> list[dict]:
+    """Every record under `root` that reads right now (a sweep in progress may be writing)."""
+    out = []
+    for path in root.rglob("result.json"):
+        try:
+            out.append(json.loads(path.read_text()))
+        except (OSError, ValueError):
+            pass
+    return out
+
+
+def wait_for(predicate, proc: subprocess.Popen, what: str, limit_s: float = 180) -> None:
+    """Polls until `predicate()` holds; the limit only guards against a hang."""
+    deadline = time.monotonic() + limit_s
+    while not predicate():
+        assert proc.poll() is None, f"the command ended before {what}: {proc.communicate()}"
+        assert time.monotonic() < deadline, f"no {what} after {limit_s} s"
+        time.sleep(0.05)
+
+
+def snapshot(directory: Path) -> dict[Path, tuple[bytes, int]]:
+    return {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+# --- W&B -------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def silent_server():
+    """A server on 127.0.0.1 that accepts connections and never answers: W&B online with no way through."""
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(0.1)
+    connections, stop = [], threading.Event()
+
+    def accept():
+        while not stop.is_set():
+            try:
+                connections.append(server.accept()[0])
+            except TimeoutError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.getsockname()[1]}", connections
+    stop.set()
+    thread.join()
+    for conn in connections:
+        conn.close()
+    server.close()
+
+
+def test_wandb_online_that_never_answers_costs_one_short_timeout_then_the_sweep_logs_offline(tmp_path,
+                                                                                            silent_server):
+    url, connections = silent_server
+    env = {"WANDB_BASE_URL": url, "WANDB_API_KEY": "k" * 40, "HOME": str(tmp_path),
+           "WANDB_CONFIG_DIR": str(tmp_path / "wandb-config")}
+    proc = run_cli("-m", f"results_dir={tmp_path / 'results'}", "tracker=online", "tracker.wandb.init_timeout=1",
+                   *FAST, "optimizer.lr=1e-3,1e-2", cwd=tmp_path, env=env, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    recs = records(tmp_path / "results")
+    assert [r["status"] for r in recs] == ["ok", "ok"]
+    assert connections, "W&B never tried the server"
+    for rec in recs:
+        copy = rec["wandb"]
+        assert copy["requested_mode"] == "online" and copy["mode"] == "offline"
+        assert copy["fallback"].startswith("CommError") and copy["file_complete"] is True and copy["finished"]
+        run = read_run(wandb_file(rec))
+        assert run["exit_code"] == 0 and run["summary"]["test/mse"] == rec["metrics"]["test"]["mse"]
+    # Only the first job waited for the server; the summary says what happened and how to upload.
+    assert (proc.stdout + proc.stderr).count("W&B online not reached") == 1
+    assert "W&B: online not reached (CommError" in proc.stdout and "2 runs logged offline" in proc.stdout
+    assert "-exec wandb sync {} +" in proc.stdout
+    (sweep,) = (tmp_path / "results" / "default").iterdir()
+    assert list((sweep / "wandb").glob("offline-run-*/run-*.wandb")), "the report run went offline too"
+
+
+def test_wandb_names_are_checked_by_the_rules_wandb_itself_applies():
+    """harness.config's checks (start-up, no wandb import) agree with wandb.Settings on each case."""
+    for project in ("ok-name", "a/b", "a:b", "x" * 128, "x" * 129, "percent%", "hash#"):
+        ours = _accepted(lambda: WandbConfig(project=project))
+        theirs = _accepted(lambda: wandb.Settings(project=project))
+        assert ours == theirs, project
+    for tag in ("t", "t" * 64, "t" * 65, ""):
+        assert _accepted(lambda: WandbConfig(tags=[tag])) == _accepted(lambda: wandb.Settings(run_tags=(tag,))), tag
+    assert not _accepted(lambda: WandbConfig(project=""))
+    assert config_lib.WANDB_NAME_MAX == 128 and config_lib.WANDB_TAG_MAX == 64
+
+
+def _accepted(make) -> bool:
+    try:
+        make()
+        return True
+    except (ConfigError, wandb.errors.UsageError, ValueError):
+        return False
+
+
+def test_a_wandb_copy_cut_short_is_logged_again_by_resume_from_the_record(tmp_path):
+    results = tmp_path / "results"
+    args = (f"results_dir={results}", "tracker=offline", *FAST)
+    first = run_cli(*args, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr[-2000:]
+    (rec,) = records(results)
+    path, old_file = Path(rec["job"]["output_dir"]) / "result.json", Path(rec["wandb"]["file"])
+    assert rec["wandb"]["file_complete"] is True
+    # What a kill while W&B was logging leaves: an ok record without its W&B part, a 7-byte run file.
+    old_file.write_bytes(old_file.read_bytes()[:7])
+    path.write_text(json.dumps({k: v for k, v in rec.items() if k != "wandb"}))
+
+    resumed = run_cli(*args, f"resume={path.parent}", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "skipped by resume" in resumed.stdout and "logged again from the record" in resumed.stdout
+    (again,) = records(results)
+    assert {k: v for k, v in again.items() if k != "wandb"} == {k: v for k, v in rec.items() if k != "wandb"}
+    assert again["wandb"]["file_complete"] is True and Path(again["wandb"]["file"]) != old_file
+    assert not old_file.parent.exists(), "the cut-off copy stays behind for `wandb sync`"
+    run = read_run(Path(again["wandb"]["file"]))
+    assert [h["train/mse"] for h in run["history"]] == rec["history"]["train_mse"] and run["exit_code"] == 0
+
+    untouched = run_cli(*args, f"resume={path.parent}", cwd=tmp_path)  # a whole copy is left alone
+    assert untouched.returncode == 0 and "logged again" not in untouched.stdout
+    assert records(results) == [again]
+
+
+# --- a job that cannot finish ----------------------------------------------------------------------
+
+
+def test_a_program_bigger_than_the_memory_left_is_refused_as_a_failed_record(tmp_path):
+    injection = "import harness.memory\nharness.memory.available_bytes = lambda: (1000, 'a 1000-byte test limit')"
+    proc = run_injected(injection, f"results_dir={tmp_path / 'results'}", "tracker=disabled", *FAST, cwd=tmp_path)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert "error: InsufficientMemory: memory: the compiled program needs" in proc.stderr
+    (rec,) = records(tmp_path / "results")
+    assert rec["status"] == "failed" and rec["error"]["type"] == "InsufficientMemory"
+    assert "a 1000-byte test limit" in rec["error"]["message"] and "traceback" not in rec["error"]
+    assert "timing" not in rec, "refused before the first timed call"
+
+
+def test_available_memory_is_the_least_of_meminfo_and_every_cgroup_limit(tmp_path):
+    proc, cgroups = tmp_path / "proc", tmp_path / "cgroup"
+    (proc / "self").mkdir(parents=True)
+    (proc / "meminfo").write_text("MemTotal:  9000000 kB\nMemAvailable:  8000000 kB\n")
+    (proc / "self" / "cgroup").write_text("0::/job/step\n")
+    (cgroups / "job" / "step").mkdir(parents=True)
+    (cgroups / "job" / "memory.max").write_text("3000000000\n")
+    (cgroups / "job" / "memory.current").write_text("1000000000\n")
+    (cgroups / "job" / "step" / "memory.max").write_text("max\n")
+    (cgroups / "job" / "step" / "memory.current").write_text("5\n")
+    assert available_bytes(proc, cgroups) == (2_000_000_000, f"cgroup limit {cgroups / 'job' / 'memory.max'} "
+                                                             "less its usage")
+    (proc / "self" / "cgroup").write_text("4:memory:/slurm\n")  # cgroup v1
+    (cgroups / "memory" / "slurm").mkdir(parents=True)
+    (cgroups / "memory" / "slurm" / "memory.limit_in_bytes").write_text("9223372036854771712\n")  # no limit
+    (cgroups / "memory" / "slurm" / "memory.usage_in_bytes").write_text("7\n")
+    assert available_bytes(proc, cgroups) == (8_192_000_000, "MemAvailable in /proc/meminfo")
+    here = available_bytes()  # this machine: something, and no more than it has
+    total = next(int(line.split()[1]) * 1024 for line in Path("/proc/meminfo").read_text().splitlines()
+                 if line.startswith("MemTotal:"))
+    assert here is not None and 0 < here[0] <= total
+
+
+FULL_DISK_FOR_JOB_1 = """
+import errno
+import harness.app
+
+real_write = harness.app.write_json_atomic
+
+def write_or_disk_full(path, record):
+    if record.get("job", {}).get("num") == 1 and "metrics" in record:  # job 1's full record does not fit
+        raise OSError(errno.ENOSPC, "No space left on device")
+    return real_write(path, record)
+
+harness.app.write_json_atomic = write_or_disk_full
+"""
+
+
+def test_a_full_disk_while_writing_a_record_is_one_line_a_failed_job_and_the_sweep_goes_on(tmp_path):
+    results = tmp_path / "results"
+    proc = run_injected(FULL_DISK_FOR_JOB_1, "-m", f"results_dir={results}", "tracker=disabled", "report=false",
+                        *FAST, "optimizer.lr=1e-3,2e-3,3e-3", cwd=tmp_path)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    recs = sorted(records(results), key=lambda r: r["job"]["num"])
+    assert [r["status"] for r in recs] == ["ok", "failed", "ok"]
+    assert recs[1]["error"]["type"] == "OSError" and "could not be written" in recs[1]["error"]["message"]
+    lines = [line for line in proc.stderr.splitlines() if "No space left on device" in line]
+    assert len(lines) == 1 and lines[0].startswith("error: cannot write ") and "/1/result.json" in lines[0]
+    assert "failed #1" in proc.stdout and "sweep: 3/3 done" in proc.stdout
+
+
+# --- commands on one sweep -------------------------------------------------------------------------
+
+
+def test_a_locked_sweep_and_a_resume_of_other_jobs_or_config_are_refused_without_changing_anything(tmp_path):
+    results = tmp_path / "results"
+    args = ("-m", f"results_dir={results}", "tracker=disabled", "report=false", *FAST)
+    made = run_cli(*args, "optimizer.lr=1e-3,1e-2", cwd=tmp_path)
+    assert made.returncode == 0, made.stderr[-2000:]
+    (sweep,) = (results / "default").iterdir()
+    plan = json.loads((sweep / "sweep.json").read_text())
+    assert plan["planned_jobs"] == 2 and [j["num"] for j in plan["jobs"]] == [0, 1]
+    assert "optimizer.lr=0.01" in plan["jobs"][1]["overrides"]  # as Hydra writes it, and each job's record
+    before = snapshot(sweep)
+
+    with FileLock(str(sweep / ".harness.lock"), timeout=0):  # another harness command works in the sweep
+        locked = run_cli(*args, "optimizer.lr=1e-3,1e-2", f"resume={sweep}", cwd=tmp_path)
+    assert locked.returncode == 1, locked.stdout
+    assert f"error: another harness command is running in {sweep}" in locked.stderr
+    other = run_cli(*args, "optimizer.lr=1e-3,5e-2", f"resume={sweep}", cwd=tmp_path)
+    assert other.returncode == 1 and "error: resume: job #1 was" in other.stderr, other.stderr
+    assert "optimizer.lr=0.05" in other.stderr
+    changed = run_cli(*args, "optimizer.lr=1e-3,1e-2", "task.n_train=40", f"resume={sweep}", cwd=tmp_path)
+    assert changed.returncode == 1 and "error: resume: the sweep's config differs" in changed.stderr
+    single = run_cli("tracker=disabled", f"resume={sweep}", cwd=tmp_path)
+    assert single.returncode == 1 and "holds a sweep; resume it with -m" in single.stderr
+    for proc in (locked, other, changed, single):
+        assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert snapshot(sweep) == before, "a refused resume changed the sweep"
+
+
+# --- stopping --------------------------------------------------------------------------------------
+
+
+def test_ctrl_c_stops_a_sweep_with_one_line_and_leaves_whole_records(tmp_path):
+    results = tmp_path / "results"
+    proc = start("-m", f"results_dir={results}", "tracker=disabled", "report=false", "train.steps=50000",
+                 "train.warmup=0", "train.repeats=15", "train.measure_dispatch=false", "optimizer.lr=1e-3,2e-3,3e-3",
+                 cwd=tmp_path)
+    statuses = lambda: [r["status"] for r in on_disk(results)]  # noqa: E731
+    wait_for(lambda: "ok" in statuses() and "running" in statuses(), proc, "a finished and a running job")
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=180)
+    assert proc.returncode == 130, err[-2000:]
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err[-2000:]
+    (sweep,) = (results / "default").iterdir()
+    assert f"interrupted by Ctrl-C: finished jobs keep their records" in err and f"resume={sweep}" in err
+    recs = records(results)
+    stopped = [r for r in recs if r["status"] == "crashed"]
+    assert len(stopped) == 1 and stopped[0]["error"]["type"] == "KeyboardInterrupt"
+    assert {r["status"] for r in recs} == {"ok", "crashed"} and len(recs) < 3
+
+
+def test_sigterm_to_a_joblib_sweep_ends_its_workers(tmp_path):
+    results = tmp_path / "results"
+    proc = start("-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", f"results_dir={results}",
+                 "tracker=disabled", "report=false", "train.steps=100000", "train.warmup=0", "train.repeats=1000",
+                 "train.measure_dispatch=false", "optimizer.lr=1e-3,2e-3", cwd=tmp_path)
+    running = lambda: [r for r in on_disk(results) if r["status"] == "running"]  # noqa: E731
+    wait_for(lambda: len(running()) == 2, proc, "both workers running a job")
+    workers = [r["process"]["pid"] for r in running()]
+    assert proc.pid not in workers and all(psutil.pid_exists(pid) for pid in workers)
+    proc.terminate()
+    out, err = proc.communicate(timeout=180)
+    assert proc.returncode == 143, err[-2000:]
+    assert "interrupted by SIGTERM" in err and "Traceback" not in err, err[-2000:]
+    for pid in workers:  # gone by the time the sweep's process has exited, not a minute later
+        assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE, pid
+    (sweep,) = (results / "default").iterdir()
+    shown = run_cli("report", str(sweep), cwd=tmp_path)  # the workers' jobs: crashed, not "running"
+    assert shown.returncode == 1 and "2 runs: 0 ok, 0 diverged, 0 failed, 0 skipped, 2 crashed" in shown.stdout
+

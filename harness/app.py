@@ -23,6 +23,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from harness.config import Config, ConfigError, DeviceUnavailable, register, to_spec
+from harness.slurm import slurm_job
 from harness.tracking import RECORD_NAME, WandbSink, write_json_atomic
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"  # the repo's conf/ (editable install)
@@ -51,6 +52,7 @@ def job_info() -> dict[str, Any]:
         "overrides": list(hc.overrides.task),
         "override_dirname": hc.job.override_dirname,
         "output_dir": hc.runtime.output_dir,
+        "slurm": slurm_job(),  # None outside Slurm
     }
 
 
@@ -165,6 +167,11 @@ def main(cfg: DictConfig) -> None:
                   f"{Path(record['job']['output_dir']) / RECORD_NAME}", flush=True)
         if done:
             return
+        if cfg.vectorize.lr or cfg.vectorize.seed:
+            # A vectorized job writes one record per point, in <job>/<point>/; a record in <job>/ itself
+            # is the job's earlier end (failed before its points, or crashed: harness/slurm.py). The
+            # rerun replaces it, so it must not stay behind to be counted with the new ones.
+            (out_dir / RECORD_NAME).unlink(missing_ok=True)
     records = run_job(cfg, out_dir, job_info())
     for record in records:
         print(f"{record['status']}: {Path(record['job']['output_dir']) / RECORD_NAME}", flush=True)

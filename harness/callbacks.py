@@ -1,9 +1,9 @@
 """Hydra callbacks: sweep progress as jobs end, and a summary plus exit code when the sweep ends.
 
 Jobs never raise (every outcome is a record), so Hydra alone would exit 0 after a
-sweep with failures. `on_multirun_end` reads the records, prints every failed and
-skipped job with its overrides, logs the sweep report to W&B, and exits 1 when a
-job failed.
+sweep with failures. `on_multirun_end` reads the records, prints every failed,
+skipped and crashed job with its overrides, logs the sweep report to W&B, and exits 1
+when a job failed or crashed (ended by Slurm without a result, recorded by harness/slurm.py).
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ def summary_lines(records: list[dict[str, Any]], total: int | None) -> list[str]
     jobs = f"{total} jobs, " if total is not None else ""
     lines = [f"sweep finished: {jobs}{len(records)} runs recorded: " + ", ".join(f"{n} {s}" for s, n in c.items())]
     for r in records:
-        if r.get("status") in ("failed", "skipped"):
+        if r.get("status") in ("failed", "skipped", "crashed"):
             error = r.get("error") or {}
             overrides = " ".join(r.get("job", {}).get("overrides", []))
             lines.append(f"  {r['status']} #{r.get('job', {}).get('num')}: {overrides}\n"
@@ -133,7 +133,7 @@ class SweepCallback(Callback):
             self._report(config, sweep_dir)
         else:
             print(f"report: harness report {sweep_dir}", flush=True)
-        if counts(records)["failed"]:
+        if counts(records)["failed"] or counts(records)["crashed"]:
             sys.exit(1)
 
     @staticmethod

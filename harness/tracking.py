@@ -18,7 +18,7 @@ from harness.config import WandbConfig
 
 log = logging.getLogger(__name__)
 RECORD_NAME = "result.json"
-STATUSES = ("ok", "diverged", "failed", "skipped")
+STATUSES = ("ok", "diverged", "failed", "skipped", "crashed")  # crashed: ended by Slurm, no result (harness/slurm.py)
 
 
 def finite_or_null(obj: Any) -> Any:
@@ -155,5 +155,5 @@ class WandbSink:
             if self.cfg.mode == "online":
                 info["url"] = run.url
         finally:
-            run.finish(exit_code=1 if record["status"] == "failed" else 0)
+            run.finish(exit_code=1 if record["status"] in ("failed", "crashed") else 0)
         return info

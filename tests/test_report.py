@@ -248,7 +248,7 @@ def test_report_command_prints_counts_and_problem_runs(tmp_path, capsys):
     assert report.main_report([str(sweep), "--out", str(tmp_path / "out")]) == 0
     out = capsys.readouterr().out
     n_ok = N_OK // len(STEPS)
-    assert f"{n_ok + 2} runs: {n_ok} ok, 0 diverged, 1 failed, 1 skipped; 3 unreadable records" in out
+    assert f"{n_ok + 2} runs: {n_ok} ok, 0 diverged, 1 failed, 1 skipped, 0 crashed; 3 unreadable records" in out
     assert str(tmp_path / "out" / "report.md") in out and "skipped time_vs_steps" in out
     assert "ValueError: planted failed run" in out and "DeviceUnavailable" in out
     assert str(sweep / "corrupt" / "result.json") in out

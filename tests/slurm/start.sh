@@ -4,6 +4,9 @@
 #   sudo bash tests/slurm/start.sh     # idempotent: a second call checks the daemons and returns
 #   sudo bash tests/slurm/stop.sh      # stops, by PID, the daemons this script started
 #
+# With HARNESS_SLURM_STARTED=<file>, the names of the daemons this call started are appended to
+# <file>, so a caller (.ci/run) can stop exactly those: `stop.sh $(cat <file>)`.
+#
 # Debian/Ubuntu, as root. Installs the distribution's packages if they are missing (munge,
 # slurmctld, slurmd, slurm-client, slurmdbd, mariadb-server). The init system is not used
 # (in containers policy-rc.d forbids it): each daemon is started here in the foreground of
@@ -62,6 +65,7 @@ launch() {  # launch NAME COMM CMD...: start CMD in the foreground of its own se
   # Not a process-group leader (no job control in a script), so setsid execs in place: $! is the daemon.
   setsid "$@" >>"$LOGS/$name.log" 2>&1 </dev/null &
   echo $! >"$PIDS/$name.pid"
+  if [ -n "${HARNESS_SLURM_STARTED:-}" ]; then echo "$name" >>"$HARNESS_SLURM_STARTED"; fi
   say "started $name (pid $!)"
 }
 

@@ -2,6 +2,9 @@
 # Stops the daemons tests/slurm/start.sh started, by the PIDs it recorded, newest first,
 # and removes their pid files (also stale ones, whose process is gone). Nothing else is
 # signalled: a daemon this script did not start is left alone. Safe to call twice.
+#
+#   bash tests/slurm/stop.sh                    # every daemon start.sh recorded
+#   bash tests/slurm/stop.sh slurmd slurmctld   # only these (names as start.sh records them)
 set -uo pipefail
 
 STATE=${HARNESS_SLURM_STATE:-/run/harness-slurm}
@@ -11,6 +14,7 @@ PIDS=$STATE/pids
 
 status=0
 for name in slurmd slurmctld slurmdbd mariadbd munged; do
+  if [ "$#" -gt 0 ] && ! printf '%s\n' "$@" | grep -qx "$name"; then continue; fi
   file=$PIDS/$name.pid
   [ -e "$file" ] || continue
   pid=$(cat "$file")
@@ -34,6 +38,7 @@ for name in slurmd slurmctld slurmdbd mariadbd munged; do
   fi
   rm -f "$file"
 done
-# The daemons' own pid files (slurm*.own.pid, /run/mysqld/harness.pid) go with them.
-rm -f "$STATE"/*.own.pid /run/mysqld/harness.pid
+# The daemons' own pid files go with them.
+for name in slurmd slurmctld slurmdbd; do [ -e "$PIDS/$name.pid" ] || rm -f "$STATE/$name.own.pid"; done
+[ -e "$PIDS/mariadbd.pid" ] || rm -f /run/mysqld/harness.pid
 exit "$status"

@@ -55,10 +55,10 @@ if SlurmLauncher is not None:
 
             assert self.config is not None and len(job_overrides) > 0
             init_keys = {"submitit_folder", "max_num_timeout"}
-            executor = submitit.AutoExecutor(
-                cluster=self._EXECUTOR, folder=self.params["submitit_folder"],
-                **{f"{self._EXECUTOR}_max_num_timeout": self.params[k] for k in ("max_num_timeout",)
-                   if k in self.params})
+            init = {"folder": self.params["submitit_folder"]}
+            if "max_num_timeout" in self.params:
+                init[f"{self._EXECUTOR}_max_num_timeout"] = self.params["max_num_timeout"]
+            executor = submitit.AutoExecutor(cluster=self._EXECUTOR, **init)
             baseparams = set(OmegaConf.structured(BaseQueueConf).keys())
             executor.update_parameters(**{k if k in baseparams else f"{self._EXECUTOR}_{k}": v
                                           for k, v in self.params.items() if k not in init_keys})

@@ -27,6 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from harness.config import Config, ConfigError, DeviceUnavailable, register, to_spec
 from harness.console import run_lines
+from harness.slurm import slurm_job
 from harness.tracking import (RECORD_NAME, RUNNING, WANDB_OFFLINE_FLAG, WandbSink, crashed, running_marker,
                               wandb_copy_complete, with_environment, write_json_atomic)
 
@@ -60,6 +61,7 @@ def job_info() -> dict[str, Any]:
         "output_dir": hc.runtime.output_dir,
         # the sweep's (or the single run's) directory: its name is the W&B group's timestamp
         "sweep_dir": str(Path(hc.runtime.output_dir).parent) if hc.mode == RunMode.MULTIRUN else hc.runtime.output_dir,
+        "slurm": slurm_job(),  # None outside Slurm
     }
 
 
@@ -243,6 +245,11 @@ def main(cfg: DictConfig) -> None:
             return
         if (previous := _previous_status(out_dir)) in ("crashed", "failed", "skipped"):
             print(f"{previous} before, run again by resume: {out_dir / RECORD_NAME}", flush=True)
+        if cfg.vectorize.lr or cfg.vectorize.seed:
+            # A vectorized job writes one record per point, in <job>/<point>/; a record in <job>/ itself
+            # is the job's earlier end (failed before its points, or crashed: harness/slurm.py). The
+            # rerun replaces it, so it must not stay behind to be counted with the new ones.
+            (out_dir / RECORD_NAME).unlink(missing_ok=True)
     records = run_job(cfg, out_dir, job_info(), offline_flag)
     for record in records:
         if single:

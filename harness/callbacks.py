@@ -2,8 +2,9 @@
 
 Jobs never raise (every outcome is a record), so Hydra alone would exit 0 after a
 sweep with failures. `on_multirun_end` reads the records, prints every failed,
-skipped and crashed job and every planned job with no record, logs the sweep
-report to W&B, and exits 1 when any job did not finish well.
+skipped and crashed job (ended without a result, also by Slurm: harness/slurm.py) and
+every planned job with no record, logs the sweep report to W&B, and exits 1 when any
+job did not finish well.
 
 Before anything is written, a command checks what it was given (keys, paths,
 W&B names, the dir a resume names) and takes the lock of its directory, which

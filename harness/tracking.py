@@ -27,7 +27,7 @@ from harness.config import WandbConfig
 
 log = logging.getLogger(__name__)
 RECORD_NAME = "result.json"
-STATUSES = ("ok", "diverged", "failed", "skipped", "crashed")
+STATUSES = ("ok", "diverged", "failed", "skipped", "crashed")  # crashed: a job that died (also by Slurm)
 RUNNING = "running"  # the marker of a job in progress: not a final status
 WANDB_OFFLINE_FLAG = ".harness-wandb-offline"  # in a sweep dir: W&B online was not reached, later jobs go offline
 
@@ -389,7 +389,7 @@ class WandbSink:
             if fallback:
                 info.update(requested_mode="online", fallback=fallback)
         finally:
-            run.finish(exit_code=1 if record["status"] == "failed" else 0)
+            run.finish(exit_code=1 if record["status"] in ("failed", "crashed") else 0)
         info["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")  # run.finish() returned
         file = run_file(Path(run.dir).parent)
         info["file"] = str(file) if file else None

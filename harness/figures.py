@@ -257,10 +257,14 @@ def cost_vs_params_figure(summary: pd.DataFrame, keys: list[str]) -> Figure | st
     others = [k for k in keys if k not in SIZE_KEYS]
     fig = _new_figure(11, 4.6)
     left, right = fig.subplots(1, 2)
-    for i, (values, g) in enumerate(groups(ok, others) if others else [({}, ok)]):
+    methods = list(dict.fromkeys(ok["method"]))
+    styles = {value: style for value, style in zip(dict.fromkeys(ok["freeze"]), ("-", "--", ":", "-."))}
+    for values, g in groups(ok, others) if others else [({}, ok)]:
         g = g.groupby("params", sort=True).median(numeric_only=True).reset_index()
-        colour, label = f"C{i % 10}", _label(values, _varying(ok, others)) or "all"
-        style = "--" if values.get("freeze") == "none" else "-"
+        # Colour by method, line style by freeze option: 12 lines stay tellable apart.
+        colour = f"C{methods.index(values['method']) % 10}" if "method" in values else "C0"
+        style = styles.get(values.get("freeze"), "-")
+        label = _label(values, _varying(ok, others)) or "all"
         left.plot(g["params"], g["in_loop_s_per_step_median"] * 1e3, style, marker="o", ms=4, color=colour,
                   label=label)
         right.plot(g["params"], g["memory_bytes_median"] / 2**20, style, marker="o", ms=4, color=colour)

@@ -37,8 +37,8 @@ CONFIDENCE = 0.95
 SEED = 0  # the bootstrap's: the same records always give the same report
 RESAMPLES = 4999
 # Axes whose values are compared with each other; method against diffstate unless told otherwise.
-COMPARED_AXES = ("method", "freeze", "optimizer")
-DEFAULT_BASELINES = {"method": "diffstate"}
+COMPARED_AXES = ("fine_tuning", "method", "freeze", "optimizer")
+DEFAULT_BASELINES = {"method": "diffstate", "fine_tuning": "scratch"}
 
 
 @dataclass(frozen=True)
@@ -280,7 +280,8 @@ def compare_axis(df: pd.DataFrame, axis: str, baseline: str, columns: Sequence[s
     a paired metric): only settings run with both values are compared.
     """
     ok = df[df["status"] == "ok"]
-    others = [k for k in group_keys(ok) if k != axis]
+    # Settings that follow from the compared value (the freeze mask of a fine-tuning strategy) are no strata.
+    others = [k for k in group_keys(ok) if k != axis and not _follows(ok, axis, k)]
     rows = []
     for candidate in dict.fromkeys(ok[axis]):
         if candidate == baseline or nan_to_none(candidate) is None:
@@ -299,6 +300,11 @@ def compare_axis(df: pd.DataFrame, axis: str, baseline: str, columns: Sequence[s
                                        "strata", "estimate", "verdict"])
 
 
+def _follows(runs: pd.DataFrame, axis: str, key: str) -> bool:
+    """Whether `key` takes one value for each value of `axis` (it is set by it)."""
+    return key in runs and bool((runs.groupby(axis, dropna=False)[key].nunique(dropna=False) <= 1).all())
+
+
 def finding_columns(df: pd.DataFrame) -> list[str]:
     """The metrics a finding reports: step time, memory, optimizer state, test MSE (those the runs have)."""
     step = step_time_column(df)
@@ -311,7 +317,7 @@ def comparisons(df: pd.DataFrame, baselines: Mapping[str, str] | None = None, *,
     columns = finding_columns(df)
     parts = [compare_axis(df, axis, base, columns, threshold=threshold, seed=seed)
              for axis, base in baselines_for(df, baselines).items()]
-    parts = [p for p in parts if len(p)]
+    parts = [p for p in parts if len(p) and (p["strata"] > 0).any()]  # no setting run with both: nothing to say
     return pd.concat(parts, ignore_index=True) if parts else compare_axis(df.iloc[:0], "method", "", columns)
 
 

@@ -48,7 +48,6 @@ def training_calls_s(record: dict) -> float:
 def in_process_split(jobs: int, out: Path) -> dict[str, list[float]]:
     import jax
     from hydra import compose, initialize_config_dir
-    from omegaconf import OmegaConf
 
     from harness.app import CONF_DIR, run_job
     from harness.config import WandbConfig

@@ -277,7 +277,7 @@ def test_ctrl_c_stops_a_sweep_with_one_line_and_leaves_whole_records(tmp_path):
     assert proc.returncode == 130, err[-2000:]
     assert "Traceback" not in err and "KeyboardInterrupt" not in err, err[-2000:]
     (sweep,) = (results / "default").iterdir()
-    assert f"interrupted by Ctrl-C: finished jobs keep their records" in err and f"resume={sweep}" in err
+    assert "interrupted by Ctrl-C: finished jobs keep their records" in err and f"resume={sweep}" in err
     recs = records(results)
     stopped = [r for r in recs if r["status"] == "crashed"]
     assert len(stopped) == 1 and stopped[0]["error"]["type"] == "KeyboardInterrupt"

@@ -463,7 +463,7 @@ def test_a_crashed_job_fails_the_report_and_a_live_one_is_shown_running(tmp_path
     assert report.main_report([str(sweep)]) == 1
     out = capsys.readouterr().out
     assert "3 runs: 2 ok, 0 diverged, 0 failed, 0 skipped, 1 crashed" in out
-    assert f"#2 crashed" in out and f"pid {int(dead.stdout)}" in out
+    assert "#2 crashed" in out and f"pid {int(dead.stdout)}" in out
     _write(sweep / "2" / "result.json", json.dumps({**marker, "process": {"host": socket.gethostname(),
                                                                           "pid": os.getpid()}}))
     assert report.main_report([str(sweep)]) == 0  # still running: not a failure, shown as such

@@ -119,7 +119,7 @@ def test_sigkill_mid_sweep_leaves_a_crashed_job_that_report_shows_and_resume_rer
     # The killed job is visible: report shows it crashed and lists the jobs that never started.
     shown = run_cli("report", str(sweep), cwd=tmp_path)
     assert shown.returncode == 1, shown.stdout + shown.stderr
-    assert f"1 crashed" in shown.stdout and f"#{len(finished)} crashed" in shown.stdout
+    assert "1 crashed" in shown.stdout and f"#{len(finished)} crashed" in shown.stdout
     assert "pid" in shown.stdout and "ended without writing its result" in shown.stdout
     assert f"missing: {6 - len(finished) - 1} planned jobs have no record" in shown.stdout
     assert "optimizer.lr=0.006" in shown.stdout and "Traceback" not in shown.stderr

@@ -28,8 +28,8 @@ from omegaconf import DictConfig, OmegaConf
 from harness.config import Config, ConfigError, DeviceUnavailable, register, to_spec
 from harness.console import run_lines
 from harness.slurm import slurm_job
-from harness.tracking import (RECORD_NAME, RUNNING, WANDB_OFFLINE_FLAG, WandbSink, crashed, running_marker,
-                              wandb_copy_complete, with_environment, write_json_atomic)
+from harness.tracking import (RECORD_NAME, RUNNING, WANDB_OFFLINE_FLAG, LiveCurves, WandbSink, crashed,
+                              running_marker, wandb_copy_complete, with_environment, write_json_atomic)
 
 # An installed wheel carries the configs as harness/conf; a source checkout (editable install) has them in conf/.
 _PACKAGE = Path(__file__).resolve().parent
@@ -65,7 +65,8 @@ def job_info() -> dict[str, Any]:
     }
 
 
-def _outcomes(cfg: DictConfig, config: dict[str, Any], job: dict[str, Any], out_dir: Path):
+def _outcomes(cfg: DictConfig, config: dict[str, Any], job: dict[str, Any], out_dir: Path,
+              live: LiveCurves | None = None):
     """(record dir, config, job, result) per run of this job: one, or one per vectorized point."""
     spec = to_spec(cfg)
     # JAX is imported only once the config is valid: bad input is answered in about a second.
@@ -76,7 +77,7 @@ def _outcomes(cfg: DictConfig, config: dict[str, Any], job: dict[str, Any], out_
     devices = select(spec.device)
     env = {"environment": environment(devices[0])}
     if not spec.vectorize.enabled:
-        return [(out_dir, config, job, {**env, **execute(spec, devices)})]
+        return [(out_dir, config, job, {**env, **execute(spec, devices, on_chunk=live)})]
     results = execute_vectorized(spec, devices)
     outcomes = []
     for i, (point, result) in enumerate(results):
@@ -109,8 +110,11 @@ def run_job(cfg: DictConfig, out_dir: Path, job: dict[str, Any],
     marker_path = out_dir / RECORD_NAME
     marker = running_marker(job, config, config_hash(config), started)
     write_record(marker_path, marker)  # a job killed from here on leaves this trace
+    live = None
+    if cfg.train.log_every and not (cfg.vectorize.lr or cfg.vectorize.seed) and (sink := _wandb_sink(cfg, job, offline_flag)):
+        live = LiveCurves(sink, {"status": RUNNING, "job": job, "config": config}, out_dir)
     try:
-        outcomes = _outcomes(cfg, config, job, out_dir)
+        outcomes = _outcomes(cfg, config, job, out_dir, live)
     except DeviceUnavailable as err:
         outcomes = [(out_dir, config, job, {"status": "skipped", "error": _error(err)})]
     except ConfigError as err:
@@ -137,7 +141,7 @@ def run_job(cfg: DictConfig, out_dir: Path, job: dict[str, Any],
             write_record(path, record)  # a small record may still fit; else the marker shows a crash
             records.append(record)
             continue
-        record["wandb"] = _log_wandb(cfg, record, record_dir, offline_flag)
+        record["wandb"] = _log_wandb(cfg, record, record_dir, offline_flag, live if record_dir == out_dir else None)
         write_record(path, record)  # if this fails the record above stands; resume redoes the W&B copy
         records.append(record)
     if all(record_dir != out_dir for record_dir, *_ in outcomes):
@@ -150,15 +154,24 @@ def _error(err: BaseException) -> dict[str, str]:
     return {"type": type(err).__name__, "message": text.splitlines()[0] if text else ""}
 
 
+def _wandb_sink(cfg: DictConfig, job: dict[str, Any], offline_flag: Path | None = None) -> WandbSink | None:
+    """The job's W&B sink, or None when the tracker config is bad (already the record's error) or disabled."""
+    try:
+        wandb_cfg = with_environment(OmegaConf.to_object(cfg.tracker.wandb), (job or {}).get("overrides", []))
+    except Exception:  # noqa: BLE001
+        return None
+    return None if wandb_cfg.mode == "disabled" else WandbSink(wandb_cfg, offline_flag)
+
+
 def _log_wandb(cfg: DictConfig, record: dict[str, Any], out_dir: Path,
-               offline_flag: Path | None = None) -> dict[str, Any] | None:
+               offline_flag: Path | None = None, live: LiveCurves | None = None) -> dict[str, Any] | None:
     try:
         overrides = (record.get("job") or {}).get("overrides", [])
         wandb_cfg = with_environment(OmegaConf.to_object(cfg.tracker.wandb), overrides)
     except Exception:  # noqa: BLE001 - a bad tracker config is already the record's error
         return None
     try:
-        return WandbSink(wandb_cfg, offline_flag)(record, out_dir)
+        return WandbSink(wandb_cfg, offline_flag)(record, out_dir, live)
     except Exception as err:  # noqa: BLE001 - W&B is an observer, never a point of failure
         log.warning("W&B logging failed, the local record is kept: %s: %s", type(err).__name__, err)
         return {"mode": wandb_cfg.mode, "error": f"{type(err).__name__}: {err}"}

@@ -49,8 +49,12 @@ def _placed(spec: Config, devices: list[jax.Device]) -> tuple[Data, FullBatch | 
                 jax.device_put(data.x_test, replicated), jax.device_put(data.y_test, replicated)), batches
 
 
-def execute(spec: Config, devices: list[jax.Device]) -> dict[str, Any]:
-    """Builds, compiles, times and evaluates one run; each step's batch is sharded over `devices`."""
+def execute(spec: Config, devices: list[jax.Device], on_chunk=None) -> dict[str, Any]:
+    """Builds, compiles, times and evaluates one run; each step's batch is sharded over `devices`.
+
+    With train.log_every, `on_chunk(first step, {metric: values})` sees each chunk of the first
+    training call as it arrives (live curves).
+    """
     use_persistent_cache(spec.train.persistent_cache_dir)
     peak = plausibility.machine_peak(devices[0])
     with jax.default_device(devices[0]):
@@ -66,7 +70,7 @@ def execute(spec: Config, devices: list[jax.Device]) -> dict[str, Any]:
             static["steps"] = spec.train.log_every
             jitted, chunks = train_chunk, spec.train.steps // spec.train.log_every
             args = (state, batches.start(key, data.x_train.shape[0]), data.x_train, data.y_train, key, np.int32(0))
-            call = in_chunks(args, chunks, spec.train.log_every, spec.train.warmup + spec.train.repeats)
+            call = in_chunks(args, chunks, spec.train.log_every, spec.train.warmup + spec.train.repeats, on_chunk)
         (state, history), timing = compile_and_time(
             jitted, args, static, steps=spec.train.steps, warmup=spec.train.warmup, repeats=spec.train.repeats,
             chunks=chunks, call=call,
@@ -78,11 +82,12 @@ def execute(spec: Config, devices: list[jax.Device]) -> dict[str, Any]:
         return measurements(spec, data, built, batches, state, history, timing.summary(), peak)
 
 
-def in_chunks(args: tuple, chunks: int, steps: int, calls: int):
+def in_chunks(args: tuple, chunks: int, steps: int, calls: int, on_chunk=None):
     """One training as `chunks` calls of a compiled `train_chunk` program, with a progress bar on a terminal.
 
     Each chunk is waited for before the bar moves, so the bar shows steps done, not steps queued;
     that wait is part of the timed training, as it is of a user's loop that logs as it goes.
+    `on_chunk` sees the chunks of the first call only: the warm-up when there is one, untimed.
     """
     from rich.console import Console
     from rich.progress import Progress
@@ -101,6 +106,8 @@ def in_chunks(args: tuple, chunks: int, steps: int, calls: int):
                                                            np.int32(chunk * steps))
                 parts.append(jax.block_until_ready(history))
                 progress.advance(task, steps)
+                if on_chunk is not None and len(made) == 1:
+                    on_chunk(chunk * steps, {name: np.asarray(values) for name, values in history.items()})
         return current, parts  # joined on the host, after the timed calls (a device concat would compile)
 
     return call

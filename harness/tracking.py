@@ -352,11 +352,8 @@ class WandbSink:
             reinit="finish_previous",
         )
 
-    def __call__(self, record: dict[str, Any], out_dir: Path) -> dict[str, Any] | None:
-        from harness.wandb_file import run_file, wait_complete
-
-        if self.cfg.mode == "disabled":
-            return {"mode": "disabled"}
+    def open(self, record: dict[str, Any], out_dir: Path) -> tuple[Any, str, str | None]:
+        """(run, mode, why online fell back or None): the job's W&B run, online if it can be reached in time."""
         mode, fallback = self.cfg.mode, None
         if mode == "online" and (fallback := self._fallen_back()):
             mode = "offline"
@@ -375,15 +372,24 @@ class WandbSink:
                     pass  # each later job then pays the timeout once more; the records are unaffected
             mode = "offline"
             run = self._init(record, out_dir, mode)
+        define_metrics(run)
+        return run, mode, fallback
+
+    def __call__(self, record: dict[str, Any], out_dir: Path, live: LiveCurves | None = None) -> dict[str, Any] | None:
+        """Logs the finished `record`; with `live`, into the run it opened during training (curves already in)."""
+        from harness.wandb_file import run_file, wait_complete
+
+        if self.cfg.mode == "disabled":
+            return {"mode": "disabled"}
+        run, mode, fallback = live.opened if live is not None and live.opened else self.open(record, out_dir)
         try:
-            define_metrics(run)
-            history = record.get("history") or {}
+            history = {} if live is not None and live.opened else record.get("history") or {}
             for i, step in enumerate(history.get("step", [])):
                 run.log({"train/step": step, **{f"train/{name[len('train_'):]}": values[i]
                                                 for name, values in history.items() if name.startswith("train_")}},
                         step=step)
             run.summary.update(summary(record))
-            info = {"mode": mode, "id": run.id, "dir": run.dir}
+            info = {"mode": mode, "id": run.id, "dir": run.dir, "live_curves": live is not None and bool(live.opened)}
             if mode == "online":
                 info["url"] = run.url
             if fallback:
@@ -395,3 +401,27 @@ class WandbSink:
         info["file"] = str(file) if file else None
         info["file_complete"] = wait_complete(file)  # its exit record is written: `wandb sync` gets it all
         return info
+
+
+class LiveCurves:
+    """Per-step curves of a chunked run (train.log_every) logged to W&B as each chunk arrives.
+
+    The run opens at the first chunk (the job's `running` marker is already on disk), every
+    step of the first training call is logged (the warm-up when there is one: untimed), and
+    `WandbSink` then finishes the same run from the record.
+    """
+
+    def __init__(self, sink: WandbSink, stub: dict[str, Any], out_dir: Path):
+        self.sink, self.stub, self.out_dir = sink, stub, out_dir
+        self.opened: tuple[Any, str, str | None] | None = None
+
+    def __call__(self, start: int, history: Mapping[str, Any]) -> None:
+        try:
+            if self.opened is None:
+                self.opened = self.sink.open(self.stub, self.out_dir)
+            run = self.opened[0]
+            for i in range(len(next(iter(history.values())))):
+                run.log({"train/step": start + i, **{f"train/{name}": float(values[i])
+                                                      for name, values in history.items()}}, step=start + i)
+        except Exception as err:  # noqa: BLE001 - W&B is an observer: the curves come from the record instead
+            log.warning("W&B live curves stopped: %s: %s", type(err).__name__, err)

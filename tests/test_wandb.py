@@ -95,3 +95,17 @@ def test_wandb_environment_variables_apply_unless_the_command_line_sets_them(cli
     assert proc.returncode == 0, proc.stderr
     (rec,) = [r for r in recs if r["wandb"]["mode"] == "offline"]
     assert read_run(wandb_file(rec))["run"].project == "from-env"
+
+
+def test_a_chunked_run_logs_every_step_to_wandb_as_its_chunks_arrive(cli):
+    # 1,500 steps: more than tracker.history_points, so the curve can only come from the chunks.
+    proc, (rec,) = cli("tracker=offline", "train.steps=1500", "train.log_every=500", "train.repeats=1",
+                       "tracker.history_points=100")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert rec["wandb"]["live_curves"] is True and rec["wandb"]["file_complete"] is True
+    run = read_finished_run(wandb_file(rec))
+    steps = [h["train/step"] for h in run["history"]]
+    assert steps == list(range(1500))  # every step, in order, once
+    by_step = {h["train/step"]: h["train/mse"] for h in run["history"]}
+    assert [by_step[s] for s in rec["history"]["step"]] == pytest.approx(rec["history"]["train_mse"], rel=1e-6)
+    assert run["summary"]["test/mse"] == pytest.approx(rec["metrics"]["test"]["mse"])

@@ -10,7 +10,6 @@ The sweep's exit code and summary come from `harness.callbacks`.
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import logging
 import shutil
@@ -27,6 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from harness.config import Config, ConfigError, DeviceUnavailable, register, to_spec
 from harness.console import run_lines
+from harness.fields import config_hash
 from harness.slurm import slurm_job
 from harness.tracking import (RECORD_NAME, RUNNING, WANDB_OFFLINE_FLAG, LiveCurves, WandbSink, crashed,
                               running_marker, wandb_copy_complete, with_environment, write_json_atomic)
@@ -195,12 +195,6 @@ def redo_wandb_copy(cfg: DictConfig, path: Path, record: dict[str, Any], offline
     record["wandb"] = _log_wandb(cfg, record, path.parent, offline_flag)
     write_record(path, record)
     return True
-
-
-def config_hash(config: dict[str, Any]) -> str:
-    """What resume compares: the job's resolved config, less where it is written and the tracker."""
-    content = {k: v for k, v in config.items() if k not in ("resume", "results_dir", "tracker")}
-    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def already_done(out_dir: Path, config: dict[str, Any]) -> list[tuple[Path, dict[str, Any]]]:

@@ -16,6 +16,8 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
+from harness.metrics import METRICS
+
 
 class ConfigError(ValueError):
     """A bad setting: names the field and what is allowed."""
@@ -77,7 +79,7 @@ OPTIMIZERS = ("adam", "adamw")
 MODELS = ("linear", "mlp")
 PLATFORMS = ("cpu", "gpu", "tpu", "auto")
 WANDB_MODES = ("offline", "online", "disabled")
-STEP_METRICS = ("mse", "mae")  # the keys of harness.task.loss_and_metrics' metrics
+STEP_METRICS = tuple(METRICS)
 
 
 def _one_of(value: str, allowed: tuple[str, ...], field_name: str) -> None:

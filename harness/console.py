@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.tracking import axes
+from harness.fields import axes
 
 LABEL = 15  # width of the label column
 

@@ -17,8 +17,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from harness.records import nested_get, read_records
-from harness.tracking import axes, run_group, summary
+from harness.fields import axes, nested_get, wandb_summary
+from harness.records import read_records
+from harness.tracking import run_group
 
 SPEC_NAME = "dashboard.json"
 STEP = "train/step"
@@ -28,7 +29,7 @@ BY_METHOD = (("time/in_loop_s_per_step", "In-loop step time per method (s)"),
              ("memory/bytes", "Memory of one call per method (bytes)"),
              ("drift/l2", "Frozen drift L2 per method (0: bitwise unchanged)"),
              ("test/mse", "Final test MSE per method"))
-AXES = ("method", "freeze", "optimizer", "lr", "model", "steps")  # config keys (tracking.axes) for parallel coords
+AXES = ("method", "freeze", "optimizer", "lr", "model", "steps")  # config keys (fields.axes) for parallel coords
 
 
 def _runs(sweep_dir: Path) -> list[dict]:
@@ -40,7 +41,7 @@ def logged_metrics(records: list[dict]) -> set[str]:
     """Every metric some run of the sweep logs: summary keys, and per-step curves from the histories."""
     names = set()
     for record in records:
-        names |= {k for k, v in summary(record).items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        names |= {k for k, v in wandb_summary(record).items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
         history = record.get("history") or {}
         if history.get("step"):
             names.add(STEP)
@@ -49,7 +50,7 @@ def logged_metrics(records: list[dict]) -> set[str]:
 
 
 def swept_axes(records: list[dict]) -> list[str]:
-    """The axes (tracking.axes) that take more than one value in the sweep, in AXES order."""
+    """The axes (fields.axes) that take more than one value in the sweep, in AXES order."""
     values = [axes(r) for r in records]
     return [a for a in AXES if len({str(v.get(a)) for v in values}) > 1]
 

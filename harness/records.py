@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import shlex
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -20,82 +19,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from harness.tracking import RECORD_NAME, RUNNING, STATUSES, axes, crashed, writer_alive
+from harness.fields import AXES, FIELDS, NOT_COMPUTED, SPREAD, dotted_keys, is_under
+from harness.tracking import RECORD_NAME, RUNNING, STATUSES, crashed, writer_alive
 
-AXIS_COLUMNS = ("experiment", "model", "freeze", "method", "optimizer", "lr", "weight_decay", "steps", "seed",
-                "device")
-# Config leaves that `axes` already names; other leaves that vary in a sweep get their own column.
-AXIS_PATHS = ("name", "model.name", "freeze.name", "method.name", "optimizer.name", "optimizer.lr",
-              "optimizer.weight_decay", "train.steps", "task.seed", "device.platform", "device.index")
-# Not part of what a run computes: where it is written, how it is tracked, how it is timed.
-NOT_CONFIG = ("name", "results_dir", "resume", "tracker", "train.warmup", "train.repeats", "train.measure_dispatch",
-              "train.persistent_cache_dir")
-# Columns copied from the record as they are: column -> where in the record.
-MEASURED = {
-    "diverged_at_step": "divergence.first_nonfinite_step",
-    "train_mse": "metrics.train.mse",
-    "test_mse": "metrics.test.mse",
-    "train_mae": "metrics.train.mae",
-    "test_mae": "metrics.test.mae",
-    "last_step_train_mse": "metrics.last_step_train_mse",
-    "slope": "metrics.slope",
-    "intercept": "metrics.intercept",
-    "drift_l2": "drift.l2",
-    "drift_max_abs": "drift.max_abs",
-    "drift_unchanged": "drift.unchanged",
-    "grads_cover_frozen": "parameters.grads_cover_frozen",
-    "opt_state_bytes": "optimizer_state.bytes",
-    "opt_state_frozen_bytes": "optimizer_state.frozen_bytes",
-    "trainable_params": "parameters.trainable",
-    "frozen_params": "parameters.frozen",
-    "compile_s": "timing.compile_s",
-    "compile_source": "timing.compile_source",
-    "run_s_per_step_median": "timing.run_s_per_step.median",
-    "run_s_per_step_min": "timing.run_s_per_step.min",
-    "run_s_per_step_max": "timing.run_s_per_step.max",
-    "run_s_per_step_iqr": "timing.run_s_per_step.iqr",
-    "run_s_per_call_median": "timing.run_s_per_call.median",
-    "run_s_per_call_min": "timing.run_s_per_call.min",
-    "run_s_per_call_max": "timing.run_s_per_call.max",
-    "in_loop_s_per_step": "timing.in_loop_s_per_step",
-    "run_s": "timing.run_s",  # every timed call, as JSON text: the repeats a confidence interval resamples
-    "one_step_call_s": "timing.dispatch.one_step_call_s",
-    "timing_points": "timing.points",
-    "dispatch_overhead_s": "timing.dispatch.overhead_s",
-    "batch_regime": "batch.regime",
-    "batch_size": "batch.size",
-    "memory_bytes": "timing.memory.total_bytes",
-    "temp_bytes": "timing.memory.temp_size_in_bytes",
-    "flops_per_step": "timing.dispatch.flops_per_step",
-    "achieved_flops_per_s": "plausibility.achieved_flops_per_s",
-    "peak_fraction": "plausibility.peak_fraction",
-    "matmuls_in_loop": "timing.matmuls.inside",
-    "matmuls_hoisted": "timing.matmuls.outside",
-    "warning": "plausibility.warning",
-    "hoisting_note": "plausibility.note",
-}
+AXIS_COLUMNS = tuple(f.column for f in AXES)
+# Config leaves that the axes already name; other leaves that vary in a sweep get their own column.
+AXIS_PATHS = tuple(p.removeprefix("config.") for f in AXES for p in f.paths)
+_PANDAS = {int: "Int64", bool: "boolean", str: "str", float: "float64"}
 # Column -> (pandas dtype, cast): the same dtypes in parquet and CSV whatever is missing.
-DTYPES = {
-    **dict.fromkeys(("steps", "seed", "job_num", "diverged_at_step", "opt_state_bytes", "opt_state_frozen_bytes",
-                     "trainable_params", "frozen_params", "repeats", "batch_size", "memory_bytes", "temp_bytes",
-                     "matmuls_in_loop", "matmuls_hoisted", "timing_points"), ("Int64", int)),
-    **dict.fromkeys(("drift_unchanged", "grads_cover_frozen"), ("boolean", bool)),
-    **dict.fromkeys(("experiment", "model", "freeze", "method", "optimizer", "device", "status", "error",
-                     "compile_source", "overrides", "git_commit", "started", "config_key", "path", "batch_regime",
-                     "warning", "hoisting_note", "run_s"), ("str", str)),
-    **dict.fromkeys(("lr", "weight_decay", "train_mse", "test_mse", "train_mae", "test_mae", "last_step_train_mse",
-                     "slope", "intercept", "drift_l2", "drift_max_abs", "compile_s", "run_s_per_step_median",
-                     "run_s_per_step_min", "run_s_per_step_max", "run_s_per_step_iqr", "run_s_per_call_median",
-                     "run_s_per_call_min", "run_s_per_call_max", "in_loop_s_per_step", "one_step_call_s",
-                     "dispatch_overhead_s",
-                     "flops_per_step", "achieved_flops_per_s", "peak_fraction"), ("float64", float)),
-}
+DTYPES = {**{f.column: (_PANDAS[f.kind], f.kind) for f in FIELDS}, "path": ("str", str)}
 # Always rows of the summary; the others become rows only where they split the sweep further.
 ALWAYS_KEYS = ("method", "freeze", "optimizer")
 MAYBE_KEYS = ("model", "lr", "weight_decay", "steps", "device", "experiment")
-SPREAD_METRICS = ("train_mse", "test_mse", "slope", "intercept", "drift_l2", "drift_max_abs", "opt_state_bytes",
-                  "frozen_params", "trainable_params", "in_loop_s_per_step", "dispatch_overhead_s", "memory_bytes",
-                  "temp_bytes", "achieved_flops_per_s", "peak_fraction")
 
 
 # --- reading -------------------------------------------------------------------------------------
@@ -165,75 +100,18 @@ def malformed(path: Path, record: dict) -> str | None:
     return None
 
 
-def nested_get(node: Any, *keys: str, default: Any = None) -> Any:
-    """node[k1][k2]... or `default` when any level is missing or not a dict, or the value is None."""
-    for key in keys:
-        if not isinstance(node, dict) or key not in node:
-            return default
-        node = node[key]
-    return default if node is None else node
-
-
 # --- the DataFrame -------------------------------------------------------------------------------
 
 
-def dotted_keys(node: Any, prefix: str = "") -> dict[str, Any]:
-    """Nested dicts -> {'a.b': leaf}; lists become JSON text so they can be compared and stored."""
-    if not isinstance(node, dict):
-        return {prefix: json.dumps(node) if isinstance(node, list) else node}
-    out = {}
-    for key, value in node.items():
-        out.update(dotted_keys(value, f"{prefix}.{key}" if prefix else str(key)))
-    return out
-
-
-def _is_under(path: str, prefixes: Iterable[str]) -> bool:
-    return any(path == p or path.startswith(p + ".") for p in prefixes)
-
-
-def config_key(config: dict | None) -> str:
-    """What a run computes, as canonical text: the config without names, paths, tracking and timing repeats."""
-    leaves = {k: v for k, v in dotted_keys(config or {}).items() if not _is_under(k, NOT_CONFIG)}
-    return json.dumps(leaves, sort_keys=True, default=str)
-
-
-def _error_text(record: dict) -> str | None:
-    error = record.get("error")
-    if not error:
-        return None
-    if isinstance(error, dict):
-        return f"{error.get('type', 'Error')}: {error.get('message', '')}".rstrip(": ")
-    return str(error)
-
-
-def _scalar(value: Any) -> Any:
-    """A list (e.g. every timed call) as JSON text: one cell, the same in Parquet and CSV."""
-    return json.dumps(value) if isinstance(value, list) else value
-
-
 def row(path: Path, record: dict) -> dict[str, Any]:
-    """One run as flat columns: its axes, status, final metrics, drift, memory and timings."""
-    run_s = nested_get(record, "timing", "run_s", default=[])
-    overrides = nested_get(record, "job", "overrides", default=[])
-    return {
-        **axes(record),
-        "status": record["status"],
-        "error": _error_text(record),
-        **{name: _scalar(nested_get(record, *where.split("."))) for name, where in MEASURED.items()},
-        "repeats": len(run_s) if isinstance(run_s, list) else None,
-        "job_num": nested_get(record, "job", "num"),
-        "overrides": shlex.join(map(str, overrides)) if isinstance(overrides, list) else str(overrides),
-        "git_commit": nested_get(record, "environment", "git_commit"),
-        "started": record.get("started"),
-        "config_key": config_key(record.get("config")),
-        "path": str(path),
-    }
+    """One run as flat columns (harness/fields.py): its axes, status, measurements and bookkeeping."""
+    return {**{f.column: f.get(record) for f in FIELDS}, "path": str(path)}
 
 
 def _extra_axes(records: list[tuple[Path, dict]]) -> dict[str, list]:
     """Config leaves, other than the named axes, whose value differs between runs (e.g. model.depth)."""
     flat = [dotted_keys(record.get("config") or {}) for _, record in records]
-    names = sorted({k for leaves in flat for k in leaves if not _is_under(k, NOT_CONFIG + AXIS_PATHS)})
+    names = sorted({k for leaves in flat for k in leaves if not is_under(k, NOT_COMPUTED + AXIS_PATHS)})
     varying = {}
     for name in names:
         values = [leaves.get(name) for leaves in flat]
@@ -366,7 +244,7 @@ def summarize(df: pd.DataFrame, keys: list[str] | None = None) -> pd.DataFrame:
         ok = g[g["status"] == "ok"]
         out: dict[str, Any] = {**values, "runs": len(g)}
         out.update({status: int((g["status"] == status).sum()) for status in STATUSES})
-        for name in SPREAD_METRICS:
+        for name in SPREAD:
             out[f"{name}_median"], out[f"{name}_min"], out[f"{name}_max"] = median_range(ok[name])
         out["compile_s_median"], out["compile_s_min"], out["compile_s_max"] = median_range(
             cold_compiles(ok)["compile_s"])

@@ -19,9 +19,10 @@ import pandas as pd
 
 from harness import findings
 from harness.compare import main_compare, parse_threshold
+from harness.fields import nested_get
 from harness.figures import FIGURE_TITLES, write_figures
 from harness.records import (RECORD_NAME, extra_axes, frame, group_keys, key_text, markdown_table, nan_to_none,
-                             nested_get, number_text, read_record, read_records, splitting_keys, status_counts,
+                             number_text, read_record, read_records, splitting_keys, status_counts,
                              summarize)
 from harness.records import load_records  # noqa: F401 - re-exported for harness.callbacks
 from harness.sweep_plan import missing_jobs, read_plan

@@ -26,6 +26,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
+from harness import fields
 from harness.tracking import RECORD_NAME, write_json_atomic
 
 STDERR_LINES = 40
@@ -77,7 +78,7 @@ def record_killed_job(cfg: DictConfig, job: Any, err: BaseException) -> Path:
 
     `cfg` is the job's full config (Hydra's node included), composed again in the sweep's process.
     """
-    from harness.app import _log_wandb, already_done, config_hash  # the job's record rules, not imported by jobs
+    from harness.app import _log_wandb, already_done  # the job's record rules, not imported by jobs
 
     out_dir = Path(str(cfg.hydra.sweep.dir)) / str(cfg.hydra.sweep.subdir)
     task_cfg = copy.deepcopy(cfg)
@@ -109,7 +110,7 @@ def record_killed_job(cfg: DictConfig, job: Any, err: BaseException) -> Path:
                   "stderr_tail": tail(job.paths.stderr)},
         "job": job_info,
         "config": config,
-        "config_hash": config_hash(config),
+        "config_hash": fields.config_hash(config),
         "started": slurm.get("start"),
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }

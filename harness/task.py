@@ -10,6 +10,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from harness.config import TaskConfig
+from harness.metrics import METRICS
 
 
 class Data(NamedTuple):
@@ -80,10 +81,10 @@ def make_data(task: TaskConfig) -> Data:
 
 
 def loss_and_metrics(predictions: jax.Array, targets: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
-    """The seed's loss (mean squared error, the one differentiated) and the step's metrics by name.
+    """The seed's loss (mean squared error, the one differentiated) and the step's metrics (METRICS) by name.
 
     A metric the training program does not emit is dead code to XLA: it costs nothing.
     """
     diffs = targets - predictions
-    mse = jnp.mean(diffs**2)
-    return mse, {"mse": mse, "mae": jnp.mean(jnp.abs(diffs))}
+    values = {name: metric(diffs) for name, metric in METRICS.items()}
+    return values["mse"], values

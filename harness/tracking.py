@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.config import WandbConfig
+from harness.fields import axes, wandb_summary
 
 log = logging.getLogger(__name__)
 RECORD_NAME = "result.json"
@@ -91,30 +92,6 @@ def crashed(marker: dict[str, Any], error_type: str = "Crashed", message: str | 
                           "SIGKILL, a scheduler's time limit) or its machine stopped; resume reruns it")
     return {**marker, "status": "crashed", "error": {"type": error_type, "message": message},
             "crash_detected": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-
-
-def axes(record: dict[str, Any]) -> dict[str, Any]:
-    """The swept axes under short flat names, for W&B dashboards and report columns."""
-    cfg = record.get("config", {})
-
-    def get(*keys):
-        node = cfg
-        for key in keys:
-            node = node.get(key, {}) if isinstance(node, dict) else {}
-        return None if node == {} else node
-
-    return {
-        "experiment": get("name"),
-        "model": get("model", "name"),
-        "freeze": get("freeze", "name"),
-        "method": get("method", "name"),
-        "optimizer": get("optimizer", "name"),
-        "lr": get("optimizer", "lr"),
-        "weight_decay": get("optimizer", "weight_decay"),
-        "steps": get("train", "steps"),
-        "seed": get("task", "seed"),
-        "device": f"{get('device', 'platform')}:{get('device', 'index')}",
-    }
 
 
 # Override keys that say where or how a run is written, not what it computes: no part of its name or tags.
@@ -231,53 +208,6 @@ def define_metrics(run) -> None:
     run.define_metric("train/*", step_metric="train/step", summary="min,last")
 
 
-def summary(record: dict[str, Any]) -> dict[str, Any]:
-    """Final numbers under flat slash-separated names (W&B summary keys).
-
-    The final train metrics are `final/train_*`: `train/*` are the per-step curves, summarized by W&B.
-    """
-    out: dict[str, Any] = {"status": record["status"]}
-    m = record.get("metrics") or {}
-    for name, value in (m.get("train") or {}).items():
-        out[f"final/train_{name}"] = value
-    for name, value in (m.get("test") or {}).items():
-        out[f"test/{name}"] = value
-    for name in ("slope", "intercept"):
-        if name in m:
-            out[f"final/{name}"] = m[name]
-    for name in ("l2", "max_abs", "unchanged"):
-        if record.get("drift"):
-            out[f"drift/{name}"] = record["drift"][name]
-    if record.get("optimizer_state"):
-        out["optimizer_state/bytes"] = record["optimizer_state"]["bytes"]
-    if record.get("parameters"):
-        out["parameters/trainable"] = record["parameters"]["trainable"]
-        out["parameters/frozen"] = record["parameters"]["frozen"]
-    t = record.get("timing") or {}
-    if t:
-        out["time/compile_s"] = t["compile_s"]
-        out["time/compile_source"] = t["compile_source"]  # a cache hit's compile_s is no compile time
-        out["time/run_s_per_call_median"] = t["run_s_per_call"]["median"]
-        out["time/run_s_per_step_median"] = t["run_s_per_step"]["median"]
-        if "in_loop_s_per_step" in t:
-            out["time/in_loop_s_per_step"] = t["in_loop_s_per_step"]
-        memory = t.get("memory") or {}
-        out["memory/bytes"] = memory.get("total_bytes")
-        out["memory/temp_bytes"] = memory.get("temp_size_in_bytes")
-    if record.get("batch"):
-        out["batch/regime"] = record["batch"]["regime"]
-        out["batch/size"] = record["batch"]["size"]
-    p = record.get("plausibility") or {}
-    if p:
-        out["perf/achieved_flops_per_s"] = p.get("achieved_flops_per_s")
-        out["perf/peak_fraction"] = p.get("peak_fraction")
-        if p.get("warning"):
-            out["warning"] = p["warning"]
-    if record.get("error"):
-        out["error"] = f"{record['error']['type']}: {record['error']['message']}"
-    return out
-
-
 def quiet_settings(init_timeout: float = 15.0):
     """W&B settings for many short runs: no console capture, system stats, requirements or git scan,
     and a short wait for the server (`init_timeout` seconds; W&B's default is 90)."""
@@ -388,7 +318,7 @@ class WandbSink:
                 run.log({"train/step": step, **{f"train/{name[len('train_'):]}": values[i]
                                                 for name, values in history.items() if name.startswith("train_")}},
                         step=step)
-            run.summary.update(summary(record))
+            run.summary.update(wandb_summary(record))
             info = {"mode": mode, "id": run.id, "dir": run.dir, "live_curves": live is not None and bool(live.opened)}
             if mode == "online":
                 info["url"] = run.url

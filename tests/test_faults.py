@@ -303,3 +303,16 @@ def test_sigterm_to_a_joblib_sweep_ends_its_workers(tmp_path):
     shown = run_cli("report", str(sweep), cwd=tmp_path)  # the workers' jobs: crashed, not "running"
     assert shown.returncode == 1 and "2 runs: 0 ok, 0 diverged, 0 failed, 0 skipped, 2 crashed" in shown.stdout
 
+
+
+def test_config_identity_resume_keeps_what_it_wrote_and_reports_match_on_what_runs_compute():
+    """Resume compares the hash in records already written (a changed digest would refuse every old sweep);
+    the report's key leaves out the name and the timing repeats, which do not change what a run computes."""
+    from harness.fields import config_hash, config_key
+
+    config = {"name": "x", "results_dir": "r", "resume": False, "tracker": {"wandb": {"mode": "offline"}},
+              "train": {"steps": 5, "repeats": 3}, "task": {"seed": 1}}
+    assert config_hash(config) == "01acfe0a26893cd5"  # what harness wrote before fields.py existed
+    assert config_hash({**config, "train": {"steps": 5, "repeats": 4}}) != config_hash(config)
+    assert config_key(config) == '{"task.seed": 1, "train.steps": 5}'
+    assert config_key({**config, "name": "y", "train": {"steps": 5, "repeats": 4}}) == config_key(config)

@@ -9,6 +9,7 @@ import pytest
 
 from conftest import records, run_cli, wandb_file
 from harness import dashboard
+from harness.fields import FIELDS
 from wandb_reader import read_finished_run, read_run
 
 
@@ -46,6 +47,17 @@ def test_define_metric_puts_curves_on_train_step_and_summarizes_min_and_last(swe
         assert [h["train/step"] for h in run["history"]] == record["history"]["step"]
         assert run["summary"]["train/mse"] == {"min": min(history), "last": history[-1]}
         assert run["summary"]["final/train_mse"] == record["metrics"]["train"]["mse"]  # the final evaluation
+
+
+def test_every_record_field_reads_from_a_real_record_and_reaches_the_wandb_summary(sweep):
+    """harness/fields.py against what runs write: a wrong path reads None, a W&B key not logged is missing."""
+    # mae is not a per-step metric by default (train.step_metrics), so there is no last-step mae.
+    only_when_it_happens = {"error", "diverged_at_step", "warning", "last_step_train_mae"}
+    for record, run in zip(sweep["records"], sweep["runs"]):
+        assert {f.column for f in FIELDS if f.get(record) is None} == only_when_it_happens
+        logged = {f.wandb: run["summary"].get(f.wandb) for f in FIELDS if f.wandb and f.get(record) is not None}
+        assert logged == {f.wandb: f.get(record) for f in FIELDS if f.wandb and f.get(record) is not None}
+        assert {"test/mse", "drift/l2", "memory/bytes", "time/in_loop_s_per_step"} <= set(logged)
 
 
 def test_a_multirun_ends_with_the_findings_headline(sweep):

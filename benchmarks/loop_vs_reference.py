@@ -48,7 +48,8 @@ import jax
 import numpy as np
 from harness.app import spec_from_overrides as seed_spec
 from harness.task import make_data
-from harness.train import Built, build, train
+from harness.program import Built
+from harness.train import build, train
 
 HARNESS, REFERENCE, HARNESS_REF, AGAIN = "harness", "reference", "harness(ref body)", "reference again"
 

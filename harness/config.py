@@ -76,7 +76,7 @@ WANDB_TAG_MAX = 64
 
 TASKS = ("seed", "transfer")  # harness.task.TASKS
 OPTIMIZERS = ("adam", "adamw")
-MODELS = ("linear", "mlp")
+MODELS = ("linear", "mlp")  # harness.models.MODELS
 PLATFORMS = ("cpu", "gpu", "tpu", "auto")
 WANDB_MODES = ("offline", "online", "disabled")
 STEP_METRICS = tuple(METRICS)

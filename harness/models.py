@@ -37,13 +37,23 @@ class MLP(nnx.Module):
         return self.head(self.backbone(x))
 
 
-def build_model(cfg: ModelConfig, seed: int, in_dim: int = 1, out_dim: int = 1) -> nnx.Module:
-    """A fresh model from `nnx.Rngs(seed)` for `in_dim` inputs (the task's); the seed's Linear exactly as it builds it."""
-    rngs = nnx.Rngs(seed)
-    if cfg.name == "mlp":
-        return MLP(cfg.depth, cfg.width, rngs=rngs, lora_rank=cfg.lora_rank, in_dim=in_dim, out_dim=out_dim,
-                   lora_rngs=nnx.Rngs(jax.random.fold_in(jax.random.key(seed), 0x10A)))
+def linear(cfg: ModelConfig, rngs: nnx.Rngs, seed: int, in_dim: int, out_dim: int) -> nnx.Module:
+    """The seed's model, `nnx.Linear(in_dim, out_dim)`, its kernel optionally set to `pretrained_kernel`."""
     layer = nnx.Linear(in_dim, out_dim, rngs=rngs)
     if cfg.pretrained_kernel is not None:
         layer.kernel[...] = jnp.full((in_dim, out_dim), cfg.pretrained_kernel)
     return layer
+
+
+def mlp(cfg: ModelConfig, rngs: nnx.Rngs, seed: int, in_dim: int, out_dim: int) -> nnx.Module:
+    """`MLP` of `cfg.depth` x `cfg.width`, with LoRA adapters of `cfg.lora_rank` when set (their own key)."""
+    return MLP(cfg.depth, cfg.width, rngs=rngs, lora_rank=cfg.lora_rank, in_dim=in_dim, out_dim=out_dim,
+               lora_rngs=nnx.Rngs(jax.random.fold_in(jax.random.key(seed), 0x10A)))
+
+
+MODELS = {"linear": linear, "mlp": mlp}  # model.name -> builder (harness.config.MODELS lists the names)
+
+
+def build_model(cfg: ModelConfig, seed: int, in_dim: int = 1, out_dim: int = 1) -> nnx.Module:
+    """A fresh model `cfg.name` from `nnx.Rngs(seed)` for `in_dim` inputs (the task's)."""
+    return MODELS[cfg.name](cfg, nnx.Rngs(seed), seed, in_dim, out_dim)

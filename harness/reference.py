@@ -28,7 +28,7 @@ from harness.config import Config
 from harness.freezing import frozen_mask, path_str
 from harness.pretraining import initial_model
 from harness.task import Data, loss_and_metrics
-from harness.train import Built, base_transform, hyperparams, leaf_paths, set_hyperparams
+from harness.program import Built, base_transform, hyperparams, leaf_paths, set_hyperparams
 
 Path = tuple[Any, ...]
 Params = dict[str, Any]
@@ -88,7 +88,7 @@ class ReferenceProgram:
     treedef: Any  # of (params, opt_state)
     frozen: tuple[Path, ...]  # frozen parameter paths
     model: str  # key of FORWARD
-    tx: optax.GradientTransformation  # harness.train.base_transform(name): one object per process
+    tx: optax.GradientTransformation  # harness.program.base_transform(name): one object per process
 
     @property
     def forward(self):

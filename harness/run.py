@@ -16,7 +16,8 @@ from harness.config import Config, ConfigError
 from harness.devices import data_parallel
 from harness.task import Data, make_data
 from harness.timing import compile_and_time, dispatch_cost, use_persistent_cache
-from harness.train import Built, build, model_arrays, optimizer_arrays, train, train_chunk, train_many
+from harness.program import Built, model_arrays, optimizer_arrays
+from harness.train import build, train, train_chunk, train_many
 
 
 def divergence(history: dict[str, np.ndarray]) -> dict[str, Any] | None:

@@ -99,3 +99,12 @@ def test_bad_input_inside_a_multirun_is_a_failed_record_and_the_sweep_goes_on(cl
     assert sorted(r["status"] for r in recs) == ["failed", "failed", "ok"]
     failed = [r for r in recs if r["status"] == "failed"]
     assert all(r["error"]["type"] == "ConfigError" and "optimizer.lr" in r["error"]["message"] for r in failed)
+
+
+def test_the_names_the_config_accepts_are_the_registries_names():
+    """config.py checks names without importing JAX; each list must match the registry that builds the thing."""
+    from harness import config, metrics, models, task
+
+    assert config.TASKS == tuple(task.TASKS)
+    assert config.MODELS == tuple(models.MODELS)
+    assert config.STEP_METRICS == tuple(metrics.METRICS)

@@ -198,3 +198,21 @@ def test_step_time_figure_has_ci_error_bars_and_short_legends(matrix_report):
     curves = figures.training_curves_figure(df, histories)
     assert len(curves.legends) == 1 and len(curves.legends[0].get_texts()) <= 6  # not 12 over the data
     assert all(ax.get_legend() is None for ax in curves.axes)
+
+
+def test_a_step_time_at_the_noise_floor_is_compared_as_call_per_step_not_as_a_zero():
+    """One timed call no longer than the 1-step call clamps the in-loop time at 0: a ratio against it would
+    reach ×1e-295; the comparison falls back to call / steps, which always holds the work."""
+    from harness.findings import comparisons, step_time_column
+
+    rows = []
+    for method, calls in (("diffstate", [2.0e-4, 2.2e-4, 2.1e-4]), ("stop_gradient", [1.0e-4, 2.5e-4, 2.4e-4])):
+        rows.append({"status": "ok", "method": method, "freeze": "kernel", "optimizer": "adam", "seed": 1,
+                     "steps": 20, "one_step_call_s": 1.5e-4, "run_s": json.dumps(calls), "timing_points": 1,
+                     "in_loop_s_per_step": 0.0, "memory_bytes": None, "opt_state_bytes": None, "test_mse": None})
+    df = pd.DataFrame(rows)
+    assert step_time_column(df) == "run_s_per_step"
+    found = comparisons(df)
+    step = found[found["metric"] == "run_s_per_step"].iloc[0]
+    assert 0.3 < step["low"] < step["ratio"] < step["high"] < 3
+    assert step_time_column(df[df["method"] == "diffstate"]) == "in_loop_s_per_step"

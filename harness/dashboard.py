@@ -41,7 +41,8 @@ def logged_metrics(records: list[dict]) -> set[str]:
     """Every metric some run of the sweep logs: summary keys, and per-step curves from the histories."""
     names = set()
     for record in records:
-        names |= {k for k, v in wandb_summary(record).items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        names |= {k for k, v in wandb_summary(record).items()
+                  if isinstance(v, (int, float)) and not isinstance(v, bool)}
         history = record.get("history") or {}
         if history.get("step"):
             names.add(STEP)

@@ -198,6 +198,8 @@ MEASURED = (
     _field("peak_fraction", "plausibility.peak_fraction", float, "perf/peak_fraction", spread=True),
     _field("matmuls_in_loop", "timing.matmuls.inside", int),
     _field("matmuls_hoisted", "timing.matmuls.outside", int),
+    # The compiled program's fingerprint (harness.hlo): two runs with one fingerprint ran the same XLA program.
+    _field("program_fingerprint", "timing.program", str, "program/fingerprint"),
     _field("warning", "plausibility.warning", str, "warning"),
     _field("hoisting_note", "plausibility.note", str),
 )

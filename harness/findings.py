@@ -52,18 +52,20 @@ class Metric:
     exact: bool = False  # the same configuration always gives the same value (bytes, parameter counts)
     # Computed, not timed: one seed's value is exact, so runs pair by seed (same data and init on both sides).
     paired: bool = False
+    timed: bool = False  # a clock's reading: between two runs of one compiled program it measures drift alone
 
 
 METRICS = {m.column: m for m in (
-    Metric("in_loop_s_per_step", "in-loop step time", "slower", "faster"),
-    Metric("run_s_per_step", "run time / step", "slower", "faster"),
+    Metric("in_loop_s_per_step", "in-loop step time", "slower", "faster", timed=True),
+    Metric("run_s_per_step", "run time / step", "slower", "faster", timed=True),
     Metric("memory_bytes", "memory", "more", "less", exact=True),
     Metric("opt_state_bytes", "optimizer state", "more", "less", exact=True),
     Metric("test_mse", "test MSE", "higher", "lower", paired=True),
     Metric("train_mse", "train MSE", "higher", "lower", paired=True),
-    Metric("compile_s", "compile", "slower", "faster"),
+    Metric("compile_s", "compile", "slower", "faster", timed=True),
 )}
 NO_DIFFERENCE = "no significant difference"
+SAME_PROGRAM = "same compiled program"
 
 
 @dataclass(frozen=True)
@@ -309,15 +311,27 @@ def compare_axis(df: pd.DataFrame, axis: str, baseline: str, columns: Sequence[s
         for column in columns:
             metric = METRICS[column]
             by = [*others, "seed"] if metric.paired else others
-            strata = []
+            strata, same = [], []
             for _, g in (ok.groupby(by, dropna=False, sort=False) if by else [((), ok)]):
-                strata.append((samples(g[g[axis] == baseline], column), samples(g[g[axis] == candidate], column)))
+                base, cand = g[g[axis] == baseline], g[g[axis] == candidate]
+                strata.append((samples(base, column), samples(cand, column)))
+                if len(base) and len(cand):
+                    same.append(same_program(base, cand))
             est = ratio_ci(strata, exact=metric.exact or metric.paired, seed=seed)
+            word = SAME_PROGRAM if metric.timed and same and all(same) else verdict(est, threshold, metric)
             rows.append({"axis": axis, "baseline": baseline, "candidate": candidate, "metric": column,
                          "ratio": est.ratio, "low": est.low, "high": est.high, "strata": est.strata,
-                         "estimate": est.text(), "verdict": verdict(est, threshold, METRICS[column])})
+                         "estimate": est.text(), "verdict": word})
     return pd.DataFrame(rows, columns=["axis", "baseline", "candidate", "metric", "ratio", "low", "high",
                                        "strata", "estimate", "verdict"])
+
+
+def same_program(a: pd.DataFrame, b: pd.DataFrame) -> bool:
+    """Whether every run of `a` and `b` ran one compiled XLA program (one `program_fingerprint`, harness.hlo)."""
+    if "program_fingerprint" not in a or "program_fingerprint" not in b:
+        return False
+    prints = pd.concat([a["program_fingerprint"], b["program_fingerprint"]])
+    return bool(prints.notna().all()) and prints.nunique() == 1
 
 
 def _follows(runs: pd.DataFrame, axis: str, key: str) -> bool:
@@ -365,6 +379,25 @@ def drift_lines(df: pd.DataFrame) -> list[str]:
     return lines
 
 
+def same_program_lines(found: pd.DataFrame) -> list[str]:
+    """Which compared values ran the same compiled program as their baseline, and how far apart their times read.
+
+    Their step-time ratios measure nothing but the machine's drift between the runs (an A/A control):
+    a ratio of that size between two different programs is no evidence of a cost either.
+    """
+    same = found[found["verdict"] == SAME_PROGRAM]
+    same = same[same["metric"].isin(["in_loop_s_per_step", "run_s_per_step"])]
+    if same.empty:
+        return []
+    names = "; ".join(f"{axis} {', '.join(map(key_text, g['candidate']))} as {key_text(g['baseline'].iloc[0])}"
+                      for axis, g in same.groupby("axis", sort=False))
+    ratios = same["ratio"].dropna()
+    spread = max(max(ratios), 1 / min(ratios)) if len(ratios) and min(ratios) > 0 else math.nan
+    return [f"Same compiled XLA program (one fingerprint in every setting): {names}. Their step-time ratios, "
+            f"×{min(ratios):.2f} to ×{max(ratios):.2f}, are this sweep's drift between runs of one program; "
+            f"a difference up to ×{spread:.2f} between other settings is no evidence of a cost."]
+
+
 def findings_table(found: pd.DataFrame, axis: str) -> pd.DataFrame:
     """One row per candidate value of `axis`, one column per metric: 'ratio [CI] verdict'."""
     rows = found[found["axis"] == axis]
@@ -389,7 +422,7 @@ def render_findings(df: pd.DataFrame, found: pd.DataFrame, threshold: float = TH
              f"±{threshold:.0%}; \"(exact)\": the value does not vary between runs.\n"]
     for axis in dict.fromkeys(found["axis"]):
         parts.append(markdown_table(findings_table(found, axis)))
-    parts += [line + "\n" for line in drift_lines(df)]
+    parts += [line + "\n" for line in [*same_program_lines(found), *drift_lines(df)]]
     if len(parts) == 2:
         parts.append("The sweep compares nothing: it has one method, one freeze option and one optimizer.\n")
     return "\n".join(parts)
@@ -402,4 +435,4 @@ def headline(df: pd.DataFrame, found: pd.DataFrame) -> list[str]:
     for axis, g in found[found["metric"] == step].groupby("axis", sort=False):
         cells = [f"{r['candidate']} {r['estimate']} {r['verdict']}" for _, r in g.iterrows()]
         lines.append(f"{METRICS[step].title}, {axis} / {g['baseline'].iloc[0]} (95% CI): " + "; ".join(cells))
-    return lines + drift_lines(df)
+    return lines + same_program_lines(found) + drift_lines(df)

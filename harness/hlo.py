@@ -9,6 +9,7 @@ step still does the work the model asks for.
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 _COMPUTATION = re.compile(r"^(?:ENTRY )?%([\w.\-]+) \(")
@@ -99,3 +100,33 @@ def _inside_loops(computations: dict[str, list[str]], entry: str, count) -> int:
                 stack += _called(line)
     return total
 
+
+
+_METADATA = re.compile(r",? metadata=\{[^}]*\}")
+_NAME = re.compile(r"%?[A-Za-z_][\w\-]*(?:\.\d+)+")
+
+
+def fingerprint(text: str) -> str:
+    """A digest of the compiled program itself: equal for two runs exactly when XLA runs the same program.
+
+    Source locations (metadata, the file and frame tables) and the numbering of instruction
+    names are left out: two freeze methods written differently that XLA compiles to the same
+    ops on the same shapes get one fingerprint, so any time between them is noise or drift.
+
+    >>> import jax, jax.numpy as jnp
+    >>> x = jnp.ones(4)
+    >>> a = jax.jit(lambda v: jnp.sin(v) * 2).lower(x).compile().as_text()
+    >>> b = jax.jit(lambda v: 2 * jnp.sin(v)).lower(x).compile().as_text()
+    >>> c = jax.jit(lambda v: jnp.cos(v) * 2).lower(x).compile().as_text()
+    >>> fingerprint(a) == fingerprint(b), fingerprint(a) == fingerprint(c)
+    (True, False)
+    """
+    lines = text.splitlines()
+    start = next((i for i, line in enumerate(lines) if _COMPUTATION.match(line)), len(lines))
+    names: dict[str, str] = {}
+
+    def canonical(match: re.Match) -> str:
+        return names.setdefault(match.group(0), f"v{len(names)}")
+
+    body = "\n".join(_NAME.sub(canonical, _METADATA.sub("", line)) for line in [lines[0], *lines[start:]])
+    return hashlib.sha256(body.encode()).hexdigest()[:16]

@@ -19,8 +19,8 @@ import pandas as pd
 from harness.records import key_text
 
 # Columns that are the same for two runs of one compiled program and differ between programs.
-PROGRAM_SIGNATURE = ("trainable_params", "frozen_params", "opt_state_bytes", "memory_bytes", "temp_bytes",
-                     "flops_per_step", "matmuls_in_loop", "matmuls_hoisted", "batch_size", "steps")
+PROGRAM_SIGNATURE = ("program_fingerprint", "trainable_params", "frozen_params", "opt_state_bytes", "memory_bytes",
+                     "temp_bytes", "flops_per_step", "matmuls_in_loop", "matmuls_hoisted", "batch_size", "steps")
 MAX_ROWS = 40
 COUNT_COLUMN = "ok runs"
 

@@ -16,7 +16,7 @@ import jax
 import numpy as np
 from jax import monitoring
 
-from harness.hlo import loop_ops
+from harness.hlo import fingerprint, loop_ops
 from harness.memory import check_fits
 
 _BACKEND_COMPILE = "/jax/core/compile/backend_compile_duration"
@@ -81,6 +81,7 @@ class Timing:
     points: int = 1  # > 1: a vectorized call that trains this many runs at once
     dispatch: dict[str, float] | None = None  # see `dispatch_cost`
     matmuls: dict[str, int] | None = None  # dots in the compiled loop body vs hoisted out of it (harness.hlo)
+    program: str | None = None  # harness.hlo.fingerprint: runs with one fingerprint ran the same XLA program
 
     def summary(self) -> dict[str, Any]:
         call = spread(self.run_s)
@@ -125,11 +126,13 @@ def _memory(compiled) -> dict[str, int | None]:
     return memory
 
 
-def _matmuls(compiled) -> dict[str, int] | None:
+def _program(compiled) -> tuple[dict[str, int] | None, str | None]:
+    """(matrix products inside and hoisted out of the loop, the program's fingerprint), from its optimized HLO."""
     try:
-        return loop_ops(compiled.as_text())
+        text = compiled.as_text()
     except Exception:  # noqa: BLE001 - a backend without HLO text is a null, not a failure
-        return None
+        return None, None
+    return loop_ops(text), fingerprint(text)
 
 
 def use_persistent_cache(path: str | None) -> None:
@@ -183,9 +186,10 @@ def compile_and_time(jitted: Callable, args: tuple, static: dict, *, steps: int,
         "persistent_cache" if counts.persistent_hits else "compiled" if counts.backend_compiles else "in_process_cache"
     )
     flops, bytes_accessed = _cost(compiled)
+    matmuls, program = _program(compiled)
     timing = Timing(t1 - t0, t2 - t1, source, counts.backend_compiles, warmup, steps=steps, flops=flops,
-                    bytes_accessed=bytes_accessed, memory=_memory(compiled), points=points, matmuls=_matmuls(compiled),
-                    chunks=chunks)
+                    bytes_accessed=bytes_accessed, memory=_memory(compiled), points=points, matmuls=matmuls,
+                    program=program, chunks=chunks)
     check_fits(timing.memory)  # a program too big for this machine is refused here, not OOM-killed mid-call
     run = (lambda: compiled(*args)) if call is None else (lambda: call(compiled))
     with count_compiles() as during:

@@ -216,3 +216,29 @@ def test_a_step_time_at_the_noise_floor_is_compared_as_call_per_step_not_as_a_ze
     step = found[found["metric"] == "run_s_per_step"].iloc[0]
     assert 0.3 < step["low"] < step["ratio"] < step["high"] < 3
     assert step_time_column(df[df["method"] == "diffstate"]) == "in_loop_s_per_step"
+
+
+def test_runs_of_one_compiled_program_are_not_called_slower_and_measure_the_sweeps_drift():
+    """Same fingerprint: a ×1.2 step time is drift (verdict "same compiled program", named as the A/A
+    control); the same times between different fingerprints are called slower."""
+    from harness.findings import SAME_PROGRAM, comparisons, render_findings
+
+    def sweep(candidate_print):
+        rows = []
+        for method, scale, fp in (("diffstate", 1.0, "aaaa"), ("attribute", 1.2, candidate_print)):
+            for seed in (1, 2):
+                rows.append({"status": "ok", "method": method, "freeze": "kernel", "optimizer": "adam", "seed": seed,
+                             "steps": 101, "one_step_call_s": 1e-4, "timing_points": 1, "program_fingerprint": fp,
+                             "run_s": json.dumps([scale * (0.0101 + 1e-4 * i) for i in range(5)]),
+                             "drift_unchanged": True, "frozen_params": 3, "drift_l2": 0.0})
+        return pd.DataFrame(rows)
+
+    same = comparisons(sweep("aaaa"))
+    step = same[same["metric"] == "in_loop_s_per_step"].iloc[0]
+    assert step["verdict"] == SAME_PROGRAM and step["low"] > 1.1
+    text = render_findings(sweep("aaaa"), same)
+    assert "Same compiled XLA program (one fingerprint in every setting): method attribute as diffstate" in text
+    assert "×1.2" in text
+    other = comparisons(sweep("bbbb"))
+    assert other[other["metric"] == "in_loop_s_per_step"].iloc[0]["verdict"] == "slower"
+    assert "Same compiled" not in render_findings(sweep("bbbb"), other)

@@ -152,3 +152,16 @@ def test_lora_starts_from_the_same_base_model_and_agrees_with_plain_jax():
     assert all(np.all(v[...] == 0) for p, v in lora.items() if p[-1] == "lora_b")  # adapters start as a no-op
     nnx_run, reference = (run("mlp", "lora", m, "adamw", "model.lora_rank=4") for m in ("diffstate", "reference"))
     np.testing.assert_allclose(reference["history"]["train_mse"], nnx_run["history"]["train_mse"], rtol=2e-5)
+
+
+def test_methods_that_compile_to_one_xla_program_share_its_fingerprint():
+    """attribute, variable, jax_split and wrt_only differ from diffstate in nnx code only: XLA runs one program.
+    stop_gradient under AdamW decays the frozen kernels, and optax_partition keeps their (zero) optimizer
+    state: different programs. The fingerprint is what the findings call "same compiled program" on."""
+    prints = {m: run("mlp", "backbone", m, "adamw", "train.batch_size=11")["timing"]["program"]
+              for m in [*CORRECT, "stop_gradient"]}
+    assert {prints[m] for m in ("diffstate", "jax_split", "wrt_only", "attribute", "variable")} == {
+        prints["diffstate"]}
+    assert len({prints["diffstate"], prints["optax_partition"], prints["stop_gradient"]}) == 3
+    other_lr = run("mlp", "backbone", "diffstate", "adamw", "train.batch_size=11", "optimizer.lr=0.05")
+    assert other_lr["timing"]["program"] == prints["diffstate"]  # hyperparameters are data, not program

@@ -24,7 +24,8 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from harness.config import ConfigError, check_startup
-from harness.sweep_plan import SWEEP_FILE, base_hash, missing_jobs, plan_difference, planned_count, read_plan
+from harness.sweep_plan import (SWEEP_FILE, base_hash, launch_order, missing_jobs, plan_difference, planned_count,
+                                read_plan)
 from harness.tracking import RECORD_NAME, RUNNING, STATUSES, WANDB_OFFLINE_FLAG, crashed, write_json_atomic
 
 log = logging.getLogger("harness")
@@ -44,7 +45,7 @@ def _fail(message: str) -> NoReturn:
 
 
 def plan_jobs(config: DictConfig) -> list[dict[str, Any]] | None:
-    """The jobs the basic sweeper will launch, [{"num", "overrides"}] in launch order, or None."""
+    """The jobs the basic (or shuffled) sweeper will launch, [{"num", "overrides"}] in launch order, or None."""
     try:
         from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
         from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -53,8 +54,8 @@ def plan_jobs(config: DictConfig) -> list[dict[str, Any]] | None:
         params = OmegaConf.to_container(params) if params else {}
         args = [f"{k}={v}" for k, v in params.items()] + list(config.hydra.overrides.task)
         parsed = OverridesParser.create().parse_overrides(args)
-        batches = BasicSweeper.split_arguments(parsed, None)
-        jobs = [list(overrides) for batch in batches for overrides in batch]
+        (jobs,) = BasicSweeper.split_arguments(parsed, None)
+        jobs = launch_order([list(overrides) for overrides in jobs], config.hydra.sweeper.get("seed"))
         return [{"num": num, "overrides": overrides} for num, overrides in enumerate(jobs)]
     except Exception:  # noqa: BLE001 - another sweeper: progress shows no total, report checks no plan
         return None

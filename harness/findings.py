@@ -392,10 +392,14 @@ def same_program_lines(found: pd.DataFrame) -> list[str]:
     names = "; ".join(f"{axis} {', '.join(map(key_text, g['candidate']))} as {key_text(g['baseline'].iloc[0])}"
                       for axis, g in same.groupby("axis", sort=False))
     ratios = same["ratio"].dropna()
-    spread = max(max(ratios), 1 / min(ratios)) if len(ratios) and min(ratios) > 0 else math.nan
-    return [f"Same compiled XLA program (one fingerprint in every setting): {names}. Their step-time ratios, "
-            f"×{min(ratios):.2f} to ×{max(ratios):.2f}, are this sweep's drift between runs of one program; "
-            f"a difference up to ×{spread:.2f} between other settings is no evidence of a cost."]
+    if ratios.empty or min(ratios) <= 0:
+        return [f"Same compiled XLA program (one fingerprint in every setting): {names}."]
+    spread = max(max(ratios), 1 / min(ratios))
+    measured = (f"Its step-time ratio, ×{ratios.iloc[0]:.2f}, is" if len(ratios) == 1 else
+                f"Their step-time ratios, ×{min(ratios):.2f} to ×{max(ratios):.2f}, are")
+    return [f"Same compiled XLA program (one fingerprint in every setting): {names}. {measured} this sweep's "
+            f"drift between runs of one program; a difference up to ×{spread:.2f} between other settings is no "
+            "evidence of a cost."]
 
 
 def findings_table(found: pd.DataFrame, axis: str) -> pd.DataFrame:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
 from pathlib import Path
 from typing import Any
 
@@ -83,3 +84,16 @@ def missing_jobs(plan: dict[str, Any] | None, recorded_nums: set[int]) -> list[d
         count = planned_count(plan) or 0
         jobs = [{"num": n, "overrides": None} for n in range(count)]
     return [job for job in jobs if isinstance(job, dict) and job.get("num") not in recorded_nums]
+
+
+def launch_order(jobs: list[Any], seed: int | None) -> list[Any]:
+    """`jobs` in the order a sweeper with `seed` launches them: as given for None, else a seeded shuffle.
+
+    >>> launch_order(["a", "b", "c", "d"], 0), launch_order(["a", "b", "c", "d"], None)
+    (['c', 'a', 'b', 'd'], ['a', 'b', 'c', 'd'])
+    """
+    if seed is None:
+        return list(jobs)
+    order = list(jobs)
+    random.Random(seed).shuffle(order)
+    return order

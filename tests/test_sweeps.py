@@ -133,3 +133,31 @@ def test_sigkill_mid_sweep_leaves_a_crashed_job_that_report_shows_and_resume_rer
     for path, content in finished.items():
         assert path.read_bytes() == content, "resume re-ran a completed job"
     assert report.main_report([str(sweep)]) == 0  # complete now (in-process: the command ran above)
+
+
+def test_a_shuffled_sweep_runs_its_grid_in_a_seeded_order_that_its_plan_and_resume_keep(tmp_path):
+    """hydra/sweeper=shuffled: every grid point once, in the order launch_order gives for the seed, each job
+    under the number its plan gives it; resume after two lost records reruns exactly those two."""
+    from harness.sweep_plan import launch_order
+
+    results = tmp_path / "results"
+    args = ["-m", "hydra/sweeper=shuffled", f"results_dir={results}", "name=shuffled", "tracker=disabled",
+            "report=false", "train.steps=5", "train.warmup=0", "train.repeats=1", "train.measure_dispatch=false",
+            "method=diffstate,stop_gradient,attribute", "task.seed=1,2"]
+    proc = run_cli(*args, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (sweep,) = (results / "shuffled").iterdir()
+    plan = json.loads((sweep / "sweep.json").read_text())["jobs"]
+    grid = [[f"method={m}", f"task.seed={s}"] for m in ("diffstate", "stop_gradient", "attribute") for s in (1, 2)]
+    assert [job["overrides"][-2:] for job in plan] == launch_order(grid, 0) != grid
+    for job in plan:
+        record = json.loads((sweep / str(job["num"]) / "result.json").read_text())
+        assert record["job"]["overrides"][-2:] == job["overrides"][-2:] and record["status"] == "ok"
+    for num in (1, 4):
+        (sweep / str(num) / "result.json").unlink()
+    resumed = run_cli(*args, f"resume={sweep}", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert resumed.stdout.count("skipped by resume") == 4
+    for num in (1, 4):
+        overrides = json.loads((sweep / str(num) / "result.json").read_text())["job"]["overrides"]
+        assert [o for o in overrides if o.startswith(("method=", "task.seed="))] == plan[num]["overrides"][-2:]

@@ -86,7 +86,7 @@ def compared_columns(a: pd.DataFrame, b: pd.DataFrame) -> list[tuple[str, str]]:
     return [(name, title) for name, title in COMPARED if name != "in_loop_s_per_step" or both]
 
 
-def strata(a: pd.DataFrame, b: pd.DataFrame, metric: findings.Metric) -> list[tuple[list[float], list[float]]]:
+def strata(a: pd.DataFrame, b: pd.DataFrame, metric: findings.Metric) -> list[tuple[list, list]]:
     """(A samples, B samples) of one configuration: one pair, or one per seed run on both sides for a paired
     metric (a seed's MSE is exact: same data, same init)."""
     if not metric.paired:

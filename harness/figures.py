@@ -143,7 +143,7 @@ def step_time_figure(df: pd.DataFrame) -> Figure | str:
         means, low, high = [], [], []
         for method in methods:
             rows = ok[(ok["method"] == method) & ((ok[series] == value) if series else True)]
-            mean, lo, hi = mean_ci(samples(rows, column))
+            mean, lo, hi = mean_ci([v for run in samples(rows, column) for v in run])
             means.append(mean * 1e6)
             low.append((mean - lo) * 1e6 if math.isfinite(lo) else 0.0)
             high.append((hi - mean) * 1e6 if math.isfinite(hi) else 0.0)

@@ -4,11 +4,13 @@ One comparison is candidate / baseline for one metric, e.g. the in-loop step
 time of `stop_gradient` over `diffstate`. Runs are matched into strata, the
 same setting of every other axis (freeze, optimizer, lr, ...); each stratum
 gives the ratio of its means, and the estimate is the geometric mean of those
-ratios. The confidence interval is a stratified percentile bootstrap
-(`scipy.stats.bootstrap`): every stratum's baseline and candidate samples,
-one value per timed repeat of every seed, are resampled independently, so the
-interval covers the spread over repeats and seeds. Percentile, as criterion.rs
+ratios. The confidence interval is a stratified two-stage percentile bootstrap
+(`ratio_ci`): in every stratum, each side's runs are resampled, then each drawn
+run's timed repeats, so the interval covers the drift between runs (seeds, jobs
+minutes apart) as well as the spread of repeats. Percentile, as criterion.rs
 uses, because BCa is undefined for the many exactly repeatable metrics (bytes).
+Runs of one compiled program (one `program_fingerprint`) are called "same
+compiled program" whatever their times: their ratio is the sweep's drift.
 
 The verdict follows criterion.rs and `asv compare`: a change is called only
 when the whole interval lies beyond the threshold; an interval that holds 1 is
@@ -25,6 +27,7 @@ import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -97,61 +100,79 @@ class Estimate:
 MISSING = Estimate(math.nan, math.nan, math.nan)
 
 
-def _log_ratio_of_means(strata: list[tuple[int, int]], constants: dict[int, float]):
-    """statistic(*samples, axis): exp(mean over strata of log(mean candidate / mean baseline)).
-
-    Samples of one value never vary under resampling and scipy wants two or
-    more per sample, so they come in as constants, by position.
-    """
-
-    def statistic(*samples, axis=-1):
-        def mean(i):
-            return constants[i] if i in constants else np.mean(samples[varying.index(i)], axis=axis)
-
-        logs = [np.log(np.maximum(mean(c), 1e-300)) - np.log(np.maximum(mean(b), 1e-300)) for b, c in strata]
-        return np.exp(np.mean(logs, axis=0))
-
-    varying = sorted({i for pair in strata for i in pair} - set(constants))
-    return statistic, varying
+Side = Sequence[Any]  # one side of a stratum: runs, each a sequence of samples (its timed repeats) or one number
 
 
-def ratio_ci(strata: Iterable[tuple[Sequence[float], Sequence[float]]], *, exact: bool = False,
+def _runs(side: Side) -> list[np.ndarray]:
+    """A side's runs as arrays of their finite samples; a bare number is a run of one sample."""
+    out = []
+    for run in side:
+        values = [run] if np.isscalar(run) else list(run)
+        values = np.asarray([v for v in values if nan_to_none(v) is not None], dtype=float)
+        if len(values):
+            out.append(values)
+    return out
+
+
+def _side_mean(runs: list[np.ndarray]) -> float:
+    """Each run weighs the same: the mean of its runs' means."""
+    return float(np.mean([r.mean() for r in runs]))
+
+
+def _resampled_means(runs: list[np.ndarray], rng: np.random.Generator, resamples: int) -> np.ndarray:
+    """The side's mean under `resamples` two-stage resamples: runs drawn with replacement, then each drawn
+    run's samples drawn with replacement (a hierarchical bootstrap: between-run spread counts, not only
+    the spread of one run's repeats)."""
+    k = len(runs)
+    picks = rng.integers(0, k, (resamples, k))
+    means = np.stack([r[rng.integers(0, len(r), (resamples, k, len(r)))].mean(axis=-1) for r in runs])
+    return means[picks, np.arange(resamples)[:, None], np.arange(k)[None, :]].mean(axis=1)
+
+
+def ratio_ci(strata: Iterable[tuple[Side, Side]], *, exact: bool = False,
              confidence: float = CONFIDENCE, seed: int = SEED, resamples: int = RESAMPLES) -> Estimate:
-    """Geometric mean over strata of mean(candidate) / mean(baseline), with a stratified bootstrap CI.
+    """Geometric mean over strata of mean(candidate) / mean(baseline), with a two-stage bootstrap CI.
 
-    `strata` holds (baseline samples, candidate samples) pairs; a pair with an
-    empty side, or a mean of 0 on the baseline side, is left out. A zero-width
-    interval means no sample varies (or the metric is `exact`, the same for every
-    run of a configuration); NaN bounds mean every sample holds one value of a
-    metric that can vary, which no interval can be drawn from.
+    `strata` holds (baseline, candidate) pairs; each side lists runs, and each run is a
+    sequence of samples (one per timed repeat) or a single number. Runs, then samples
+    within each drawn run, are resampled independently per stratum and side, so the
+    interval covers drift between runs (seeds, jobs run minutes apart), not just the
+    spread of one run's repeats: `scipy.stats.bootstrap` draws independent observations
+    only. Percentile interval, seeded. A pair with an empty side, or a mean of 0 on the
+    baseline side, is left out. A zero-width interval means no sample varies (or the
+    metric is `exact`, the same for every run of a configuration); NaN bounds mean every
+    side holds one value of a metric that can vary, which no interval can be drawn from.
 
     >>> ratio_ci([([2.0, 2.0], [3.0, 3.0]), ([1.0], [1.5])])
     Estimate(ratio=1.5, low=1.5, high=1.5, strata=2, samples=1)
     >>> ratio_ci([([1.0], [1.5])]).text()
     '×1.50 (one sample: no CI)'
+    >>> one_run = ratio_ci([([[1.0, 1.01, 0.99]], [[1.2, 1.21, 1.19]])])
+    >>> two_runs_apart = ratio_ci([([[1.0, 1.01, 0.99], [1.3, 1.31, 1.29]], [[1.2, 1.21, 1.19], [1.5, 1.51, 1.49]])])
+    >>> one_run.high - one_run.low < 0.05 < two_runs_apart.high - two_runs_apart.low
+    True
     """
     pairs = []
     for baseline, candidate in strata:
-        baseline = np.asarray([v for v in baseline if nan_to_none(v) is not None], dtype=float)
-        candidate = np.asarray([v for v in candidate if nan_to_none(v) is not None], dtype=float)
-        if len(baseline) and len(candidate) and baseline.mean() > 0 and candidate.mean() >= 0:
+        baseline, candidate = _runs(baseline), _runs(candidate)
+        if baseline and candidate and _side_mean(baseline) > 0 and _side_mean(candidate) >= 0:
             pairs.append((baseline, candidate))
     if not pairs:
         return MISSING
-    samples = [s for pair in pairs for s in pair]
-    positions = [(2 * i, 2 * i + 1) for i in range(len(pairs))]
-    point = float(_log_ratio_of_means(positions, {i: float(np.mean(s)) for i, s in enumerate(samples)})[0]())
-    smallest = min(len(s) for s in samples)
-    constants = {i: float(s[0]) for i, s in enumerate(samples) if len(s) == 1}
-    if len(constants) == len(samples) and not exact:
+    logs = [np.log(max(_side_mean(c), 1e-300)) - np.log(_side_mean(b)) for b, c in pairs]
+    point = float(np.exp(np.mean(logs)))
+    sides = [side for pair in pairs for side in pair]
+    smallest = min(sum(len(r) for r in side) for side in sides)
+    if all(len(side) == 1 and len(side[0]) == 1 for side in sides) and not exact:
         return Estimate(point, math.nan, math.nan, len(pairs), smallest)
-    if all(np.ptp(s) == 0 for s in samples):
+    if all(np.ptp(np.concatenate(side)) == 0 for side in sides):
         return Estimate(point, point, point, len(pairs), smallest)
-    statistic, varying = _log_ratio_of_means(positions, constants)
-    result = stats.bootstrap([samples[i] for i in varying], statistic, vectorized=True, axis=-1,
-                             n_resamples=resamples, confidence_level=confidence, method="percentile",
-                             rng=np.random.default_rng(seed))
-    low, high = result.confidence_interval
+    rng = np.random.default_rng(seed)
+    resampled = [(_resampled_means(b, rng, resamples), _resampled_means(c, rng, resamples)) for b, c in pairs]
+    ratios = np.exp(np.mean([np.log(np.maximum(c, 1e-300)) - np.log(np.maximum(b, 1e-300)) for b, c in resampled],
+                            axis=0))
+    tail = (1 - confidence) / 2 * 100
+    low, high = np.percentile(ratios, [tail, 100 - tail])
     return Estimate(point, float(low), float(high), len(pairs), smallest)
 
 
@@ -243,10 +264,10 @@ def run_samples(run: Mapping, column: str) -> list[float]:
     return [] if value is None else [float(value)]
 
 
-def samples(runs: pd.DataFrame, column: str) -> list[float]:
-    """Every value the ok runs in `runs` contribute for `column`."""
+def samples(runs: pd.DataFrame, column: str) -> list[list[float]]:
+    """The values each ok run in `runs` contributes for `column`, run by run (see `ratio_ci`)."""
     ok = runs[runs["status"] == "ok"]
-    return [v for _, run in ok.iterrows() for v in run_samples(run, column)]
+    return [values for _, run in ok.iterrows() if (values := run_samples(run, column))]
 
 
 def resolves_in_loop(run: Mapping) -> bool:
@@ -422,8 +443,10 @@ def render_findings(df: pd.DataFrame, found: pd.DataFrame, threshold: float = TH
     """The report's "Findings" section as markdown: one compact table per compared axis, then drift."""
     parts = ["## Findings\n",
              f"Ratios to a baseline, geometric mean over the settings both were run with, and a {CONFIDENCE:.0%} "
-             f"bootstrap CI over repeats and seeds (seeded). A change is called when the whole CI lies beyond "
-             f"±{threshold:.0%}; \"(exact)\": the value does not vary between runs.\n"]
+             f"two-stage bootstrap CI (seeded) that resamples the runs (seeds, jobs run minutes apart), then each "
+             f"run's timed repeats. A change is called when the whole CI lies beyond ±{threshold:.0%}; \"(exact)\": "
+             f"the value does not vary between runs; \"{SAME_PROGRAM}\": both ran one XLA program, so their "
+             f"times differ by drift alone.\n"]
     for axis in dict.fromkeys(found["axis"]):
         parts.append(markdown_table(findings_table(found, axis)))
     parts += [line + "\n" for line in [*same_program_lines(found), *drift_lines(df)]]

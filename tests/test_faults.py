@@ -267,9 +267,9 @@ def test_a_locked_sweep_and_a_resume_of_other_jobs_or_config_are_refused_without
 
 def test_ctrl_c_stops_a_sweep_with_one_line_and_leaves_whole_records(tmp_path):
     results = tmp_path / "results"
+    # A short job, then one long enough (minutes) that the Ctrl-C lands in it however slow the poll is.
     proc = start("-m", f"results_dir={results}", "tracker=disabled", "report=false", "train.steps=50000",
-                 "train.warmup=0", "train.repeats=15", "train.measure_dispatch=false", "optimizer.lr=1e-3,2e-3,3e-3",
-                 cwd=tmp_path)
+                 "train.warmup=0", "train.repeats=2,3000", "train.measure_dispatch=false", cwd=tmp_path)
     statuses = lambda: [r["status"] for r in on_disk(results)]  # noqa: E731
     wait_for(lambda: "ok" in statuses() and "running" in statuses(), proc, "a finished and a running job")
     proc.send_signal(signal.SIGINT)
@@ -281,7 +281,7 @@ def test_ctrl_c_stops_a_sweep_with_one_line_and_leaves_whole_records(tmp_path):
     recs = records(results)
     stopped = [r for r in recs if r["status"] == "crashed"]
     assert len(stopped) == 1 and stopped[0]["error"]["type"] == "KeyboardInterrupt"
-    assert {r["status"] for r in recs} == {"ok", "crashed"} and len(recs) < 3
+    assert sorted(r["status"] for r in recs) == ["crashed", "ok"]
 
 
 def test_sigterm_to_a_joblib_sweep_ends_its_workers(tmp_path):

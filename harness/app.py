@@ -27,6 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 from harness.config import Config, ConfigError, DeviceUnavailable, register, to_spec
 from harness.console import run_lines
 from harness.fields import config_hash
+from harness.sweep_plan import CHANGEABLE_ON_RESUME
 from harness.slurm import slurm_job
 from harness.tracking import (RECORD_NAME, RUNNING, WANDB_OFFLINE_FLAG, LiveCurves, WandbSink, crashed,
                               running_marker, wandb_copy_complete, with_environment, write_json_atomic)
@@ -212,7 +213,10 @@ def already_done(out_dir: Path, config: dict[str, Any]) -> list[tuple[Path, dict
             continue
         if not isinstance(record, dict) or record.get("status") not in COMPLETE:
             continue
-        if record.get("config_hash") != config_hash(config):
+        # What a resume may change (report=, tracker=...) is taken as the record was written.
+        stored = record.get("config") if isinstance(record.get("config"), dict) else {}
+        as_written = {**config, **{k: stored[k] for k in CHANGEABLE_ON_RESUME if k in stored}}
+        if record.get("config_hash") != config_hash(as_written):
             raise ConfigError("resume", f"{path} is a completed record of another config; resume a sweep with "
                                         "the same overrides, or start a new one")
         done.append((path, record))

@@ -55,7 +55,8 @@ def plan_jobs(config: DictConfig) -> list[dict[str, Any]] | None:
         args = [f"{k}={v}" for k, v in params.items()] + list(config.hydra.overrides.task)
         parsed = OverridesParser.create().parse_overrides(args)
         (jobs,) = BasicSweeper.split_arguments(parsed, None)
-        jobs = launch_order([list(overrides) for overrides in jobs], config.hydra.sweeper.get("seed"))
+        shuffled = "harness_shuffled_sweeper" in str(config.hydra.sweeper.get("_target_", ""))
+        jobs = launch_order([list(overrides) for overrides in jobs], config.hydra.sweeper.seed if shuffled else None)
         return [{"num": num, "overrides": overrides} for num, overrides in enumerate(jobs)]
     except Exception:  # noqa: BLE001 - another sweeper: progress shows no total, report checks no plan
         return None

@@ -81,7 +81,7 @@ def per_config(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def compared_columns(a: pd.DataFrame, b: pd.DataFrame) -> list[tuple[str, str]]:
-    """COMPARED less the in-loop step time when either sweep did not measure the 1-step call."""
+    """COMPARED less the in-loop step time when either sweep does not resolve it (findings.step_time_column)."""
     both = all(findings.step_time_column(df) == "in_loop_s_per_step" for df in (a, b))
     return [(name, title) for name, title in COMPARED if name != "in_loop_s_per_step" or both]
 

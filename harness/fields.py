@@ -187,6 +187,7 @@ MEASURED = (
     _field("run_s", "timing.run_s", str, derive=_json_list),
     _field("one_step_call_s", "timing.dispatch.one_step_call_s", float),
     _field("timing_points", "timing.points", int),
+    _field("timing_chunks", "timing.chunks", int),  # compiled calls per training (train.log_every)
     _field("dispatch_overhead_s", "timing.dispatch.overhead_s", float, spread=True),
     _field("batch_regime", "batch.regime", str, "batch/regime"),
     _field("batch_size", "batch.size", int, "batch/size"),

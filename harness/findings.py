@@ -4,10 +4,10 @@ One comparison is candidate / baseline for one metric, e.g. the in-loop step
 time of `stop_gradient` over `diffstate`. Runs are matched into strata, the
 same setting of every other axis (freeze, optimizer, lr, ...); each stratum
 gives the ratio of its means, and the estimate is the geometric mean of those
-ratios. The confidence interval is a stratified two-stage percentile bootstrap
-(`ratio_ci`): in every stratum, each side's runs are resampled, then each drawn
-run's timed repeats, so the interval covers the drift between runs (seeds, jobs
-minutes apart) as well as the spread of repeats. Percentile, as criterion.rs
+ratios. The confidence interval is a stratified percentile bootstrap
+(`ratio_ci`) that resamples each side's runs, or the repeats of a side's only
+run, so the interval covers the drift between runs (seeds, jobs minutes apart)
+and not only the spread of one run's repeats. Percentile, as criterion.rs
 uses, because BCa is undefined for the many exactly repeatable metrics (bytes).
 Runs of one compiled program (one `program_fingerprint`) are called "same
 compiled program" whatever their times: their ratio is the sweep's drift.
@@ -55,7 +55,7 @@ class Metric:
     exact: bool = False  # the same configuration always gives the same value (bytes, parameter counts)
     # Computed, not timed: one seed's value is exact, so runs pair by seed (same data and init on both sides).
     paired: bool = False
-    timed: bool = False  # a clock's reading: between two runs of one compiled program it measures drift alone
+    timed: bool = False  # a clock's reading of the compiled program: between runs of one program, drift alone
 
 
 METRICS = {m.column: m for m in (
@@ -65,7 +65,7 @@ METRICS = {m.column: m for m in (
     Metric("opt_state_bytes", "optimizer state", "more", "less", exact=True),
     Metric("test_mse", "test MSE", "higher", "lower", paired=True),
     Metric("train_mse", "train MSE", "higher", "lower", paired=True),
-    Metric("compile_s", "compile", "slower", "faster", timed=True),
+    Metric("compile_s", "compile", "slower", "faster"),  # XLA's work on the input program: not `timed` here
 )}
 NO_DIFFERENCE = "no significant difference"
 SAME_PROGRAM = "same compiled program"
@@ -120,25 +120,32 @@ def _side_mean(runs: list[np.ndarray]) -> float:
 
 
 def _resampled_means(runs: list[np.ndarray], rng: np.random.Generator, resamples: int) -> np.ndarray:
-    """The side's mean under `resamples` two-stage resamples: runs drawn with replacement, then each drawn
-    run's samples drawn with replacement (a hierarchical bootstrap: between-run spread counts, not only
-    the spread of one run's repeats)."""
-    k = len(runs)
-    picks = rng.integers(0, k, (resamples, k))
-    means = np.stack([r[rng.integers(0, len(r), (resamples, k, len(r)))].mean(axis=-1) for r in runs])
-    return means[picks, np.arange(resamples)[:, None], np.arange(k)[None, :]].mean(axis=1)
+    """The side's mean under `resamples` bootstrap resamples, at the highest level that varies.
+
+    Two or more runs: their means are drawn with replacement (a cluster bootstrap: the spread
+    between runs already holds the spread of their repeats, so drawing the repeats again would
+    count it twice). One run: its repeats are drawn. The values are first spread about their
+    mean by sqrt(k / (k - 1)): the plain bootstrap's variance of a mean of k values is
+    (k - 1) / k of the unbiased one, half of it for the two seeds of a typical sweep.
+    """
+    values = runs[0] if len(runs) == 1 else np.array([r.mean() for r in runs])
+    k = len(values)
+    if k < 2:
+        return np.full(resamples, float(values.mean()))
+    values = values.mean() + (values - values.mean()) * math.sqrt(k / (k - 1))
+    return values[rng.integers(0, k, (resamples, k))].mean(axis=1)
 
 
 def ratio_ci(strata: Iterable[tuple[Side, Side]], *, exact: bool = False,
              confidence: float = CONFIDENCE, seed: int = SEED, resamples: int = RESAMPLES) -> Estimate:
-    """Geometric mean over strata of mean(candidate) / mean(baseline), with a two-stage bootstrap CI.
+    """Geometric mean over strata of mean(candidate) / mean(baseline), with a stratified bootstrap CI.
 
     `strata` holds (baseline, candidate) pairs; each side lists runs, and each run is a
-    sequence of samples (one per timed repeat) or a single number. Runs, then samples
-    within each drawn run, are resampled independently per stratum and side, so the
-    interval covers drift between runs (seeds, jobs run minutes apart), not just the
-    spread of one run's repeats: `scipy.stats.bootstrap` draws independent observations
-    only. Percentile interval, seeded. A pair with an empty side, or a mean of 0 on the
+    sequence of samples (one per timed repeat) or a single number. Each stratum's sides are
+    resampled independently: their runs when there are several, so the interval covers drift
+    between runs (seeds, jobs run minutes apart) and not only the spread of one run's
+    repeats; the repeats of a side's only run otherwise (`_resampled_means`).
+    `scipy.stats.bootstrap` draws independent observations only. Percentile interval, seeded. A pair with an empty side, or a mean of 0 on the
     baseline side, is left out. A zero-width interval means no sample varies (or the
     metric is `exact`, the same for every run of a configuration); NaN bounds mean every
     side holds one value of a metric that can vary, which no interval can be drawn from.
@@ -239,8 +246,9 @@ def is_worse(word: str, metric: Metric) -> bool:
 def run_samples(run: Mapping, column: str) -> list[float]:
     """The values a run contributes to a comparison of `column`: one per timed repeat for times, else one.
 
-    In-loop step time per repeat is (call - 1-step call) / (steps - 1), clamped
-    at 0, as harness.timing computes the median's.
+    In-loop step time per repeat is (training - C 1-step calls) / (steps - C) for a training
+    of C calls (`train.log_every` chunks; 1 by default), clamped at 0, as harness.timing
+    computes the median's.
 
     >>> run = {"run_s": "[0.0101, 0.0111]", "one_step_call_s": 1e-4, "steps": 101, "timing_points": 1}
     >>> [round(v * 1e6, 1) for v in run_samples(run, "in_loop_s_per_step")]
@@ -252,8 +260,9 @@ def run_samples(run: Mapping, column: str) -> list[float]:
     steps = nan_to_none(run.get("steps"))
     if column == "in_loop_s_per_step":
         one_step = nan_to_none(run.get("one_step_call_s"))
-        if repeats and one_step is not None and steps and steps > 1:
-            return [max(r - one_step, 0.0) / (steps - 1) for r in repeats]
+        chunks = nan_to_none(run.get("timing_chunks")) or 1
+        if repeats and one_step is not None and steps and steps > chunks:
+            return [max(r - chunks * one_step, 0.0) / (steps - chunks) for r in repeats]
     elif column == "run_s_per_step":
         points = nan_to_none(run.get("timing_points")) or 1
         if repeats and steps:
@@ -271,8 +280,8 @@ def samples(runs: pd.DataFrame, column: str) -> list[list[float]]:
 
 
 def resolves_in_loop(run: Mapping) -> bool:
-    """Whether every timed call of `run` took longer than its 1-step call, so that its in-loop step time is
-    a measurement: a tiny model over few steps can finish within the 1-step call's noise (clamped at 0).
+    """Whether every timed training of `run` took longer than its 1-step calls, so that its in-loop step time
+    is a measurement: a tiny model over few steps can finish in less (its in-loop time is then clamped at 0).
 
     >>> resolves_in_loop({"run_s": "[0.0101, 0.0111]", "one_step_call_s": 1e-4})
     True
@@ -282,7 +291,8 @@ def resolves_in_loop(run: Mapping) -> bool:
     one_step = nan_to_none(run.get("one_step_call_s"))
     repeats = nan_to_none(run.get("run_s"))
     repeats = json.loads(repeats) if isinstance(repeats, str) else []
-    return one_step is not None and bool(repeats) and all(r > one_step for r in repeats)
+    chunks = nan_to_none(run.get("timing_chunks")) or 1
+    return one_step is not None and bool(repeats) and all(r > chunks * one_step for r in repeats)
 
 
 def step_time_column(df: pd.DataFrame) -> str:
@@ -339,7 +349,11 @@ def compare_axis(df: pd.DataFrame, axis: str, baseline: str, columns: Sequence[s
                 if len(base) and len(cand):
                     same.append(same_program(base, cand))
             est = ratio_ci(strata, exact=metric.exact or metric.paired, seed=seed)
-            word = SAME_PROGRAM if metric.timed and same and all(same) else verdict(est, threshold, metric)
+            word = verdict(est, threshold, metric)
+            if metric.timed and same and all(same):
+                # Its ratio is drift; one beyond the threshold is worth a look (denormals, other load).
+                word = SAME_PROGRAM + (f", drift beyond ±{threshold:.0%}" if word in (metric.higher, metric.lower)
+                                       else "")
             rows.append({"axis": axis, "baseline": baseline, "candidate": candidate, "metric": column,
                          "ratio": est.ratio, "low": est.low, "high": est.high, "strata": est.strata,
                          "estimate": est.text(), "verdict": word})
@@ -406,7 +420,7 @@ def same_program_lines(found: pd.DataFrame) -> list[str]:
     Their step-time ratios measure nothing but the machine's drift between the runs (an A/A control):
     a ratio of that size between two different programs is no evidence of a cost either.
     """
-    same = found[found["verdict"] == SAME_PROGRAM]
+    same = found[found["verdict"].str.startswith(SAME_PROGRAM)]
     same = same[same["metric"].isin(["in_loop_s_per_step", "run_s_per_step"])]
     if same.empty:
         return []
@@ -443,8 +457,8 @@ def render_findings(df: pd.DataFrame, found: pd.DataFrame, threshold: float = TH
     """The report's "Findings" section as markdown: one compact table per compared axis, then drift."""
     parts = ["## Findings\n",
              f"Ratios to a baseline, geometric mean over the settings both were run with, and a {CONFIDENCE:.0%} "
-             f"two-stage bootstrap CI (seeded) that resamples the runs (seeds, jobs run minutes apart), then each "
-             f"run's timed repeats. A change is called when the whole CI lies beyond ±{threshold:.0%}; \"(exact)\": "
+             f"bootstrap CI (seeded) that resamples the runs (seeds, jobs run minutes apart), or the timed repeats "
+             f"of a side's only run. A change is called when the whole CI lies beyond ±{threshold:.0%}; \"(exact)\": "
              f"the value does not vary between runs; \"{SAME_PROGRAM}\": both ran one XLA program, so their "
              f"times differ by drift alone.\n"]
     for axis in dict.fromkeys(found["axis"]):

@@ -106,12 +106,15 @@ _METADATA = re.compile(r",? metadata=\{[^}]*\}")
 _NAME = re.compile(r"%?[A-Za-z_][\w\-]*(?:\.\d+)+")
 
 
-def fingerprint(text: str) -> str:
-    """A digest of the compiled program itself: equal for two runs exactly when XLA runs the same program.
+def fingerprint(text: str) -> str | None:
+    """A digest of the compiled program itself, from `compiled.as_text()`; None for text it cannot read.
 
     Source locations (metadata, the file and frame tables) and the numbering of instruction
     names are left out: two freeze methods written differently that XLA compiles to the same
     ops on the same shapes get one fingerprint, so any time between them is noise or drift.
+    What the text leaves out cannot tell programs apart: the values of large constants (printed
+    `{...}`; a run's data, parameters and hyperparameters are arguments, not constants). The
+    module's name (`jit_train`) is kept, so the same ops jitted under another name differ.
 
     >>> import jax, jax.numpy as jnp
     >>> x = jnp.ones(4)
@@ -122,7 +125,9 @@ def fingerprint(text: str) -> str:
     (True, False)
     """
     lines = text.splitlines()
-    start = next((i for i, line in enumerate(lines) if _COMPUTATION.match(line)), len(lines))
+    start = next((i for i, line in enumerate(lines) if _COMPUTATION.match(line)), None)
+    if start is None:  # not HLO text as this XLA prints it: no digest rather than one of the header alone
+        return None
     names: dict[str, str] = {}
 
     def canonical(match: re.Match) -> str:

@@ -105,7 +105,7 @@ class NnxProgram:
 
 
 class Built(NamedTuple):
-    program: NnxProgram
+    program: Any  # a program as the module docstring says: NnxProgram, reference.ReferenceProgram
     state: tuple[jax.Array, ...]
     paths: list[tuple[Any, ...]]  # one per state leaf: (0, *param path) or (1, *optimizer path)
     frozen_paths: list[str]

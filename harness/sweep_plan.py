@@ -68,6 +68,11 @@ def plan_difference(old: dict[str, Any], new: list[dict[str, Any]], base: str | 
         return None  # an older plan without its jobs: each job's config is still checked when it starts
     if len(old_jobs) != len(new):
         return f"the sweep planned {len(old_jobs)} jobs, this command plans {len(new)}"
+    before_jobs = [_computed(job.get("overrides", [])) for job in old_jobs]
+    now_jobs = [_computed(job["overrides"]) for job in new]
+    if before_jobs != now_jobs and sorted(before_jobs) == sorted(now_jobs):
+        return ("the sweep ran the same jobs in another order: resume it with the sweeper it was started with "
+                "(hydra/sweeper=basic for a sweep started before its experiment used hydra/sweeper=shuffled)")
     for before, now in zip(old_jobs, new):
         if _computed(before.get("overrides", [])) != _computed(now["overrides"]):
             return (f"job #{now['num']} was {' '.join(_computed(before.get('overrides', []))) or '(no overrides)'}, "

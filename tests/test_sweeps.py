@@ -137,7 +137,8 @@ def test_sigkill_mid_sweep_leaves_a_crashed_job_that_report_shows_and_resume_rer
 
 def test_a_shuffled_sweep_runs_its_grid_in_a_seeded_order_that_its_plan_and_resume_keep(tmp_path):
     """hydra/sweeper=shuffled: every grid point once, in the order launch_order gives for the seed, each job
-    under the number its plan gives it; resume after two lost records reruns exactly those two."""
+    under the number its plan gives it; resume after two lost records reruns exactly those two (a resume in
+    another order is refused, one with another report= is not)."""
     from harness.sweep_plan import launch_order
 
     results = tmp_path / "results"
@@ -155,6 +156,10 @@ def test_a_shuffled_sweep_runs_its_grid_in_a_seeded_order_that_its_plan_and_resu
         assert record["job"]["overrides"][-2:] == job["overrides"][-2:] and record["status"] == "ok"
     for num in (1, 4):
         (sweep / str(num) / "result.json").unlink()
+    in_grid_order = run_cli(*[a for a in args if a != "hydra/sweeper=shuffled"], f"resume={sweep}", cwd=tmp_path)
+    assert in_grid_order.returncode == 1 and "the same jobs in another order" in in_grid_order.stderr
+    # What a resume may change, here report=, leaves the completed jobs complete.
+    args = [a if a != "report=false" else "report=true" for a in args]
     resumed = run_cli(*args, f"resume={sweep}", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert resumed.stdout.count("skipped by resume") == 4

@@ -23,5 +23,6 @@ class ShuffledSweeper(BasicSweeper):
     def split_arguments(self, overrides, max_batch_size):  # the basic sweeper's, an instance method here
         (jobs,) = BasicSweeper.split_arguments(overrides, None)
         jobs = launch_order(jobs, self.seed)
+        assert max_batch_size is None or max_batch_size > 0  # as the basic sweeper asserts
         size = max_batch_size or max(len(jobs), 1)
         return [jobs[i : i + size] for i in range(0, len(jobs), size)]

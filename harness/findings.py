@@ -10,7 +10,7 @@ run, so the interval covers the drift between runs (seeds, jobs minutes apart)
 and not only the spread of one run's repeats. Percentile, as criterion.rs
 uses, because BCa is undefined for the many exactly repeatable metrics (bytes).
 Runs of one compiled program (one `program_fingerprint`) are called "same
-compiled program" whatever their times: their ratio is the sweep's drift.
+compiled program", never slower or faster: their ratio is the sweep's drift.
 
 The verdict follows criterion.rs and `asv compare`: a change is called only
 when the whole interval lies beyond the threshold; an interval that holds 1 is
@@ -144,11 +144,12 @@ def ratio_ci(strata: Iterable[tuple[Side, Side]], *, exact: bool = False,
     sequence of samples (one per timed repeat) or a single number. Each stratum's sides are
     resampled independently: their runs when there are several, so the interval covers drift
     between runs (seeds, jobs run minutes apart) and not only the spread of one run's
-    repeats; the repeats of a side's only run otherwise (`_resampled_means`).
-    `scipy.stats.bootstrap` draws independent observations only. Percentile interval, seeded. A pair with an empty side, or a mean of 0 on the
-    baseline side, is left out. A zero-width interval means no sample varies (or the
-    metric is `exact`, the same for every run of a configuration); NaN bounds mean every
-    side holds one value of a metric that can vary, which no interval can be drawn from.
+    repeats; the repeats of a side's only run otherwise (`_resampled_means`). Written here
+    because `scipy.stats.bootstrap` draws independent observations only. Percentile interval,
+    seeded. A pair with an empty side, or a mean of 0 on the baseline side, is left out. A
+    zero-width interval means no sample varies (or the metric is `exact`, the same for every
+    run of a configuration); NaN bounds mean every side holds one value of a metric that can
+    vary, which no interval can be drawn from.
 
     >>> ratio_ci([([2.0, 2.0], [3.0, 3.0]), ([1.0], [1.5])])
     Estimate(ratio=1.5, low=1.5, high=1.5, strata=2, samples=1)

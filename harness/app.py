@@ -26,8 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from harness.config import Config, ConfigError, DeviceUnavailable, register, to_spec
 from harness.console import run_lines
-from harness.fields import config_hash
-from harness.sweep_plan import CHANGEABLE_ON_RESUME
+from harness.fields import CHANGEABLE_ON_RESUME, config_hash
 from harness.slurm import slurm_job
 from harness.tracking import (RECORD_NAME, RUNNING, WANDB_OFFLINE_FLAG, LiveCurves, WandbSink, crashed,
                               running_marker, wandb_copy_complete, with_environment, write_json_atomic)

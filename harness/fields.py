@@ -37,10 +37,12 @@ def nested_get(node: Any, *keys: str, default: Any = None) -> Any:
 
 # --- the identity of a config --------------------------------------------------------------------
 
-# Not part of a job at all: resume compares the rest.
+# Not part of a job at all: the digest resume compares (`config_hash`) holds the rest.
 NOT_RESUMED = ("resume", "results_dir", "tracker")
+# What a resume may change: `report` too, which the digests already written hold, so resume takes it as written.
+CHANGEABLE_ON_RESUME = (*NOT_RESUMED, "report")
 # Not part of what a run computes either (its name, how it is timed): the report and compare match on the rest.
-NOT_COMPUTED = (*NOT_RESUMED, "name", "train.warmup", "train.repeats", "train.measure_dispatch",
+NOT_COMPUTED = (*CHANGEABLE_ON_RESUME, "name", "train.warmup", "train.repeats", "train.measure_dispatch",
                 "train.persistent_cache_dir")
 
 
@@ -75,9 +77,14 @@ def identity(config: dict[str, Any], leave_out: Iterable[str], prefix: str = "")
     return out
 
 
+def digest(content: Any) -> str:
+    """A short digest of JSON-like content, the same for equal content whatever its key order."""
+    return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
 def config_hash(config: dict[str, Any]) -> str:
     """What resume compares: a digest of the job's resolved config less NOT_RESUMED."""
-    return hashlib.sha256(json.dumps(identity(config, NOT_RESUMED), sort_keys=True).encode()).hexdigest()[:16]
+    return digest(identity(config, NOT_RESUMED))
 
 
 def config_key(config: dict[str, Any] | None) -> str:

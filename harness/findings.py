@@ -244,6 +244,13 @@ def is_worse(word: str, metric: Metric) -> bool:
 # --- samples per run -----------------------------------------------------------------------------
 
 
+def _timed_calls(run: Mapping) -> tuple[list[float], float | None, int]:
+    """(every timed training's seconds, the 1-step call's seconds, compiled calls per training) of a run row."""
+    repeats = nan_to_none(run.get("run_s"))
+    repeats = json.loads(repeats) if isinstance(repeats, str) else []
+    return repeats, nan_to_none(run.get("one_step_call_s")), nan_to_none(run.get("timing_chunks")) or 1
+
+
 def run_samples(run: Mapping, column: str) -> list[float]:
     """The values a run contributes to a comparison of `column`: one per timed repeat for times, else one.
 
@@ -256,12 +263,9 @@ def run_samples(run: Mapping, column: str) -> list[float]:
     [100.0, 110.0]
     """
     value = nan_to_none(run.get(column))
-    repeats = nan_to_none(run.get("run_s"))
-    repeats = json.loads(repeats) if isinstance(repeats, str) else []
+    repeats, one_step, chunks = _timed_calls(run)
     steps = nan_to_none(run.get("steps"))
     if column == "in_loop_s_per_step":
-        one_step = nan_to_none(run.get("one_step_call_s"))
-        chunks = nan_to_none(run.get("timing_chunks")) or 1
         if repeats and one_step is not None and steps and steps > chunks:
             return [max(r - chunks * one_step, 0.0) / (steps - chunks) for r in repeats]
     elif column == "run_s_per_step":
@@ -289,10 +293,7 @@ def resolves_in_loop(run: Mapping) -> bool:
     >>> resolves_in_loop({"run_s": "[0.0101, 0.00009]", "one_step_call_s": 1e-4})
     False
     """
-    one_step = nan_to_none(run.get("one_step_call_s"))
-    repeats = nan_to_none(run.get("run_s"))
-    repeats = json.loads(repeats) if isinstance(repeats, str) else []
-    chunks = nan_to_none(run.get("timing_chunks")) or 1
+    repeats, one_step, chunks = _timed_calls(run)
     return one_step is not None and bool(repeats) and all(r > chunks * one_step for r in repeats)
 
 

@@ -10,7 +10,7 @@ from harness.config import ModelConfig
 
 
 class MLP(nnx.Module):
-    """1 -> width (tanh) x depth -> 1, split into `backbone` and `head` for freeze masks.
+    """in_dim -> width (tanh) x depth -> out_dim, split into `backbone` and `head` for freeze masks.
 
     With `lora_rank`, every Linear is an nnx.LoRALinear over the same base kernel and bias as
     without it (the adapters draw from their own stream), so a LoRA run starts from the same

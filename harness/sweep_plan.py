@@ -2,8 +2,8 @@
 
 Records say what happened; the plan says what should have. `harness report`
 lists planned jobs that left no record, and `resume` refuses a command that would
-launch other jobs into the sweep's directories. Plain JSON and the standard
-library only: the reporting side reads it without Hydra or JAX.
+launch other jobs into the sweep's directories. Plain JSON, no Hydra and
+no JAX: the reporting side reads it too.
 
     {"planned_jobs": 3, "jobs": [{"num": 0, "overrides": ["optimizer.lr=0.001"]}, ...], "base": "<hash>"}
 
@@ -15,15 +15,14 @@ Sweeps written before the plan listed its jobs hold `planned_jobs` only.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import random
 from pathlib import Path
 from typing import Any
 
+from harness.fields import CHANGEABLE_ON_RESUME, digest, identity
+
 SWEEP_FILE = "sweep.json"
-# Overrides a resume may change: where results go and how they are tracked, not what a job computes.
-CHANGEABLE_ON_RESUME = ("resume", "results_dir", "report", "tracker")
 
 
 def read_plan(sweep_dir: Path) -> dict[str, Any] | None:
@@ -42,8 +41,7 @@ def planned_count(plan: dict[str, Any] | None) -> int | None:
 
 def base_hash(config: dict[str, Any]) -> str:
     """The sweep's unswept config (resolved, without `hydra`), less what a resume may change."""
-    kept = {k: v for k, v in config.items() if k != "hydra" and k not in CHANGEABLE_ON_RESUME}
-    return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return digest(identity(config, (*CHANGEABLE_ON_RESUME, "hydra")))
 
 
 def _key(override: str) -> str:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.config import WandbConfig
-from harness.fields import axes, wandb_summary
+from harness.fields import NOT_COMPUTED, axes, wandb_summary
 
 log = logging.getLogger(__name__)
 RECORD_NAME = "result.json"
@@ -95,8 +95,7 @@ def crashed(marker: dict[str, Any], error_type: str = "Crashed", message: str | 
 
 
 # Override keys that say where or how a run is written, not what it computes: no part of its name or tags.
-NOT_SWEPT = ("name", "experiment", "results_dir", "resume", "report", "tracker", "hydra", "vectorize", "train.warmup",
-             "train.repeats", "train.measure_dispatch", "train.persistent_cache_dir")
+NOT_SWEPT = (*NOT_COMPUTED, "experiment", "hydra", "vectorize")
 NAMED = ("method", "freeze", "optimizer", "optimizer.lr", "task.seed")  # always in the name, in this order
 
 

@@ -6,7 +6,7 @@ Each simulated comparison has `settings` strata; each side of a stratum holds `r
 (seeds, jobs minutes apart) of `repeats` timed repeats. Every run is shifted by its own
 drift (normal, sd `drift`) and every repeat by noise (sd 5%); both sides have the same
 true time, so the true ratio is 1. Printed per case: the fraction of trials whose CI
-holds 1, and the mean CI width, for `harness.findings.ratio_ci` and for a two-stage
+holds 1, and the mean CI width, for `harness.analysis.findings.ratio_ci` and for a two-stage
 bootstrap (runs, then each drawn run's repeats) computed the same way otherwise.
 No JAX, no timing: the machine's load does not matter.
 """
@@ -17,7 +17,7 @@ import argparse
 
 import numpy as np
 
-from harness.findings import CONFIDENCE, ratio_ci
+from harness.analysis.findings import CONFIDENCE, ratio_ci
 
 CASES = [  # (runs per side, repeats per run, drift between runs, settings)
     (2, 5, 0.00, 6), (2, 5, 0.05, 6), (2, 5, 0.05, 24), (10, 5, 0.00, 6), (1, 5, 0.00, 6), (2, 5, 0.00, 1)]

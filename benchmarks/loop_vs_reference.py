@@ -4,9 +4,9 @@
 
 Variants, all training the seed task (nnx.Linear(1, 1), kernel frozen, AdamW, 55 points):
 
-- harness:           `method=diffstate` via `harness.train.build` + `harness.train.train`,
-                     compiled ahead of time as `harness.timing.compile_and_time` does.
-- reference:         `method=reference` (harness/reference.py: a dict of arrays, a jnp
+- harness:           `method=diffstate` via `harness.core.train.build` + `harness.core.train.train`,
+                     compiled ahead of time as `harness.core.timing.compile_and_time` does.
+- reference:         `method=reference` (harness/core/reference.py: a dict of arrays, a jnp
                      forward, optax), its scan under a bare `jax.jit`, called the normal way.
 - harness(ref body): the reference step through the harness's AOT `train`. It splits a
                      gap in two: harness / harness(ref body) is the nnx step body, and
@@ -46,10 +46,11 @@ from typing import Callable
 
 import jax
 import numpy as np
-from harness.app import spec_from_overrides as seed_spec
-from harness.task import make_data
-from harness.program import Built
-from harness.train import build, train
+
+from harness.core.program import Built
+from harness.core.task import make_data
+from harness.core.train import build, train
+from harness.jobs.app import spec_from_overrides as seed_spec
 
 HARNESS, REFERENCE, HARNESS_REF, AGAIN = "harness", "reference", "harness(ref body)", "reference again"
 
@@ -65,7 +66,7 @@ def scan_loop(state, x, y, *, program, steps: int):
 
 
 def harness_call(built: Built, x, y, steps: int) -> tuple[Callable, object]:
-    """(call, compiled): `harness.train.train` compiled ahead of time, called as the harness calls it."""
+    """(call, compiled): `harness.core.train.train` compiled ahead of time, called as the harness calls it."""
     compiled = train.lower(built.state, x, y, program=built.program, steps=steps).compile()
     return functools.partial(compiled, built.state, x, y), compiled
 

@@ -4,7 +4,7 @@
 
 Variants, all a linear probe on a frozen tanh MLP backbone (AdamW, seed task, `--rows` training rows):
 
-- harness:      `method=diffstate freeze=backbone train.batch_size=B` through `harness.train.train`,
+- harness:      `method=diffstate freeze=backbone train.batch_size=B` through `harness.core.train.train`,
                 compiled ahead of time as the harness compiles it.
 - plain JAX:    the same training written by hand: a dict of arrays, a jnp forward, `jax.value_and_grad`
                 over the head only, `optax.adamw`, and the same batches (a new permutation of the rows
@@ -16,7 +16,7 @@ Variants, all a linear probe on a frozen tanh MLP backbone (AdamW, seed task, `-
 
 Before timing, the harness and plain JAX runs are checked to train the same (equal loss per step to
 float32 tolerance), and the compiled programs are checked for matmuls hoisted out of the loop
-(`harness.hlo.loop_ops`). Calls are interleaved in a fresh random order within each round and ratios
+(`harness.core.hlo.loop_ops`). Calls are interleaved in a fresh random order within each round and ratios
 are taken call by call (see benchmarks/loop_vs_reference.py), so load from other tenants cancels.
 Target: harness / plain JAX <= 1.10 at width 1024, depth 4, batch 512 (about 3M parameters).
 """
@@ -34,15 +34,15 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import nnx
-
-from harness.app import spec_from_overrides
-from harness.batching import Minibatches, order_key
-from harness.hlo import loop_ops
-from harness.models import build_model
-from harness.plausibility import machine_peak
-from harness.task import make_data
-from harness.train import build, train
 from loop_vs_reference import interleaved, summary
+
+from harness.core.batching import Minibatches, order_key
+from harness.core.hlo import loop_ops
+from harness.core.models import build_model
+from harness.core.plausibility import machine_peak
+from harness.core.task import make_data
+from harness.core.train import build, train
+from harness.jobs.app import spec_from_overrides
 
 HARNESS, PLAIN, SEQUENTIAL, FULL = "harness", "plain JAX", "plain JAX, sequential", "harness, full batch"
 

@@ -9,10 +9,10 @@
 2. The same per-job cost split in one process, for cache-hit jobs:
    - Hydra: composing the job's config, twice (the basic sweeper composes each job once to
      validate the batch and once to run it);
-   - harness: `harness.app.run_job` with W&B disabled, less the time spent in the training
+   - harness: `harness.jobs.app.run_job` with W&B disabled, less the time spent in the training
      program's own calls (warm-up, timed repeats, the 1-step dispatch probe), which is the
      training the job exists to do;
-   - W&B: one offline run logged from the finished record (`harness.tracking.WandbSink`).
+   - W&B: one offline run logged from the finished record (`harness.jobs.tracking.WandbSink`).
 Targets (issue 13): harness <= 50 ms per cache-hit job, W&B offline <= 100 ms per run.
 """
 
@@ -49,9 +49,9 @@ def in_process_split(jobs: int, out: Path) -> dict[str, list[float]]:
     import jax
     from hydra import compose, initialize_config_dir
 
-    from harness.app import CONF_DIR, run_job
-    from harness.config import WandbConfig
-    from harness.tracking import WandbSink
+    from harness.core.config import WandbConfig
+    from harness.jobs.app import CONF_DIR, run_job
+    from harness.jobs.tracking import WandbSink
 
     split = {"hydra": [], "harness": [], "wandb": []}
     job = {"name": "bench", "num": 0, "overrides": [], "override_dirname": "", "output_dir": str(out)}

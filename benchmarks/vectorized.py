@@ -16,10 +16,11 @@ import time
 
 import jax
 import numpy as np
-from harness.app import spec_from_overrides as spec_for
-from harness.batching import order_key
-from harness.run import _placed, points, stack
-from harness.train import build, train, train_many
+
+from harness.core.batching import order_key
+from harness.core.run import _placed, points, stack
+from harness.core.train import build, train, train_many
+from harness.jobs.app import spec_from_overrides as spec_for
 
 
 def one_by_one(specs, devices, steps):

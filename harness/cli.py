@@ -11,6 +11,7 @@ from __future__ import annotations
 import signal
 import sys
 
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM, raised in the main thread like Ctrl-C so that the same clean-up runs."""
 
@@ -25,25 +26,26 @@ def _on_sigterm(signum, frame) -> None:
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "dashboard":
-        from harness.dashboard import main_dashboard
+        from harness.analysis.dashboard import main_dashboard
 
         sys.argv.pop(1)
         sys.exit(main_dashboard())
     if len(sys.argv) > 1 and sys.argv[1] in ("report", "compare"):
-        from harness import report
+        from harness.analysis import report
 
         command = sys.argv.pop(1)
         sys.exit(report.main_report() if command == "report" else report.main_compare())
-    from harness.app import main as hydra_main
+    from harness.jobs import callbacks
+    from harness.jobs.app import main as hydra_main
 
     signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         hydra_main()
+        callbacks.release()
+        sys.exit(callbacks.exit_code())
     except KeyboardInterrupt as stop:
-        from harness.callbacks import ACTIVE_DIR
-
         how = "SIGTERM" if isinstance(stop, Terminated) else "Ctrl-C"
-        where = f"resume={ACTIVE_DIR[-1]}" if ACTIVE_DIR else "resume=<its directory>"
+        where = f"resume={callbacks.ACTIVE_DIR[-1]}" if callbacks.ACTIVE_DIR else "resume=<its directory>"
         print(f"interrupted by {how}: finished jobs keep their records, the job in progress is recorded as "
               f"crashed; {where} runs what is left", file=sys.stderr, flush=True)
         sys.exit(143 if isinstance(stop, Terminated) else 130)

@@ -5,7 +5,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from harness.app import spec_from_overrides
+
+from harness.jobs.app import spec_from_overrides
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -5,10 +5,10 @@ Changes from the seed: `layer.kernel.value = ...` -> `layer.kernel[...] = ...`;
 and `update(model, grads)`; the scan runs inside `nnx.jit` as the harness does.
 """
 
+import optax
 from flax import nnx
 from jax import numpy as jnp
 from jax import random
-import optax
 
 
 def glinear(x, slope=2.234, intercept=-1.123):

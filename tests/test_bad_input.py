@@ -103,7 +103,7 @@ def test_bad_input_inside_a_multirun_is_a_failed_record_and_the_sweep_goes_on(cl
 
 def test_the_names_the_config_accepts_are_the_registries_names():
     """config.py checks names without importing JAX; each list must match the registry that builds the thing."""
-    from harness import config, metrics, models, task
+    from harness.core import config, metrics, models, task
 
     assert config.TASKS == tuple(task.TASKS)
     assert config.MODELS == tuple(models.MODELS)

@@ -21,10 +21,11 @@ import pytest
 import wandb
 from filelock import FileLock
 
+from harness.core import config as config_lib
+from harness.core.config import ConfigError, WandbConfig
+from harness.core.memory import available_bytes
+
 from conftest import records, run_cli, wandb_file
-from harness import config as config_lib
-from harness.config import ConfigError, WandbConfig
-from harness.memory import available_bytes
 from wandb_reader import read_run
 
 FAST = ("train.warmup=0", "train.repeats=1", "train.measure_dispatch=false")
@@ -121,7 +122,7 @@ def test_wandb_online_that_never_answers_costs_one_short_timeout_then_the_sweep_
 
 
 def test_wandb_names_are_checked_by_the_rules_wandb_itself_applies():
-    """harness.config's checks (start-up, no wandb import) agree with wandb.Settings on each case."""
+    """harness.core.config's checks (start-up, no wandb import) agree with wandb.Settings on each case."""
     for project in ("ok-name", "a/b", "a:b", "x" * 128, "x" * 129, "percent%", "hash#"):
         ours = _accepted(lambda: WandbConfig(project=project))
         theirs = _accepted(lambda: wandb.Settings(project=project))
@@ -171,7 +172,7 @@ def test_a_wandb_copy_cut_short_is_logged_again_by_resume_from_the_record(tmp_pa
 
 
 def test_a_program_bigger_than_the_memory_left_is_refused_as_a_failed_record(tmp_path):
-    injection = "import harness.memory\nharness.memory.available_bytes = lambda: (1000, 'a 1000-byte test limit')"
+    injection = "import harness.core.memory\nharness.core.memory.available_bytes = lambda: (1000, 'a 1000-byte test limit')"
     proc = run_injected(injection, f"results_dir={tmp_path / 'results'}", "tracker=disabled", *FAST, cwd=tmp_path)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
     assert "error: InsufficientMemory: memory: the compiled program needs" in proc.stderr
@@ -206,16 +207,16 @@ def test_available_memory_is_the_least_of_meminfo_and_every_cgroup_limit(tmp_pat
 
 FULL_DISK_FOR_JOB_1 = """
 import errno
-import harness.app
+import harness.jobs.store
 
-real_write = harness.app.write_json_atomic
+real_write = harness.jobs.store.write_json_atomic
 
 def write_or_disk_full(path, record):
     if record.get("job", {}).get("num") == 1 and "metrics" in record:  # job 1's full record does not fit
         raise OSError(errno.ENOSPC, "No space left on device")
     return real_write(path, record)
 
-harness.app.write_json_atomic = write_or_disk_full
+harness.jobs.store.write_json_atomic = write_or_disk_full
 """
 
 
@@ -308,7 +309,7 @@ def test_sigterm_to_a_joblib_sweep_ends_its_workers(tmp_path):
 def test_config_identity_resume_keeps_what_it_wrote_and_reports_match_on_what_runs_compute():
     """Resume compares the hash in records already written (a changed digest would refuse every old sweep);
     the report's key leaves out the name and the timing repeats, which do not change what a run computes."""
-    from harness.fields import config_hash, config_key
+    from harness.core.fields import config_hash, config_key
 
     config = {"name": "x", "results_dir": "r", "resume": False, "tracker": {"wandb": {"mode": "offline"}},
               "train": {"steps": 5, "repeats": 3}, "task": {"seed": 1}}

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
-from harness import findings, records, report, tables
 from test_report import _write, make_record
+
+from harness.analysis import findings, frames, report, tables
 
 pytestmark = pytest.mark.filterwarnings("error")
 
@@ -60,7 +60,7 @@ def step_row(found: pd.DataFrame, candidate: str) -> pd.Series:
 
 
 def test_twenty_percent_slower_with_small_noise_is_slower_with_a_ci_excluding_1(tmp_path):
-    df, _ = records.load_records(write_matrix(tmp_path, methods=("diffstate", "stop_gradient"),
+    df, _ = frames.load_records(write_matrix(tmp_path, methods=("diffstate", "stop_gradient"),
                                               slow={"stop_gradient": 1.2}))
     found = findings.comparisons(df)
     row = step_row(found, "stop_gradient")
@@ -71,7 +71,7 @@ def test_twenty_percent_slower_with_small_noise_is_slower_with_a_ci_excluding_1(
 
 
 def test_pure_noise_is_no_significant_difference(tmp_path):
-    df, _ = records.load_records(write_matrix(tmp_path, methods=("diffstate", "wrt_only"), noise=0.1))
+    df, _ = frames.load_records(write_matrix(tmp_path, methods=("diffstate", "wrt_only"), noise=0.1))
     row = step_row(findings.comparisons(df), "wrt_only")
     assert row["low"] < 1 < row["high"]
     assert row["verdict"] == "no significant difference"
@@ -167,13 +167,13 @@ def test_merge_rows_collapses_an_axis_that_does_not_change_a_metric_and_keeps_on
 
 def test_program_keys_drop_an_axis_that_leaves_the_program_unchanged(matrix_report):
     df = matrix_report["df"]
-    keys = records.group_keys(df)
+    keys = frames.group_keys(df)
     assert keys == ["method", "freeze", "optimizer", "lr"]
     assert tables.program_keys(df, keys) == ["method", "freeze", "optimizer"]
 
 
 def test_findings_baseline_can_be_overridden(tmp_path):
-    df, _ = records.load_records(write_matrix(tmp_path, methods=("diffstate", "reference")))
+    df, _ = frames.load_records(write_matrix(tmp_path, methods=("diffstate", "reference")))
     found = findings.comparisons(df, {"method": "reference", "freeze": "head"})
     assert set(found.loc[found["axis"] == "method", "candidate"]) == {"diffstate"}
     assert set(found.loc[found["axis"] == "freeze", "baseline"]) == {"head"}
@@ -184,7 +184,7 @@ def test_findings_baseline_can_be_overridden(tmp_path):
 
 
 def test_step_time_figure_has_ci_error_bars_and_short_legends(matrix_report):
-    from harness import figures
+    from harness.analysis import figures
 
     df = matrix_report["df"]
     fig = figures.step_time_figure(df)
@@ -203,7 +203,7 @@ def test_step_time_figure_has_ci_error_bars_and_short_legends(matrix_report):
 def test_a_step_time_at_the_noise_floor_is_compared_as_call_per_step_not_as_a_zero():
     """One timed call no longer than the 1-step call clamps the in-loop time at 0: a ratio against it would
     reach ×1e-295; the comparison falls back to call / steps, which always holds the work."""
-    from harness.findings import comparisons, step_time_column
+    from harness.analysis.findings import comparisons, step_time_column
 
     rows = []
     for method, calls in (("diffstate", [2.0e-4, 2.2e-4, 2.1e-4]), ("stop_gradient", [1.0e-4, 2.5e-4, 2.4e-4])):
@@ -221,7 +221,7 @@ def test_a_step_time_at_the_noise_floor_is_compared_as_call_per_step_not_as_a_ze
 def test_runs_of_one_compiled_program_are_not_called_slower_and_measure_the_sweeps_drift():
     """Same fingerprint: a ×1.2 step time is drift (verdict "same compiled program", named as the A/A
     control); the same times between different fingerprints are called slower."""
-    from harness.findings import SAME_PROGRAM, comparisons, render_findings
+    from harness.analysis.findings import SAME_PROGRAM, comparisons, render_findings
 
     def sweep(candidate_print):
         rows = []

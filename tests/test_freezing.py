@@ -8,13 +8,14 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from conftest import spec_for
 from harness import frozen_kernel_unchanged
-from harness.config import ConfigError
-from harness.models import build_model
-from harness.run import execute
-from harness.task import make_data
-from harness.train import build, train
+from harness.core.config import ConfigError
+from harness.core.models import build_model
+from harness.core.run import execute
+from harness.core.task import make_data
+from harness.core.train import build, train
+
+from conftest import spec_for
 
 CORRECT = ["diffstate", "jax_split", "wrt_only", "attribute", "variable", "optax_partition"]
 MASKS = [("linear", "kernel"), ("linear", "bias"), ("mlp", "backbone"), ("mlp", "head")]

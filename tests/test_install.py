@@ -33,7 +33,7 @@ def test_wheel_installed_in_a_fresh_venv_runs_the_seed_study_from_another_direct
                           check=True, capture_output=True, text=True).stdout.strip()
     Path(site, "deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     work.mkdir()
-    where = subprocess.run([str(python), "-c", "import harness.app as a; print(a.__file__); print(a.CONF_DIR)"],
+    where = subprocess.run([str(python), "-c", "import harness.jobs.app as a; print(a.__file__); print(a.CONF_DIR)"],
                            cwd=work, check=True, capture_output=True, text=True).stdout.split()
     assert all(path.startswith(site) for path in where), where
 

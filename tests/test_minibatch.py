@@ -4,10 +4,11 @@ import jax
 import numpy as np
 import pytest
 
+from harness.core.batching import Minibatches, order_key
+from harness.core.plausibility import HOISTING_NOTE
+from harness.core.run import execute, execute_vectorized
+
 from conftest import spec_for
-from harness.batching import Minibatches, order_key
-from harness.plausibility import HOISTING_NOTE
-from harness.run import execute, execute_vectorized
 
 CPU = [jax.devices("cpu")[0]]
 MLP = ("model=mlp", "model.depth=3", "freeze=backbone", "task.n_train=256", "train.steps=50", "train.repeats=3")

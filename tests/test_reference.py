@@ -4,11 +4,12 @@ import jax
 import numpy as np
 import pytest
 
+from harness.core.config import ConfigError
+from harness.core.run import execute, execute_vectorized
+from harness.core.task import make_data
+from harness.core.train import build
+
 from conftest import spec_for
-from harness.config import ConfigError
-from harness.run import execute, execute_vectorized
-from harness.task import make_data
-from harness.train import build
 
 CPU = jax.devices("cpu")[:1]
 FAST = ("train.warmup=0", "train.repeats=1", "train.measure_dispatch=false")

@@ -14,7 +14,7 @@ from wandb_reader import read_run
 WRITER = """
 import sys, itertools
 from pathlib import Path
-from harness.tracking import write_json_atomic
+from harness.jobs.store import write_json_atomic
 path = Path(sys.argv[1])
 print("writing", flush=True)  # imports done: the kill lands while records are being written, however slow the start
 for i in itertools.count():

@@ -18,7 +18,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness import compare, figures, records, report
+from harness.analysis import compare, figures, frames, report
+
 from wandb_reader import read_finished_run
 
 pytestmark = pytest.mark.filterwarnings("error")  # no warnings from pandas or matplotlib
@@ -34,7 +35,7 @@ def make_record(num: int, method: str, optimizer: str, steps: int, seed: int, *,
                 status: str = "ok", name: str = "study", results_dir: str = "results", frozen: int = 1,
                 resume: str | None = None, width: int = 16, peak_fraction: float = 0.01,
                 run_factors=(1.0, 1.1, 0.95), test_mse: float | None = None) -> dict:
-    """A record shaped like harness.app.run_job writes; stop_gradient with adamw moves the frozen kernel."""
+    """A record shaped like harness.jobs.app.run_job writes; stop_gradient with adamw moves the frozen kernel."""
     moved = method == "stop_gradient" and optimizer == "adamw"
     overrides = [f"method={method}", f"optimizer={optimizer}", f"train.steps={steps}", f"task.seed={seed}"]
     rec = {
@@ -154,10 +155,10 @@ def built(sweep, tmp_path_factory):
 
 
 def test_load_records_one_row_per_run_with_flat_columns(sweep):
-    df, problems = report.load_records(sweep)
+    df, problems = frames.load_records(sweep)
     assert len(df) == N_OK + 2
     expected = {
-        *records.AXIS_COLUMNS, "train_mse", "test_mse", "train_mae", "test_mae", "slope", "intercept", "drift_l2",
+        *frames.AXIS_COLUMNS, "train_mse", "test_mse", "train_mae", "test_mae", "slope", "intercept", "drift_l2",
         "drift_max_abs", "drift_unchanged", "opt_state_bytes", "trainable_params", "frozen_params", "compile_s",
         "compile_source", "run_s_per_step_median", "run_s_per_step_iqr", "run_s_per_call_median", "status",
         "error", "job_num", "overrides", "path",
@@ -169,13 +170,13 @@ def test_load_records_one_row_per_run_with_flat_columns(sweep):
 
 
 def test_corrupt_and_half_written_records_are_reported_not_fatal(sweep):
-    _, problems = report.load_records(sweep)
+    _, problems = frames.load_records(sweep)
     assert sorted(p.parent.name for p, _ in problems) == ["corrupt", "half", "list"]
     assert all(reason for _, reason in problems)
 
 
 def test_missing_metric_keys_become_nulls(sweep):
-    df, _ = report.load_records(sweep)
+    df, _ = frames.load_records(sweep)
     failed = df[df["status"] == "failed"].iloc[0]
     assert pd.isna(failed["train_mse"]) and pd.isna(failed["compile_s"]) and pd.isna(failed["drift_unchanged"])
     assert failed["error"] == "ValueError: planted failed run"
@@ -183,11 +184,11 @@ def test_missing_metric_keys_become_nulls(sweep):
 
 
 def test_axis_columns_agree_with_tracking_axes(sweep):
-    from harness.tracking import axes
+    from harness.core.fields import axes
 
-    df, _ = report.load_records(sweep)
+    df, _ = frames.load_records(sweep)
     first = json.loads((sweep / "0" / "result.json").read_text())
-    assert {k: df.iloc[0][k] for k in records.AXIS_COLUMNS} == pytest.approx(axes(first))
+    assert {k: df.iloc[0][k] for k in frames.AXIS_COLUMNS} == pytest.approx(axes(first))
 
 
 def test_other_varying_config_gets_a_column(tmp_path):
@@ -195,9 +196,9 @@ def test_other_varying_config_gets_a_column(tmp_path):
         rec = make_record(num, "diffstate", "adam", 50, 1)
         rec["config"]["model"]["depth"] = depth
         _write(tmp_path / str(num) / "result.json", json.dumps(rec))
-    df, _ = report.load_records(tmp_path)
+    df, _ = frames.load_records(tmp_path)
     assert list(df["model.depth"]) == [1, 2]
-    assert "model.depth" in records.group_keys(df)
+    assert "model.depth" in frames.group_keys(df)
 
 
 # --- harness report ----------------------------------------------------------------------------
@@ -226,7 +227,7 @@ def test_report_writes_tables_markdown_and_png_figures(built):
 
 
 def test_tables_group_by_method_freeze_optimizer_and_steps(built):
-    summary = records.summarize(built["df"])
+    summary = frames.summarize(built["df"])
     assert list(summary.columns[:4]) == ["method", "freeze", "optimizer", "steps"]  # weight_decay adds no rows
     row = summary[(summary["method"] == "diffstate") & (summary["optimizer"] == "adam") & (summary["steps"] == 50)]
     assert row["ok"].item() == 2
@@ -321,7 +322,7 @@ N_CONFIGS = N_OK // len(SEEDS)  # seeds are a configuration's replicates
 
 
 def test_compare_flags_a_20_percent_slowdown_and_not_a_1_percent_change(two_sweeps):
-    (a, _), (b, _) = report.load_records(two_sweeps[0]), report.load_records(two_sweeps[1])
+    (a, _), (b, _) = frames.load_records(two_sweeps[0]), frames.load_records(two_sweeps[1])
     table, unmatched = compare.compare(a, b, threshold=0.05)
     assert len(table) == N_CONFIGS and unmatched.empty and (table["seeds"] == 2).all()
     flagged = table[table["regression"]]
@@ -357,11 +358,11 @@ def test_an_a_a_comparison_with_noise_flags_nothing(tmp_path):
                               test_mse=test_mse[run] * worse)
             _write(root / str(num) / "result.json", json.dumps(rec))
         sweeps.append(str(root))
-    table, _ = compare.compare(report.load_records(sweeps[0])[0], report.load_records(sweeps[1])[0])
+    table, _ = compare.compare(frames.load_records(sweeps[0])[0], frames.load_records(sweeps[1])[0])
     assert not table["regression"].any(), table["flags"].tolist()
     assert set(table["test_mse_verdict"]) == {"identical"}
     assert report.main_compare([*sweeps[:2], "--fail-on-regression"]) == 0
-    table, _ = compare.compare(report.load_records(sweeps[0])[0], report.load_records(sweeps[2])[0])
+    table, _ = compare.compare(frames.load_records(sweeps[0])[0], frames.load_records(sweeps[2])[0])
     assert table["regression"].sum() == 1 and "test MSE ×1.10 (exact) higher (regression)" in table["flags"].sum()
 
 
@@ -378,7 +379,7 @@ def test_fail_on_regression_sets_the_exit_code(two_sweeps, tmp_path, capsys):
     assert len(pd.read_csv(tmp_path / "cmp.csv")) == N_CONFIGS
     assert report.main_compare([a, b, "--out", str(tmp_path / "cmp.md")]) == 0
     assert (tmp_path / "cmp.md").read_text().startswith("# Compare")
-    assert report._main(["harness/report.py", "compare", a, b, "--fail-on-regression"]) == 1  # python -m harness.report
+    assert report._main(["harness/analysis/report.py", "compare", a, b, "--fail-on-regression"]) == 1  # python -m harness.analysis.report
 
 
 def test_compare_lists_unmatched_runs_and_status_regressions(tmp_path):
@@ -386,7 +387,7 @@ def test_compare_lists_unmatched_runs_and_status_regressions(tmp_path):
     b = write_sweep(tmp_path / "b", steps=(50, 200), broken=False)
     rec = json.loads((b / "0" / "result.json").read_text())
     _write(b / "0" / "result.json", json.dumps({**rec, "status": "diverged"}))
-    table, unmatched = compare.compare(report.load_records(a)[0], report.load_records(b)[0])
+    table, unmatched = compare.compare(frames.load_records(a)[0], frames.load_records(b)[0])
     assert len(table) == 4 and len(unmatched) == 4 and set(unmatched["only in"]) == {"B"}
     assert table["regression"].sum() == 1 and "status diverged,ok" in table[table["regression"]]["flags"].item()
 
@@ -405,7 +406,7 @@ def test_report_is_logged_as_an_offline_wandb_run(tmp_path, monkeypatch):
     for name in ("WANDB_CACHE_DIR", "WANDB_CONFIG_DIR", "WANDB_DATA_DIR", "WANDB_ARTIFACT_DIR"):
         monkeypatch.setenv(name, str(tmp_path / "wandb-home"))
     sweep = write_sweep(tmp_path / "sweep", steps=(50,), broken=False)
-    df, _ = report.load_records(sweep)  # what harness.callbacks does after a multirun
+    df, _ = frames.load_records(sweep)  # what harness.analysis.report_callback does after a multirun
     figures = report.write_report(sweep, df)
     assert (sweep / "report.md").is_file() and figures["training_curves"].is_file()
     error = report.log_report_to_wandb(sweep, df, figures, mode="offline", project="nnx-freeze-bench", group="study")
@@ -420,7 +421,7 @@ def test_report_is_logged_as_an_offline_wandb_run(tmp_path, monkeypatch):
 
 
 def test_wandb_failure_is_returned_not_raised(tmp_path):
-    df, _ = report.load_records(write_sweep(tmp_path, steps=(50,), broken=False))
+    df, _ = frames.load_records(write_sweep(tmp_path, steps=(50,), broken=False))
     assert report.log_report_to_wandb(tmp_path, df, {}, mode="disabled", project="p", group="g") is None
     error = report.log_report_to_wandb(tmp_path / "no" / "such" / "\0dir", df, {}, mode="no-such-mode",
                                        project="p", group="g")

@@ -6,8 +6,9 @@ import jax
 import numpy as np
 import pytest
 
+from harness.core.run import execute
+
 from conftest import spec_for, wandb_file
-from harness.run import execute
 from seed_script import run_seed
 from wandb_reader import read_run
 
@@ -35,7 +36,7 @@ def test_default_run_reproduces_the_seed_script(seed, default_run):
 def test_console_summary_shows_the_seed_numbers(seed, default_run):
     import re
 
-    from harness.console import run_lines
+    from harness.jobs.console import run_lines
 
     record = {"status": "ok", "config": _config(), **default_run}
     text = "\n".join(run_lines(record))
@@ -52,10 +53,10 @@ def test_console_summary_shows_the_seed_numbers(seed, default_run):
 
 
 def _config() -> dict:
+    from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
-    from harness.app import CONF_DIR
-    from hydra import compose, initialize_config_dir
+    from harness.jobs.app import CONF_DIR
 
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         return OmegaConf.to_container(compose("config"), resolve=False)

@@ -9,8 +9,8 @@ skipped, with the reason, where it is not; under CI (CI=true) a missing cluster 
 import os
 import re
 import shutil
-import sys
 import subprocess
+import sys
 import time
 from pathlib import Path
 

@@ -6,10 +6,12 @@ import signal
 import subprocess
 import sys
 import time
+
 import numpy as np
 
+from harness.analysis import report
+
 from conftest import records, run_cli, wandb_file
-from harness import report
 from wandb_reader import read_run
 
 FAST = ("tracker=disabled", "train.warmup=0", "train.repeats=1", "train.measure_dispatch=false", "report=false")
@@ -139,7 +141,7 @@ def test_a_shuffled_sweep_runs_its_grid_in_a_seeded_order_that_its_plan_and_resu
     """hydra/sweeper=shuffled: every grid point once, in the order launch_order gives for the seed, each job
     under the number its plan gives it; resume after two lost records reruns exactly those two (a resume in
     another order is refused, one with another report= is not)."""
-    from harness.sweep_plan import launch_order
+    from harness.jobs.sweep_plan import launch_order
 
     results = tmp_path / "results"
     args = ["-m", "hydra/sweeper=shuffled", f"results_dir={results}", "name=shuffled", "tracker=disabled",

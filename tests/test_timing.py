@@ -6,12 +6,13 @@ import jax
 import numpy as np
 import pytest
 
+from harness.core.hlo import loop_ops
+from harness.core.run import execute, execute_vectorized
+from harness.core.task import make_data
+from harness.core.timing import compile_and_time
+from harness.core.train import build, train
+
 from conftest import run_cli, spec_for
-from harness.run import execute, execute_vectorized
-from harness.hlo import loop_ops
-from harness.task import make_data
-from harness.timing import compile_and_time
-from harness.train import build, train
 
 CPU = [jax.devices("cpu")[0]]
 

@@ -4,8 +4,9 @@ import jax
 import numpy as np
 import pytest
 
+from harness.core.run import execute
+
 from conftest import spec_for
-from harness.run import execute
 
 CPU = [jax.devices("cpu")[0]]
 

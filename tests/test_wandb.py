@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from harness.analysis import dashboard
+from harness.core.fields import FIELDS
+
 from conftest import records, run_cli, wandb_file
-from harness import dashboard
-from harness.fields import FIELDS
 from wandb_reader import read_finished_run, read_run
 
 
@@ -51,7 +52,7 @@ def test_define_metric_puts_curves_on_train_step_and_summarizes_min_and_last(swe
 
 
 def test_every_record_field_reads_from_a_real_record_and_reaches_the_wandb_summary(sweep):
-    """harness/fields.py against what runs write: a wrong path reads None, a W&B key not logged is missing."""
+    """harness/core/fields.py against what runs write: a wrong path reads None, a W&B key not logged is missing."""
     # mae is not a per-step metric by default (train.step_metrics), so there is no last-step mae.
     only_when_it_happens = {"error", "diverged_at_step", "warning", "last_step_train_mae"}
     for record, run in zip(sweep["records"], sweep["runs"]):

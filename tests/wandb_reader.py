@@ -1,6 +1,6 @@
 """Reads an offline W&B run file (run-*.wandb) with no server: the test's view of what W&B got.
 
-The framing is harness.wandb_file's (the harness checks its copies with it); this
+The framing is harness.jobs.wandb_file's (the harness checks its copies with it); this
 turns its records into config, history and summary.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from harness.wandb_file import records
+from harness.jobs.wandb_file import records
 
 
 def read_run(path: Path) -> dict:

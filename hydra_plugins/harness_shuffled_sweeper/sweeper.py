@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 
-from harness.sweep_plan import launch_order
+from harness.jobs.sweep_plan import launch_order
 
 
 class ShuffledSweeper(BasicSweeper):

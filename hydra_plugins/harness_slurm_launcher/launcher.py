@@ -4,7 +4,7 @@ Upstream (hydra-submitit-launcher 1.2.0) waits for the jobs with `job.results()`
 submitit's UncompletedJobError for a job that ended without a result: time limit, out-of-memory
 kill, `scancel`, node failure. The sweep then stops with that traceback, before the summary and
 the report, and the killed job has no record. Here each job is waited for on its own: a job that
-ended without a result gets a `crashed` record in its job dir (harness/slurm.py: Slurm's state and
+ended without a result gets a `crashed` record in its job dir (harness/jobs/slurm.py: Slurm's state and
 the tail of the job's error stream), and the sweep goes on. `resume=<sweep dir>` reruns it.
 
 In the job, submitit's warning signal (USR2, `signal_delay_s` before the time limit, or on
@@ -84,7 +84,7 @@ if SlurmLauncher is not None:
             except UncompletedJobError as err:
                 # Only a job with no result at all: a job that raised past Hydra (FailedJobError,
                 # e.g. resume refusing another sweep's dir) still stops the sweep, as upstream.
-                from harness.slurm import record_killed_job
+                from harness.jobs.slurm import record_killed_job
 
                 assert self.hydra_context is not None and self.config is not None
                 cfg = self.hydra_context.config_loader.load_sweep_config(self.config, overrides)
@@ -93,6 +93,6 @@ if SlurmLauncher is not None:
                     cfg.hydra.job.id = job.job_id
                 out_dir = record_killed_job(cfg, job, err)
                 # COMPLETED for Hydra: the outcome is handled (recorded); the sweep's exit code comes
-                # from the records (harness.callbacks), as for every other job.
+                # from the records (harness.jobs.callbacks), as for every other job.
                 return JobReturn(overrides=overrides, cfg=cfg, hydra_cfg=cfg.hydra, working_dir=str(out_dir),
                                  task_name=cfg.hydra.job.name, status=JobStatus.COMPLETED, _return_value=None)

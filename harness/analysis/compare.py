@@ -1,0 +1,269 @@
+"""`harness compare A B`: two sweeps matched by configuration, as ratios B/A with confidence intervals.
+
+Configurations match on what a run computes (`config_key`) less the seed, so an
+experiment renamed, moved or resumed still matches, and seeds are replicates:
+each ratio's 95% bootstrap CI covers every timed repeat of every seed
+(harness.analysis.findings). A change is flagged only when the whole interval lies
+beyond the threshold, as `asv compare` and criterion.rs do: the same sweep run
+twice on the same code is "no significant difference" even when its medians
+differ by a few percent. Every compared column is a cost: higher is worse.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from harness.analysis import findings
+from harness.analysis.frames import (
+    ALWAYS_KEYS,
+    AXIS_COLUMNS,
+    compile_sources,
+    extra_axes,
+    load_records,
+    markdown_table,
+    splitting_keys,
+    typed,
+)
+
+# (column, name in the table); for each, higher is worse. The step time is in-loop when both sweeps measured it.
+COMPARED = (
+    ("in_loop_s_per_step", "in-loop step"),
+    ("run_s_per_step", "run time / step"),
+    ("compile_s", "compile"),
+    ("memory_bytes", "memory"),
+    ("train_mse", "train MSE"),
+    ("test_mse", "test MSE"),
+)
+PARTS = ("ratio", "low", "high", "verdict")
+
+
+def parse_threshold(text: str) -> float:
+    """'5%' or '0.05' -> 0.05; a bare number must be a fraction below 1, so '5' is not read as 500%."""
+    text = text.strip()
+    percent = text.endswith("%")
+    value = float(text[:-1]) / 100 if percent else float(text)
+    if not value > 0 or (not percent and value >= 1):
+        raise ValueError(f"threshold {text!r}: give a percentage like 5% or a fraction like 0.05")
+    return value
+
+
+def _compared_axes(df: pd.DataFrame) -> list[str]:
+    """Axis columns that describe a configuration across sweeps: not the experiment's name, not the seed."""
+    return [k for k in AXIS_COLUMNS if k not in ("experiment", "seed")] + extra_axes(df)
+
+
+def without_seed(key: str) -> str:
+    """A `config_key` less the task's seed: seeds of one configuration are its replicates."""
+    try:
+        leaves = json.loads(key)
+    except (TypeError, ValueError):
+        return key
+    leaves.pop("task.seed", None)
+    return json.dumps(leaves, sort_keys=True)
+
+
+def _status(runs: pd.DataFrame) -> str:
+    """'ok' when every run is, else the statuses seen, e.g. 'diverged,ok'."""
+    statuses = sorted(set(runs["status"]))
+    return "ok" if statuses == ["ok"] else ",".join(statuses)
+
+
+def per_config(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per configuration (seeds pooled): axes, status, runs, overrides, and the runs themselves."""
+    axes = _compared_axes(df)
+    df = df.assign(config=[without_seed(k) for k in df["config_key"]])
+    rows = []
+    for (key,), g in df.groupby(["config"], dropna=False, sort=False):
+        ok = g[g["status"] == "ok"]
+        rows.append({"config_key": key, **{k: g[k].iloc[0] for k in axes}, "status": _status(g), "runs": len(g),
+                     "seeds": g["seed"].nunique(), "overrides": g["overrides"].iloc[0],
+                     "compile_source": compile_sources(ok), "rows": g})
+    return pd.DataFrame(rows, columns=["config_key", *axes, "status", "runs", "seeds", "overrides", "compile_source",
+                                       "rows"])
+
+
+def compared_columns(a: pd.DataFrame, b: pd.DataFrame) -> list[tuple[str, str]]:
+    """COMPARED less the in-loop step time when either sweep does not resolve it (findings.step_time_column)."""
+    both = all(findings.step_time_column(df) == "in_loop_s_per_step" for df in (a, b))
+    return [(name, title) for name, title in COMPARED if name != "in_loop_s_per_step" or both]
+
+
+def strata(a: pd.DataFrame, b: pd.DataFrame, metric: findings.Metric) -> list[tuple[list, list]]:
+    """(A samples, B samples) of one configuration: one pair, or one per seed run on both sides for a paired
+    metric (a seed's MSE is exact: same data, same init)."""
+    if not metric.paired:
+        return [(findings.samples(a, metric.column), findings.samples(b, metric.column))]
+    seeds = [s for s in dict.fromkeys(a["seed"]) if s in set(b["seed"])]
+    return [(findings.samples(a[a["seed"] == s], metric.column), findings.samples(b[b["seed"] == s], metric.column))
+            for s in seeds]
+
+
+def _compare_one(a: pd.Series, b: pd.Series, threshold: float, columns: list[tuple[str, str]],
+                 seed: int) -> dict[str, Any]:
+    """Ratios B/A of one configuration with CIs and verdicts; flags for worse-beyond-threshold and status."""
+    out: dict[str, Any] = {"status": a["status"] if a["status"] == b["status"] else f"{a['status']} → {b['status']}"}
+    flags = []
+    if a["status"] == "ok" and b["status"] != "ok":
+        flags.append(f"status {b['status']} (regression)")
+    elif a["status"] != "ok" and b["status"] == "ok":
+        flags.append("status ok (improvement)")
+    for name, title in columns:
+        metric = findings.METRICS[name]
+        est = findings.ratio_ci(strata(a["rows"], b["rows"], metric), exact=metric.exact or metric.paired, seed=seed)
+        word = findings.verdict(est, threshold, metric)
+        out.update({f"{name}_ratio": est.ratio, f"{name}_low": est.low, f"{name}_high": est.high,
+                    f"{name}_verdict": word, f"{name}_text": est.text()})
+        if word in (metric.higher, metric.lower):
+            flags.append(f"{title} {est.text()} {word}" + (" (regression)" if word == metric.higher else ""))
+    out["regression"] = any(f.endswith("(regression)") for f in flags)
+    out["flags"] = "; ".join(flags)
+    return out
+
+
+def overall(left: pd.DataFrame, right: pd.DataFrame, matched: list[str], columns: list[tuple[str, str]],
+            threshold: float, seed: int) -> pd.DataFrame:
+    """Per metric, B/A over every matched configuration: geometric mean, stratified CI, verdict."""
+    rows = []
+    for name, title in columns:
+        metric = findings.METRICS[name]
+        pairs = [pair for k in matched for pair in strata(left.at[k, "rows"], right.at[k, "rows"], metric)]
+        est = findings.ratio_ci(pairs, exact=metric.exact or metric.paired, seed=seed)
+        word = findings.verdict(est, threshold, findings.METRICS[name])
+        rows.append({"metric": title, "column": name, "ratio": est.ratio, "low": est.low, "high": est.high,
+                     "configurations": est.strata, "estimate": est.text(), "verdict": word,
+                     "regression": word == findings.METRICS[name].higher})
+    return pd.DataFrame(rows, columns=["metric", "column", "ratio", "low", "high", "configurations", "estimate",
+                                       "verdict", "regression"])
+
+
+def compare(a: pd.DataFrame, b: pd.DataFrame, threshold: float = findings.THRESHOLD, *,
+            seed: int = findings.SEED) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(matched configurations with B/A ratios, CIs and flags, configurations found in one sweep only).
+
+    A configuration whose runs were all ok in A and are not in B is a regression
+    too. `compare.attrs["overall"]` holds `overall` over the matched configurations.
+    """
+    left = per_config(a).set_index("config_key", drop=False)
+    right = per_config(b).set_index("config_key", drop=False)
+    axes = list(dict.fromkeys([*_compared_axes(a), *_compared_axes(b)]))
+    columns = compared_columns(a, b)
+
+    def axes_of(side: pd.DataFrame, key: str) -> dict[str, Any]:
+        return {k: side.at[key, k] if k in side else None for k in axes}
+
+    matched = [key for key in left.index if key in right.index]
+    rows = [{**axes_of(left, key), "seeds": int(min(left.at[key, "seeds"], right.at[key, "seeds"])),
+             **_compare_one(left.loc[key], right.loc[key], threshold, columns, seed)} for key in matched]
+    unmatched = [{"only in": name, **axes_of(side, key), "status": side.at[key, "status"],
+                  "overrides": side.at[key, "overrides"]}
+                 for name, side, other in (("A", left, right), ("B", right, left))
+                 for key in side.index.difference(other.index, sort=False)]
+    table = pd.DataFrame(rows, columns=[*axes, "seeds", "status",
+                                        *(f"{name}_{part}" for name, _ in columns for part in (*PARTS, "text")),
+                                        "regression", "flags"])
+    table = typed(table)
+    table.attrs["overall"] = overall(left, right, matched, columns, threshold, seed)
+    table.attrs["columns"] = columns
+    return table, typed(pd.DataFrame(unmatched, columns=["only in", *axes, "status", "overrides"]))
+
+
+def _shown_axes(*frames: pd.DataFrame) -> list[str]:
+    """Axis columns worth a column in a printed table: method, freeze, optimizer and whatever varies."""
+    names = list(dict.fromkeys(c for f in frames for c in [*(k for k in f.columns if k in AXIS_COLUMNS),
+                                                             *extra_axes(f)]))
+    rows = [r for f in frames for r in f.reindex(columns=names).to_dict("records")]
+    if not rows:
+        return list(ALWAYS_KEYS)
+    return splitting_keys(typed(pd.DataFrame(rows, columns=names)), ALWAYS_KEYS, names)
+
+
+def compare_markdown(table: pd.DataFrame, unmatched: pd.DataFrame, threshold: float, a: Path, b: Path) -> str:
+    """The comparison as markdown: the overall ratios, then B/A per configuration (regressions in bold)."""
+    keys = _shown_axes(table, unmatched)
+    columns = table.attrs.get("columns", [])
+    lines = ["# Compare: B / A\n", f"A: `{a}`  \nB: `{b}`  \nthreshold: {threshold:.1%}; ratios B/A with "
+             f"{findings.CONFIDENCE:.0%} bootstrap CIs over repeats and seeds (seeded); a change is called only when "
+             "the whole CI lies beyond the threshold. Higher is worse for every column.\n"]
+    everything = table.attrs.get("overall")
+    if everything is not None and len(everything):
+        lines.append(f"Over all {len(table)} matched configurations (geometric mean):\n")
+        lines.append(markdown_table(pd.DataFrame({
+            "metric": everything["metric"], "B/A [95% CI]": everything["estimate"],
+            "verdict": [f"**{v}**" if bad else v for v, bad in zip(everything["verdict"], everything["regression"])]})))
+    if len(table):
+        shown = {k: table[k] for k in keys}
+        shown["seeds"] = table["seeds"]
+        shown["status"] = table["status"]
+        for name, title in columns:
+            worse = findings.METRICS[name].higher
+            shown[f"{title} B/A"] = [f"**{text} {word}**" if word == worse else f"{text} {word}"
+                                     for text, word in zip(table[f"{name}_text"], table[f"{name}_verdict"])]
+        shown["flags"] = table["flags"]
+        lines.append(markdown_table(pd.DataFrame(shown)))
+    else:
+        lines.append("No configuration is in both sweeps.\n")
+    if len(unmatched):
+        lines.append("Unmatched (in one sweep only; a run only in A is missing from B: a regression):\n")
+        lines.append(markdown_table(unmatched[["only in", *keys, "status", "overrides"]]))
+    return "\n".join(lines)
+
+
+def regressions(table: pd.DataFrame) -> int:
+    """Configurations with a regression, plus one if the overall ratio of some metric is one."""
+    per_config = int(table["regression"].sum()) if len(table) else 0
+    everything = table.attrs.get("overall")
+    return per_config + int(everything is not None and len(everything) and everything["regression"].any())
+
+
+def main_compare(argv: list[str] | None = None) -> int:
+    """`harness compare A B [--threshold 5%] [--fail-on-regression] [--out FILE]`; returns the exit code."""
+    parser = argparse.ArgumentParser(prog="harness compare",
+                                     description="Ratios B/A per matching configuration of two sweeps.")
+    parser.add_argument("a", type=Path, help="baseline sweep directory")
+    parser.add_argument("b", type=Path, help="new sweep directory")
+    parser.add_argument("--threshold", default="5%", help="flag changes beyond this (5%% or 0.05; default 5%%)")
+    parser.add_argument("--fail-on-regression", action="store_true",
+                        help="exit 1 when a cost is higher beyond the threshold with its whole 95%% CI, or a "
+                             "configuration of A is missing from B")
+    parser.add_argument("--out", type=Path, help="also write the table: .csv for CSV, anything else markdown")
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        threshold = parse_threshold(args.threshold)
+    except ValueError as err:
+        parser.error(str(err))
+    frames = []
+    for path in (args.a, args.b):
+        if not path.is_dir():
+            print(f"harness compare: not a directory: {path}", file=sys.stderr)
+            return 2
+        df, problems = load_records(path)
+        for bad, why in problems:
+            print(f"unreadable record skipped: {bad}: {why}", file=sys.stderr)
+        frames.append(df)
+    table, unmatched = compare(*frames, threshold=threshold)
+    text = compare_markdown(table, unmatched, threshold, args.a, args.b)
+    print(text, flush=True)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        if args.out.suffix == ".csv":
+            pd.concat([table.assign(matched=True), unmatched.assign(matched=False)], ignore_index=True).to_csv(
+                args.out, index=False)
+        else:
+            args.out.write_text(text)
+    regressed = int(table["regression"].sum()) if len(table) else 0
+    everything = table.attrs.get("overall")
+    worse = list(everything.loc[everything["regression"], "metric"]) if everything is not None else []
+    lost = int((unmatched["only in"] == "A").sum()) if len(unmatched) else 0  # in the baseline, gone from B
+    print(f"{len(table)} matched, {regressed} with a regression, {len(unmatched)} unmatched"
+          + (f" ({lost} only in A: a regression)" if lost else "")
+          + (f"; overall regression in {', '.join(worse)}" if worse else ""), flush=True)
+    if not len(table):
+        print("harness compare: no configuration is in both sweeps: nothing was compared", file=sys.stderr, flush=True)
+        return 1
+    return 1 if (regressions(table) or lost) and args.fail_on_regression else 0

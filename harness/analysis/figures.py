@@ -1,0 +1,310 @@
+"""The report's PNG figures, drawn from the runs DataFrame and its per-configuration summary.
+
+Each `*_figure` function returns a matplotlib Figure, or the reason it has
+nothing to draw as text, which report.md shows in the figure's place. Figures
+live on their own Agg canvas: no pyplot, no global state, no display needed.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, NullFormatter
+
+from harness.analysis.findings import CONFIDENCE, mean_ci, samples, step_time_column
+from harness.analysis.frames import (
+    ALWAYS_KEYS,
+    group_keys,
+    groups,
+    key_text,
+    number_text,
+    summarize,
+)
+from harness.analysis.tables import program_keys
+
+FIGURE_TITLES = {
+    "step_time": "Step time per method, with 95% confidence intervals",
+    "training_curves": "Training curves",
+    "time_vs_steps": "Run and compile time against step count",
+    "frozen_drift": "Drift of the frozen parameters",
+    "compile_vs_run": "Compile vs run time",
+    "cost_vs_params": "Step time and memory against parameter count",
+}
+# Axes that change the parameter count (or only add points along a line): not what separates the lines.
+SIZE_KEYS = ("model", "model.width", "model.depth", "lr", "steps", "experiment")
+FIGURES = {name: f"fig_{name}.png" for name in FIGURE_TITLES}
+
+
+def _label(values: Mapping[str, Any], keys: Iterable[str]) -> str:
+    return " · ".join(key_text(values[k]) if k in ALWAYS_KEYS else f"{k}={key_text(values[k])}" for k in keys)
+
+
+def _varying(df: pd.DataFrame, keys: Iterable[str]) -> list[str]:
+    """The keys that take more than one value in `df`: the ones worth naming in a legend."""
+    return [k for k in keys if k in df.columns and df[k].nunique(dropna=False) > 1]
+
+
+def _plain_log_labels(axis) -> None:
+    """Tick labels like 2 and 0.5 on a log axis instead of 2×10⁰; call once the data is drawn.
+
+    Minor ticks get labels only when the axis spans less than a decade, where
+    there may be no major tick at all: every one below a factor 3, else 2, 3 and 5.
+    """
+    low, high = sorted(axis.get_view_interval())
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    if low > 0 and high / low < 10:
+        shown = range(1, 10) if high / low < 3 else (2, 3, 5)
+
+        def minor(v: float, _) -> str:
+            return f"{v:g}" if round(v / 10 ** math.floor(math.log10(v))) in shown else ""
+
+        axis.set_minor_formatter(FuncFormatter(minor))
+    else:
+        axis.set_minor_formatter(NullFormatter())
+
+
+def _new_figure(width: float, height: float) -> Figure:
+    fig = Figure(figsize=(width, height), layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+STYLES = ("-", "--", ":", "-.")
+
+
+def training_curves_figure(df: pd.DataFrame, histories: Mapping[str, dict]) -> Figure | str:
+    """Train MSE against step, one panel per method, one line per run.
+
+    Colour tells the first other axis that varies, line style the second; any
+    further axis is not told apart, so the legend stays a few entries below the panels.
+    """
+    runs = df[df["status"].isin(["ok", "diverged"]) & df["path"].map(lambda p: bool(histories.get(p)))]
+    if runs.empty:
+        return "no run has a training history"
+    methods = list(dict.fromkeys(runs["method"]))
+    others = _varying(runs, [k for k in group_keys(runs) if k != "method"])
+    colour_key = others[0] if others else None
+    style_key = others[1] if len(others) > 1 and runs[others[1]].nunique() <= len(STYLES) else None
+    colours = {v: f"C{i % 10}" for i, v in enumerate(dict.fromkeys(runs[colour_key]))} if colour_key else {}
+    styles = {v: STYLES[i] for i, v in enumerate(dict.fromkeys(runs[style_key]))} if style_key else {}
+    ncols = min(3, len(methods))
+    nrows = math.ceil(len(methods) / ncols)
+    fig = _new_figure(4.2 * ncols, 3.2 * nrows + 0.9)
+    grid = fig.subplots(nrows, ncols, sharex=True, sharey=True, squeeze=False)
+    for ax, method in zip(grid.flat, methods):
+        drawn = False
+        for _, run in runs[runs["method"] == method].iterrows():
+            history = histories[run["path"]]
+            step = np.asarray(history.get("step", []), dtype=float)
+            mse = np.asarray(history.get("train_mse", []), dtype=float)
+            keep = np.isfinite(mse) & (mse > 0)
+            if len(step) != len(mse) or not keep.any():
+                continue
+            ax.plot(step[keep], mse[keep], color=colours.get(run[colour_key], "C0") if colour_key else "C0",
+                    ls=styles.get(run[style_key], "-") if style_key else "-", alpha=0.7, lw=1.1)
+            drawn = True
+        ax.set_title(method)
+        ax.set_yscale("log")
+        ax.set_xlabel("step")
+        ax.set_ylabel("train MSE (log)")
+        ax.grid(True, alpha=0.3)
+        if drawn:
+            _plain_log_labels(ax.yaxis)
+    for ax in list(grid.flat)[len(methods):]:
+        ax.set_visible(False)
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], color=c, label=f"{colour_key}={key_text(v)}") for v, c in colours.items()]
+    handles += [Line2D([], [], color="0.3", ls=ls, label=f"{style_key}={key_text(v)}") for v, ls in styles.items()]
+    if handles:
+        fig.legend(handles=handles, loc="outside lower center", ncols=min(6, len(handles)), fontsize="x-small")
+    rest = [k for k in others if k not in (colour_key, style_key)]
+    fig.suptitle("Training curves: train MSE per step (one line per run"
+                 + (f"; {', '.join(rest)} not told apart)" if rest else ")"))
+    return fig
+
+
+def step_time_figure(df: pd.DataFrame) -> Figure | str:
+    """Mean step time per method with its bootstrap CI (repeats and seeds), one bar colour per freeze option.
+
+    Runs of the other axes are pooled: the title names them.
+    """
+    ok = df[df["status"] == "ok"]
+    column = step_time_column(ok)
+    keys = program_keys(ok, group_keys(ok)) if len(ok) else []
+    series = next((k for k in keys if k != "method" and ok[k].nunique() > 1), None)
+    methods = list(dict.fromkeys(ok["method"]))
+    values = list(dict.fromkeys(ok[series])) if series else [None]
+    width = 0.8 / len(values)
+    fig = _new_figure(max(6.0, 1.0 * len(methods) * max(1.0, len(values) / 2)), 4.4)
+    ax = fig.subplots()
+    drawn = False
+    for j, value in enumerate(values):
+        means, low, high = [], [], []
+        for method in methods:
+            rows = ok[(ok["method"] == method) & ((ok[series] == value) if series else True)]
+            mean, lo, hi = mean_ci([v for run in samples(rows, column) for v in run])
+            means.append(mean * 1e6)
+            low.append((mean - lo) * 1e6 if math.isfinite(lo) else 0.0)
+            high.append((hi - mean) * 1e6 if math.isfinite(hi) else 0.0)
+        x = np.arange(len(methods)) + (j - (len(values) - 1) / 2) * width
+        if np.isfinite(means).any():
+            drawn = True
+            ax.bar(x, means, width, yerr=[low, high], capsize=3, color=f"C{j % 10}",
+                   label=f"{series}={key_text(value)}" if series else None)
+    if not drawn:
+        return "no ok run recorded a step time"
+    pooled = [k for k in group_keys(ok) if k not in ("method", series) and ok[k].nunique() > 1]
+    ax.set_xticks(np.arange(len(methods)), methods, rotation=20, ha="right")
+    ax.set(yscale="log", xlabel="freeze method",
+           ylabel=("in-loop step time" if column == "in_loop_s_per_step" else "run time / step") + " (µs, log)",
+           title=f"Mean step time, bars: {CONFIDENCE:.0%} bootstrap CI over repeats and seeds"
+                 + (f"\n(pooled over {', '.join(pooled)})" if pooled else ""))
+    _plain_log_labels(ax.yaxis)
+    ax.grid(True, axis="y", which="both", alpha=0.3)
+    if series:
+        fig.legend(loc="outside lower center", ncols=min(6, len(values)), fontsize="x-small")
+    return fig
+
+
+def time_vs_steps_figure(summary: pd.DataFrame, keys: list[str]) -> Figure | str:
+    """Run time per step and compile time against step count, log-log, median and min–max per setting."""
+    ok = summary[summary["ok"] > 0]
+    if "steps" not in ok or ok["steps"].nunique() < 2:
+        return "the sweep has a single step count (sweep `train.steps=...` to draw this)"
+    others = [k for k in keys if k != "steps"]
+    fig = _new_figure(11, 4.2)
+    left, right = fig.subplots(1, 2)
+    for i, (values, g) in enumerate(groups(ok, others) if others else [({}, ok)]):
+        g = g.sort_values("steps")
+        colour, label = f"C{i % 10}", _label(values, _varying(ok, others)) or "all"
+        steps = g["steps"].astype(float).to_numpy()
+        for ax, name, scale in ((left, "run_s_per_step", 1e6), (right, "compile_s", 1.0)):
+            median = g[f"{name}_median"].to_numpy(float) * scale
+            low = g[f"{name}_min"].to_numpy(float) * scale
+            high = g[f"{name}_max"].to_numpy(float) * scale
+            ax.errorbar(steps, median, yerr=[median - low, high - median], marker="o", ms=4, capsize=3,
+                        color=colour, label=label)
+    left.set(title="Run time per step", xlabel="steps per run", ylabel="time per step (µs)", xscale="log",
+             yscale="log")
+    right.set(title="Compile time", xlabel="steps per run", ylabel="compile time (s)", xscale="log", yscale="log")
+    for ax in (left, right):
+        _plain_log_labels(ax.xaxis)
+        _plain_log_labels(ax.yaxis)
+        ax.grid(True, which="both", alpha=0.3)
+    fig.legend(*left.get_legend_handles_labels(), loc="outside lower center", ncols=3, fontsize="x-small")
+    fig.suptitle("Cost against step count (median, bars: min–max)")
+    return fig
+
+
+def frozen_drift_figure(summary: pd.DataFrame, keys: list[str]) -> Figure | str:
+    """Largest frozen-parameter drift per method, one bar per other setting; 0 means bitwise unchanged."""
+    ok = summary[(summary["ok"] > 0) & summary["drift_l2_max"].notna() & (summary["frozen_params_max"] > 0)]
+    if ok.empty:
+        return "no ok run has frozen parameters (freeze=none, or no drift recorded)"
+    methods = list(dict.fromkeys(ok["method"]))
+    others = _varying(ok, [k for k in keys if k not in ("method", "steps", "lr")]) or ["optimizer"]
+    bar_labels = pd.Series([_label(r, others) for _, r in ok.iterrows()], index=ok.index)
+    labels = list(dict.fromkeys(bar_labels))
+    width = 0.8 / len(labels)
+    fig = _new_figure(max(6.0, 1.2 * len(methods) * max(1, len(labels) / 2)), 4.2)
+    ax = fig.subplots()
+    for j, label in enumerate(labels):
+        heights, texts = [], []
+        for method in methods:
+            rows = ok[(ok["method"] == method) & (bar_labels == label)]
+            heights.append(rows["drift_l2_max"].max() if len(rows) else math.nan)
+            bitwise = len(rows) and (rows["unchanged_runs"] == rows["unchanged_of"]).all()
+            texts.append("" if not len(rows) else "bitwise 0" if bitwise else number_text(heights[-1]))
+        x = np.arange(len(methods)) + (j - (len(labels) - 1) / 2) * width
+        bars = ax.bar(x, heights, width, color=f"C{j % 10}", label=label)
+        ax.bar_label(bars, labels=texts, fontsize="x-small", rotation=90, padding=2)
+    ax.set_xticks(np.arange(len(methods)), methods, rotation=20, ha="right")
+    ax.set(title="Frozen-parameter drift per method\n(largest over the runs of each bar)", xlabel="freeze method",
+           ylabel="L2 norm of final − initial (parameter units)")
+    ax.margins(y=0.25)
+    ax.grid(True, axis="y", alpha=0.3)
+    ax.legend(fontsize="x-small")
+    return fig
+
+
+def compile_vs_run_figure(summary: pd.DataFrame, keys: list[str]) -> Figure | str:
+    """Compile time next to one whole jitted call, per configuration, on a log axis."""
+    ok = summary[(summary["ok"] > 0) & summary["compile_s_median"].notna()
+                 & summary["run_s_per_call_median"].notna()]
+    if ok.empty:
+        return "no run recorded timings"
+    labels = [_label(r, _varying(ok, keys) or keys) for _, r in ok.iterrows()]
+    y = np.arange(len(labels))
+    fig = _new_figure(9, 1.2 + 0.38 * len(labels))
+    ax = fig.subplots()
+    ax.barh(y - 0.2, ok["compile_s_median"].to_numpy(float), 0.4, color="C3", label="compile (AOT, once)")
+    ax.barh(y + 0.2, ok["run_s_per_call_median"].to_numpy(float), 0.4, color="C0", label="run (one call, all steps)")
+    ax.set_yticks(y, labels, fontsize="x-small")
+    ax.invert_yaxis()
+    ax.set(title="Compile vs run time (medians; compile: cold compiles)", xlabel="time (s, log)", xscale="log")
+    ax.grid(True, axis="x", which="both", alpha=0.3)
+    fig.legend(loc="outside lower center", ncols=2, fontsize="x-small")
+    return fig
+
+
+def cost_vs_params_figure(summary: pd.DataFrame, keys: list[str]) -> Figure | str:
+    """In-loop step time and memory of one call against parameter count, log-log, one line per method x freeze x ..."""
+    ok = summary[(summary["ok"] > 0)].copy()
+    ok["params"] = ok["trainable_params_median"].astype(float) + ok["frozen_params_median"].astype(float)
+    if ok["params"].nunique() < 2:
+        return "the sweep has a single model size (sweep model.width / model.depth to draw this)"
+    others = [k for k in keys if k not in SIZE_KEYS]
+    fig = _new_figure(11, 4.6)
+    left, right = fig.subplots(1, 2)
+    methods = list(dict.fromkeys(ok["method"]))
+    styles = {value: style for value, style in zip(dict.fromkeys(ok["freeze"]), ("-", "--", ":", "-."))}
+    for values, g in groups(ok, others) if others else [({}, ok)]:
+        g = g.groupby("params", sort=True).median(numeric_only=True).reset_index()
+        # Colour by method, line style by freeze option: 12 lines stay tellable apart.
+        colour = f"C{methods.index(values['method']) % 10}" if "method" in values else "C0"
+        style = styles.get(values.get("freeze"), "-")
+        label = _label(values, _varying(ok, others)) or "all"
+        left.plot(g["params"], g["in_loop_s_per_step_median"] * 1e3, style, marker="o", ms=4, color=colour,
+                  label=label)
+        right.plot(g["params"], g["memory_bytes_median"] / 2**20, style, marker="o", ms=4, color=colour)
+    left.set(title="In-loop step time", xlabel="parameters (trainable + frozen)", ylabel="ms per step",
+             xscale="log", yscale="log")
+    right.set(title="Memory of one call (XLA: args + outputs + temps)", xlabel="parameters (trainable + frozen)",
+              ylabel="MiB", xscale="log", yscale="log")
+    for ax in (left, right):
+        _plain_log_labels(ax.yaxis)
+        ax.grid(True, which="both", alpha=0.3)
+    fig.legend(*left.get_legend_handles_labels(), loc="outside lower center", ncols=4, fontsize="x-small")
+    fig.suptitle("Cost against model size (medians per configuration)")
+    return fig
+
+
+def write_figures(df: pd.DataFrame, histories: Mapping[str, dict], out_dir: Path) -> dict[str, Path | str]:
+    """Draws every figure into `out_dir`: {name: PNG path written, or the reason it was skipped}."""
+    if not (df["status"] == "ok").any():
+        return {name: "no run finished ok" for name in FIGURES}
+    keys = group_keys(df)
+    summary = summarize(df, keys)
+    drawn = {
+        "step_time": step_time_figure(df),
+        "training_curves": training_curves_figure(df, histories),
+        "time_vs_steps": time_vs_steps_figure(summary, keys),
+        "frozen_drift": frozen_drift_figure(summary, keys),
+        "compile_vs_run": compile_vs_run_figure(summary, keys),
+        "cost_vs_params": cost_vs_params_figure(summary, keys),
+    }
+    return {name: _save(fig, out_dir / FIGURES[name]) if isinstance(fig, Figure) else fig
+            for name, fig in drawn.items()}
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    fig.savefig(path, dpi=110)
+    return path

@@ -1,0 +1,487 @@
+"""What a sweep found: ratios between settings, each with a seeded bootstrap 95% CI and a verdict.
+
+One comparison is candidate / baseline for one metric, e.g. the in-loop step
+time of `stop_gradient` over `diffstate`. Runs are matched into strata, the
+same setting of every other axis (freeze, optimizer, lr, ...); each stratum
+gives the ratio of its means, and the estimate is the geometric mean of those
+ratios. The confidence interval is a stratified percentile bootstrap
+(`ratio_ci`) that resamples each side's runs, or the repeats of a side's only
+run, so the interval covers the drift between runs (seeds, jobs minutes apart)
+and not only the spread of one run's repeats. Percentile, as criterion.rs
+uses, because BCa is undefined for the many exactly repeatable metrics (bytes).
+Runs of one compiled program (one `program_fingerprint`) are called "same
+compiled program", never slower or faster: their ratio is the sweep's drift.
+
+The verdict follows criterion.rs and `asv compare`: a change is called only
+when the whole interval lies beyond the threshold; an interval that holds 1 is
+"no significant difference". Pure pandas / numpy / scipy: no JAX.
+
+>>> est = ratio_ci([([1.0, 1.1, 0.9, 1.0], [1.2, 1.3, 1.1, 1.2])])
+>>> round(est.ratio, 3), verdict(est, 0.05)
+(1.2, 'slower')
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from harness.analysis.frames import (
+    group_keys,
+    key_text,
+    markdown_table,
+    nan_to_none,
+    number_text,
+)
+
+THRESHOLD = 0.05
+CONFIDENCE = 0.95
+SEED = 0  # the bootstrap's: the same records always give the same report
+RESAMPLES = 4999
+# Axes whose values are compared with each other; method against diffstate unless told otherwise.
+COMPARED_AXES = ("fine_tuning", "method", "freeze", "optimizer")
+DEFAULT_BASELINES = {"method": "diffstate", "fine_tuning": "scratch"}
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A per-run quantity a finding compares: its title and the words for higher and lower (higher is worse)."""
+
+    column: str
+    title: str
+    higher: str
+    lower: str
+    exact: bool = False  # the same configuration always gives the same value (bytes, parameter counts)
+    # Computed, not timed: one seed's value is exact, so runs pair by seed (same data and init on both sides).
+    paired: bool = False
+    timed: bool = False  # a clock's reading of the compiled program: between runs of one program, drift alone
+
+
+METRICS = {m.column: m for m in (
+    Metric("in_loop_s_per_step", "in-loop step time", "slower", "faster", timed=True),
+    Metric("run_s_per_step", "run time / step", "slower", "faster", timed=True),
+    Metric("memory_bytes", "memory", "more", "less", exact=True),
+    Metric("opt_state_bytes", "optimizer state", "more", "less", exact=True),
+    Metric("test_mse", "test MSE", "higher", "lower", paired=True),
+    Metric("train_mse", "train MSE", "higher", "lower", paired=True),
+    Metric("compile_s", "compile", "slower", "faster"),  # XLA's work on the input program: not `timed` here
+)}
+NO_DIFFERENCE = "no significant difference"
+SAME_PROGRAM = "same compiled program"
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """candidate / baseline, its confidence interval, and over how many strata and samples."""
+
+    ratio: float
+    low: float
+    high: float
+    strata: int = 0
+    samples: int = 0  # the smallest sample in any stratum, either side
+
+    def text(self) -> str:
+        """'×1.20 [1.18, 1.22]', '×1.00 (exact)' for a zero-width interval, '—' with no data.
+
+        >>> Estimate(1.2, 1.18, 1.22).text()
+        '×1.20 [1.18, 1.22]'
+        """
+        if math.isnan(self.ratio):
+            return "—"
+        ratio = f"×{number_text(self.ratio)}"
+        if self.low == self.high:
+            return f"{ratio} (exact)"
+        if math.isnan(self.low):
+            return f"{ratio} (one sample: no CI)"
+        return f"{ratio} [{number_text(self.low)}, {number_text(self.high)}]"
+
+
+MISSING = Estimate(math.nan, math.nan, math.nan)
+
+
+Side = Sequence[Any]  # one side of a stratum: runs, each a sequence of samples (its timed repeats) or one number
+
+
+def _runs(side: Side) -> list[np.ndarray]:
+    """A side's runs as arrays of their finite samples; a bare number is a run of one sample."""
+    out = []
+    for run in side:
+        values = [run] if np.isscalar(run) else list(run)
+        values = np.asarray([v for v in values if nan_to_none(v) is not None], dtype=float)
+        if len(values):
+            out.append(values)
+    return out
+
+
+def _side_mean(runs: list[np.ndarray]) -> float:
+    """Each run weighs the same: the mean of its runs' means."""
+    return float(np.mean([r.mean() for r in runs]))
+
+
+def _resampled_means(runs: list[np.ndarray], rng: np.random.Generator, resamples: int) -> np.ndarray:
+    """The side's mean under `resamples` bootstrap resamples, at the highest level that varies.
+
+    Two or more runs: their means are drawn with replacement (a cluster bootstrap: the spread
+    between runs already holds the spread of their repeats, so drawing the repeats again would
+    count it twice). One run: its repeats are drawn. The values are first spread about their
+    mean by sqrt(k / (k - 1)): the plain bootstrap's variance of a mean of k values is
+    (k - 1) / k of the unbiased one, half of it for the two seeds of a typical sweep.
+    """
+    values = runs[0] if len(runs) == 1 else np.array([r.mean() for r in runs])
+    k = len(values)
+    if k < 2:
+        return np.full(resamples, float(values.mean()))
+    values = values.mean() + (values - values.mean()) * math.sqrt(k / (k - 1))
+    return values[rng.integers(0, k, (resamples, k))].mean(axis=1)
+
+
+def ratio_ci(strata: Iterable[tuple[Side, Side]], *, exact: bool = False,
+             confidence: float = CONFIDENCE, seed: int = SEED, resamples: int = RESAMPLES) -> Estimate:
+    """Geometric mean over strata of mean(candidate) / mean(baseline), with a stratified bootstrap CI.
+
+    `strata` holds (baseline, candidate) pairs; each side lists runs, and each run is a
+    sequence of samples (one per timed repeat) or a single number. Each stratum's sides are
+    resampled independently: their runs when there are several, so the interval covers drift
+    between runs (seeds, jobs run minutes apart) and not only the spread of one run's
+    repeats; the repeats of a side's only run otherwise (`_resampled_means`). Written here
+    because `scipy.stats.bootstrap` draws independent observations only. Percentile interval,
+    seeded. A pair with an empty side, or a mean of 0 on the baseline side, is left out. A
+    zero-width interval means no sample varies (or the metric is `exact`, the same for every
+    run of a configuration); NaN bounds mean every side holds one value of a metric that can
+    vary, which no interval can be drawn from.
+
+    >>> ratio_ci([([2.0, 2.0], [3.0, 3.0]), ([1.0], [1.5])])
+    Estimate(ratio=1.5, low=1.5, high=1.5, strata=2, samples=1)
+    >>> ratio_ci([([1.0], [1.5])]).text()
+    '×1.50 (one sample: no CI)'
+    >>> one_run = ratio_ci([([[1.0, 1.01, 0.99]], [[1.2, 1.21, 1.19]])])
+    >>> two_runs_apart = ratio_ci([([[1.0, 1.01, 0.99], [1.3, 1.31, 1.29]], [[1.2, 1.21, 1.19], [1.5, 1.51, 1.49]])])
+    >>> one_run.high - one_run.low < 0.05 < two_runs_apart.high - two_runs_apart.low
+    True
+    """
+    pairs = []
+    for baseline, candidate in strata:
+        baseline, candidate = _runs(baseline), _runs(candidate)
+        if baseline and candidate and _side_mean(baseline) > 0 and _side_mean(candidate) >= 0:
+            pairs.append((baseline, candidate))
+    if not pairs:
+        return MISSING
+    logs = [np.log(max(_side_mean(c), 1e-300)) - np.log(_side_mean(b)) for b, c in pairs]
+    point = float(np.exp(np.mean(logs)))
+    sides = [side for pair in pairs for side in pair]
+    smallest = min(sum(len(r) for r in side) for side in sides)
+    if all(len(side) == 1 and len(side[0]) == 1 for side in sides) and not exact:
+        return Estimate(point, math.nan, math.nan, len(pairs), smallest)
+    if all(np.ptp(np.concatenate(side)) == 0 for side in sides):
+        return Estimate(point, point, point, len(pairs), smallest)
+    rng = np.random.default_rng(seed)
+    resampled = [(_resampled_means(b, rng, resamples), _resampled_means(c, rng, resamples)) for b, c in pairs]
+    ratios = np.exp(np.mean([np.log(np.maximum(c, 1e-300)) - np.log(np.maximum(b, 1e-300)) for b, c in resampled],
+                            axis=0))
+    tail = (1 - confidence) / 2 * 100
+    low, high = np.percentile(ratios, [tail, 100 - tail])
+    return Estimate(point, float(low), float(high), len(pairs), smallest)
+
+
+def mean_ci(values: Sequence[float], *, confidence: float = CONFIDENCE, seed: int = SEED,
+            resamples: int = RESAMPLES) -> tuple[float, float, float]:
+    """(mean, low, high): a seeded percentile bootstrap CI of the mean; zero-width for constant values,
+    NaN bounds for a single value.
+
+    >>> mean_ci([2.0, 2.0, 2.0])
+    (2.0, 2.0, 2.0)
+    """
+    values = np.asarray([v for v in values if nan_to_none(v) is not None], dtype=float)
+    if not len(values):
+        return math.nan, math.nan, math.nan
+    mean = float(values.mean())
+    if len(values) == 1:
+        return mean, math.nan, math.nan
+    if np.ptp(values) == 0:
+        return mean, mean, mean
+    result = stats.bootstrap([values], np.mean, vectorized=True, axis=-1, n_resamples=resamples,
+                             confidence_level=confidence, method="percentile", rng=np.random.default_rng(seed))
+    return mean, float(result.confidence_interval.low), float(result.confidence_interval.high)
+
+
+def verdict(estimate: Estimate, threshold: float = THRESHOLD, metric: Metric | None = None) -> str:
+    """What the interval says, higher being worse.
+
+    The metric's word for higher ('slower') when the whole interval is above
+    1 + threshold, for lower ('faster') when it is below 1 / (1 + threshold);
+    'no significant difference' when it holds 1; 'within ±5%' when it excludes 1
+    but stays inside the threshold; 'inconclusive' when it straddles the threshold.
+
+    >>> verdict(Estimate(1.01, 0.97, 1.05))
+    'no significant difference'
+    >>> verdict(Estimate(0.5, 0.45, 0.55), metric=METRICS["memory_bytes"])
+    'less'
+    """
+    higher, lower = (metric.higher, metric.lower) if metric else ("slower", "faster")
+    if math.isnan(estimate.ratio):
+        return "no data"
+    if math.isnan(estimate.low):
+        return "one sample: not tested"
+    if estimate.low == estimate.high == estimate.ratio == 1:
+        return "identical"
+    if estimate.low > 1 + threshold:
+        return higher
+    if estimate.high < 1 / (1 + threshold):
+        return lower
+    if estimate.low <= 1 <= estimate.high:
+        return NO_DIFFERENCE
+    if 1 / (1 + threshold) <= estimate.low and estimate.high <= 1 + threshold:
+        return f"within ±{threshold:.0%}"
+    return "inconclusive"
+
+
+def is_worse(word: str, metric: Metric) -> bool:
+    """Whether a verdict is a significant change for the worse beyond the threshold."""
+    return word == metric.higher
+
+
+# --- samples per run -----------------------------------------------------------------------------
+
+
+def _timed_calls(run: Mapping) -> tuple[list[float], float | None, int]:
+    """(every timed training's seconds, the 1-step call's seconds, compiled calls per training) of a run row."""
+    repeats = nan_to_none(run.get("run_s"))
+    repeats = json.loads(repeats) if isinstance(repeats, str) else []
+    return repeats, nan_to_none(run.get("one_step_call_s")), nan_to_none(run.get("timing_chunks")) or 1
+
+
+def run_samples(run: Mapping, column: str) -> list[float]:
+    """The values a run contributes to a comparison of `column`: one per timed repeat for times, else one.
+
+    In-loop step time per repeat is (training - C 1-step calls) / (steps - C) for a training
+    of C calls (`train.log_every` chunks; 1 by default), clamped at 0, as harness.core.timing
+    computes the median's.
+
+    >>> run = {"run_s": "[0.0101, 0.0111]", "one_step_call_s": 1e-4, "steps": 101, "timing_points": 1}
+    >>> [round(v * 1e6, 1) for v in run_samples(run, "in_loop_s_per_step")]
+    [100.0, 110.0]
+    """
+    value = nan_to_none(run.get(column))
+    repeats, one_step, chunks = _timed_calls(run)
+    steps = nan_to_none(run.get("steps"))
+    if column == "in_loop_s_per_step":
+        if repeats and one_step is not None and steps and steps > chunks:
+            return [max(r - chunks * one_step, 0.0) / (steps - chunks) for r in repeats]
+    elif column == "run_s_per_step":
+        points = nan_to_none(run.get("timing_points")) or 1
+        if repeats and steps:
+            return [r / steps / points for r in repeats]
+        value = nan_to_none(run.get("run_s_per_step_median"))
+    elif column == "compile_s" and run.get("compile_source") != "compiled":
+        return []  # a cache hit is no compile time
+    return [] if value is None else [float(value)]
+
+
+def samples(runs: pd.DataFrame, column: str) -> list[list[float]]:
+    """The values each ok run in `runs` contributes for `column`, run by run (see `ratio_ci`)."""
+    ok = runs[runs["status"] == "ok"]
+    return [values for _, run in ok.iterrows() if (values := run_samples(run, column))]
+
+
+def resolves_in_loop(run: Mapping) -> bool:
+    """Whether every timed training of `run` took longer than its 1-step calls, so that its in-loop step time
+    is a measurement: a tiny model over few steps can finish in less (its in-loop time is then clamped at 0).
+
+    >>> resolves_in_loop({"run_s": "[0.0101, 0.0111]", "one_step_call_s": 1e-4})
+    True
+    >>> resolves_in_loop({"run_s": "[0.0101, 0.00009]", "one_step_call_s": 1e-4})
+    False
+    """
+    repeats, one_step, chunks = _timed_calls(run)
+    return one_step is not None and bool(repeats) and all(r > chunks * one_step for r in repeats)
+
+
+def step_time_column(df: pd.DataFrame) -> str:
+    """In-loop step time when every ok run resolves it (`resolves_in_loop`), else the whole call over its steps.
+
+    A ratio against an in-loop time of 0 has no interval to speak of; call / steps, which holds the
+    per-call overhead as well, is then the step time a comparison can stand on.
+    """
+    ok = df[df["status"] == "ok"] if "status" in df else df
+    measured = len(ok) and "one_step_call_s" in ok and all(resolves_in_loop(run) for _, run in ok.iterrows())
+    return "in_loop_s_per_step" if measured else "run_s_per_step"
+
+
+# --- comparisons within a sweep ------------------------------------------------------------------
+
+
+def baselines_for(df: pd.DataFrame, overrides: Mapping[str, str] | None = None) -> dict[str, str]:
+    """{axis: baseline value} for each compared axis with two or more values among the ok runs.
+
+    The baseline is the override, else diffstate for methods, else the sweep's first value.
+    """
+    ok = df[df["status"] == "ok"]
+    out = {}
+    for axis in COMPARED_AXES:
+        values = [v for v in dict.fromkeys(ok[axis]) if nan_to_none(v) is not None] if axis in ok else []
+        if len(values) < 2:
+            continue
+        wanted = (overrides or {}).get(axis, DEFAULT_BASELINES.get(axis))
+        out[axis] = wanted if wanted in values else values[0]
+    return out
+
+
+def compare_axis(df: pd.DataFrame, axis: str, baseline: str, columns: Sequence[str], *,
+                 threshold: float = THRESHOLD, seed: int = SEED) -> pd.DataFrame:
+    """Every other value of `axis` against `baseline`: one row per (candidate, metric) with its estimate.
+
+    Strata are the settings of the sweep's other grouping axes (and the seed, for
+    a paired metric): only settings run with both values are compared.
+    """
+    ok = df[df["status"] == "ok"]
+    # Settings that follow from the compared value (the freeze mask of a fine-tuning strategy) are no strata.
+    others = [k for k in group_keys(ok) if k != axis and not _follows(ok, axis, k)]
+    rows = []
+    for candidate in dict.fromkeys(ok[axis]):
+        if candidate == baseline or nan_to_none(candidate) is None:
+            continue
+        for column in columns:
+            metric = METRICS[column]
+            by = [*others, "seed"] if metric.paired else others
+            strata, same = [], []
+            for _, g in (ok.groupby(by, dropna=False, sort=False) if by else [((), ok)]):
+                base, cand = g[g[axis] == baseline], g[g[axis] == candidate]
+                strata.append((samples(base, column), samples(cand, column)))
+                if len(base) and len(cand):
+                    same.append(same_program(base, cand))
+            est = ratio_ci(strata, exact=metric.exact or metric.paired, seed=seed)
+            word = verdict(est, threshold, metric)
+            if metric.timed and same and all(same):
+                # Its ratio is drift; one beyond the threshold is worth a look (denormals, other load).
+                word = SAME_PROGRAM + (f", drift beyond ±{threshold:.0%}" if word in (metric.higher, metric.lower)
+                                       else "")
+            rows.append({"axis": axis, "baseline": baseline, "candidate": candidate, "metric": column,
+                         "ratio": est.ratio, "low": est.low, "high": est.high, "strata": est.strata,
+                         "estimate": est.text(), "verdict": word})
+    return pd.DataFrame(rows, columns=["axis", "baseline", "candidate", "metric", "ratio", "low", "high",
+                                       "strata", "estimate", "verdict"])
+
+
+def same_program(a: pd.DataFrame, b: pd.DataFrame) -> bool:
+    """Whether every run of `a` and `b` ran one compiled XLA program (one `program_fingerprint`, harness.core.hlo)."""
+    if "program_fingerprint" not in a or "program_fingerprint" not in b:
+        return False
+    prints = pd.concat([a["program_fingerprint"], b["program_fingerprint"]])
+    return bool(prints.notna().all()) and prints.nunique() == 1
+
+
+def _follows(runs: pd.DataFrame, axis: str, key: str) -> bool:
+    """Whether `key` takes one value for each value of `axis` (it is set by it)."""
+    return key in runs and bool((runs.groupby(axis, dropna=False)[key].nunique(dropna=False) <= 1).all())
+
+
+def finding_columns(df: pd.DataFrame) -> list[str]:
+    """The metrics a finding reports: step time, memory, optimizer state, test MSE (those the runs have)."""
+    step = step_time_column(df)
+    return [step, *(c for c in ("memory_bytes", "opt_state_bytes", "test_mse") if c in df and df[c].notna().any())]
+
+
+def comparisons(df: pd.DataFrame, baselines: Mapping[str, str] | None = None, *, threshold: float = THRESHOLD,
+                seed: int = SEED) -> pd.DataFrame:
+    """Every comparison the sweep supports (methods, freeze options, optimizers), one row per metric."""
+    columns = finding_columns(df)
+    parts = [compare_axis(df, axis, base, columns, threshold=threshold, seed=seed)
+             for axis, base in baselines_for(df, baselines).items()]
+    parts = [p for p in parts if len(p) and (p["strata"] > 0).any()]  # no setting run with both: nothing to say
+    return pd.concat(parts, ignore_index=True) if parts else compare_axis(df.iloc[:0], "method", "", columns)
+
+
+def drift_lines(df: pd.DataFrame) -> list[str]:
+    """Which methods left the frozen parameters bitwise unchanged in every run, and which moved them."""
+    ok = df[(df["status"] == "ok") & df["drift_unchanged"].notna() & (df["frozen_params"].fillna(0) > 0)]
+    if ok.empty:
+        return []
+    unchanged, moved = [], []
+    for method, runs in ok.groupby("method", sort=False):
+        n_moved = int((~runs["drift_unchanged"].astype(bool)).sum())
+        if not n_moved:
+            unchanged.append(f"{method} ({len(runs)} run{'s' if len(runs) > 1 else ''})")
+            continue
+        where = runs[~runs["drift_unchanged"].astype(bool)]
+        settings = ", ".join(f"{k}={'/'.join(map(key_text, dict.fromkeys(where[k])))}"
+                             for k in ("optimizer", "freeze") if k in where and where[k].nunique() < runs[k].nunique())
+        moved.append(f"{method} in {n_moved} of {len(runs)} runs{f' ({settings})' if settings else ''}, "
+                     f"L2 up to {number_text(where['drift_l2'].max())}")
+    lines = []
+    if unchanged:
+        lines.append("Frozen parameters bitwise unchanged in every run: " + ", ".join(unchanged) + ".")
+    if moved:
+        lines.append("Frozen parameters moved: " + "; ".join(moved) + ".")
+    return lines
+
+
+def same_program_lines(found: pd.DataFrame) -> list[str]:
+    """Which compared values ran the same compiled program as their baseline, and how far apart their times read.
+
+    Their step-time ratios measure nothing but the machine's drift between the runs (an A/A control):
+    a ratio of that size between two different programs is no evidence of a cost either.
+    """
+    same = found[found["verdict"].str.startswith(SAME_PROGRAM)]
+    same = same[same["metric"].isin(["in_loop_s_per_step", "run_s_per_step"])]
+    if same.empty:
+        return []
+    names = "; ".join(f"{axis} {', '.join(map(key_text, g['candidate']))} as {key_text(g['baseline'].iloc[0])}"
+                      for axis, g in same.groupby("axis", sort=False))
+    ratios = same["ratio"].dropna()
+    if ratios.empty or min(ratios) <= 0:
+        return [f"Same compiled XLA program (one fingerprint in every setting): {names}."]
+    spread = max(max(ratios), 1 / min(ratios))
+    measured = (f"Its step-time ratio, ×{ratios.iloc[0]:.2f}, is" if len(ratios) == 1 else
+                f"Their step-time ratios, ×{min(ratios):.2f} to ×{max(ratios):.2f}, are")
+    return [f"Same compiled XLA program (one fingerprint in every setting): {names}. {measured} this sweep's "
+            f"drift between runs of one program; a difference up to ×{spread:.2f} between other settings is no "
+            "evidence of a cost."]
+
+
+def findings_table(found: pd.DataFrame, axis: str) -> pd.DataFrame:
+    """One row per candidate value of `axis`, one column per metric: 'ratio [CI] verdict'."""
+    rows = found[found["axis"] == axis]
+    if rows.empty:
+        return pd.DataFrame()
+    baseline = rows["baseline"].iloc[0]
+    table = {}
+    for candidate, g in rows.groupby("candidate", sort=False):
+        cells = {f"{axis} / {baseline}": candidate}
+        for _, r in g.iterrows():
+            cells[METRICS[r["metric"]].title] = f"{r['estimate']} {r['verdict']}"
+        cells["settings"] = int(g["strata"].max())
+        table[candidate] = cells
+    return pd.DataFrame(list(table.values()))
+
+
+def render_findings(df: pd.DataFrame, found: pd.DataFrame, threshold: float = THRESHOLD) -> str:
+    """The report's "Findings" section as markdown: one compact table per compared axis, then drift."""
+    parts = ["## Findings\n",
+             f"Ratios to a baseline, geometric mean over the settings both were run with, and a {CONFIDENCE:.0%} "
+             f"bootstrap CI (seeded) that resamples the runs (seeds, jobs run minutes apart), or the timed repeats "
+             f"of a side's only run. A change is called when the whole CI lies beyond ±{threshold:.0%}; \"(exact)\": "
+             f"the value does not vary between runs; \"{SAME_PROGRAM}\": both ran one XLA program, so their "
+             f"times differ by drift alone.\n"]
+    for axis in dict.fromkeys(found["axis"]):
+        parts.append(markdown_table(findings_table(found, axis)))
+    parts += [line + "\n" for line in [*same_program_lines(found), *drift_lines(df)]]
+    if len(parts) == 2:
+        parts.append("The sweep compares nothing: it has one method, one freeze option and one optimizer.\n")
+    return "\n".join(parts)
+
+
+def headline(df: pd.DataFrame, found: pd.DataFrame) -> list[str]:
+    """A few lines for the end of a multirun: each compared value's step time against its baseline, and drift."""
+    step = step_time_column(df)
+    lines = []
+    for axis, g in found[found["metric"] == step].groupby("axis", sort=False):
+        cells = [f"{r['candidate']} {r['estimate']} {r['verdict']}" for _, r in g.iterrows()]
+        lines.append(f"{METRICS[step].title}, {axis} / {g['baseline'].iloc[0]} (95% CI): " + "; ".join(cells))
+    return lines + same_program_lines(found) + drift_lines(df)

@@ -1,0 +1,241 @@
+"""A sweep's runs as one pandas DataFrame: read from its result.json records, summarized, printed.
+
+The records are the ground truth a sweep leaves behind, so everything built on
+this module works on a finished, interrupted or copied sweep. A record that
+does not read is a problem to report, never a reason to lose the rest. The
+report, its figures and `harness compare` all share the summary and the cell
+formats defined here.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from harness.core.fields import (
+    AXES,
+    FIELDS,
+    NOT_COMPUTED,
+    SPREAD,
+    dotted_keys,
+    is_under,
+)
+from harness.jobs.store import RUNNING, STATUSES, read_records
+
+AXIS_COLUMNS = tuple(f.column for f in AXES)
+# Config leaves that the axes already name; other leaves that vary in a sweep get their own column.
+AXIS_PATHS = tuple(p.removeprefix("config.") for f in AXES for p in f.paths)
+_PANDAS = {int: "Int64", bool: "boolean", str: "str", float: "float64"}
+# Column -> (pandas dtype, cast): the same dtypes in parquet and CSV whatever is missing.
+DTYPES = {**{f.column: (_PANDAS[f.kind], f.kind) for f in FIELDS}, "path": ("str", str)}
+# Always rows of the summary; the others become rows only where they split the sweep further.
+ALWAYS_KEYS = ("method", "freeze", "optimizer")
+MAYBE_KEYS = ("model", "lr", "weight_decay", "steps", "device", "experiment")
+
+
+# --- reading -------------------------------------------------------------------------------------
+
+
+# --- the DataFrame -------------------------------------------------------------------------------
+
+
+def row(path: Path, record: dict) -> dict[str, Any]:
+    """One run as flat columns (harness/core/fields.py): its axes, status, measurements and bookkeeping."""
+    return {**{f.column: f.get(record) for f in FIELDS}, "path": str(path)}
+
+
+def _extra_axes(records: list[tuple[Path, dict]]) -> dict[str, list]:
+    """Config leaves, other than the named axes, whose value differs between runs (e.g. model.depth)."""
+    flat = [dotted_keys(record.get("config") or {}) for _, record in records]
+    names = sorted({k for leaves in flat for k in leaves if not is_under(k, NOT_COMPUTED + AXIS_PATHS)})
+    varying = {}
+    for name in names:
+        values = [leaves.get(name) for leaves in flat]
+        if len({json.dumps(v, default=str) for v in values}) > 1:
+            varying[name] = values
+    return varying
+
+
+def _one_type(values: list[Any]) -> pd.api.extensions.ExtensionArray | np.ndarray:
+    """A column of one type (bool, number or text) from config values that may mix them."""
+    present = [v for v in values if v is not None]
+    if present and all(isinstance(v, bool) for v in present):
+        return pd.array(values, dtype="boolean")
+    if present and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in present):
+        return np.array([math.nan if v is None else v for v in values], dtype="float64")
+    return pd.array([None if v is None else v if isinstance(v, str) else json.dumps(v) for v in values], dtype="str")
+
+
+def nan_to_none(value: Any) -> Any:
+    """None for a missing value (None, pd.NA or NaN), else the value."""
+    return None if value is pd.NA or (isinstance(value, float) and math.isnan(value)) else value
+
+
+def typed(df: pd.DataFrame) -> pd.DataFrame:
+    """Nullable ints and bools, floats and strings for the columns in DTYPES; the others as they are."""
+    df = df.copy()
+    for name in df.columns:
+        if name in DTYPES:
+            dtype, cast = DTYPES[name]
+            df[name] = pd.array([None if (v := nan_to_none(x)) is None else cast(v) for x in df[name]], dtype=dtype)
+    return df
+
+
+def frame(records: list[tuple[Path, dict]]) -> pd.DataFrame:
+    """One row per record, axis columns first, then any other varying config leaf, then measurements."""
+    if not records:
+        return typed(pd.DataFrame(columns=list(row(Path(), {"status": "ok"}))))
+    df = pd.DataFrame([row(path, record) for path, record in records])
+    for i, (name, values) in enumerate(_extra_axes(records).items()):
+        df.insert(len(AXIS_COLUMNS) + i, name, _one_type(values))
+    return typed(df)
+
+
+def extra_axes(df: pd.DataFrame) -> list[str]:
+    """The columns `frame` added for config leaves that vary beyond the named axes (e.g. model.depth)."""
+    fixed = set(row(Path(), {"status": "ok"}))
+    return [c for c in df.columns if c not in fixed]
+
+
+def load_records(sweep_dir: str | Path) -> tuple[pd.DataFrame, list[tuple[Path, str]]]:
+    """(one row per run under `sweep_dir`, [(path, reason) for each record that could not be read])."""
+    records, problems = read_records(sweep_dir)
+    return frame(records), problems
+
+
+# --- per-configuration summary -------------------------------------------------------------------
+
+
+def splitting_keys(df: pd.DataFrame, base: Iterable[str], candidates: Iterable[str]) -> list[str]:
+    """`base` plus each candidate that takes several values within the groups formed so far.
+
+    weight_decay varies with the optimizer (adam 0, adamw 1e-4) but adds no rows;
+    `optimizer.lr=1e-3,1e-2` does.
+    """
+    keys = [k for k in base if k in df.columns]
+    for name in candidates:
+        if name not in df.columns or name in keys:
+            continue
+        counts = df.groupby(keys, dropna=False, sort=False)[name].nunique(dropna=False) if keys else \
+            pd.Series([df[name].nunique(dropna=False)])
+        if len(counts) and counts.max() > 1:
+            keys.append(name)
+    return keys
+
+
+def group_keys(df: pd.DataFrame) -> list[str]:
+    """method x freeze x optimizer, plus lr / steps / model / ... (and other config) where they vary."""
+    extra = extra_axes(df)
+    return splitting_keys(df, ALWAYS_KEYS, [*MAYBE_KEYS, *extra])
+
+
+def groups(df: pd.DataFrame, keys: list[str]) -> Iterator[tuple[dict[str, Any], pd.DataFrame]]:
+    """(key values as a dict, rows) per group, in the sweep's order."""
+    for values, rows in df.groupby(keys, dropna=False, sort=False):
+        yield dict(zip(keys, values)), rows
+
+
+def median_range(values: pd.Series) -> tuple[float, float, float]:
+    """(median, min, max) of the numbers in `values`, NaN for each when there are none."""
+    values = pd.to_numeric(values, errors="coerce").astype("float64").dropna()
+    if values.empty:
+        return (math.nan,) * 3
+    return float(values.median()), float(values.min()), float(values.max())
+
+
+def cold_compiles(runs: pd.DataFrame) -> pd.DataFrame:
+    """The runs whose compile really ran (none: no compile time to show).
+
+    In a sweep, the second seed of a configuration, or any run that differs only in
+    learning rate, is served from JAX's in-process cache in microseconds: that is no compile time.
+    """
+    return runs[runs["compile_source"] == "compiled"]
+
+
+def compile_sources(runs: pd.DataFrame) -> str:
+    """How the runs got their compiled program, e.g. '1 compiled, 1 in_process_cache'."""
+    counts = runs["compile_source"].dropna().value_counts(sort=False)
+    return ", ".join(f"{n} {source}" for source, n in counts.items())
+
+
+def status_counts(df: pd.DataFrame) -> dict[str, int]:
+    """Runs per status, every known status included, plus 'running' and 'other' when some runs have them."""
+    counts = {status: int((df["status"] == status).sum()) for status in STATUSES}
+    if running := int((df["status"] == RUNNING).sum()):
+        counts[RUNNING] = running  # a job still going (or on another host, where its process cannot be asked)
+    other = len(df) - sum(counts.values())
+    return {**counts, "other": other} if other else counts
+
+
+def summarize(df: pd.DataFrame, keys: list[str] | None = None) -> pd.DataFrame:
+    """Per configuration (all but the seed): run counts, and median/min/max over its ok runs.
+
+    Times per step are the median of the runs' medians, and min/max over every
+    timed call of every run: the spread covers both repeats and seeds. Compile
+    times count cold compiles only (none in the group: no compile time).
+    """
+    keys = group_keys(df) if keys is None else keys
+    rows = []
+    for values, g in groups(df, keys):
+        ok = g[g["status"] == "ok"]
+        out: dict[str, Any] = {**values, "runs": len(g)}
+        out.update({status: int((g["status"] == status).sum()) for status in STATUSES})
+        for name in SPREAD:
+            out[f"{name}_median"], out[f"{name}_min"], out[f"{name}_max"] = median_range(ok[name])
+        out["compile_s_median"], out["compile_s_min"], out["compile_s_max"] = median_range(
+            cold_compiles(ok)["compile_s"])
+        for name in ("run_s_per_step", "run_s_per_call"):
+            out[f"{name}_median"] = median_range(ok[f"{name}_median"])[0]
+            out[f"{name}_min"] = median_range(ok[f"{name}_min"])[1]
+            out[f"{name}_max"] = median_range(ok[f"{name}_max"])[2]
+        unchanged = ok["drift_unchanged"].dropna()
+        out["unchanged_runs"] = int(unchanged.sum())
+        out["unchanged_of"] = len(unchanged)
+        covers = ok["grads_cover_frozen"].dropna()
+        out["grads_cover_frozen"] = bool(covers.any()) if len(covers) else None
+        out["compile_sources"] = compile_sources(ok)
+        rows.append(out)
+    return pd.DataFrame(rows)
+
+
+# --- cells as text -------------------------------------------------------------------------------
+
+
+def number_text(value: Any) -> str:
+    """Three significant digits, without exponents between 0.001 and 100000; '—' when missing."""
+    value = nan_to_none(value)
+    if value is None:
+        return "—"
+    value = float(value)
+    if value == 0 or not math.isfinite(value):
+        return f"{value:g}"
+    if 1e-3 <= abs(value) < 1e5:
+        return f"{value:.{max(0, 2 - math.floor(math.log10(abs(value))))}f}"
+    return f"{value:.2e}"
+
+
+def key_text(value: Any) -> str:
+    """An axis value as a label or table cell: floats in short form (0.001, 1e-05), '—' when missing or empty."""
+    value = nan_to_none(value)
+    if value is None or value == "":
+        return "—"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def markdown_table(df: pd.DataFrame) -> str:
+    """A GitHub markdown table of `df` as text (no extra dependency)."""
+    if df.empty:
+        return "_no rows_\n"
+
+    def cell(value: Any) -> str:
+        return key_text(value).replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| " + " | ".join(map(str, df.columns)) + " |", "|" + "---|" * len(df.columns)]
+    lines += ["| " + " | ".join(cell(v) for v in values) + " |" for values in df.itertuples(index=False)]
+    return "\n".join(lines) + "\n"

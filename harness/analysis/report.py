@@ -1,0 +1,524 @@
+"""`harness report`: a finished sweep as runs.parquet, runs.csv, report.md with tables and figures, and W&B.
+
+Reads only the sweep's result.json records (see `harness.analysis.frames`), so it needs
+no training run and no W&B account. `write_report` writes the files,
+`log_report_to_wandb` logs them as one W&B run, `main_report` is the command
+line. `python -m harness.analysis.report report|compare ...` runs either command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import sys
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from harness.analysis import findings
+from harness.analysis.compare import main_compare, parse_threshold
+from harness.analysis.figures import FIGURE_TITLES, write_figures
+from harness.analysis.frames import (
+    extra_axes,
+    frame,
+    group_keys,
+    key_text,
+    markdown_table,
+    nan_to_none,
+    number_text,
+    splitting_keys,
+    status_counts,
+    summarize,
+)
+from harness.analysis.tables import compact, program_keys
+from harness.core.fields import nested_get
+from harness.jobs.store import RECORD_NAME, read_record, read_records
+from harness.jobs.sweep_plan import missing_jobs, read_plan
+from harness.jobs.tracking import quiet_settings, run_group
+
+FINDINGS_NAME = "findings.csv"
+
+# --- tables --------------------------------------------------------------------------------------
+
+
+def _int_text(value: Any) -> str:
+    value = nan_to_none(value)
+    return "—" if value is None else f"{int(round(value)):,}"
+
+
+def _cell(median: Any, low: Any, high: Any, fmt=number_text, scale: float = 1.0) -> str:
+    """'median [min, max]', or just the median when the spread does not show at this precision."""
+    if nan_to_none(median) is None:
+        return "—"
+    text, low_text, high_text = fmt(median * scale), fmt(low * scale), fmt(high * scale)
+    if nan_to_none(low) is None or nan_to_none(high) is None or low_text == high_text:
+        return text
+    return f"{text} [{low_text}, {high_text}]"
+
+
+def _spread(summary: pd.DataFrame, name: str, fmt=number_text, scale: float = 1.0) -> list[str]:
+    """The `_cell` of each summary row for the metric `name`."""
+    return [_cell(*v, fmt=fmt, scale=scale)
+            for v in zip(summary[f"{name}_median"], summary[f"{name}_min"], summary[f"{name}_max"])]
+
+
+def _unchanged(summary: pd.DataFrame) -> list[str]:
+    """Whether the frozen parameters stayed bitwise identical: 'yes', 'no', 'n/m' of the runs, or '—'."""
+    return ["—" if not of else "yes" if n == of else "no" if n == 0 else f"{n}/{of}"
+            for n, of in zip(summary["unchanged_runs"], summary["unchanged_of"])]
+
+
+def _yes_no(value: Any) -> str:
+    value = nan_to_none(value)
+    return "—" if value is None else "yes" if value else "no"
+
+
+def _with_keys(summary: pd.DataFrame, keys: list[str], columns: dict[str, Any]) -> pd.DataFrame:
+    """The configuration's keys, its ok runs out of all, then `columns`."""
+    ok_runs = [f"{ok}/{n}" for ok, n in zip(summary["ok"], summary["runs"])]
+    return pd.DataFrame({**{k: summary[k] for k in keys}, "ok runs": ok_runs, **columns})
+
+
+def fit_table(summary: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    return _with_keys(summary, keys, {"train MSE": _spread(summary, "train_mse"),
+                                      "test MSE": _spread(summary, "test_mse"),
+                                      "slope": _spread(summary, "slope"),
+                                      "intercept": _spread(summary, "intercept")})
+
+
+def frozen_table(summary: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    return _with_keys(summary, keys, {"drift L2": _spread(summary, "drift_l2"),
+                                      "bitwise unchanged": _unchanged(summary),
+                                      "optimizer state (bytes)": _spread(summary, "opt_state_bytes", _int_text)})
+
+
+def cost_table(summary: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    return _with_keys(summary, keys, {"compile (s)": _spread(summary, "compile_s"),
+                                      "compile source": summary["compile_sources"],
+                                      "call / steps (µs)": _spread(summary, "run_s_per_step", scale=1e6),
+                                      "in-loop step (µs)": _spread(summary, "in_loop_s_per_step", scale=1e6),
+                                      "per-call overhead (µs)": _spread(summary, "dispatch_overhead_s", scale=1e6),
+                                      "run time / call (ms)": _spread(summary, "run_s_per_call", scale=1e3)})
+
+
+def _mb(value: Any) -> str:
+    value = nan_to_none(value)
+    return "—" if value is None else number_text(value / 2**20)
+
+
+def memory_table(summary: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    return _with_keys(summary, keys, {"trainable params": _spread(summary, "trainable_params", _int_text),
+                                      "frozen params": _spread(summary, "frozen_params", _int_text),
+                                      "memory (MiB)": _spread(summary, "memory_bytes", _mb),
+                                      "temp memory (MiB)": _spread(summary, "temp_bytes", _mb),
+                                      "optimizer state (bytes)": _spread(summary, "opt_state_bytes", _int_text)})
+
+
+def throughput_table(summary: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    return _with_keys(summary, keys, {"in-loop step (ms)": _spread(summary, "in_loop_s_per_step", scale=1e3),
+                                      "achieved GFLOP/s": _spread(summary, "achieved_flops_per_s", scale=1e-9),
+                                      "fraction of peak": _spread(summary, "peak_fraction")})
+
+
+def methods_table(df: pd.DataFrame) -> pd.DataFrame:
+    """method x optimizer (and whatever else splits them) -> what happens to the frozen parameters."""
+    keys = splitting_keys(df, ("method", "optimizer"), ("freeze", "model", *extra_axes(df)))
+    summary = summarize(df, keys)
+    return pd.DataFrame({
+        **{k: summary[k] for k in keys},
+        "frozen drift L2 (max)": [number_text(v) for v in summary["drift_l2_max"]],
+        "frozen bitwise unchanged": _unchanged(summary),
+        "optimizer state (bytes)": _spread(summary, "opt_state_bytes", _int_text),
+        "grads cover frozen": [_yes_no(v) for v in summary["grads_cover_frozen"]],
+    })
+
+
+def _distinct(values: Iterable[Any]) -> str:
+    seen = list(dict.fromkeys(str(v) for v in values if v not in (None, "")))
+    return ", ".join(seen) if seen else "—"
+
+
+def _span(stamps: Iterable[Any]) -> list[str]:
+    stamps = sorted(s for s in stamps if isinstance(s, str))
+    return [] if not stamps else [stamps[0] if stamps[0] == stamps[-1] else f"{stamps[0]} … {stamps[-1]}"]
+
+
+def environment_table(records: list[dict], date: str) -> pd.DataFrame:
+    """Where the numbers were measured; a field that differs between runs lists every value."""
+    envs = [r.get("environment") or {} for r in records if r.get("environment")]
+    versions = ("jax", "jaxlib", "flax", "optax", "hydra-core", "wandb", "numpy")
+    rows = [(name, _distinct(nested_get(e, "versions", name) for e in envs)) for name in versions]
+    rows += [
+        ("python", _distinct(e.get("python") for e in envs)),
+        ("platform / device kind", _distinct(f"{e.get('platform')} / {e.get('device_kind')}" for e in envs)),
+        ("device", _distinct(e.get("device") for e in envs)),
+        ("CPU", _distinct(f"{e.get('cpu_model')} ({e.get('cpu_count')} cores)" for e in envs)),
+        ("git commit", _distinct(e.get("git_commit") for e in envs)),
+        ("runs started", _distinct(_span(r.get("started") for r in records))),
+        ("report date", date),
+    ]
+    return pd.DataFrame(rows, columns=["", ""])
+
+
+def _problem_text(run: pd.Series) -> str | None:
+    """A run's error, or the step its loss went non-finite."""
+    if nan_to_none(run["error"]) is not None:
+        return run["error"]
+    step = nan_to_none(run["diverged_at_step"])
+    return None if step is None else f"non-finite loss from step {step}"
+
+
+def not_ok_table(df: pd.DataFrame) -> pd.DataFrame:
+    """The runs that did not finish ok: job number, status, overrides, error or first non-finite step."""
+    bad = df[df["status"] != "ok"]
+    return pd.DataFrame({"job": bad["job_num"], "status": bad["status"], "overrides": bad["overrides"],
+                         "error": [_problem_text(run) for _, run in bad.iterrows()]})
+
+
+def _range_text(values: list[float], scale: float) -> str:
+    low, high = number_text(min(values) * scale), number_text(max(values) * scale)
+    return low if low == high else f"{low}–{high}"
+
+
+def plausibility_lines(df: pd.DataFrame, records: list[dict]) -> list[str]:
+    """The machine's calibrated peak, every run flagged as faster than it, and the full-batch hoisting note."""
+    peaks = [nested_get(r, "environment", "calibration") for r in records]
+    peaks = [p for p in peaks if p]
+    limit = next((v for r in records if (v := nested_get(r, "plausibility", "limit"))), None)
+    lines = []
+    if peaks:
+        flops = [p["matmul_flops_per_s"] for p in peaks]
+        copy = [p["copy_bytes_per_s"] for p in peaks]
+        lines.append(f"Calibrated peak of this machine (once per process, best of {peaks[0].get('matmul_size')}² "
+                     f"f32 matmuls and {peaks[0].get('copy_bytes', 0) // 2**20} MiB copies): "
+                     f"{_range_text(flops, 1e-9)} GFLOP/s, {_range_text(copy, 1e-9)} GB/s. A run is flagged when its "
+                     f"XLA flop count per step over its in-loop step time exceeds {limit}x that peak.\n")
+    flagged = df[df["warning"].notna()] if "warning" in df else df.iloc[:0]
+    if len(flagged):
+        lines.append(f"**{len(flagged)} runs report step times faster than this machine can compute them** "
+                     "(XLA hoisted or removed work; their step times are not the training's cost):\n")
+        lines.append(markdown_table(pd.DataFrame({
+            "job": flagged["job_num"], "overrides": flagged["overrides"],
+            "fraction of peak": [number_text(v) for v in flagged["peak_fraction"]],
+            "matmuls hoisted out of the loop": flagged["matmuls_hoisted"]})))
+    else:
+        lines.append("No run is faster than the calibrated peak.\n")
+    full = df[df["hoisting_note"].notna()] if "hoisting_note" in df else df.iloc[:0]
+    if len(full):
+        lines.append(f"Note: {len(full)} runs train on the full batch with frozen parameters: their step time "
+                     "excludes work XLA can hoist out of the loop; `train.batch_size` gives a new batch every step.\n")
+    return lines
+
+
+def _counts_text(df: pd.DataFrame) -> str:
+    """'a ok, b diverged, c failed, d skipped'."""
+    return ", ".join(f"{n} {status}" for status, n in status_counts(df).items())
+
+
+# --- report.md -----------------------------------------------------------------------------------
+
+METHOD_NOTES = (
+    "Per method and optimizer, over every run of the sweep: how far the frozen parameters moved "
+    "(L2 norm of final − initial), whether they stayed bitwise identical, how large the optimizer state is, "
+    "and whether gradients were computed for frozen parameters at all."
+)
+
+
+def missing(sweep_dir: Path, df: pd.DataFrame) -> list[dict[str, Any]]:
+    """The jobs the sweep planned (sweep.json) that left no readable record: [{"num", "overrides"}]."""
+    return missing_jobs(read_plan(sweep_dir), {int(n) for n in df["job_num"].dropna()})
+
+
+def missing_table(jobs: list[dict[str, Any]]) -> pd.DataFrame:
+    return pd.DataFrame({"job": [job["num"] for job in jobs],
+                         "overrides": [" ".join(job["overrides"]) if job.get("overrides") is not None else "?"
+                                       for job in jobs]})
+
+
+def render_report(sweep_dir: Path, df: pd.DataFrame, records: list[dict], problems: list[tuple[Path, str]],
+                  figures: Mapping[str, Path | str], date: str, found: pd.DataFrame | None = None,
+                  threshold: float = findings.THRESHOLD, missing_jobs: list[dict[str, Any]] = ()) -> str:
+    """report.md as text: findings, environment, run status, missing jobs, compact tables, figures."""
+    parts = [
+        f"# Sweep report: {_distinct(df['experiment'])}\n",
+        f"`{sweep_dir}`: {len(df)} runs, {_counts_text(df)}"
+        + (f"; {len(problems)} unreadable records" if problems else "")
+        + (f"; **{len(missing_jobs)} planned jobs with no record**" if missing_jobs else "") + ".\n",
+    ]
+    if found is not None and (df["status"] == "ok").any():
+        parts.append(findings.render_findings(df, found, threshold))
+    parts += [
+        "## Tables\n",
+        "Numbers are medians over the ok runs of each configuration (seeds, identical repeats), "
+        "with [min, max] when they differ: the observed spread, not a confidence interval (the findings above "
+        "carry those). Run times span every timed call of every run, compile times count cold compiles only "
+        "(a second seed is usually a cache hit). Rows that read the same merge; every run is in "
+        "`runs.parquet`, `runs.csv`; the findings with their intervals in `findings.csv`.\n",
+        "## Environment\n",
+        markdown_table(environment_table(records, date)),
+        "## Runs that did not finish ok\n",
+        markdown_table(not_ok_table(df)) if (df["status"] != "ok").any() else "None.\n",
+    ]
+    if problems:
+        parts += ["Unreadable records (skipped):\n", "\n".join(f"- `{p}`: {why}" for p, why in problems) + "\n"]
+    if missing_jobs:
+        parts += ["## Planned jobs with no record\n",
+                  "In the sweep's plan (sweep.json) but without a readable result.json: never run, or lost. "
+                  "`resume=<sweep dir>` with the sweep's overrides runs them.\n",
+                  markdown_table(missing_table(list(missing_jobs)))]
+    if not (df["status"] == "ok").any():
+        return "\n".join([*parts, "No run finished ok: no tables or figures.\n"])
+    keys = group_keys(df)
+    summary = summarize(df, keys)
+    costs = program_keys(df, keys)  # step time, memory, FLOP/s: pooled over axes the program does not see
+    cost_summary = summarize(df, costs)
+    pooled = [k for k in keys if k not in costs]
+
+    def table(make, rows: pd.DataFrame, by: list[str], pool: list[str] = ()) -> list[str]:
+        parts, note = compact(make(rows, by), by, pool)
+        out = [note] if note else []
+        for title, part in parts:
+            out += [f"**{title}**\n"] if title else []
+            out.append(markdown_table(part))
+        return out
+
+    method_keys = splitting_keys(df, ("method", "optimizer"), ("freeze", "model", *extra_axes(df)))
+
+    parts += [
+        "## What each method does\n", METHOD_NOTES + "\n", *table(lambda rows, _: methods_table(rows), df, method_keys),
+        "## Fit\n", "Final train / test MSE over the task's data, and the line fitted through the test "
+                    "predictions.\n", *table(fit_table, summary, keys),
+        "## Frozen parameters\n", "Drift: L2 norm of final − initial over all frozen leaves.\n",
+        *table(frozen_table, summary, keys),
+        "## Is the timed work real?\n", *plausibility_lines(df, records),
+        "## Throughput\n", "In-loop step time, XLA's flop count per step over it, and that rate as a fraction "
+                            "of the machine's calibrated f32 matmul peak.\n",
+        *table(throughput_table, cost_summary, costs, pooled),
+        "## Memory\n", "XLA's memory analysis of the compiled training program: memory is what one call holds at "
+                        "most (arguments + outputs + temporaries − aliased buffers), temp the temporaries alone; "
+                        "and the optimizer state.\n", *table(memory_table, cost_summary, costs, pooled),
+        "## Cost\n", "Compile: ahead-of-time XLA compile of the whole training program, cold compiles only (runs "
+                     "served from a compile cache have none). Run: one jitted call (all steps), after warm-up. "
+                     "In-loop step: (call − 1-step call) / (steps − 1); per-call overhead: 1-step call − one "
+                     "in-loop step.\n", *table(cost_table, cost_summary, costs, pooled),
+        "## Figures\n",
+    ]
+    for key, title in FIGURE_TITLES.items():
+        where = figures.get(key, "not drawn")
+        parts.append(f"### {title}\n")
+        parts.append(f"![{title}]({Path(where).name})\n" if isinstance(where, Path) else f"_Skipped: {where}._\n")
+    return "\n".join(parts)
+
+
+def write_report(sweep_dir: str | Path, df: pd.DataFrame, out_dir: str | Path | None = None, *,
+                 records: list[dict] | None = None, problems: list[tuple[Path, str]] = (),
+                 baselines: Mapping[str, str] | None = None,
+                 threshold: float = findings.THRESHOLD) -> dict[str, Path | str]:
+    """Writes runs.parquet, runs.csv, findings.csv, figures and report.md for `df` into `out_dir` (default: the sweep).
+
+    Returns {figure name: PNG path, or why it was skipped}, ready for
+    `log_report_to_wandb`. Without `records`, histories and environments are
+    re-read from the files in `df["path"]`; one that no longer reads counts as empty.
+    """
+    sweep_dir = Path(sweep_dir)
+    out_dir = Path(out_dir) if out_dir is not None else sweep_dir
+    if records is None:
+        records = [read_record(Path(path))[0] or {} for path in df["path"]]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    df.to_parquet(out_dir / "runs.parquet", index=False)
+    df.to_csv(out_dir / "runs.csv", index=False)
+    histories = {path: record.get("history") for path, record in zip(df["path"], records)}
+    figures = write_figures(df, histories, out_dir)
+    found = findings.comparisons(df, baselines, threshold=threshold)
+    found.to_csv(out_dir / FINDINGS_NAME, index=False)
+    date = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+    (out_dir / "report.md").write_text(render_report(sweep_dir, df, records, list(problems), figures, date,
+                                                     found, threshold, missing(sweep_dir, df)))
+    return figures
+
+
+def headline_lines(df: pd.DataFrame, out_dir: str | Path) -> list[str]:
+    """The findings' headline of a report already written to `out_dir` (read back, not bootstrapped again)."""
+    path = Path(out_dir) / FINDINGS_NAME
+    if not (df["status"] == "ok").any() or not path.is_file() or not path.stat().st_size:
+        return []
+    try:
+        found = pd.read_csv(path, keep_default_na=False, na_values=[""])
+    except pd.errors.EmptyDataError:
+        return []
+    return findings.headline(df, found)
+
+
+def build_report(sweep_dir: str | Path, out_dir: str | Path | None = None, *,
+                 baselines: Mapping[str, str] | None = None, threshold: float = findings.THRESHOLD) -> dict[str, Any]:
+    """Reads a sweep and writes runs.parquet, runs.csv, findings.csv, report.md and figures; returns what it made."""
+    read, problems = read_records(sweep_dir)
+    df = frame(read)
+    records = [record for _, record in read]
+    figures = write_report(sweep_dir, df, out_dir, records=records, problems=problems, baselines=baselines,
+                           threshold=threshold)
+    out = Path(out_dir) if out_dir is not None else Path(sweep_dir)
+    return {"df": df, "problems": problems, "records": records, "figures": figures,
+            "tables": [out / "runs.parquet", out / "runs.csv", out / "findings.csv"], "report": out / "report.md",
+            "missing": missing(Path(sweep_dir), df)}
+
+
+# --- W&B -----------------------------------------------------------------------------------------
+
+
+def _plain(df: pd.DataFrame) -> pd.DataFrame:
+    """Object columns of Python scalars and None: what wandb.Table takes without surprises."""
+    return df.astype(object).where(df.notna(), None)
+
+
+def log_report_to_wandb(sweep_dir: str | Path, df: pd.DataFrame, figures: Mapping[str, Path | str], *, mode: str,
+                        project: str, group: str | None, entity: str | None = None,
+                        init_timeout: float = 15.0) -> str | None:
+    """One W&B run (job type "report") in the sweep's group: summary tables and the drawn figures.
+
+    `figures` is what `write_report` returns. W&B is an observer: any failure
+    comes back as an error string, never raised. The run is written under
+    `<sweep_dir>/wandb/`.
+    """
+    if mode == "disabled":
+        return None
+    try:
+        import wandb
+
+        pngs = {name: Path(p) for name, p in figures.items() if isinstance(p, (str, Path)) and Path(p).is_file()}
+        counts = status_counts(df)
+        run = wandb.init(
+            project=project, entity=entity, group=group, job_type="report", name=f"report-{Path(sweep_dir).name}",
+            tags=["report", *dict.fromkeys(str(e) for e in df["experiment"].dropna())],
+            dir=str(sweep_dir), mode=mode, config={"sweep_dir": str(sweep_dir), "runs": len(df), **counts},
+            settings=quiet_settings(init_timeout),
+            reinit="finish_previous",
+        )
+        try:
+            logged: dict[str, Any] = {f"figures/{name}": wandb.Image(str(p)) for name, p in pngs.items()}
+            if (df["status"] == "ok").any():
+                logged["report/summary"] = wandb.Table(dataframe=_plain(summarize(df)))
+                logged["report/methods"] = wandb.Table(dataframe=_plain(methods_table(df)))
+                logged["report/findings"] = wandb.Table(dataframe=_plain(findings.comparisons(df)))
+            logged["report/runs"] = wandb.Table(dataframe=_plain(df.drop(columns=["config_key"])))
+            run.log(logged)
+            run.summary.update({f"runs/{k}": v for k, v in counts.items()})
+        except Exception:
+            run.finish(exit_code=1)
+            raise
+        run.finish()
+    except Exception as err:  # noqa: BLE001 - W&B is an observer, never a point of failure
+        return f"{type(err).__name__}: {err}"
+    return None
+
+
+def _wandb_target(records: list[dict]) -> tuple[str, str | None, str | None]:
+    """(project, entity, group) the sweep's own runs were logged to."""
+    configs = [nested_get(r, "config", "tracker", "wandb", default={}) for r in records]
+    wandb_cfg = next((c for c in configs if c), {})
+    group = next((run_group(r) for r in records if r.get("config")), None)
+    return wandb_cfg.get("project") or "nnx-freeze-bench", wandb_cfg.get("entity"), wandb_cfg.get("group") or group
+
+
+# --- command line --------------------------------------------------------------------------------
+
+
+def _report_lines(made: dict[str, Any]) -> list[str]:
+    """What `harness report` prints: counts, where things went, runs that were not ok, unreadable files."""
+    df, problems = made["df"], made["problems"]
+    lines = [f"{len(df)} runs: {_counts_text(df)}"
+             + (f"; {len(problems)} unreadable records skipped" if problems else ""),
+             *(f"  {line}" for line in headline_lines(df, made["report"].parent)),
+             "  tables:  " + ", ".join(map(str, made["tables"])),
+             f"  report:  {made['report']}"]
+    drawn = [p for p in made["figures"].values() if isinstance(p, Path)]
+    lines.append(f"  figures: {len(drawn)} in {made['report'].parent}"
+                 + "".join(f"\n    skipped {name}: {why}" for name, why in made["figures"].items()
+                           if not isinstance(why, Path)))
+    bad = df[df["status"] != "ok"]
+    if len(bad):
+        lines.append("not ok:")
+        for _, run in bad.iterrows():
+            lines.append(f"  #{key_text(run['job_num'])} {run['status']}: {run['overrides'] or '(no overrides)'}")
+            if problem := _problem_text(run):
+                lines.append(f"      {problem}")
+    if problems:
+        lines.append("unreadable records:")
+        lines += [f"  {path}: {why}" for path, why in problems]
+    if made["missing"]:
+        lines.append(f"missing: {len(made['missing'])} planned jobs have no record (sweep.json):")
+        lines += [f"  #{job['num']}: {' '.join(job['overrides']) if job.get('overrides') is not None else '?'}"
+                  for job in made["missing"]]
+    return lines
+
+
+def _axis_value(text: str) -> tuple[str, str]:
+    """'method=reference' -> ('method', 'reference'), for the axes findings compare."""
+    axis, sep, value = text.partition("=")
+    if not sep or axis not in findings.COMPARED_AXES or not value:
+        raise ValueError(f"--baseline {text!r}: give AXIS=VALUE with AXIS one of {', '.join(findings.COMPARED_AXES)}")
+    return axis, value
+
+
+def main_report(argv: list[str] | None = None) -> int:
+    """`harness report SWEEP_DIR [--out DIR] [--wandb MODE]`; returns the exit code."""
+    parser = argparse.ArgumentParser(prog="harness report",
+                                     description="Tables, figures and report.md for a finished sweep.")
+    parser.add_argument("sweep_dir", type=Path, help="a sweep (or run) directory holding result.json files")
+    parser.add_argument("--out", type=Path, help="where to write (default: the sweep directory)")
+    parser.add_argument("--wandb", choices=("offline", "online", "disabled"), default="disabled",
+                        help="also log the report as a W&B run of job type 'report' (default: disabled)")
+    parser.add_argument("--project", help="W&B project (default: the sweep's)")
+    parser.add_argument("--entity", help="W&B entity (default: the sweep's)")
+    parser.add_argument("--group", help="W&B group (default: the sweep's)")
+    parser.add_argument("--baseline", action="append", default=[], metavar="AXIS=VALUE",
+                        help="what the findings compare an axis against, e.g. method=reference "
+                             "(default: method=diffstate, else the sweep's first value); repeatable")
+    parser.add_argument("--threshold", default="5%", help="smallest change the findings call (default 5%%)")
+    parser.add_argument("--allow-missing", action="store_true",
+                        help="exit 0 even when planned jobs have no record or crashed (default: exit 1)")
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        threshold = parse_threshold(args.threshold)
+        baselines = dict(_axis_value(text) for text in args.baseline)
+    except ValueError as err:
+        parser.error(str(err))
+    if not args.sweep_dir.is_dir():
+        print(f"harness report: not a directory: {args.sweep_dir}", file=sys.stderr)
+        return 2
+    if not any(args.sweep_dir.rglob(RECORD_NAME)):
+        print(f"harness report: no {RECORD_NAME} under {args.sweep_dir}", file=sys.stderr)
+        return 1
+    made = build_report(args.sweep_dir, args.out, baselines=baselines, threshold=threshold)
+    lines = _report_lines(made)
+    if args.wandb != "disabled":
+        project, entity, group = _wandb_target(made["records"])
+        error = log_report_to_wandb(args.sweep_dir, made["df"], made["figures"], mode=args.wandb,
+                                    project=args.project or project, group=args.group or group,
+                                    entity=args.entity or entity)
+        latest = args.sweep_dir / "wandb" / "latest-run"
+        where = latest.resolve() if latest.exists() else args.sweep_dir / "wandb"
+        after = next(i for i, line in enumerate(lines) if line.startswith("  report:")) + 1
+        lines.insert(after, f"  W&B ({args.wandb}): " + (f"not logged, {error}" if error else str(where)))
+    print("\n".join(lines), flush=True)
+    crashed = int((made["df"]["status"] == "crashed").sum())
+    if (made["missing"] or crashed) and not args.allow_missing:
+        print(f"harness report: incomplete sweep: {len(made['missing'])} planned jobs with no record, {crashed} "
+              "crashed (exit 1; --allow-missing to accept)", file=sys.stderr, flush=True)
+        return 1
+    return 0
+
+
+def _main(argv: list[str]) -> int:
+    """`python -m harness.analysis.report report|compare ARGS`."""
+    commands = {"report": main_report, "compare": main_compare}
+    if len(argv) < 2 or argv[1] not in commands:
+        print("usage: python -m harness.analysis.report {report,compare} ...", file=sys.stderr)
+        return 2
+    return commands[argv[1]](argv[2:])
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv))

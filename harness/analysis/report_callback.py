@@ -1,0 +1,55 @@
+"""The sweep's report, written when a multirun ends: a Hydra callback of the analysis wing.
+
+conf/config.yaml lists it before `harness.jobs.callbacks.SweepCallback`; Hydra calls
+`on_multirun_end` in reverse order, so the sweep's summary (and its crashed jobs) come
+first and the report reads the records as they finally are. The jobs wing never imports
+this one: the config wires the two together.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+from harness.analysis import report
+from harness.analysis.frames import load_records
+from harness.jobs.store import read_records
+from harness.jobs.tracking import sweep_group, with_environment
+
+log = logging.getLogger("harness")
+
+
+class ReportCallback(Callback):
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        if config.report:
+            write(config, sweep_dir)
+        else:
+            print(f"report: harness report {sweep_dir}", flush=True)
+
+
+def write(config: DictConfig, sweep_dir: Path) -> None:
+    """report.md, figures and Parquet in the sweep dir; the same as one W&B run when W&B is on."""
+    try:
+        df, _ = load_records(sweep_dir)
+        figures = report.write_report(sweep_dir, df)
+        print(f"report: {sweep_dir / 'report.md'}", flush=True)
+        print("\n".join(report.headline_lines(df, sweep_dir)), flush=True)
+        wandb = with_environment(OmegaConf.to_object(config.tracker.wandb), config.hydra.overrides.task)
+        if wandb.mode != "disabled":
+            # W&B online not reached by the jobs: the report run goes offline with them, at once.
+            records = [record for _, record in read_records(sweep_dir)[0]]
+            fell_back = any(isinstance(r.get("wandb"), dict) and r["wandb"].get("fallback") for r in records)
+            error = report.log_report_to_wandb(sweep_dir, df, figures,
+                                               mode="offline" if fell_back else wandb.mode,
+                                               project=wandb.project,
+                                               group=wandb.group or sweep_group(config.name, sweep_dir),
+                                               entity=wandb.entity, init_timeout=wandb.init_timeout)
+            if error:
+                log.warning("W&B report run not logged: %s", error)
+    except Exception as err:  # noqa: BLE001 - the records are the result; the report is a view
+        log.warning("sweep report failed: %s: %s", type(err).__name__, err)

@@ -1,0 +1,83 @@
+"""What a run measured, as plain numbers: errors, fitted line, frozen drift, optimizer memory."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+
+def mse(diffs):
+    """Mean squared error: the loss every method differentiates."""
+    return (diffs**2).mean()
+
+
+def mae(diffs):
+    """Mean absolute error."""
+    return abs(diffs).mean()
+
+
+# Error metrics by name, each a function of targets - predictions that works on jax arrays (every
+# training step, harness.core.task.loss_and_metrics) and numpy arrays (the final float64 numbers, `errors`).
+# One entry here is a new metric everywhere: step metrics, record fields, report columns, W&B keys.
+METRICS = {"mse": mse, "mae": mae}
+
+
+def errors(predictions, targets) -> dict[str, float]:
+    """Every metric of METRICS on a model's predictions, in float64.
+
+    >>> errors([1.0, 2.0], [1.0, 4.0])
+    {'mse': 2.0, 'mae': 1.0}
+    """
+    diffs = np.asarray(targets, np.float64) - np.asarray(predictions, np.float64)
+    return {name: float(metric(diffs)) for name, metric in METRICS.items()}
+
+
+def fit_line(x, predictions) -> dict[str, float]:
+    """Least-squares line through the model's predictions; for a linear model, its kernel and bias.
+
+    >>> {k: round(v, 12) for k, v in fit_line([0.0, 1.0, 2.0], [1.0, 3.0, 5.0]).items()}
+    {'slope': 2.0, 'intercept': 1.0}
+    """
+    slope, intercept = np.polyfit(np.ravel(x).astype(np.float64), np.ravel(predictions).astype(np.float64), 1)
+    return {"slope": float(slope), "intercept": float(intercept)}
+
+
+def drift(initial: dict[str, np.ndarray], final: dict[str, np.ndarray], paths: list[str]) -> dict[str, Any]:
+    """How far each listed leaf moved: L2 norm, max |change|, and whether it is bitwise unchanged."""
+    leaves = {}
+    for path in paths:
+        delta = final[path].astype(np.float64) - initial[path].astype(np.float64)
+        leaves[path] = {
+            "l2": float(np.linalg.norm(delta)),
+            "max_abs": float(np.max(np.abs(delta))) if delta.size else 0.0,
+            "unchanged": initial[path].tobytes() == final[path].tobytes(),
+        }
+    return {
+        "l2": float(np.sqrt(sum(leaf["l2"] ** 2 for leaf in leaves.values()))),
+        "max_abs": max((leaf["max_abs"] for leaf in leaves.values()), default=0.0),
+        "unchanged": all(leaf["unchanged"] for leaf in leaves.values()),
+        "leaves": leaves,
+    }
+
+
+def count(arrays: dict[str, np.ndarray], paths: list[str]) -> int:
+    return int(sum(arrays[p].size for p in paths))
+
+
+def optimizer_state(arrays: dict[str, np.ndarray], frozen: list[str]) -> dict[str, Any]:
+    """Size of the optimizer state, and how many of its leaves shadow a frozen parameter."""
+    shadows = [p for p in arrays if any(p == f or p.endswith("/" + f) for f in frozen)]
+    return {
+        "bytes": int(sum(a.nbytes for a in arrays.values())),
+        "leaves": len(arrays),
+        "frozen_leaves": len(shadows),
+        "frozen_bytes": int(sum(arrays[p].nbytes for p in shadows)),
+    }
+
+
+def subsample(n: int, points: int) -> np.ndarray:
+    """At most `points` step indices spread evenly over n steps, always keeping the first and last."""
+    if n <= points:
+        return np.arange(n)
+    return np.unique(np.linspace(0, n - 1, points).round().astype(int))

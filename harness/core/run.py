@@ -1,0 +1,208 @@
+"""One run, as data: a validated Config in, a dict of plain measurements out."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from harness.core import metrics, plausibility
+from harness.core.batching import FullBatch, Minibatches, batching, order_key
+from harness.core.config import Config, ConfigError
+from harness.core.devices import data_parallel
+from harness.core.program import Built, model_arrays, optimizer_arrays
+from harness.core.task import Data, make_data
+from harness.core.timing import compile_and_time, dispatch_cost, use_persistent_cache
+from harness.core.train import build, train, train_chunk, train_many
+
+
+def divergence(history: dict[str, np.ndarray]) -> dict[str, Any] | None:
+    """First step with a non-finite metric and the last finite values before it, or None."""
+    bad = ~np.logical_and.reduce([np.isfinite(values) for values in history.values()])
+    if not bad.any():
+        return None
+    first = int(np.argmax(bad))
+    last = first - 1
+    return {
+        "first_nonfinite_step": first,
+        "last_finite_step": last if last >= 0 else None,
+        **{f"last_finite_train_{name}": float(values[last]) if last >= 0 else None
+           for name, values in history.items()},
+    }
+
+
+def _placed(spec: Config, devices: list[jax.Device]) -> tuple[Data, FullBatch | Minibatches]:
+    """The task's data on `devices`, and where each step's batch comes from.
+
+    Full batch: the training set is the batch, split over the devices. Minibatches: every
+    device holds the whole training set and each step's batch is split over them.
+    """
+    batch, replicated = data_parallel(devices)
+    data = make_data(spec.task)
+    minibatch = spec.train.batch_size is not None
+    train_sharding = replicated if minibatch else batch
+    batches = batching(spec.train.batch_size, data.x_train.shape[0], batch if len(devices) > 1 else None)
+    return Data(jax.device_put(data.x_train, train_sharding), jax.device_put(data.y_train, train_sharding),
+                jax.device_put(data.x_test, replicated), jax.device_put(data.y_test, replicated)), batches
+
+
+def execute(spec: Config, devices: list[jax.Device], on_chunk=None) -> dict[str, Any]:
+    """Builds, compiles, times and evaluates one run; each step's batch is sharded over `devices`.
+
+    With train.log_every, `on_chunk(first step, {metric: values})` sees each chunk of the first
+    training call as it arrives (live curves).
+    """
+    use_persistent_cache(spec.train.persistent_cache_dir)
+    peak = plausibility.machine_peak(devices[0])
+    with jax.default_device(devices[0]):
+        data, batches = _placed(spec, devices)
+        built = build(spec, data)
+        key = jax.device_put(order_key(spec.task.seed), data_parallel(devices)[1])
+        state = jax.device_put(built.state, data_parallel(devices)[1])
+        static = {"program": built.program, "batches": batches, "steps": spec.train.steps,
+                  "metrics": tuple(spec.train.step_metrics)}
+        if spec.train.log_every is None:
+            jitted, args, call, chunks = train, (state, data.x_train, data.y_train, key), None, 1
+        else:
+            static["steps"] = spec.train.log_every
+            jitted, chunks = train_chunk, spec.train.steps // spec.train.log_every
+            args = (state, batches.start(key, data.x_train.shape[0]), data.x_train, data.y_train, key, np.int32(0))
+            call = in_chunks(args, chunks, spec.train.log_every, spec.train.warmup + spec.train.repeats, on_chunk)
+        (state, history), timing = compile_and_time(
+            jitted, args, static, steps=spec.train.steps, warmup=spec.train.warmup, repeats=spec.train.repeats,
+            chunks=chunks, call=call,
+        )
+        if spec.train.measure_dispatch:
+            timing.dispatch = dispatch_cost(jitted, args, static)
+        parts = history if isinstance(history, list) else [history]
+        history = {name: np.concatenate([np.asarray(part[name]) for part in parts]) for name in parts[0]}
+        return measurements(spec, data, built, batches, state, history, timing.summary(), peak)
+
+
+def in_chunks(args: tuple, chunks: int, steps: int, calls: int, on_chunk=None):
+    """One training as `chunks` calls of a compiled `train_chunk` program, with a progress bar on a terminal.
+
+    Each chunk is waited for before the bar moves, so the bar shows steps done, not steps queued;
+    that wait is part of the timed training, as it is of a user's loop that logs as it goes.
+    `on_chunk` sees the chunks of the first call only: the warm-up when there is one, untimed.
+    """
+    from rich.console import Console
+    from rich.progress import Progress
+
+    state, order, x, y, key, _ = args
+    made = []
+
+    def call(compiled):
+        made.append(None)
+        current, current_order, parts = state, order, []
+        with Progress(console=Console(stderr=True), transient=True,
+                      disable=not Console(stderr=True).is_terminal) as progress:
+            task = progress.add_task(f"training call {len(made)}/{calls}", total=chunks * steps)
+            for chunk in range(chunks):
+                current, current_order, history = compiled(current, current_order, x, y, key,
+                                                           np.int32(chunk * steps))
+                parts.append(jax.block_until_ready(history))
+                progress.advance(task, steps)
+                if on_chunk is not None and len(made) == 1:
+                    on_chunk(chunk * steps, {name: np.asarray(values) for name, values in history.items()})
+        return current, parts  # joined on the host, after the timed calls (a device concat would compile)
+
+    return call
+
+
+def points(spec: Config) -> list[Config]:
+    """One Config per (lr, seed) of `spec.vectorize`, each an ordinary single run."""
+    lrs = spec.vectorize.lr or [spec.optimizer.lr]
+    seeds = spec.vectorize.seed or [spec.task.seed]
+    return [
+        dataclasses.replace(spec, optimizer=dataclasses.replace(spec.optimizer, lr=lr),
+                            task=dataclasses.replace(spec.task, seed=seed), vectorize=type(spec.vectorize)())
+        for seed, lr in itertools.product(seeds, lrs)
+    ]
+
+
+def stack(trees: list[Any]) -> Any:
+    """Pytrees of one structure as one pytree with a leading axis (on device: no transfer in timed calls)."""
+    return jax.tree.map(lambda *leaves: jnp.stack(leaves), *trees)
+
+
+def execute_vectorized(spec: Config, devices: list[jax.Device]) -> list[tuple[Config, dict[str, Any]]]:
+    """(point spec, result) for every point of `spec.vectorize`, trained as one vmapped program."""
+    use_persistent_cache(spec.train.persistent_cache_dir)
+    peak = plausibility.machine_peak(devices[0])
+    specs = points(spec)
+    with jax.default_device(devices[0]):
+        placed = [_placed(s, devices[:1]) for s in specs]
+        data, batches = [d for d, _ in placed], placed[0][1]
+        built = [build(s, d) for s, d in zip(specs, data)]
+        if any(b.program != built[0].program for b in built):
+            raise ConfigError("vectorize", "points differ in program structure; vectorize lr and seed only")
+        args = (stack([b.state for b in built]), stack([d.x_train for d in data]), stack([d.y_train for d in data]),
+                stack([order_key(s.task.seed) for s in specs]))
+        static = {"program": built[0].program, "batches": batches, "steps": spec.train.steps,
+                  "metrics": tuple(spec.train.step_metrics)}
+        (states, history), timing = compile_and_time(
+            train_many, args, static, steps=spec.train.steps, warmup=spec.train.warmup,
+            repeats=spec.train.repeats, points=len(specs),
+        )
+        if spec.train.measure_dispatch:
+            timing.dispatch = dispatch_cost(train_many, args, static)
+        history, timing = jax.tree.map(np.asarray, history), timing.summary()
+        return [
+            (s, measurements(s, d, b, batches, tuple(leaf[i] for leaf in states),
+                             {name: values[i] for name, values in history.items()}, {**timing, "point": i}, peak))
+            for i, (s, d, b) in enumerate(zip(specs, data, built))
+        ]
+
+
+def measurements(spec: Config, data: Data, built: Built, batches: FullBatch | Minibatches, state,
+                 history: dict[str, np.ndarray], timing: dict[str, Any], peak: dict[str, float]) -> dict[str, Any]:
+    """The record's measurements for one trained state and its per-step `history` ({metric: values})."""
+    pred_train = built.program.predict(state, data.x_train)
+    pred_test = built.program.predict(state, data.x_test)
+    initial, final = model_arrays(built, built.state), model_arrays(built, state)
+    steps = metrics.subsample(spec.train.steps, spec.tracker.history_points)
+    diverged = divergence(history)
+    return {
+        "status": "diverged" if diverged else "ok",
+        "divergence": diverged,
+        "metrics": {
+            "train": metrics.errors(pred_train, data.y_train),
+            "test": metrics.errors(pred_test, data.y_test),
+            # The loss the seed prints: before the last update.
+            **{f"last_step_train_{name}": float(values[-1]) for name, values in history.items()},
+            # The line through the test predictions: for 1-D inputs only (the seed's slope and intercept).
+            **(metrics.fit_line(data.x_test, pred_test) if data.x_test.shape[1] == 1 else {}),
+        },
+        "drift": metrics.drift(initial, final, built.frozen_paths),
+        "trained_drift": metrics.drift(initial, final, built.trainable_paths),
+        "parameters": {
+            "trainable": metrics.count(initial, built.trainable_paths),
+            "frozen": metrics.count(initial, built.frozen_paths),
+            "lora_rank": spec.model.lora_rank,
+            "adapters": metrics.count(initial, [p for p in initial if "lora/" in p]),  # nnx.LoRAParam entries
+            "trainable_paths": built.trainable_paths,
+            "frozen_paths": built.frozen_paths,
+            "grad_paths": built.grad_paths,
+            "grads_cover_frozen": any(p in built.grad_paths for p in built.frozen_paths),
+            "final": {path: value.ravel().tolist() for path, value in final.items() if value.size <= 16},
+        },
+        "optimizer_state": metrics.optimizer_state(optimizer_arrays(built, state), built.frozen_paths),
+        "pretraining": built.pretraining,
+        "batch": batches.describe(data.x_train.shape[0]),
+        "timing": timing,
+        "plausibility": plausibility.check(timing, peak, full_batch=isinstance(batches, FullBatch),
+                                           frozen=bool(built.frozen_paths)),
+        "placement": {
+            "state": sorted({str(d) for leaf in state for d in leaf.devices()}),
+            "train_batch": sorted(str(d) for d in data.x_train.devices()),
+        },
+        "history": {
+            "step": steps.tolist(),
+            **{f"train_{name}": values[steps].tolist() for name, values in history.items()},
+        },
+    }

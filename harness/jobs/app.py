@@ -1,0 +1,233 @@
+"""The Hydra entry point: one job = validate, run, write the local record, log to W&B.
+
+A job never raises for a run-time problem: whatever happens is written to its
+record (status ok / diverged / failed / skipped) so a multirun always goes on.
+Before it trains, a job writes a `running` marker in place of its record, so a
+job killed outright leaves a trace (shown as `crashed`, rerun by resume).
+The sweep's exit code and summary come from `harness.jobs.callbacks`.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import shutil
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+
+from harness.core.config import (
+    Config,
+    ConfigError,
+    DeviceUnavailable,
+    register,
+    to_spec,
+)
+from harness.core.fields import config_hash
+from harness.jobs.console import run_lines
+from harness.jobs.slurm import slurm_job
+from harness.jobs.store import (
+    RECORD_NAME,
+    RUNNING,
+    already_done,
+    crashed,
+    running_marker,
+    write_record,
+)
+from harness.jobs.tracking import (
+    WANDB_OFFLINE_FLAG,
+    LiveCurves,
+    log_record,
+    sink_for,
+    wandb_copy_complete,
+)
+
+# An installed wheel carries the configs as harness/conf; a source checkout (editable install) has them in conf/.
+_PACKAGE = Path(__file__).resolve().parents[1]  # harness/
+CONF_DIR = _PACKAGE / "conf" if (_PACKAGE / "conf" / "config.yaml").is_file() else _PACKAGE.parent / "conf"
+log = logging.getLogger("harness")
+register()
+
+
+def spec_from_overrides(*overrides: str) -> Config:
+    """A validated Config composed from conf/ as the command line would: for tests, benchmarks, notebooks.
+
+    >>> spec_from_overrides("method=stop_gradient", "optimizer.lr=0.01").optimizer.lr
+    0.01
+    """
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return to_spec(compose("config", overrides=list(overrides)))
+
+
+def job_info() -> dict[str, Any]:
+    hc = HydraConfig.get()
+    return {
+        "name": hc.job.name if hc.mode != RunMode.MULTIRUN else f"{hc.job.name}-{hc.job.num}",
+        "num": hc.job.get("num"),
+        "overrides": list(hc.overrides.task),
+        "override_dirname": hc.job.override_dirname,
+        "output_dir": hc.runtime.output_dir,
+        # the sweep's (or the single run's) directory: its name is the W&B group's timestamp
+        "sweep_dir": str(Path(hc.runtime.output_dir).parent) if hc.mode == RunMode.MULTIRUN else hc.runtime.output_dir,
+        "slurm": slurm_job(),  # None outside Slurm
+    }
+
+
+def _outcomes(cfg: DictConfig, config: dict[str, Any], job: dict[str, Any], out_dir: Path,
+              live: LiveCurves | None = None):
+    """(record dir, config, job, result) per run of this job: one, or one per vectorized point."""
+    spec = to_spec(cfg)
+    # JAX is imported only once the config is valid: bad input is answered in about a second.
+    from harness.core.devices import select
+    from harness.core.environment import environment
+    from harness.core.run import execute, execute_vectorized
+
+    devices = select(spec.device)
+    env = {"environment": environment(devices[0])}
+    if not spec.vectorize.enabled:
+        return [(out_dir, config, job, {**env, **execute(spec, devices, on_chunk=live)})]
+    results = execute_vectorized(spec, devices)
+    outcomes = []
+    for i, (point, result) in enumerate(results):
+        point_config = copy.deepcopy(config)  # the point as a single run: what compare and reports match on
+        point_config["optimizer"]["lr"], point_config["task"]["seed"] = point.optimizer.lr, point.task.seed
+        point_config["vectorize"] = {"lr": [], "seed": []}
+        point_job = {**job, "name": f"{job['name']}-{i}", "output_dir": str(out_dir / str(i)),
+                     "overrides": [*job["overrides"], f"optimizer.lr={point.optimizer.lr}", f"task.seed={point.task.seed}"],
+                     "vectorized": {"point": i, "points": len(results)}}
+        outcomes.append((out_dir / str(i), point_config, point_job, {**env, **result}))
+    return outcomes
+
+
+def run_job(cfg: DictConfig, out_dir: Path, job: dict[str, Any],
+            offline_flag: Path | None = None) -> list[dict[str, Any]]:
+    """Runs one job (one run, or every vectorized point) and writes a record per run."""
+    config = OmegaConf.to_container(cfg, resolve=True)
+    started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    marker_path = out_dir / RECORD_NAME
+    marker = running_marker(job, config, config_hash(config), started)
+    write_record(marker_path, marker)  # a job killed from here on leaves this trace
+    live = None
+    if cfg.train.log_every and not (cfg.vectorize.lr or cfg.vectorize.seed) and (sink := sink_for(cfg, job, offline_flag)):
+        live = LiveCurves(sink, {"status": RUNNING, "job": job, "config": config}, out_dir)
+    try:
+        outcomes = _outcomes(cfg, config, job, out_dir, live)
+    except DeviceUnavailable as err:
+        outcomes = [(out_dir, config, job, {"status": "skipped", "error": _error(err)})]
+    except ConfigError as err:
+        outcomes = [(out_dir, config, job, {"status": "failed", "error": _error(err)})]
+    except Exception as err:  # noqa: BLE001 - any failure becomes a record, never a lost sweep
+        outcomes = [(out_dir, config, job, {"status": "failed",
+                                            "error": {**_error(err), "traceback": traceback.format_exc(limit=-8)}})]
+    except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM (harness.cli raises it as a KeyboardInterrupt)
+        write_record(marker_path, crashed(marker, type(stop).__name__,
+                                          str(stop) or "stopped by Ctrl-C before it finished; resume reruns it"))
+        raise
+    records = []
+    for record_dir, run_config, run_job_info, result in outcomes:
+        record = {"schema_version": 1, "status": "failed", "error": None, "job": run_job_info, "config": run_config,
+                  "config_hash": config_hash(config), "started": started, **result,
+                  "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        path = record_dir / RECORD_NAME
+        if not write_record(path, record):  # the ground truth lands before W&B is touched, or the job failed
+            record = {**{k: record[k] for k in ("schema_version", "job", "config", "config_hash", "started",
+                                                "finished")},
+                      "status": "failed", "error": {"type": "OSError", "message": (
+                          f"its {record['status']} record could not be written (see the sweep's output); "
+                          "its measurements are lost")}}
+            write_record(path, record)  # a small record may still fit; else the marker shows a crash
+            records.append(record)
+            continue
+        record["wandb"] = log_record(cfg, record, record_dir, offline_flag, live if record_dir == out_dir else None)
+        write_record(path, record)  # if this fails the record above stands; resume redoes the W&B copy
+        records.append(record)
+    if all(record_dir != out_dir for record_dir, *_ in outcomes):
+        marker_path.unlink(missing_ok=True)  # vectorized: the points' records are in <job>/<point>/
+    return records
+
+
+def _error(err: BaseException) -> dict[str, str]:
+    text = str(err).strip()
+    return {"type": type(err).__name__, "message": text.splitlines()[0] if text else ""}
+
+
+def redo_wandb_copy(cfg: DictConfig, path: Path, record: dict[str, Any], offline_flag: Path | None) -> bool:
+    """Logs a completed record to W&B again when its copy there is missing or incomplete; True if it did.
+
+    A kill while W&B was logging leaves an `ok` record with no (or a cut-off) W&B run:
+    the record holds the config, history and summary, so the copy is made from it.
+    Incomplete local run directories are removed first, so `wandb sync` gets one whole copy.
+    """
+    if cfg.tracker.wandb.mode == "disabled" or wandb_copy_complete(record.get("wandb")):
+        return False
+    from harness.jobs.wandb_file import is_complete, run_file
+
+    for run_dir in sorted((path.parent / "wandb").glob("*run-*")):
+        if (run_dir.name.startswith(("offline-run-", "run-")) and run_dir.is_dir() and not run_dir.is_symlink()
+                and not is_complete(run_file(run_dir))):
+            shutil.rmtree(run_dir, ignore_errors=True)
+    record["wandb"] = log_record(cfg, record, path.parent, offline_flag)
+    write_record(path, record)
+    return True
+
+
+def _previous_status(out_dir: Path) -> str | None:
+    """The status of the record a resumed job replaces (`crashed` for a dead job's marker), or None."""
+    try:
+        status = json.loads((out_dir / RECORD_NAME).read_text()).get("status")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return "crashed" if status == RUNNING else status
+
+
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
+def main(cfg: DictConfig) -> None:
+    hc = HydraConfig.get()
+    out_dir = Path(hc.runtime.output_dir)
+    single = hc.mode != RunMode.MULTIRUN
+    offline_flag = None if single else Path(hc.sweep.dir) / WANDB_OFFLINE_FLAG
+    if cfg.resume:
+        try:
+            done = already_done(out_dir, OmegaConf.to_container(cfg, resolve=True))
+        except ConfigError as err:
+            print(f"error: {err}", file=sys.stderr, flush=True)
+            sys.exit(1)  # also in a multirun: nothing of this sweep should run into another's dir
+        for path, record in done:
+            print(f"{record['status']} (already recorded, skipped by resume): {path}", flush=True)
+            if redo_wandb_copy(cfg, path, record, offline_flag):
+                print(f"  W&B copy was missing or incomplete, logged again from the record: "
+                      f"{(record.get('wandb') or {}).get('dir') or (record.get('wandb') or {}).get('error')}",
+                      flush=True)
+        if done:
+            if all(path.parent != out_dir for path, _ in done):
+                (out_dir / RECORD_NAME).unlink(missing_ok=True)  # a vectorized job's leftover marker
+            return
+        if (previous := _previous_status(out_dir)) in ("crashed", "failed", "skipped"):
+            print(f"{previous} before, run again by resume: {out_dir / RECORD_NAME}", flush=True)
+        if cfg.vectorize.lr or cfg.vectorize.seed:
+            # A vectorized job writes one record per point, in <job>/<point>/; a record in <job>/ itself
+            # is the job's earlier end (failed before its points, or crashed: harness/jobs/slurm.py). The
+            # rerun replaces it, so it must not stay behind to be counted with the new ones.
+            (out_dir / RECORD_NAME).unlink(missing_ok=True)
+    records = run_job(cfg, out_dir, job_info(), offline_flag)
+    for record in records:
+        if single:
+            print("\n".join(run_lines(record)), flush=True)
+        print(f"{record['status']}: {Path(record['job']['output_dir']) / RECORD_NAME}", flush=True)
+        if (record.get("wandb") or {}).get("dir"):
+            print(f"  W&B ({record['wandb']['mode']}): {Path(record['wandb']['dir']).parent}", flush=True)
+        if record.get("error"):
+            label = "reason" if record["status"] == "skipped" else "error"
+            print(f"{label}: {record['error']['type']}: {record['error']['message']}", file=sys.stderr, flush=True)
+    if single and any(r["status"] in ("failed", "skipped") for r in records):
+        sys.exit(1)

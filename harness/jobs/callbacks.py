@@ -1,0 +1,287 @@
+"""Hydra callbacks: start-up checks and the sweep's lock, progress as jobs end, a summary and exit code at the end.
+
+Jobs never raise (every outcome is a record), so Hydra alone would exit 0 after a
+sweep with failures. `on_multirun_end` reads the records, prints every failed,
+skipped and crashed job (ended without a result, also by Slurm: harness/jobs/slurm.py) and
+every planned job with no record, and sets the exit code (1 when any job did not finish
+well) that harness.cli exits with once the sweep's report is written
+(harness/analysis/report_callback.py, the next callback).
+
+Before anything is written, a command checks what it was given (keys, paths,
+W&B names, the dir a resume names) and takes the lock of its directory, which
+it holds until it ends: a second command on the same sweep (two resumes) stops
+with one line instead of running the same jobs twice.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any, NoReturn
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+from harness.core.config import ConfigError, check_startup
+from harness.jobs import store
+from harness.jobs.store import RECORD_NAME, RUNNING, STATUSES, crashed, write_json_atomic
+from harness.jobs.sweep_plan import (
+    SWEEP_FILE,
+    base_hash,
+    launch_order,
+    missing_jobs,
+    plan_difference,
+    planned_count,
+    read_plan,
+)
+from harness.jobs.tracking import WANDB_OFFLINE_FLAG
+
+log = logging.getLogger("harness")
+PROGRESS_FILE = "progress.jsonl"
+CLAIM_FILE = ".harness-claim"
+LOCK_FILE = ".harness.lock"
+NOT_FINISHED_WELL = ("failed", "skipped", "crashed")  # listed in the summary with their overrides
+ACTIVE_DIR: list[str] = []  # the dir this command works in, once checked: named by harness.cli when stopped
+SWEEP_EXIT: list[int] = []  # a finished sweep's exit code, for harness.cli: 1 when a job did not finish well
+# The held directory lock lives here, not on the callback: launchers pickle the callbacks (submitit, joblib).
+_HELD: list[Any] = []
+
+
+def _fail(message: str) -> NoReturn:
+    """One line on stderr and exit 1. SystemExit: Hydra turns any other error raised in a callback into a warning."""
+    print(message, file=sys.stderr, flush=True)
+    sys.exit(1)
+
+
+def plan_jobs(config: DictConfig) -> list[dict[str, Any]] | None:
+    """The jobs the basic (or shuffled) sweeper will launch, [{"num", "overrides"}] in launch order, or None."""
+    try:
+        from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+        from hydra.core.override_parser.overrides_parser import OverridesParser
+
+        params = config.hydra.sweeper.get("params")
+        params = OmegaConf.to_container(params) if params else {}
+        args = [f"{k}={v}" for k, v in params.items()] + list(config.hydra.overrides.task)
+        parsed = OverridesParser.create().parse_overrides(args)
+        (jobs,) = BasicSweeper.split_arguments(parsed, None)
+        shuffled = "harness_shuffled_sweeper" in str(config.hydra.sweeper.get("_target_", ""))
+        jobs = launch_order([list(overrides) for overrides in jobs], config.hydra.sweeper.seed if shuffled else None)
+        return [{"num": num, "overrides": overrides} for num, overrides in enumerate(jobs)]
+    except Exception:  # noqa: BLE001 - another sweeper: progress shows no total, report checks no plan
+        return None
+
+
+def _base(config: DictConfig) -> str | None:
+    try:
+        unswept = OmegaConf.masked_copy(config, [k for k in config if k != "hydra"])
+        return base_hash(OmegaConf.to_container(unswept, resolve=True))
+    except Exception:  # noqa: BLE001 - a config that does not resolve here is refused by its jobs
+        return None
+
+
+def read_records(directory: Path) -> list[dict[str, Any]]:
+    records, problems = store.read_records(directory)
+    for path, problem in problems:
+        log.warning("unreadable record skipped: %s (%s)", path, problem)
+    return [record for _, record in records]
+
+
+def counts(records: list[dict[str, Any]]) -> dict[str, int]:
+    return {status: sum(r["status"] == status for r in records) for status in STATUSES}
+
+
+def _wandb_lines(records: list[dict[str, Any]], sweep_dir: Path | None) -> list[str]:
+    """What the summary says when W&B online was not reached and runs were logged offline instead."""
+    fallen = [r for r in records if isinstance(r.get("wandb"), dict) and r["wandb"].get("fallback")]
+    if not fallen:
+        return []
+    where = sweep_dir or "<sweep dir>"
+    return [f"W&B: online not reached ({fallen[0]['wandb']['fallback']}); {len(fallen)} runs logged offline "
+            f"instead. Upload them with:\n  find {where} -type d -name 'offline-run-*' -exec wandb sync {{}} +"]
+
+
+def summary_lines(records: list[dict[str, Any]], total: int | None, missing: list[dict[str, Any]] = (),
+                  sweep_dir: Path | None = None) -> list[str]:
+    c = counts(records)
+    jobs = f"{total} jobs, " if total is not None else ""
+    lines = [f"sweep finished: {jobs}{len(records)} runs recorded: " + ", ".join(f"{n} {s}" for s, n in c.items())]
+    for r in records:
+        if r.get("status") in NOT_FINISHED_WELL:
+            error = r.get("error") or {}
+            overrides = " ".join(r.get("job", {}).get("overrides", []))
+            lines.append(f"  {r['status']} #{r.get('job', {}).get('num')}: {overrides}\n"
+                         f"      {error.get('type')}: {error.get('message')}")
+    if missing:
+        lines.append(f"  {len(missing)} planned jobs left no record:")
+        lines += [f"  missing #{job['num']}: {' '.join(job.get('overrides') or [])}" for job in missing]
+    return lines + _wandb_lines(records, sweep_dir)
+
+
+def claim(directory: Path) -> None:
+    """Makes `directory` this run's or sweep's own, before any job runs; exits with one clear line if it can't.
+
+    Two commands started in the same microsecond would otherwise write into one dir.
+    """
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with open(directory / CLAIM_FILE, "x"):
+            pass
+    except FileExistsError:
+        _fail(f"error: {directory} is already used by another run; start again, or pass resume={directory}")
+    except OSError as err:
+        _fail(f"error: results_dir: cannot write results to {directory}: {err.strerror or err}; "
+              "set results_dir=<a writable directory>")
+
+
+def check_resume_dir(directory: Path, multirun: bool) -> None:
+    """`resume=` names an existing directory this harness made, of the same kind (sweep or single run)."""
+    if not directory.exists():
+        _fail(f"error: resume: {directory} does not exist; pass the directory of an earlier sweep or run "
+              "(results/<name>/<timestamp>), or leave resume out to start a new one")
+    if not directory.is_dir():
+        _fail(f"error: resume: {directory} is a file, not a sweep or run directory; pass the directory of an "
+              "earlier sweep or run (results/<name>/<timestamp>)")
+    if not (directory / CLAIM_FILE).exists():
+        _fail(f"error: resume: {directory} is not a directory this harness wrote (no {CLAIM_FILE}); pass the "
+              "directory of an earlier sweep or run (results/<name>/<timestamp>)")
+    is_sweep = (directory / SWEEP_FILE).exists()
+    if multirun and not is_sweep:
+        _fail(f"error: resume: {directory} holds a single run, not a sweep; resume it without -m")
+    if not multirun and is_sweep:
+        _fail(f"error: resume: {directory} holds a sweep; resume it with -m and the sweep's own overrides")
+
+
+def lock(directory: Path):
+    """The directory's lock, held until this process ends; exits with one clear line when another command holds it."""
+    from filelock import FileLock, Timeout
+
+    held = FileLock(str(directory / LOCK_FILE), timeout=0)
+    try:
+        held.acquire()
+    except Timeout:
+        _fail(f"error: another harness command is running in {directory} (the sweep itself or a resume of it); "
+              "wait for it to end, or stop it, then resume")
+    except OSError as err:
+        _fail(f"error: cannot lock {directory}: {err.strerror or err}")
+    return held
+
+
+def mark_crashed(directory: Path) -> list[Path]:
+    """Rewrites every `running` marker under `directory` as a `crashed` record; returns their paths.
+
+    Only called by a process that holds the directory's lock with none of its own jobs
+    running (a sweep's end, a resume's start): whatever wrote those markers is gone.
+    """
+    found = []
+    for path in sorted(directory.rglob(RECORD_NAME)):
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(record, dict) and record.get("status") == RUNNING:
+            try:
+                write_json_atomic(path, crashed(record))
+                found.append(path)
+            except OSError as err:
+                log.warning("cannot mark %s as crashed: %s", path, err.strerror or err)
+    return found
+
+
+def release() -> None:
+    """Releases the directory lock this command holds (also released when the process ends)."""
+    while _HELD:
+        _HELD.pop().release()
+
+
+def exit_code() -> int:
+    """What the command should exit with after Hydra returned: a sweep's outcome, else 0."""
+    return SWEEP_EXIT[-1] if SWEEP_EXIT else 0
+
+
+class SweepCallback(Callback):
+    def _start(self, config: DictConfig, directory_key: str, multirun: bool) -> Path:
+        """Checks, then the lock: nothing is written before a command is known to be good."""
+        try:
+            check_startup(config)
+        except ConfigError as err:
+            _fail(f"error: {err}")
+        directory = Path(OmegaConf.select(config, directory_key))
+        if config.resume:
+            check_resume_dir(directory, multirun)
+            _HELD.append(lock(directory))
+            if multirun:
+                old, new = read_plan(directory), plan_jobs(config)
+                if old is not None and new is not None and (why := plan_difference(old, new, _base(config))):
+                    _fail(f"error: resume: {why}; resume with the sweep's own overrides (see "
+                          f"{directory / 'multirun.yaml'}), or start a new sweep")
+            for path in mark_crashed(directory):
+                print(f"crashed earlier (no result; resume runs it again): {path}", flush=True)
+        else:
+            claim(directory)
+            _HELD.append(lock(directory))
+        ACTIVE_DIR.append(str(directory))
+        return directory
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._start(config, "hydra.run.dir", multirun=False)
+
+    def on_run_end(self, config: DictConfig, **kwargs: Any) -> None:
+        release()
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = self._start(config, "hydra.sweep.dir", multirun=True)
+        (sweep_dir / WANDB_OFFLINE_FLAG).unlink(missing_ok=True)  # a resume tries W&B online again
+        jobs = plan_jobs(config)
+        if not (config.resume and (sweep_dir / SWEEP_FILE).exists()):  # a resume keeps the sweep's plan
+            plan = {"planned_jobs": len(jobs) if jobs is not None else None, "jobs": jobs, "base": _base(config)}
+            try:
+                write_json_atomic(sweep_dir / SWEEP_FILE, plan)
+            except OSError as err:
+                _fail(f"error: results_dir: cannot write {sweep_dir / SWEEP_FILE}: {err.strerror or err}")
+        total = len(jobs) if jobs is not None else None
+        print(f"sweep: {total if total is not None else '?'} jobs -> {sweep_dir}", flush=True)
+
+    def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
+        hc = config.hydra
+        if str(hc.mode) != "RunMode.MULTIRUN":
+            return
+        sweep_dir = Path(hc.sweep.dir)
+        job_records = read_records(Path(hc.runtime.output_dir))  # one, or one per vectorized point
+        statuses = {r.get("status") for r in job_records}
+        status = next((s for s in ("failed", "crashed", "skipped", "diverged", "ok") if s in statuses), "failed")
+        # One appended line per job (atomic for small writes, also from parallel workers):
+        # progress costs O(jobs) per job, never a re-read of every record.
+        try:
+            with open(sweep_dir / PROGRESS_FILE, "a") as f:
+                f.write(json.dumps({"num": hc.job.num, "status": status}) + "\n")
+            lines = (sweep_dir / PROGRESS_FILE).read_text().splitlines()
+        except OSError as err:
+            log.warning("progress not recorded: %s", err.strerror or err)
+            return
+        latest = {}
+        for line in lines:
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue  # a line cut short by a full disk
+            latest[entry["num"]] = entry["status"]
+        c = counts([{"status": s} for s in latest.values()])
+        total = planned_count(read_plan(sweep_dir))
+        left = f", {total - len(latest)} left" if total is not None else ""
+        print(f"sweep: {len(latest)}/{total or '?'} done ({c['ok']} ok, {c['diverged']} diverged, {c['failed']} failed, "
+              f"{c['skipped']} skipped{left})", flush=True)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        mark_crashed(sweep_dir)  # every job has ended: a marker left is a job that died
+        records = read_records(sweep_dir)
+        plan = read_plan(sweep_dir)
+        missing = missing_jobs(plan, {r.get("job", {}).get("num") for r in records})
+        print("\n".join(summary_lines(records, planned_count(plan), missing, sweep_dir)), flush=True)
+        c = counts(records)
+        SWEEP_EXIT.append(1 if c["failed"] or c["crashed"] or missing else 0)
+        # The lock is held until the process ends (harness.cli releases it): the report, written
+        # next by harness.analysis.report_callback, is part of this command.
+

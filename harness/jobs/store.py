@@ -1,0 +1,197 @@
+"""A job's record on disk: `result.json`, written atomically, and read back by everything after it.
+
+Record statuses: a job writes a `running` marker (RUNNING) before it trains and
+replaces it atomically with its final record, one of STATUSES. A marker whose
+process is gone is a job that died (killed, out of memory, machine down): readers
+show it, and the sweep's end and `resume` rewrite it, as `crashed`.
+
+Plain JSON and the standard library: the sweep's callbacks, resume, Slurm and
+the analysis wing all read records through this module, none of them with pandas or JAX.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import socket
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from harness.core.config import ConfigError
+from harness.core.fields import CHANGEABLE_ON_RESUME, FIELDS, config_hash
+
+RECORD_NAME = "result.json"
+STATUSES = ("ok", "diverged", "failed", "skipped", "crashed")  # crashed: a job that died (also by Slurm)
+RUNNING = "running"  # the marker of a job in progress: not a final status
+
+
+def finite_or_null(obj: Any) -> Any:
+    """NaN and infinities as None: records are strict JSON (jq, browsers); `divergence` says where they began."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: finite_or_null(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite_or_null(v) for v in obj]
+    return obj
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    """Write, fsync, rename: a reader sees the old file, the whole new one, or none, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(finite_or_null(obj), f, indent=1, allow_nan=False)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def running_marker(job: dict[str, Any], config: dict[str, Any], config_hash: str, started: str) -> dict[str, Any]:
+    """What a job writes before it trains: who runs it, so a reader can tell a live job from a dead one."""
+    return {"schema_version": 1, "status": RUNNING, "error": None, "job": job, "config": config,
+            "config_hash": config_hash, "started": started,
+            "process": {"host": socket.gethostname(), "pid": os.getpid()}}
+
+
+def writer_alive(record: dict[str, Any]) -> bool | None:
+    """Whether the process that wrote a `running` marker still runs: None when it ran on another host."""
+    process = record.get("process") if isinstance(record.get("process"), dict) else {}
+    pid = process.get("pid")
+    if (process.get("host") != socket.gethostname() or not isinstance(pid, int) or isinstance(pid, bool)
+            or pid <= 0):
+        return None
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # it exists, under another user
+    except OverflowError:
+        return None
+    return True
+
+
+def crashed(marker: dict[str, Any], error_type: str = "Crashed", message: str | None = None) -> dict[str, Any]:
+    """The record of a job that ended without writing its own: its marker with status `crashed` and why."""
+    process = marker.get("process") if isinstance(marker.get("process"), dict) else {}
+    where = f"pid {process.get('pid')} on {process.get('host')}" if process else "its process"
+    message = message or (f"the job's process ({where}) ended without writing its result: killed (out of memory, "
+                          "SIGKILL, a scheduler's time limit) or its machine stopped; resume reruns it")
+    return {**marker, "status": "crashed", "error": {"type": error_type, "message": message},
+            "crash_detected": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+
+
+COMPLETE = ("ok", "diverged")  # what resume does not run again
+
+
+def write_record(path: Path, record: dict[str, Any]) -> bool:
+    """Writes a record; a failing write (disk full, read-only) is one clear line and False, never a raised error."""
+    try:
+        write_json_atomic(path, record)
+        return True
+    except OSError as err:
+        print(f"error: cannot write {path}: {err.strerror or err}; this job's {record.get('status')} result "
+              "is not saved (free some space, then resume the sweep)", file=sys.stderr, flush=True)
+        return False
+
+
+def already_done(out_dir: Path, config: dict[str, Any]) -> list[tuple[Path, dict[str, Any]]]:
+    """The job's completed records as (path, record) (one, or one per vectorized point) if all are there, else [].
+
+    A completed record of another config in the job's dir is an error: resuming with other
+    overrides would mix two sweeps.
+    """
+    expected = max(len(config["vectorize"]["lr"]), 1) * max(len(config["vectorize"]["seed"]), 1)
+    done = []
+    for path in sorted(out_dir.rglob(RECORD_NAME)):
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if not isinstance(record, dict) or record.get("status") not in COMPLETE:
+            continue
+        # What a resume may change (report=, tracker=...) is taken as the record was written.
+        stored = record.get("config") if isinstance(record.get("config"), dict) else {}
+        as_written = {**config, **{k: stored[k] for k in CHANGEABLE_ON_RESUME if k in stored}}
+        if record.get("config_hash") != config_hash(as_written):
+            raise ConfigError("resume", f"{path} is a completed record of another config; resume a sweep with "
+                                        "the same overrides, or start a new one")
+        done.append((path, record))
+    return done if len(done) == expected else []
+
+
+# --- reading ---------------------------------------------------------------------------------------
+
+
+def _natural_key(path: Path) -> list:
+    """Sort key that puts job 2 before job 10."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", str(path))]
+
+
+def read_record(path: Path) -> tuple[dict | None, str | None]:
+    """(the record at `path`, None), or (None, why it is not one): unreadable, not JSON, not an object, no status."""
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        return None, f"{type(err).__name__}: {err}"
+    if not isinstance(record, dict):
+        return None, f"not a record: a JSON {type(record).__name__}"
+    if not isinstance(record.get("status"), str):
+        return None, "not a record: no 'status'"
+    return record, None
+
+
+def read_records(sweep_dir: str | Path) -> tuple[list[tuple[Path, dict]], list[tuple[Path, str]]]:
+    """Every result.json under `sweep_dir` as (path, record), in job order; unreadable ones as (path, reason).
+
+    A `running` marker whose process is gone reads as `crashed`; a record with a value of the
+    wrong kind where a column expects a number (a string for a learning rate) is a problem, not a row.
+    """
+    records, problems = [], []
+    for path in sorted(Path(sweep_dir).rglob(RECORD_NAME), key=_natural_key):
+        record, problem = read_record(path)
+        if record is not None and record["status"] == RUNNING and writer_alive(record) is False:
+            record = crashed(record)
+        if record is not None:
+            problem = malformed(path, record)
+        if problem is None:
+            records.append((path, record))
+        else:
+            problems.append((path, problem))
+    return records, problems
+
+
+def malformed(path: Path, record: dict) -> str | None:
+    """Why `record` cannot be a row (a column's value of the wrong kind), or None."""
+    for key in ("config", "job", "metrics", "timing"):
+        if record.get(key) is not None and not isinstance(record[key], dict):
+            return f"malformed record: {key} is {record[key]!r}, expected an object"
+    for field in FIELDS:
+        try:
+            value = field.get(record)
+        except (AttributeError, TypeError, ValueError) as err:
+            return f"malformed record: {type(err).__name__}: {err}"
+        name, cast = field.column, field.kind
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            continue
+        wrong = (isinstance(value, (dict, list)) or (cast in (int, float) and isinstance(value, (str, bool)))
+                 or (cast is bool and not isinstance(value, bool)))
+        if not wrong:
+            try:
+                cast(value)
+            except (TypeError, ValueError, OverflowError):
+                wrong = True
+        if wrong:
+            kind = {int: "an integer", float: "a number", bool: "true or false", str: "text"}[cast]
+            return f"malformed record: {name} is {value!r}, expected {kind}"
+    return None

@@ -1,0 +1,102 @@
+"""A sweep's plan, `sweep.json`: the jobs it launches (number and overrides), written before the first one runs.
+
+Records say what happened; the plan says what should have. `harness report`
+lists planned jobs that left no record, and `resume` refuses a command that would
+launch other jobs into the sweep's directories. Plain JSON, no Hydra and
+no JAX: the reporting side reads it too.
+
+    {"planned_jobs": 3, "jobs": [{"num": 0, "overrides": ["optimizer.lr=0.001"]}, ...], "base": "<hash>"}
+
+`base` hashes the sweep's config before the swept values (conf/ files and fixed
+overrides), less what a resume may change: an edited experiment file is noticed too.
+
+Sweeps written before the plan listed its jobs hold `planned_jobs` only.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+from harness.core.fields import CHANGEABLE_ON_RESUME, digest, identity
+
+SWEEP_FILE = "sweep.json"
+
+
+def read_plan(sweep_dir: Path) -> dict[str, Any] | None:
+    """The sweep's plan, or None when it has none (a single run, a copied directory) or it does not read."""
+    try:
+        plan = json.loads((Path(sweep_dir) / SWEEP_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return plan if isinstance(plan, dict) else None
+
+
+def planned_count(plan: dict[str, Any] | None) -> int | None:
+    count = (plan or {}).get("planned_jobs")
+    return count if isinstance(count, int) and not isinstance(count, bool) else None
+
+
+def base_hash(config: dict[str, Any]) -> str:
+    """The sweep's unswept config (resolved, without `hydra`), less what a resume may change."""
+    return digest(identity(config, (*CHANGEABLE_ON_RESUME, "hydra")))
+
+
+def _key(override: str) -> str:
+    return override.lstrip("+~").split("=", 1)[0]
+
+
+def _computed(overrides: list[str]) -> list[str]:
+    """The overrides that change what a job computes (sorted: Hydra may list them in another order)."""
+    return sorted(o for o in overrides
+                  if not any(_key(o) == k or _key(o).startswith(k + ".") for k in CHANGEABLE_ON_RESUME))
+
+
+def plan_difference(old: dict[str, Any], new: list[dict[str, Any]], base: str | None = None) -> str | None:
+    """Why the jobs `new` (from a config hashing to `base`) would not be those planned in `old`, or None."""
+    if base is not None and old.get("base") not in (None, base):
+        return "the sweep's config differs from this command's (its conf/ or experiment files, or fixed overrides)"
+    old_jobs = old.get("jobs")
+    if not isinstance(old_jobs, list):
+        count = planned_count(old)
+        if count is not None and count != len(new):
+            return f"the sweep planned {count} jobs, this command plans {len(new)}"
+        return None  # an older plan without its jobs: each job's config is still checked when it starts
+    if len(old_jobs) != len(new):
+        return f"the sweep planned {len(old_jobs)} jobs, this command plans {len(new)}"
+    before_jobs = [_computed(job.get("overrides", [])) for job in old_jobs]
+    now_jobs = [_computed(job["overrides"]) for job in new]
+    if before_jobs != now_jobs and sorted(before_jobs) == sorted(now_jobs):
+        return ("the sweep ran the same jobs in another order: resume it with the sweeper it was started with "
+                "(hydra/sweeper=basic for a sweep started before its experiment used hydra/sweeper=shuffled)")
+    for before, now in zip(old_jobs, new):
+        if _computed(before.get("overrides", [])) != _computed(now["overrides"]):
+            return (f"job #{now['num']} was {' '.join(_computed(before.get('overrides', []))) or '(no overrides)'}, "
+                    f"this command makes it {' '.join(_computed(now['overrides'])) or '(no overrides)'}")
+    return None
+
+
+def missing_jobs(plan: dict[str, Any] | None, recorded_nums: set[int]) -> list[dict[str, Any]]:
+    """The planned jobs ({"num", "overrides"}) with no record at all, in job order."""
+    if not plan:
+        return []
+    jobs = plan.get("jobs")
+    if not isinstance(jobs, list):  # an older plan: numbers only
+        count = planned_count(plan) or 0
+        jobs = [{"num": n, "overrides": None} for n in range(count)]
+    return [job for job in jobs if isinstance(job, dict) and job.get("num") not in recorded_nums]
+
+
+def launch_order(jobs: list[Any], seed: int | None) -> list[Any]:
+    """`jobs` in the order a sweeper with `seed` launches them: as given for None, else a seeded shuffle.
+
+    >>> launch_order(["a", "b", "c", "d"], 0), launch_order(["a", "b", "c", "d"], None)
+    (['c', 'a', 'b', 'd'], ['a', 'b', 'c', 'd'])
+    """
+    if seed is None:
+        return list(jobs)
+    order = list(jobs)
+    random.Random(seed).shuffle(order)
+    return order

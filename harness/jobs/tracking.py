@@ -1,0 +1,313 @@
+"""Where a finished run's record goes: the local JSON file (ground truth) and W&B (an observer).
+
+The record is written atomically first; `WandbSink` runs after it, and whatever it
+raises is reported in the record (harness/jobs/app.py), never costing the local result.
+
+Record statuses: a job writes a `running` marker (RUNNING) before it trains and
+replaces it atomically with its final record, one of STATUSES. A marker whose
+process is gone is a job that died (killed, out of memory, machine down): readers
+show it, and the sweep's end and `resume` rewrite it, as `crashed`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from harness.core.config import WandbConfig
+from harness.core.fields import NOT_COMPUTED, axes, wandb_summary
+
+log = logging.getLogger(__name__)
+WANDB_OFFLINE_FLAG = ".harness-wandb-offline"  # in a sweep dir: W&B online was not reached, later jobs go offline
+
+
+# Override keys that say where or how a run is written, not what it computes: no part of its name or tags.
+NOT_SWEPT = (*NOT_COMPUTED, "experiment", "hydra", "vectorize")
+NAMED = ("method", "freeze", "optimizer", "optimizer.lr", "task.seed")  # always in the name, in this order
+
+
+def short_number(value: Any) -> str:
+    """1e-3 -> '1e-3', 0.0015 -> '1.5e-3', 0.05 -> '5e-2', 123 -> '123': short and unambiguous in a run name."""
+    if isinstance(value, float) and value and not (1 <= abs(value) < 1000 and value == int(value)):
+        mantissa, exponent = f"{value:e}".split("e")
+        return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
+    return str(int(value) if isinstance(value, float) else value)
+
+
+def _swept(record: dict[str, Any], skip: Iterable[str] = NAMED) -> list[tuple[str, str]]:
+    """(key, value) of the job's overrides that change what it computes, less the keys in `skip`."""
+    out = []
+    for override in (record.get("job") or {}).get("overrides") or []:
+        key, sep, value = str(override).lstrip("+~").partition("=")
+        if sep and key not in skip and not any(key == p or key.startswith(p + ".") or key.startswith(p + "/")
+                                                 for p in NOT_SWEPT):
+            out.append((key, value))
+    return out
+
+
+def run_name(record: dict[str, Any]) -> str:
+    """The run's swept values as its W&B name, e.g. 'diffstate-kernel-adamw-lr1e-3-s123' (+ 'steps500', ...).
+
+    >>> run_name({"config": {"method": {"name": "diffstate"}, "freeze": {"name": "kernel"},
+    ...           "optimizer": {"name": "adamw", "lr": 0.001}, "task": {"seed": 123}},
+    ...           "job": {"overrides": ["train.steps=500", "tracker=offline"]}})
+    'diffstate-kernel-adamw-lr1e-3-s123-steps500'
+    """
+    a = axes(record)
+    parts = [a["method"], a["freeze"], a["optimizer"],
+             None if a["lr"] is None else f"lr{short_number(a['lr'])}",
+             None if a["seed"] is None else f"s{a['seed']}"]
+    for key, value in _swept(record):
+        try:
+            value = short_number(float(value))
+        except ValueError:
+            pass
+        parts.append(f"{key.split('.')[-1].split('/')[-1]}{value}")
+    return "-".join(str(p) for p in parts if p not in (None, ""))
+
+
+def sweep_group(experiment: str | None, sweep_dir: str | Path | None) -> str:
+    """One W&B group per sweep: the experiment's name and the sweep's timestamped directory.
+
+    >>> sweep_group("freeze_matrix", "results/freeze_matrix/2026-11-22_01-09-23-782819")
+    'freeze_matrix-2026-11-22_01-09-23-782819'
+    """
+    experiment = experiment or "default"
+    return f"{experiment}-{Path(sweep_dir).name}" if sweep_dir else experiment
+
+
+def run_group(record: dict[str, Any]) -> str:
+    """The group of the sweep a record belongs to (see `sweep_group`)."""
+    return sweep_group(axes(record)["experiment"], (record.get("job") or {}).get("sweep_dir"))
+
+
+WANDB_VARIABLES = {"mode": "WANDB_MODE", "project": "WANDB_PROJECT", "entity": "WANDB_ENTITY"}
+
+
+def with_environment(cfg: WandbConfig, overrides: Iterable[str], environ: Mapping[str, str] = os.environ
+                     ) -> WandbConfig:
+    """`cfg` with WANDB_MODE, WANDB_PROJECT and WANDB_ENTITY applied where the command line does not set them.
+
+    The command line wins (`tracker=...` or `tracker.wandb.mode=...` set the mode), then W&B's own
+    variables, then the config. WANDB_MODE=dryrun / run mean offline / online, as in wandb.
+
+    >>> with_environment(WandbConfig(), [], {"WANDB_MODE": "disabled"}).mode
+    'disabled'
+    >>> with_environment(WandbConfig(), ["tracker=offline"], {"WANDB_MODE": "disabled"}).mode
+    'offline'
+    """
+    on_command_line = set()
+    for override in overrides:
+        key = str(override).lstrip("+~").partition("=")[0]
+        if key == "tracker":
+            on_command_line.add("mode")
+        elif key.startswith("tracker.wandb."):
+            on_command_line.add(key.rsplit(".", 1)[-1])
+    changes = {}
+    for name, variable in WANDB_VARIABLES.items():
+        value = (environ.get(variable) or "").strip()
+        if value and name not in on_command_line:
+            changes[name] = {"dryrun": "offline", "run": "online"}.get(value.lower(), value.lower()) \
+                if name == "mode" else value
+    try:
+        return dataclasses.replace(cfg, **changes)
+    except ValueError as err:  # e.g. WANDB_MODE=typo: W&B is an observer, the run goes on with the config's
+        log.warning("ignoring W&B environment: %s", err)
+        return cfg
+
+
+def run_tags(record: dict[str, Any], extra: list[str] = ()) -> list[str]:
+    """The experiment's name, then 'axis:value' for the run's categorical axes and every swept value.
+
+    W&B takes at most 64 characters a tag.
+    """
+    a = axes(record)
+    tags = [a["experiment"] or "default", *(f"{k}:{a[k]}" for k in ("method", "freeze", "optimizer", "model") if a[k]),
+            *(f"{key}:{value}" for key, value in _swept(record, skip=("method", "freeze", "optimizer", "model"))),
+            *extra]
+    return list(dict.fromkeys(t[:64] for t in tags))
+
+
+def define_metrics(run) -> None:
+    """Per-step curves against `train/step`, each summarized by its minimum and its last value."""
+    run.define_metric("train/step")
+    run.define_metric("train/*", step_metric="train/step", summary="min,last")
+
+
+def quiet_settings(init_timeout: float = 15.0):
+    """W&B settings for many short runs: no console capture, system stats, requirements or git scan,
+    and a short wait for the server (`init_timeout` seconds; W&B's default is 90)."""
+    import wandb
+
+    _no_wandb_analytics()
+    return wandb.Settings(console="off", silent=True, x_disable_stats=True, x_save_requirements=False,
+                          disable_git=True, init_timeout=init_timeout)
+
+
+def _no_wandb_analytics() -> None:
+    """Turns off the W&B SDK's own usage telemetry for this process.
+
+    wandb 0.31 probes the server for an OpenTelemetry endpoint from a thread that
+    exit waits for: against a server that never answers, every process then hangs
+    ~20 s at exit after an online init timed out. The harness sends W&B its runs only.
+    """
+    try:
+        from wandb.analytics.opentelemetry import opentelemetry_proxy
+
+        opentelemetry_proxy.disable()
+    except (ImportError, AttributeError):  # another wandb version: nothing to turn off here
+        pass
+
+
+def wandb_copy_complete(info: dict[str, Any] | None) -> bool:
+    """Whether a record's W&B copy is whole: none was asked for, or its run finished and its file is complete."""
+    from harness.jobs.wandb_file import is_complete
+
+    if not isinstance(info, dict):
+        return False
+    if info.get("mode") == "disabled":
+        return True
+    return bool(info.get("finished")) and is_complete(info.get("file"))
+
+
+class WandbSink:
+    """One W&B run per job, written after the local record; offline by default.
+
+    Online, a server that cannot be reached costs one `init_timeout`: the run is
+    then logged offline instead, and `offline_flag` (a file in the sweep dir) tells
+    the sweep's later jobs, also in other worker processes, to go offline at once.
+    """
+
+    def __init__(self, cfg: WandbConfig, offline_flag: Path | None = None):
+        self.cfg = cfg
+        self.offline_flag = offline_flag
+
+    def _fallen_back(self) -> str | None:
+        """Why an earlier job of this sweep could not reach W&B online, or None."""
+        if self.offline_flag is None:
+            return None
+        try:
+            return self.offline_flag.read_text().strip() or "unreachable"
+        except OSError:  # no flag: W&B online was not tried yet, or it worked
+            return None
+
+    def _init(self, record: dict[str, Any], out_dir: Path, mode: str):
+        import wandb  # imported here: a disabled tracker costs nothing
+
+        return wandb.init(
+            project=self.cfg.project,
+            entity=self.cfg.entity,
+            group=self.cfg.group or run_group(record),
+            job_type=self.cfg.job_type,
+            tags=run_tags(record, list(self.cfg.tags)),
+            name=run_name(record),
+            dir=str(out_dir),
+            mode=mode,
+            config={**axes(record), **record["config"]},  # group names stay the nested config
+            settings=quiet_settings(self.cfg.init_timeout),
+            reinit="finish_previous",
+        )
+
+    def open(self, record: dict[str, Any], out_dir: Path) -> tuple[Any, str, str | None]:
+        """(run, mode, why online fell back or None): the job's W&B run, online if it can be reached in time."""
+        mode, fallback = self.cfg.mode, None
+        if mode == "online" and (fallback := self._fallen_back()):
+            mode = "offline"
+        try:
+            run = self._init(record, out_dir, mode)
+        except Exception as err:
+            if mode != "online":
+                raise
+            fallback = f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}"
+            log.warning("W&B online not reached (%s); this run and the sweep's later runs are logged offline, "
+                        "for `wandb sync`", fallback)
+            if self.offline_flag is not None:
+                try:
+                    self.offline_flag.write_text(fallback)
+                except OSError:
+                    pass  # each later job then pays the timeout once more; the records are unaffected
+            mode = "offline"
+            run = self._init(record, out_dir, mode)
+        define_metrics(run)
+        return run, mode, fallback
+
+    def __call__(self, record: dict[str, Any], out_dir: Path, live: LiveCurves | None = None) -> dict[str, Any] | None:
+        """Logs the finished `record`; with `live`, into the run it opened during training (curves already in)."""
+        from harness.jobs.wandb_file import run_file, wait_complete
+
+        if self.cfg.mode == "disabled":
+            return {"mode": "disabled"}
+        run, mode, fallback = live.opened if live is not None and live.opened else self.open(record, out_dir)
+        try:
+            history = {} if live is not None and live.opened else record.get("history") or {}
+            for i, step in enumerate(history.get("step", [])):
+                run.log({"train/step": step, **{f"train/{name[len('train_'):]}": values[i]
+                                                for name, values in history.items() if name.startswith("train_")}},
+                        step=step)
+            run.summary.update(wandb_summary(record))
+            info = {"mode": mode, "id": run.id, "dir": run.dir, "live_curves": live is not None and bool(live.opened)}
+            if mode == "online":
+                info["url"] = run.url
+            if fallback:
+                info.update(requested_mode="online", fallback=fallback)
+        finally:
+            run.finish(exit_code=1 if record["status"] in ("failed", "crashed") else 0)
+        info["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")  # run.finish() returned
+        file = run_file(Path(run.dir).parent)
+        info["file"] = str(file) if file else None
+        info["file_complete"] = wait_complete(file)  # its exit record is written: `wandb sync` gets it all
+        return info
+
+
+class LiveCurves:
+    """Per-step curves of a chunked run (train.log_every) logged to W&B as each chunk arrives.
+
+    The run opens at the first chunk (the job's `running` marker is already on disk), every
+    step of the first training call is logged (the warm-up when there is one: untimed), and
+    `WandbSink` then finishes the same run from the record.
+    """
+
+    def __init__(self, sink: WandbSink, stub: dict[str, Any], out_dir: Path):
+        self.sink, self.stub, self.out_dir = sink, stub, out_dir
+        self.opened: tuple[Any, str, str | None] | None = None
+
+    def __call__(self, start: int, history: Mapping[str, Any]) -> None:
+        try:
+            if self.opened is None:
+                self.opened = self.sink.open(self.stub, self.out_dir)
+            run = self.opened[0]
+            for i in range(len(next(iter(history.values())))):
+                run.log({"train/step": start + i, **{f"train/{name}": float(values[i])
+                                                      for name, values in history.items()}}, step=start + i)
+        except Exception as err:  # noqa: BLE001 - W&B is an observer: the curves come from the record instead
+            log.warning("W&B live curves stopped: %s: %s", type(err).__name__, err)
+
+
+def sink_for(cfg: DictConfig, job: dict[str, Any], offline_flag: Path | None = None) -> WandbSink | None:
+    """The job's W&B sink, or None when the tracker config is bad (already the record's error) or disabled."""
+    try:
+        wandb_cfg = with_environment(OmegaConf.to_object(cfg.tracker.wandb), (job or {}).get("overrides", []))
+    except Exception:  # noqa: BLE001
+        return None
+    return None if wandb_cfg.mode == "disabled" else WandbSink(wandb_cfg, offline_flag)
+
+
+def log_record(cfg: DictConfig, record: dict[str, Any], out_dir: Path,
+               offline_flag: Path | None = None, live: LiveCurves | None = None) -> dict[str, Any] | None:
+    try:
+        overrides = (record.get("job") or {}).get("overrides", [])
+        wandb_cfg = with_environment(OmegaConf.to_object(cfg.tracker.wandb), overrides)
+    except Exception:  # noqa: BLE001 - a bad tracker config is already the record's error
+        return None
+    try:
+        return WandbSink(wandb_cfg, offline_flag)(record, out_dir, live)
+    except Exception as err:  # noqa: BLE001 - W&B is an observer, never a point of failure
+        log.warning("W&B logging failed, the local record is kept: %s: %s", type(err).__name__, err)
+        return {"mode": wandb_cfg.mode, "error": f"{type(err).__name__}: {err}"}

@@ -22,6 +22,14 @@ def run_cli(*args: str, cwd: Path, env: dict | None = None, timeout: float = 240
                           text=True, timeout=timeout)
 
 
+def run_injected(injection: str, *args: str, cwd: Path, timeout: float = 240) -> subprocess.CompletedProcess:
+    """`harness ARGS` as a user runs it, with `injection` (Python code: the fault) run first in the same process."""
+    code = f"import sys\n{injection}\nfrom harness.cli import main\nsys.argv[0] = 'harness'\nmain()\n"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
+    return subprocess.run([sys.executable, "-c", code, *args], cwd=cwd, env={**env, "HYDRA_FULL_ERROR": "0"},
+                          capture_output=True, text=True, timeout=timeout)
+
+
 def wandb_file(record: dict) -> Path:
     """The offline run file (run-*.wandb) of a record's W&B run."""
     (path,) = Path(record["wandb"]["dir"]).parent.glob("run-*.wandb")

@@ -25,18 +25,10 @@ from harness.core import config as config_lib
 from harness.core.config import ConfigError, WandbConfig
 from harness.core.memory import available_bytes
 
-from conftest import records, run_cli, wandb_file
+from conftest import records, run_cli, run_injected, wandb_file
 from wandb_reader import read_run
 
 FAST = ("train.warmup=0", "train.repeats=1", "train.measure_dispatch=false")
-
-
-def run_injected(injection: str, *args: str, cwd: Path, timeout: float = 240) -> subprocess.CompletedProcess:
-    """`harness ARGS` as a user runs it, with `injection` (Python code: the fault) run first in the same process."""
-    code = f"import sys\n{injection}\nfrom harness.cli import main\nsys.argv[0] = 'harness'\nmain()\n"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
-    return subprocess.run([sys.executable, "-c", code, *args], cwd=cwd, env={**env, "HYDRA_FULL_ERROR": "0"},
-                          capture_output=True, text=True, timeout=timeout)
 
 
 def start(*args: str, cwd: Path) -> subprocess.Popen:

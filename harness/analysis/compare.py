@@ -30,15 +30,15 @@ from harness.analysis.frames import (
     splitting_keys,
     typed,
 )
+from harness.core.metrics import METRICS
 
-# (column, name in the table); for each, higher is worse. The step time is in-loop when both sweeps measured it.
-COMPARED = (
+# (column, name in the table): costs (higher is worse), then each quality metric of harness.core.metrics
+# that runs of both sweeps have. The step time is in-loop when both sweeps measured it.
+COSTS = (
     ("in_loop_s_per_step", "in-loop step"),
     ("run_s_per_step", "run time / step"),
     ("compile_s", "compile"),
     ("memory_bytes", "memory"),
-    ("train_mse", "train MSE"),
-    ("test_mse", "test MSE"),
 )
 PARTS = ("ratio", "low", "high", "verdict")
 
@@ -89,12 +89,16 @@ def per_config(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def compared_columns(a: pd.DataFrame, b: pd.DataFrame) -> list[tuple[str, str]]:
-    """COMPARED less the in-loop step time when either sweep does not resolve it (findings.step_time_column)."""
+    """COSTS (less the in-loop step time when either sweep does not resolve it, findings.step_time_column), then
+    the train and test value of each metric both sweeps have."""
     both = all(findings.step_time_column(df) == "in_loop_s_per_step" for df in (a, b))
-    return [(name, title) for name, title in COMPARED if name != "in_loop_s_per_step" or both]
+    costs = [(name, title) for name, title in COSTS if name != "in_loop_s_per_step" or both]
+    quality = [(f"{split}_{m.name}", f"{split} {m.title}") for m in METRICS.values() for split in ("train", "test")]
+    return costs + [(name, title) for name, title in quality
+                    if all(name in df and df[name].notna().any() for df in (a, b))]
 
 
-def strata(a: pd.DataFrame, b: pd.DataFrame, metric: findings.Metric) -> list[tuple[list, list]]:
+def strata(a: pd.DataFrame, b: pd.DataFrame, metric: findings.Measure) -> list[tuple[list, list]]:
     """(A samples, B samples) of one configuration: one pair, or one per seed run on both sides for a paired
     metric (a seed's MSE is exact: same data, same init)."""
     if not metric.paired:
@@ -114,13 +118,13 @@ def _compare_one(a: pd.Series, b: pd.Series, threshold: float, columns: list[tup
     elif a["status"] != "ok" and b["status"] == "ok":
         flags.append("status ok (improvement)")
     for name, title in columns:
-        metric = findings.METRICS[name]
+        metric = findings.MEASURES[name]
         est = findings.ratio_ci(strata(a["rows"], b["rows"], metric), exact=metric.exact or metric.paired, seed=seed)
         word = findings.verdict(est, threshold, metric)
         out.update({f"{name}_ratio": est.ratio, f"{name}_low": est.low, f"{name}_high": est.high,
                     f"{name}_verdict": word, f"{name}_text": est.text()})
         if word in (metric.higher, metric.lower):
-            flags.append(f"{title} {est.text()} {word}" + (" (regression)" if word == metric.higher else ""))
+            flags.append(f"{title} {est.text()} {word}" + (" (regression)" if word == metric.worse else ""))
     out["regression"] = any(f.endswith("(regression)") for f in flags)
     out["flags"] = "; ".join(flags)
     return out
@@ -131,13 +135,13 @@ def overall(left: pd.DataFrame, right: pd.DataFrame, matched: list[str], columns
     """Per metric, B/A over every matched configuration: geometric mean, stratified CI, verdict."""
     rows = []
     for name, title in columns:
-        metric = findings.METRICS[name]
+        metric = findings.MEASURES[name]
         pairs = [pair for k in matched for pair in strata(left.at[k, "rows"], right.at[k, "rows"], metric)]
         est = findings.ratio_ci(pairs, exact=metric.exact or metric.paired, seed=seed)
-        word = findings.verdict(est, threshold, findings.METRICS[name])
+        word = findings.verdict(est, threshold, findings.MEASURES[name])
         rows.append({"metric": title, "column": name, "ratio": est.ratio, "low": est.low, "high": est.high,
                      "configurations": est.strata, "estimate": est.text(), "verdict": word,
-                     "regression": word == findings.METRICS[name].higher})
+                     "regression": word == findings.MEASURES[name].worse})
     return pd.DataFrame(rows, columns=["metric", "column", "ratio", "low", "high", "configurations", "estimate",
                                        "verdict", "regression"])
 
@@ -201,7 +205,7 @@ def compare_markdown(table: pd.DataFrame, unmatched: pd.DataFrame, threshold: fl
         shown["seeds"] = table["seeds"]
         shown["status"] = table["status"]
         for name, title in columns:
-            worse = findings.METRICS[name].higher
+            worse = findings.MEASURES[name].worse
             shown[f"{title} B/A"] = [f"**{text} {word}**" if word == worse else f"{text} {word}"
                                      for text, word in zip(table[f"{name}_text"], table[f"{name}_verdict"])]
         shown["flags"] = table["flags"]

@@ -2,11 +2,11 @@
 
 The workspace shows the sweep's runs only (a filter on its W&B group):
 training curves grouped by method, step time and memory per method, frozen
-drift, test MSE, and a parallel-coordinates panel over the swept axes. Its
-spec is written as JSON next to the report with no network; `--save` saves it
-to W&B when W&B is online and prints its URL. The metric names come from
-harness.jobs.tracking (the keys the sink logs), so a panel never names a metric the
-runs do not have. Needs the `dashboard` extra: `pip install 'harness[dashboard]'`.
+drift, each test metric (harness.core.metrics), and a parallel-coordinates panel
+over the swept axes. Its spec is written as JSON next to the report with no
+network; `--save` saves it to W&B when W&B is online and prints its URL. The
+metric names come from harness.core.fields (the keys the W&B sink logs), and a
+panel names only metrics the runs have. Needs the `dashboard` extra: `pip install 'harness[dashboard]'`.
 """
 
 from __future__ import annotations
@@ -18,17 +18,20 @@ from pathlib import Path
 from typing import Any
 
 from harness.core.fields import axes, nested_get, wandb_summary
+from harness.core.metrics import METRICS
 from harness.jobs.store import read_records
 from harness.jobs.tracking import run_group
 
 SPEC_NAME = "dashboard.json"
 STEP = "train/step"
-CURVES = ("train/mse", "train/mae")  # per-step, logged against train/step
+CURVES = tuple(f"train/{m}" for m in METRICS)  # per-step, logged against train/step
 BY_METHOD = (("time/in_loop_s_per_step", "In-loop step time per method (s)"),
              ("time/run_s_per_step_median", "Run time per step per method (s)"),
              ("memory/bytes", "Memory of one call per method (bytes)"),
              ("drift/l2", "Frozen drift L2 per method (0: bitwise unchanged)"),
-             ("test/mse", "Final test MSE per method"))
+             *((f"test/{m.name}", f"Final test {m.title} per method") for m in METRICS.values()))
+# The parallel-coordinates panel: the swept axes against step time and each main quality metric.
+AGAINST = ("time/in_loop_s_per_step", *(f"test/{m.name}" for m in METRICS.values() if m.main))
 AXES = ("method", "freeze", "optimizer", "lr", "model", "steps")  # config keys (fields.axes) for parallel coords
 
 
@@ -77,11 +80,11 @@ def build_workspace(sweep_dir: str | Path, *, entity: str | None = None, project
                        groupby_rangefunc="minmax") for name, title in BY_METHOD if name in metrics]
     columns = [wr.ParallelCoordinatesPlotColumn(metric=wr.Config(a)) for a in swept_axes(records)]
     columns += [wr.ParallelCoordinatesPlotColumn(metric=wr.SummaryMetric(name), log=name.startswith("time/"))
-                for name in ("time/in_loop_s_per_step", "test/mse") if name in metrics]
+                for name in AGAINST if name in metrics]
     sections = [ws.Section(name="Training curves", panels=curves, is_open=True),
                 ws.Section(name="Cost, drift and fit per method", panels=bars, is_open=True),
                 ws.Section(name="Swept axes", panels=[wr.ParallelCoordinatesPlot(
-                    title="Swept axes against step time and test MSE", columns=columns)], is_open=True)]
+                    title="Swept axes against step time and test quality", columns=columns)], is_open=True)]
     return ws.Workspace(
         entity=entity, project=project, name=f"{group} (harness dashboard)",
         sections=[s for s in sections if s.panels],

@@ -28,6 +28,7 @@ from harness.analysis.frames import (
     summarize,
 )
 from harness.analysis.tables import program_keys
+from harness.core.metrics import METRICS
 
 FIGURE_TITLES = {
     "step_time": "Step time per method, with 95% confidence intervals",
@@ -80,7 +81,8 @@ STYLES = ("-", "--", ":", "-.")
 
 
 def training_curves_figure(df: pd.DataFrame, histories: Mapping[str, dict]) -> Figure | str:
-    """Train MSE against step, one panel per method, one line per run.
+    """The training loss against step (the first loss metric of harness.core.metrics a run logged), one panel
+    per method, one line per run.
 
     Colour tells the first other axis that varies, line style the second; any
     further axis is not told apart, so the legend stays a few entries below the panels.
@@ -98,22 +100,28 @@ def training_curves_figure(df: pd.DataFrame, histories: Mapping[str, dict]) -> F
     nrows = math.ceil(len(methods) / ncols)
     fig = _new_figure(4.2 * ncols, 3.2 * nrows + 0.9)
     grid = fig.subplots(nrows, ncols, sharex=True, sharey=True, squeeze=False)
+    losses = [m for m in METRICS.values() if m.loss]
+    titles = set()
     for ax, method in zip(grid.flat, methods):
         drawn = False
         for _, run in runs[runs["method"] == method].iterrows():
             history = histories[run["path"]]
-            step = np.asarray(history.get("step", []), dtype=float)
-            mse = np.asarray(history.get("train_mse", []), dtype=float)
-            keep = np.isfinite(mse) & (mse > 0)
-            if len(step) != len(mse) or not keep.any():
+            metric = next((m for m in losses if f"train_{m.name}" in history), None)
+            if metric is None:
                 continue
-            ax.plot(step[keep], mse[keep], color=colours.get(run[colour_key], "C0") if colour_key else "C0",
+            step = np.asarray(history.get("step", []), dtype=float)
+            loss = np.asarray(history[f"train_{metric.name}"], dtype=float)
+            keep = np.isfinite(loss) & (loss > 0)
+            if len(step) != len(loss) or not keep.any():
+                continue
+            ax.plot(step[keep], loss[keep], color=colours.get(run[colour_key], "C0") if colour_key else "C0",
                     ls=styles.get(run[style_key], "-") if style_key else "-", alpha=0.7, lw=1.1)
+            titles.add(metric.title)
             drawn = True
         ax.set_title(method)
         ax.set_yscale("log")
         ax.set_xlabel("step")
-        ax.set_ylabel("train MSE (log)")
+        ax.set_ylabel(f"train {' / '.join(sorted(titles)) or 'loss'} (log)")
         ax.grid(True, alpha=0.3)
         if drawn:
             _plain_log_labels(ax.yaxis)
@@ -126,7 +134,7 @@ def training_curves_figure(df: pd.DataFrame, histories: Mapping[str, dict]) -> F
     if handles:
         fig.legend(handles=handles, loc="outside lower center", ncols=min(6, len(handles)), fontsize="x-small")
     rest = [k for k in others if k not in (colour_key, style_key)]
-    fig.suptitle("Training curves: train MSE per step (one line per run"
+    fig.suptitle(f"Training curves: train {' / '.join(sorted(titles)) or 'loss'} per step (one line per run"
                  + (f"; {', '.join(rest)} not told apart)" if rest else ")"))
     return fig
 

@@ -40,6 +40,7 @@ from harness.analysis.frames import (
     nan_to_none,
     number_text,
 )
+from harness.core.metrics import METRICS, Metric
 
 THRESHOLD = 0.05
 CONFIDENCE = 0.95
@@ -51,8 +52,9 @@ DEFAULT_BASELINES = {"method": "diffstate", "fine_tuning": "scratch"}
 
 
 @dataclass(frozen=True)
-class Metric:
-    """A per-run quantity a finding compares: its title and the words for higher and lower (higher is worse)."""
+class Measure:
+    """A per-run quantity a finding or a comparison states as a ratio: its title, the words for a higher
+    and a lower value, and which of them is worse."""
 
     column: str
     title: str
@@ -62,16 +64,30 @@ class Metric:
     # Computed, not timed: one seed's value is exact, so runs pair by seed (same data and init on both sides).
     paired: bool = False
     timed: bool = False  # a clock's reading of the compiled program: between runs of one program, drift alone
+    higher_is_worse: bool = True
+
+    @property
+    def worse(self) -> str:
+        return self.higher if self.higher_is_worse else self.lower
+
+    @property
+    def better(self) -> str:
+        return self.lower if self.higher_is_worse else self.higher
 
 
-METRICS = {m.column: m for m in (
-    Metric("in_loop_s_per_step", "in-loop step time", "slower", "faster", timed=True),
-    Metric("run_s_per_step", "run time / step", "slower", "faster", timed=True),
-    Metric("memory_bytes", "memory", "more", "less", exact=True),
-    Metric("opt_state_bytes", "optimizer state", "more", "less", exact=True),
-    Metric("test_mse", "test MSE", "higher", "lower", paired=True),
-    Metric("train_mse", "train MSE", "higher", "lower", paired=True),
-    Metric("compile_s", "compile", "slower", "faster"),  # XLA's work on the input program: not `timed` here
+def _quality(split: str, metric: Metric) -> Measure:
+    return Measure(f"{split}_{metric.name}", f"{split} {metric.title}", "higher", "lower", paired=True,
+                   higher_is_worse=metric.better == "lower")
+
+
+# Costs, then every quality metric of harness.core.metrics (train and test).
+MEASURES = {m.column: m for m in (
+    Measure("in_loop_s_per_step", "in-loop step time", "slower", "faster", timed=True),
+    Measure("run_s_per_step", "run time / step", "slower", "faster", timed=True),
+    Measure("memory_bytes", "memory", "more", "less", exact=True),
+    Measure("opt_state_bytes", "optimizer state", "more", "less", exact=True),
+    *(_quality(split, metric) for metric in METRICS.values() for split in ("test", "train")),
+    Measure("compile_s", "compile", "slower", "faster"),  # XLA's work on the input program: not `timed` here
 )}
 NO_DIFFERENCE = "no significant difference"
 SAME_PROGRAM = "same compiled program"
@@ -211,8 +227,8 @@ def mean_ci(values: Sequence[float], *, confidence: float = CONFIDENCE, seed: in
     return mean, float(result.confidence_interval.low), float(result.confidence_interval.high)
 
 
-def verdict(estimate: Estimate, threshold: float = THRESHOLD, metric: Metric | None = None) -> str:
-    """What the interval says, higher being worse.
+def verdict(estimate: Estimate, threshold: float = THRESHOLD, measure: Measure | None = None) -> str:
+    """What the interval says.
 
     The metric's word for higher ('slower') when the whole interval is above
     1 + threshold, for lower ('faster') when it is below 1 / (1 + threshold);
@@ -221,10 +237,10 @@ def verdict(estimate: Estimate, threshold: float = THRESHOLD, metric: Metric | N
 
     >>> verdict(Estimate(1.01, 0.97, 1.05))
     'no significant difference'
-    >>> verdict(Estimate(0.5, 0.45, 0.55), metric=METRICS["memory_bytes"])
+    >>> verdict(Estimate(0.5, 0.45, 0.55), measure=MEASURES["memory_bytes"])
     'less'
     """
-    higher, lower = (metric.higher, metric.lower) if metric else ("slower", "faster")
+    higher, lower = (measure.higher, measure.lower) if measure else ("slower", "faster")
     if math.isnan(estimate.ratio):
         return "no data"
     if math.isnan(estimate.low):
@@ -242,9 +258,9 @@ def verdict(estimate: Estimate, threshold: float = THRESHOLD, metric: Metric | N
     return "inconclusive"
 
 
-def is_worse(word: str, metric: Metric) -> bool:
+def is_worse(word: str, measure: Measure) -> bool:
     """Whether a verdict is a significant change for the worse beyond the threshold."""
-    return word == metric.higher
+    return word == measure.worse
 
 
 # --- samples per run -----------------------------------------------------------------------------
@@ -348,19 +364,19 @@ def compare_axis(df: pd.DataFrame, axis: str, baseline: str, columns: Sequence[s
         if candidate == baseline or nan_to_none(candidate) is None:
             continue
         for column in columns:
-            metric = METRICS[column]
-            by = [*others, "seed"] if metric.paired else others
+            measure = MEASURES[column]
+            by = [*others, "seed"] if measure.paired else others
             strata, same = [], []
             for _, g in (ok.groupby(by, dropna=False, sort=False) if by else [((), ok)]):
                 base, cand = g[g[axis] == baseline], g[g[axis] == candidate]
                 strata.append((samples(base, column), samples(cand, column)))
                 if len(base) and len(cand):
                     same.append(same_program(base, cand))
-            est = ratio_ci(strata, exact=metric.exact or metric.paired, seed=seed)
-            word = verdict(est, threshold, metric)
-            if metric.timed and same and all(same):
+            est = ratio_ci(strata, exact=measure.exact or measure.paired, seed=seed)
+            word = verdict(est, threshold, measure)
+            if measure.timed and same and all(same):
                 # Its ratio is drift; one beyond the threshold is worth a look (denormals, other load).
-                word = SAME_PROGRAM + (f", drift beyond ±{threshold:.0%}" if word in (metric.higher, metric.lower)
+                word = SAME_PROGRAM + (f", drift beyond ±{threshold:.0%}" if word in (measure.higher, measure.lower)
                                        else "")
             rows.append({"axis": axis, "baseline": baseline, "candidate": candidate, "metric": column,
                          "ratio": est.ratio, "low": est.low, "high": est.high, "strata": est.strata,
@@ -383,9 +399,10 @@ def _follows(runs: pd.DataFrame, axis: str, key: str) -> bool:
 
 
 def finding_columns(df: pd.DataFrame) -> list[str]:
-    """The metrics a finding reports: step time, memory, optimizer state, test MSE (those the runs have)."""
+    """The measures a finding reports: step time, memory, optimizer state and each main test metric the runs have."""
     step = step_time_column(df)
-    return [step, *(c for c in ("memory_bytes", "opt_state_bytes", "test_mse") if c in df and df[c].notna().any())]
+    quality = [f"test_{m.name}" for m in METRICS.values() if m.main]
+    return [step, *(c for c in ("memory_bytes", "opt_state_bytes", *quality) if c in df and df[c].notna().any())]
 
 
 def comparisons(df: pd.DataFrame, baselines: Mapping[str, str] | None = None, *, threshold: float = THRESHOLD,
@@ -455,7 +472,7 @@ def findings_table(found: pd.DataFrame, axis: str) -> pd.DataFrame:
     for candidate, g in rows.groupby("candidate", sort=False):
         cells = {f"{axis} / {baseline}": candidate}
         for _, r in g.iterrows():
-            cells[METRICS[r["metric"]].title] = f"{r['estimate']} {r['verdict']}"
+            cells[MEASURES[r["metric"]].title] = f"{r['estimate']} {r['verdict']}"
         cells["settings"] = int(g["strata"].max())
         table[candidate] = cells
     return pd.DataFrame(list(table.values()))
@@ -483,5 +500,5 @@ def headline(df: pd.DataFrame, found: pd.DataFrame) -> list[str]:
     lines = []
     for axis, g in found[found["metric"] == step].groupby("axis", sort=False):
         cells = [f"{r['candidate']} {r['estimate']} {r['verdict']}" for _, r in g.iterrows()]
-        lines.append(f"{METRICS[step].title}, {axis} / {g['baseline'].iloc[0]} (95% CI): " + "; ".join(cells))
+        lines.append(f"{MEASURES[step].title}, {axis} / {g['baseline'].iloc[0]} (95% CI): " + "; ".join(cells))
     return lines + same_program_lines(found) + drift_lines(df)

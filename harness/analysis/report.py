@@ -34,6 +34,7 @@ from harness.analysis.frames import (
 )
 from harness.analysis.tables import compact, program_keys
 from harness.core.fields import nested_get
+from harness.core.metrics import METRICS
 from harness.jobs.store import RECORD_NAME, read_record, read_records
 from harness.jobs.sweep_plan import missing_jobs, read_plan
 from harness.jobs.tracking import quiet_settings, run_group
@@ -81,11 +82,16 @@ def _with_keys(summary: pd.DataFrame, keys: list[str], columns: dict[str, Any]) 
     return pd.DataFrame({**{k: summary[k] for k in keys}, "ok runs": ok_runs, **columns})
 
 
+def _has(summary: pd.DataFrame, name: str) -> bool:
+    return f"{name}_median" in summary and summary[f"{name}_median"].notna().any()
+
+
 def fit_table(summary: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
-    return _with_keys(summary, keys, {"train MSE": _spread(summary, "train_mse"),
-                                      "test MSE": _spread(summary, "test_mse"),
-                                      "slope": _spread(summary, "slope"),
-                                      "intercept": _spread(summary, "intercept")})
+    """Train and test value of each metric (harness.core.metrics) the runs have, and the fitted line if any."""
+    columns = {f"{split} {m.title}": _spread(summary, f"{split}_{m.name}") for m in METRICS.values()
+               for split in ("train", "test") if _has(summary, f"{split}_{m.name}")}
+    columns.update({name: _spread(summary, name) for name in ("slope", "intercept") if _has(summary, name)})
+    return _with_keys(summary, keys, columns)
 
 
 def frozen_table(summary: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
@@ -288,8 +294,8 @@ def render_report(sweep_dir: Path, df: pd.DataFrame, records: list[dict], proble
 
     parts += [
         "## What each method does\n", METHOD_NOTES + "\n", *table(lambda rows, _: methods_table(rows), df, method_keys),
-        "## Fit\n", "Final train / test MSE over the task's data, and the line fitted through the test "
-                    "predictions.\n", *table(fit_table, summary, keys),
+        "## Fit\n", "Final train / test value of each quality metric over the task's data and, for 1-D "
+                    "inputs, the line fitted through the test predictions.\n", *table(fit_table, summary, keys),
         "## Frozen parameters\n", "Drift: L2 norm of final − initial over all frozen leaves.\n",
         *table(frozen_table, summary, keys),
         "## Is the timed work real?\n", *plausibility_lines(df, records),

@@ -1,26 +1,55 @@
-"""What a run measured, as plain numbers: errors, fitted line, frozen drift, optimizer memory."""
+"""What a run measured, as plain numbers: quality metrics, fitted line, frozen drift, optimizer memory.
+
+METRICS is the one table of quality metrics. An entry is a new metric everywhere: the
+per-step metric (`train.step_metrics`), the final train and test values, their record
+fields and W&B keys (harness/core/fields.py), the report's quality table, `harness
+compare`, the findings (main metrics) and the W&B dashboard's panels. No JAX here:
+a metric is written against the array API (`x.__array_namespace__()`), so the same
+function runs on jax arrays inside the compiled training step and on float64 numpy
+arrays for the final numbers.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Callable
 
 import numpy as np
 
 
-def mse(diffs):
-    """Mean squared error: the loss every method differentiates."""
+def mse(predictions, targets):
+    """Mean squared error: the regression loss every method differentiates."""
+    diffs = targets - predictions
     return (diffs**2).mean()
 
 
-def mae(diffs):
+def mae(predictions, targets):
     """Mean absolute error."""
-    return abs(diffs).mean()
+    return abs(targets - predictions).mean()
 
 
-# Error metrics by name, each a function of targets - predictions that works on jax arrays (every
-# training step, harness.core.task.loss_and_metrics) and numpy arrays (the final float64 numbers, `errors`).
-# One entry here is a new metric everywhere: step metrics, record fields, report columns, W&B keys.
-METRICS = {"mse": mse, "mae": mae}
+@dataclass(frozen=True)
+class Metric:
+    """A measure of a model's predictions against a task's targets.
+
+    fn: (predictions, targets) -> a scalar, on jax or numpy arrays; kind: the tasks it applies
+    to ("regression"); better: "lower" or "higher"; loss: a task can train on it (differentiable);
+    main: the headline quality of its kind of task (findings compare it, the console shows it).
+    """
+
+    name: str
+    title: str
+    fn: Callable[[Any, Any], Any]
+    kind: str
+    better: str = "lower"
+    loss: bool = False
+    main: bool = False
+
+
+METRICS = {m.name: m for m in (
+    Metric("mse", "MSE", mse, "regression", loss=True, main=True),
+    Metric("mae", "MAE", mae, "regression"),
+)}
 
 
 def errors(predictions, targets) -> dict[str, float]:
@@ -29,8 +58,8 @@ def errors(predictions, targets) -> dict[str, float]:
     >>> errors([1.0, 2.0], [1.0, 4.0])
     {'mse': 2.0, 'mae': 1.0}
     """
-    diffs = np.asarray(targets, np.float64) - np.asarray(predictions, np.float64)
-    return {name: float(metric(diffs)) for name, metric in METRICS.items()}
+    predictions, targets = np.asarray(predictions, np.float64), np.asarray(targets, np.float64)
+    return {name: float(metric.fn(predictions, targets)) for name, metric in METRICS.items()}
 
 
 def fit_line(x, predictions) -> dict[str, float]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from harness.core.fields import axes
+from harness.core.metrics import METRICS
 
 LABEL = 15  # width of the label column
 
@@ -41,15 +42,18 @@ def _line(label: str, text: str) -> str:
 
 
 def run_lines(record: dict[str, Any]) -> list[str]:
-    """Status and the run's axes, then MSE, fitted line, frozen drift and time, each on one aligned line."""
+    """Status and the run's axes, then its loss and main metrics, fitted line, frozen drift and time, one aligned
+    line each."""
     values = axes(record)
     shown = " ".join(f"{k}={values[k]}" for k in ("method", "freeze", "optimizer", "lr", "seed")
                      if values.get(k) is not None)
     lines = [f"{record.get('status', '?')}  {values.get('experiment') or ''}" + (f" · {shown}" if shown else "")]
     metrics = record.get("metrics") or {}
-    if metrics:
-        lines.append(_line("MSE", f"train {_g((metrics.get('train') or {}).get('mse'))}  "
-                                  f"test {_g((metrics.get('test') or {}).get('mse'))}"))
+    train, test = metrics.get("train") or {}, metrics.get("test") or {}
+    for metric in METRICS.values():
+        if (metric.loss or metric.main) and (metric.name in train or metric.name in test):
+            lines.append(_line(metric.title, f"train {_g(train.get(metric.name))}  test {_g(test.get(metric.name))}"))
+    if "slope" in metrics:
         line = f"slope {_g(metrics.get('slope'))}  intercept {_g(metrics.get('intercept'))}"
         lines.append(_line("fitted line", line))
     drift = record.get("drift")

@@ -48,7 +48,7 @@ import jax
 import numpy as np
 
 from harness.core.program import Built
-from harness.core.task import make_data
+from harness.core.tasks import make_task
 from harness.core.train import build, train
 from harness.jobs.app import spec_from_overrides as seed_spec
 
@@ -232,10 +232,10 @@ def main(argv: list[str] | None = None) -> None:
     print(f"jax {jax.__version__}, {os.cpu_count()} cores, {cpu}, load {os.getloadavg()[0]:.2f}; "
           f"python {platform.python_version()}")
     with jax.default_device(cpu):
-        data = jax.device_put(make_data(seed_spec().task), cpu)
-        x, y = data.x_train, data.y_train
-        harness = build(seed_spec("method=diffstate"), data)
-        reference = build(seed_spec("method=reference"), data)
+        task = make_task(seed_spec().task)
+        x, y = jax.device_put((task.data.x_train, task.data.y_train), cpu)
+        harness = build(seed_spec("method=diffstate"), task)
+        reference = build(seed_spec("method=reference"), task)
         t0 = time.perf_counter()
         calls, compiled = compile_all(harness, reference, x, y, steps_list)
         t1 = time.perf_counter()

@@ -40,7 +40,7 @@ from harness.core.batching import Minibatches, order_key
 from harness.core.hlo import loop_ops
 from harness.core.models import build_model
 from harness.core.plausibility import machine_peak
-from harness.core.task import make_data
+from harness.core.tasks import make_task
 from harness.core.train import build, train
 from harness.jobs.app import spec_from_overrides
 
@@ -102,9 +102,9 @@ def main(argv: list[str] | None = None) -> None:
           f"{platform.python_version()}; calibrated peak {peak['matmul_flops_per_s'] / 1e9:.0f} GFLOP/s")
 
     with jax.default_device(cpu):
-        data = make_data(spec.task)
-        x, y, key = data.x_train, data.y_train, order_key(spec.task.seed)
-        built = build(spec, data)
+        task = make_task(spec.task)
+        x, y, key = task.data.x_train, task.data.y_train, order_key(spec.task.seed)
+        built = build(spec, task)
         batches = Minibatches(args.batch, args.rows)
         harness = train.lower(built.state, x, y, key, program=built.program, steps=args.steps,
                               batches=batches).compile()

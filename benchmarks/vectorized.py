@@ -28,8 +28,9 @@ def one_by_one(specs, devices, steps):
     t0 = time.perf_counter()
     run_s = 0.0
     for spec in specs:
-        data = _placed(spec, devices)[0]
-        built = build(spec, data)
+        task = _placed(spec, devices)[0]
+        data = task.data
+        built = build(spec, task)
         compiled = train.lower(built.state, data.x_train, data.y_train, program=built.program, steps=steps).compile()
         t = time.perf_counter()
         jax.block_until_ready(compiled(built.state, data.x_train, data.y_train))
@@ -39,8 +40,9 @@ def one_by_one(specs, devices, steps):
 
 def vectorized(specs, devices, steps):
     t0 = time.perf_counter()
-    data = [_placed(s, devices)[0] for s in specs]
-    built = [build(s, d) for s, d in zip(specs, data)]
+    tasks = [_placed(s, devices)[0] for s in specs]
+    data = [task.data for task in tasks]
+    built = [build(s, task) for s, task in zip(specs, tasks)]
     args = (stack([b.state for b in built]), stack([d.x_train for d in data]), stack([d.y_train for d in data]),
             stack([order_key(s.task.seed) for s in specs]))
     compiled = train_many.lower(*args, program=built[0].program, steps=steps).compile()

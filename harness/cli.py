@@ -35,9 +35,11 @@ def main() -> None:
 
         command = sys.argv.pop(1)
         sys.exit(report.main_report() if command == "report" else report.main_compare())
+    from harness.core.components import with_custom_options
     from harness.jobs import callbacks
     from harness.jobs.app import main as hydra_main
 
+    sys.argv[1:] = with_custom_options(sys.argv[1:])
     signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         hydra_main()

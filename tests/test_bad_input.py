@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import pytest
+import yaml
 
 from conftest import run_cli
 
@@ -15,6 +16,8 @@ CASES = {
     "unknown experiment": (["experiment=nope"], ["Could not find 'experiment/nope'", "freeze_matrix"]),
     "key typo": (["optimizer.lrr=0.1"], ["Key 'lrr' not in 'OptimizerConfig'"]),
     "wrong type": (["train.steps=many"], ["train.steps", "could not be converted to Integer"]),
+    "weight decay without decay": (["optimizer=adam", "optimizer.weight_decay=0.1"],
+                                   ["optimizer.weight_decay: optimizer=adam does not decay weights"]),
     "lr zero": (["optimizer.lr=0"], ["optimizer.lr: must be a finite number > 0, got 0.0"]),
     "lr negative": (["optimizer.lr=-0.1"], ["optimizer.lr: must be a finite number > 0"]),
     "lr nan": (["optimizer.lr=nan"], ["optimizer.lr: must be a finite number > 0, got nan"]),
@@ -32,21 +35,38 @@ CASES = {
     "bad regex": (["freeze=paths", "freeze.patterns=['(']"], ["freeze.patterns: '(' is not a valid regex"]),
     "device index": (["device.index=7"], ["device.index", "out of range", "available: {'cpu': 1}"]),
     "device platform": (["device=gpu"], ["device.platform: no 'gpu' devices", "available: {'cpu': 1}"]),
-    "uneven data-parallel split": (["device.count=2"], ["device.count: 2 devices cannot split task.n_train=55"]),
+    "uneven data-parallel split": (["device.count=2"], ["device.count: 2 devices cannot split the 55 training rows"]),
     "batch size zero": (["train.batch_size=0"], ["train.batch_size: must be >= 1", "got 0"]),
     "batch size negative": (["train.batch_size=-8"], ["train.batch_size: must be >= 1", "got -8"]),
     "batch larger than the training set": (["train.batch_size=56"],
-                                           ["train.batch_size: must be <= task.n_train=55", "got 56"]),
+                                           ["train.batch_size: must be <= the 55 training rows of task 'seed'",
+                                            "got 56"]),
     "batch uneven over devices": (["train.batch_size=11", "device.count=2"],
-                                  ["device.count: 2 devices cannot split train.batch_size=11"]),
+                                  ["device.count: 2 devices cannot split train.batch_size=11 rows"]),
     "chunks that do not divide the steps": (["train.steps=100", "train.log_every=30"],
                                             ["train.log_every: must be >= 1 and divide train.steps=100", "got 30"]),
     "chunks of a vectorized run": (["vectorize.lr=[0.1,0.2]", "train.log_every=41"],
                                    ["train.log_every: vectorized points train in one call"]),
     "unknown step metric": (["train.step_metrics=[mse,r2]"], ["train.step_metrics: got 'r2', allowed: mse, mae"]),
+    "a setting of another task": (["task=transfer", "model=mlp", "task.slope=3"],
+                                  ["task.slope: not a setting of task 'transfer'", "has: dim, teacher_width"]),
+    "a setting of another model": (["model=mlp", "model.pretrained_kernel=5"],
+                                   ["model.pretrained_kernel: not a setting of model 'mlp'", "has: depth, width"]),
+    "a task setting's type": (["task.n_train=many"], ["task.n_train", "could not be converted to Integer"]),
+    "a component that does not import": (["model._target_=no_such_pkg.Net"],
+                                         ["model._target_: cannot import 'no_such_pkg.Net'"]),
+    "your own model without its required setting": (["model._target_=harness.core.models.mlp.MLP"],
+                                                     ["model.depth: is required by model 'MLP'"]),
+    "pretraining without a source task": (["task.pretrain_steps=10"],
+                                          ["task.pretrain_steps: task 'seed' has no source task to pretrain on"]),
+    "pretraining without a backbone": (["task=transfer", "task.pretrain_steps=10", "model=linear"],
+                                       ["task.pretrain_steps: pretraining trains a `backbone` and model 'linear'"]),
     "lora rank zero": (["model=mlp", "model.lora_rank=0"], ["model.lora_rank: must be in [1, model.width=16], got 0"]),
     "lora rank over the width": (["model=mlp", "model.lora_rank=17"], ["model.lora_rank: must be in [1, model.width=16]"]),
     "lora without a rank": (["model=mlp", "freeze=lora"], ["freeze: lora freezes the base weights", "model.lora_rank"]),
+    "reference without a plain-JAX forward": (["model._target_=flax.nnx.Linear", "+model.in_features=1",
+                                               "+model.out_features=1", "method=reference"],
+                                              ["method: reference trains a plain-JAX forward", "has none"]),
     "results dir": (["results_dir=/proc/not-writable"], ["results_dir: cannot write results to /proc/not-writable"]),
     "steps past int32": (["train.steps=10000000000"], ["train.steps: must be <= 2,147,483,647", "int32"]),
     "seed past int64": (["task.seed=100000000000000000000"], ["task.seed: must be a 64-bit integer"]),
@@ -69,6 +89,8 @@ CASES = {
                 ["tracker.wandb.tags: each tag must have 1 to 64 characters"]),
     "W&B timeout": (["tracker=offline", "tracker.wandb.init_timeout=-1"], ["tracker.wandb.init_timeout: must be"]),
 }
+# Run on a machine of two CPU devices (XLA's host platform split in two): device.count=2 exists.
+TWO_DEVICES = {"uneven data-parallel split", "batch uneven over devices"}
 # Refused before anything is written: no run directory anywhere.
 AT_START_UP = {"unknown key added with +", "unknown top-level key", "name removed", "report removed",
                "name with a path", "empty name", "empty results dir", "resume of nothing", "resume of a file",
@@ -81,7 +103,8 @@ def test_bad_input_gets_one_clear_message_and_a_nonzero_exit(tmp_path, case):
     work = tmp_path / "work" / "here"  # name=../../escape would land in tmp_path/escape
     work.mkdir(parents=True)
     results = [] if any(a.startswith("results_dir=") for a in args) else [f"results_dir={work / 'results'}"]
-    proc = run_cli("tracker=disabled", *results, *args, cwd=work, timeout=60)
+    env = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"} if case in TWO_DEVICES else None
+    proc = run_cli("tracker=disabled", *results, *args, cwd=work, env=env, timeout=60)
     output = proc.stdout + proc.stderr
     assert proc.returncode != 0, output
     for text in expected:
@@ -101,10 +124,15 @@ def test_bad_input_inside_a_multirun_is_a_failed_record_and_the_sweep_goes_on(cl
     assert all(r["error"]["type"] == "ConfigError" and "optimizer.lr" in r["error"]["message"] for r in failed)
 
 
-def test_the_names_the_config_accepts_are_the_registries_names():
-    """config.py checks names without importing JAX; each list must match the registry that builds the thing."""
-    from harness.core import config, metrics, models, task
+def test_every_option_of_a_component_group_names_an_importable_component_under_its_own_name():
+    """The config groups are the registry: each option's `_target_` imports, and its `name` is its file's."""
+    from harness.core.components import load
+    from harness.jobs.app import CONF_DIR
 
-    assert config.TASKS == tuple(task.TASKS)
-    assert config.MODELS == tuple(models.MODELS)
-    assert config.STEP_METRICS == tuple(metrics.METRICS)
+    for group in ("task", "model", "method"):
+        for path in sorted((CONF_DIR / group).glob("*.yaml")):
+            node = yaml.safe_load(path.read_text())
+            if node["_target_"] == "???":  # custom: the user's own
+                continue
+            assert callable(load(node["_target_"])), path
+            assert node["name"] == path.stem, path

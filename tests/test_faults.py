@@ -22,7 +22,8 @@ import wandb
 from filelock import FileLock
 
 from harness.core import config as config_lib
-from harness.core.config import ConfigError, WandbConfig
+from harness.core.checks import ConfigError
+from harness.core.config import WandbConfig
 from harness.core.memory import available_bytes
 
 from conftest import records, run_cli, run_injected, wandb_file

@@ -9,10 +9,10 @@ import pytest
 from flax import nnx
 
 from harness import frozen_kernel_unchanged
-from harness.core.config import ConfigError
+from harness.core.checks import ConfigError
 from harness.core.models import build_model
 from harness.core.run import execute
-from harness.core.task import make_data
+from harness.core.tasks import make_task
 from harness.core.train import build, train
 
 from conftest import spec_for
@@ -102,8 +102,9 @@ def test_fitted_line_of_the_mlp_is_the_least_squares_line_of_its_predictions():
     r = run("mlp", "head", "diffstate", "adamw")
     # Train the same run again by hand and fit a line through its test predictions.
     spec = spec_for("model=mlp", "freeze=head", "method=diffstate", "optimizer=adamw", *FAST)
-    data = make_data(spec.task)
-    built = build(spec, data)
+    task = make_task(spec.task)
+    data = task.data
+    built = build(spec, task)
     state, _ = train(built.state, data.x_train, data.y_train, program=built.program, steps=spec.train.steps)
     slope, intercept = np.polyfit(np.ravel(data.x_test), np.ravel(built.program.predict(state, data.x_test)), 1)
     np.testing.assert_allclose([r["metrics"]["slope"], r["metrics"]["intercept"]], [slope, intercept], rtol=1e-5)

@@ -4,9 +4,9 @@ import jax
 import numpy as np
 import pytest
 
-from harness.core.config import ConfigError
+from harness.core.checks import ConfigError
 from harness.core.run import execute, execute_vectorized
-from harness.core.task import make_data
+from harness.core.tasks import make_task
 from harness.core.train import build
 
 from conftest import spec_for
@@ -52,7 +52,7 @@ def test_reference_matches_diffstate(overrides):
 
 def test_reference_state_paths_are_the_nnx_paths():
     spec = spec_for("method=reference", "model=mlp", "freeze=backbone")
-    built = build(spec, make_data(spec.task))
+    built = build(spec, make_task(spec.task))
     params = [p for p in built.paths if p[0] == 0]
     assert params == [
         (0, "backbone", "layers", 0, "bias"), (0, "backbone", "layers", 0, "kernel"),
@@ -71,7 +71,7 @@ def test_reference_rejects_a_bad_mask_exactly_as_nnx_does():
     for method in ("diffstate", "reference"):
         spec = spec_for(f"method={method}", "freeze=paths", "freeze.patterns=[nothing_here]")
         with pytest.raises(ConfigError) as err:
-            build(spec, make_data(spec.task))
+            build(spec, make_task(spec.task))
         messages.append(str(err.value))
     assert messages[0] == messages[1]
 
@@ -89,7 +89,7 @@ def test_sweeping_the_learning_rate_compiles_once(method):
 def test_reference_program_is_equal_across_hyperparameters():
     specs = [spec_for("method=reference", f"optimizer.lr={lr}", f"optimizer.weight_decay={wd}")
              for lr, wd in ((1e-3, 0.0), (5e-2, 0.1))]
-    a, b = (build(spec, make_data(spec.task)).program for spec in specs)
+    a, b = (build(spec, make_task(spec.task)).program for spec in specs)
     assert a == b and hash(a) == hash(b)
 
 

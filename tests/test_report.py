@@ -39,15 +39,17 @@ def make_record(num: int, method: str, optimizer: str, steps: int, seed: int, *,
     moved = method == "stop_gradient" and optimizer == "adamw"
     overrides = [f"method={method}", f"optimizer={optimizer}", f"train.steps={steps}", f"task.seed={seed}"]
     rec = {
-        "schema_version": 1,
+        "schema_version": 2,
         "status": status,
         "error": None,
         "job": {"name": f"harness-{num}", "num": num, "overrides": overrides,
                 "override_dirname": ",".join(overrides), "output_dir": f"/sweep/{num}"},
         "config": {
             "name": name, "results_dir": results_dir, "resume": resume,
-            "task": {"seed": seed, "slope": 2.234, "intercept": -1.123, "n_train": 55, "n_test": 55},
-            "model": {"name": "linear", "pretrained_kernel": 2.0, "depth": 2, "width": width},
+            "task": {"_target_": "harness.core.tasks.line.line_task", "name": "seed", "seed": seed, "slope": 2.234,
+                     "intercept": -1.123, "n_train": 55, "n_test": 55},
+            "model": {"_target_": "harness.core.models.linear.linear", "name": "linear", "pretrained_kernel": 2.0,
+                      "width": width},
             "freeze": {"name": "kernel", "patterns": ["kernel"]},
             "method": {"name": method},
             "optimizer": {"name": optimizer, "lr": 1e-3, "weight_decay": 1e-4 if optimizer == "adamw" else 0.0},

@@ -47,7 +47,8 @@ def test_console_summary_shows_the_seed_numbers(seed, default_run):
     np.testing.assert_allclose(test_mse, 3.2692759, rtol=1e-5)
     np.testing.assert_allclose([test_mse, slope, intercept], [seed["test_loss"], seed["m"], seed["b"]], rtol=1e-5)
     assert slope == pytest.approx(2.0) and intercept == pytest.approx(-0.1206, abs=1e-4)
-    assert text.startswith("ok  default · method=diffstate freeze=kernel optimizer=adamw lr=0.001 seed=123")
+    assert text.startswith("ok  default · task=seed model=linear method=diffstate freeze=kernel optimizer=adamw "
+                           "lr=0.001 seed=123")
     assert "bitwise unchanged" in text and "compile " in text and "in the loop" in text
     assert len(text.splitlines()) == 5
 

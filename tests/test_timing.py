@@ -8,7 +8,7 @@ import pytest
 
 from harness.core.hlo import loop_ops
 from harness.core.run import execute, execute_vectorized
-from harness.core.task import make_data
+from harness.core.tasks import make_task
 from harness.core.timing import compile_and_time
 from harness.core.train import build, train
 
@@ -85,8 +85,9 @@ def test_vectorized_cli_run_writes_one_record_per_point(cli):
 
 def test_the_timed_loop_emits_the_loss_only_unless_asked():
     spec = spec_for("model=mlp", "freeze=backbone")
-    data = make_data(spec.task)
-    built = build(spec, data)
+    task = make_task(spec.task)
+    data = task.data
+    built = build(spec, task)
     args = (built.state, data.x_train, data.y_train)
     outputs, abs_ops = {}, {}
     for metrics in (("mse",), ("mse", "mae")):

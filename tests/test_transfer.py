@@ -31,7 +31,7 @@ def test_pretraining_is_cached_and_a_corrupt_or_foreign_cache_file_is_rebuilt(tm
     first = transfer(tmp_path, "freeze=backbone")
     again = transfer(tmp_path, "freeze=backbone", "method=reference")
     assert first["pretraining"]["cache"] == "built" and again["pretraining"]["cache"] == "hit"
-    assert again["pretraining"]["source_mse"] == first["pretraining"]["source_mse"]
+    assert again["pretraining"]["source_loss"] == first["pretraining"]["source_loss"]
     np.testing.assert_allclose(again["metrics"]["test"]["mse"], first["metrics"]["test"]["mse"], rtol=2e-5)
     path = first["pretraining"]["path"]
     with open(path, "r+b") as f:
@@ -45,9 +45,10 @@ def test_pretraining_is_cached_and_a_corrupt_or_foreign_cache_file_is_rebuilt(tm
 
 @pytest.mark.parametrize("overrides,message", [
     (("task.dim=0",), "task.dim: must be >= 1, got 0"),
-    (("task.name=cifar",), "task.name: got 'cifar', allowed: seed, transfer"),
-    (("task=seed", "task.pretrain_steps=10"), "task.pretrain_steps: only task=transfer has a source task"),
+    (("task.slope=2",), "task.slope: not a setting of task 'transfer'; task 'transfer' has: dim, teacher_width, "
+                        "n_train, n_test"),
+    (("task.pretrain_steps=-1",), "task.pretrain_steps: must be an integer >= 0, got -1"),
 ])
 def test_bad_task_settings_name_the_field(overrides, message):
     with pytest.raises(Exception, match=message.replace("(", r"\(")):
-        spec_for(*overrides)
+        spec_for("task=transfer", *overrides)

@@ -53,8 +53,11 @@ def test_define_metric_puts_curves_on_train_step_and_summarizes_min_and_last(swe
 
 def test_every_record_field_reads_from_a_real_record_and_reaches_the_wandb_summary(sweep):
     """harness/core/fields.py against what runs write: a wrong path reads None, a W&B key not logged is missing."""
-    # mae is not a per-step metric by default (train.step_metrics), so there is no last-step mae.
-    only_when_it_happens = {"error", "diverged_at_step", "warning", "last_step_train_mae"}
+    # mae is not a per-step metric by default (train.step_metrics), so there is no last-step mae; a
+    # regression task has no classification metrics.
+    classification = {f"{prefix}{m}" for m in ("cross_entropy", "accuracy")
+                      for prefix in ("train_", "test_", "last_step_train_")}
+    only_when_it_happens = {"error", "diverged_at_step", "warning", "last_step_train_mae", *classification}
     for record, run in zip(sweep["records"], sweep["runs"]):
         assert {f.column for f in FIELDS if f.get(record) is None} == only_when_it_happens
         logged = {f.wandb: run["summary"].get(f.wandb) for f in FIELDS if f.wandb and f.get(record) is not None}

@@ -36,7 +36,7 @@ _PANDAS = {int: "Int64", bool: "boolean", str: "str", float: "float64"}
 DTYPES = {**{f.column: (_PANDAS[f.kind], f.kind) for f in FIELDS}, "path": ("str", str)}
 # Always rows of the summary; the others become rows only where they split the sweep further.
 ALWAYS_KEYS = ("method", "freeze", "optimizer")
-MAYBE_KEYS = ("model", "lr", "weight_decay", "steps", "device", "experiment")
+MAYBE_KEYS = ("task", "model", "lr", "weight_decay", "steps", "device", "experiment")
 
 
 # --- reading -------------------------------------------------------------------------------------

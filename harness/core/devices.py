@@ -6,7 +6,8 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from harness.core.config import DeviceConfig, DeviceUnavailable
+from harness.core.checks import DeviceUnavailable
+from harness.core.config import DeviceConfig
 
 
 def available() -> dict[str, int]:

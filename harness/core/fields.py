@@ -149,6 +149,7 @@ def _command_line(overrides: Any) -> str:
 # The swept axes under short flat names: the first report columns, W&B run names and tags.
 AXES = (
     _field("experiment", "config.name", str),
+    _field("task", "config.task.name", str),
     _field("model", "config.model.name", str),
     _field("freeze", "config.freeze.name", str),
     _field("method", "config.method.name", str),

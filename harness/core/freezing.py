@@ -9,8 +9,8 @@ so a sweep compiles once per shape. Each answers four questions:
 - `argnums`: which Variables does `nnx.value_and_grad` differentiate?
 - `transform` / `filter_grads`: what happens to gradients on their way to optax?
 
-Adding a method is one class here, one entry in `METHODS` and one YAML file
-in conf/method/.
+Adding a method is one class here and one YAML file in conf/method/ that names
+it with `_target_`.
 """
 
 from __future__ import annotations
@@ -25,8 +25,9 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
-from harness.core.config import ConfigError, FreezeConfig
-from harness.core.task import loss_and_metrics
+from harness.core.checks import ConfigError
+from harness.core.config import FreezeConfig
+from harness.core.metrics import loss_and_metrics
 
 
 def path_str(path: tuple[Any, ...]) -> str:
@@ -56,6 +57,9 @@ def frozen_mask(model: nnx.Module, freeze: FreezeConfig) -> PathMatch:
             re.compile(pattern)
         except re.error as err:
             raise ConfigError("freeze.patterns", f"{pattern!r} is not a valid regex: {err}") from None
+    if freeze.adapters and not nnx.to_flat_state(nnx.state(model, nnx.LoRAParam)):
+        raise ConfigError("freeze", f"{freeze.name} freezes the base weights and trains LoRA adapters, and the model "
+                                    "has none (nnx.LoRAParam): give it adapters, e.g. model=mlp model.lora_rank=4")
     mask = PathMatch(tuple(freeze.patterns))
     paths = param_paths(model)
     frozen = [p for p in paths if mask(tuple(p.split("/")))]
@@ -76,8 +80,8 @@ class FrozenVariable(nnx.Variable):
     """Non-trainable state: a Variable that the nnx.Param filter does not match."""
 
 
-def _loss(model: nnx.Module, x: jax.Array, y: jax.Array):
-    return loss_and_metrics(model(x), y)
+def _loss(model: nnx.Module, x: jax.Array, y: jax.Array, loss: str):
+    return loss_and_metrics(model(x), y, loss)
 
 
 def _replace_frozen(model: nnx.Module, frozen: PathMatch, wrap: Callable[[jax.Array], Any]) -> None:
@@ -92,6 +96,7 @@ class FreezeMethod:
     """Base: gradients for every Param, optimizer over every Param, nothing done to them."""
 
     frozen: PathMatch
+    loss: str = "mse"  # the task's loss metric (harness.core.metrics), the one differentiated
 
     @property
     def trainable(self):
@@ -115,8 +120,8 @@ class FreezeMethod:
         return grads
 
     def value_and_grad(self, model: nnx.Module, x: jax.Array, y: jax.Array):
-        """((mse, metrics), grads): the MSE is differentiated, the metrics carried as aux."""
-        return nnx.value_and_grad(_loss, argnums=self.argnums, has_aux=True)(model, x, y)
+        """((loss, metrics), grads): the loss is differentiated, the metrics carried as aux."""
+        return nnx.value_and_grad(_loss, argnums=self.argnums, has_aux=True)(model, x, y, self.loss)
 
     def step(self, model: nnx.Module, optimizer: nnx.Optimizer, x: jax.Array, y: jax.Array):
         """One training step in place; returns the step's metrics before the update, as the seed does."""
@@ -175,7 +180,7 @@ class JaxSplit(DiffState):
         graphdef, trainable, rest = nnx.split(model, self.trainable, ...)
 
         def loss(trainable):
-            return _loss(nnx.merge(graphdef, trainable, rest), x, y)
+            return _loss(nnx.merge(graphdef, trainable, rest), x, y, self.loss)
 
         return jax.value_and_grad(loss, has_aux=True)(trainable)
 
@@ -215,21 +220,3 @@ class StopGradient(FreezeMethod):
         return nnx.map_state(
             lambda path, value: jax.tree.map(jnp.zeros_like, value) if self.frozen(path) else value, grads
         )
-
-
-METHODS: dict[str, type[FreezeMethod]] = {
-    "diffstate": DiffState,
-    "jax_split": JaxSplit,
-    "wrt_only": WrtOnly,
-    "attribute": Attribute,
-    "variable": Variable,
-    "optax_partition": OptaxPartition,
-    "stop_gradient": StopGradient,
-}
-
-
-def make_method(name: str, frozen: PathMatch) -> FreezeMethod:
-    if name not in METHODS:
-        raise ConfigError("method.name", f"got {name!r}, allowed: {', '.join([*METHODS, 'reference'])}")
-    return METHODS[name](frozen)
-

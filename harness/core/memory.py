@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.core.config import ConfigError
+from harness.core.checks import ConfigError
 
 _UNLIMITED = 2**60  # cgroup v1 writes "no limit" as a huge number, v2 as "max"
 

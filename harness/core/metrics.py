@@ -28,12 +28,28 @@ def mae(predictions, targets):
     return abs(targets - predictions).mean()
 
 
+def cross_entropy(logits, labels):
+    """Mean softmax cross-entropy of integer class labels: the classification loss every method differentiates."""
+    xp = logits.__array_namespace__()
+    shifted = logits - xp.max(logits, axis=-1, keepdims=True)
+    log_norm = xp.log(xp.sum(xp.exp(shifted), axis=-1))
+    picked = xp.take_along_axis(shifted, xp.astype(labels, xp.int32)[:, None], axis=-1)[:, 0]
+    return xp.mean(log_norm - picked)
+
+
+def accuracy(logits, labels):
+    """The fraction of rows whose largest logit is the label's."""
+    xp = logits.__array_namespace__()
+    return xp.mean(xp.astype(xp.argmax(logits, axis=-1) == labels, logits.dtype))
+
+
 @dataclass(frozen=True)
 class Metric:
     """A measure of a model's predictions against a task's targets.
 
     fn: (predictions, targets) -> a scalar, on jax or numpy arrays; kind: the tasks it applies
-    to ("regression"); better: "lower" or "higher"; loss: a task can train on it (differentiable);
+    to ("regression" or "classification"); better: "lower" or "higher"; loss: a task can train
+    on it (differentiable);
     main: the headline quality of its kind of task (findings compare it, the console shows it).
     """
 
@@ -49,17 +65,23 @@ class Metric:
 METRICS = {m.name: m for m in (
     Metric("mse", "MSE", mse, "regression", loss=True, main=True),
     Metric("mae", "MAE", mae, "regression"),
+    Metric("cross_entropy", "cross-entropy", cross_entropy, "classification", loss=True),
+    Metric("accuracy", "accuracy", accuracy, "classification", better="higher", main=True),
 )}
 
 
-def errors(predictions, targets) -> dict[str, float]:
-    """Every metric of METRICS on a model's predictions, in float64.
+def evaluate(predictions, targets, kind: str = "regression") -> dict[str, float]:
+    """Every metric of `kind` on a model's predictions, in float64 (class labels stay integers).
 
-    >>> errors([1.0, 2.0], [1.0, 4.0])
+    >>> evaluate([1.0, 2.0], [1.0, 4.0])
     {'mse': 2.0, 'mae': 1.0}
+    >>> {k: round(v, 4) for k, v in evaluate([[2.0, 0.0], [0.0, 2.0]], [0, 0], "classification").items()}
+    {'cross_entropy': 1.1269, 'accuracy': 0.5}
     """
-    predictions, targets = np.asarray(predictions, np.float64), np.asarray(targets, np.float64)
-    return {name: float(metric.fn(predictions, targets)) for name, metric in METRICS.items()}
+    predictions, targets = np.asarray(predictions, np.float64), np.asarray(targets)
+    if np.issubdtype(targets.dtype, np.floating):
+        targets = targets.astype(np.float64)
+    return {name: float(metric.fn(predictions, targets)) for name, metric in METRICS.items() if metric.kind == kind}
 
 
 def fit_line(x, predictions) -> dict[str, float]:
@@ -110,3 +132,11 @@ def subsample(n: int, points: int) -> np.ndarray:
     if n <= points:
         return np.arange(n)
     return np.unique(np.linspace(0, n - 1, points).round().astype(int))
+
+
+def loss_and_metrics(predictions, targets, loss: str = "mse"):
+    """(the loss, the one differentiated; {metric: value}) of every metric of the loss's kind, on jax arrays
+    inside the training step (a metric the program does not emit is dead code to XLA: it costs nothing)."""
+    kind = METRICS[loss].kind
+    values = {name: metric.fn(predictions, targets) for name, metric in METRICS.items() if metric.kind == kind}
+    return values[loss], values

@@ -1,6 +1,11 @@
 """A run's starting model: fresh, or with a backbone pretrained on the task's source task.
 
-Pretraining is done once per (task, model shape, seed) and cached on disk under
+With `task.pretrain_steps` > 0, the whole model (without LoRA adapters, with one output per
+source target) trains full-batch with Adam on the task's `source`, and the run starts from
+its `backbone` and a fresh head. The task must have a source and the model a `backbone`
+submodule: else one line says which is missing.
+
+Pretraining is done once per (task, model, seed) and cached on disk under
 `<results_dir>/.pretrained/`, keyed by a hash of everything it depends on. The
 cache file holds its own key; a file that does not load, holds another key or
 does not fit the model is rebuilt, never trusted. Pretraining happens while the
@@ -23,74 +28,91 @@ import numpy as np
 import optax
 from flax import nnx
 
-from harness.core.config import Config, ConfigError
+from harness.core.checks import ConfigError
+from harness.core.components import ModelSpec
+from harness.core.config import Config
 from harness.core.freezing import path_str
-from harness.core.models import build_model
-from harness.core.task import source_data
+from harness.core.metrics import METRICS
+from harness.core.models import build_model, check_outputs
+from harness.core.tasks import Task
 
 LEARNING_RATE = 1e-2  # Adam on the source task, full batch
+# Model settings the pretrained base model is built without: adapters start fresh on the pretrained base.
+ADAPTER_SETTINGS = ("lora_rank",)
 
 
-def initial_model(spec: Config) -> tuple[nnx.Module, dict[str, Any] | None]:
+def initial_model(spec: Config, task: Task) -> tuple[nnx.Module, dict[str, Any] | None]:
     """(the run's model before training, how its backbone was pretrained or None)."""
-    model = build_model(spec.model, spec.task.seed, in_dim=spec.task.dim)
+    model = build_model(spec.model, spec.task.seed, task.in_shape, task.outputs)
+    check_outputs(model, spec.model.name, task.name, task.data.x_train, task.outputs)
     if spec.task.pretrain_steps == 0:
         return model, None
-    if spec.model.name != "mlp":
-        raise ConfigError("task.pretrain_steps", "pretraining needs a backbone: use model=mlp, or pretrain_steps=0")
-    arrays, info = pretrained_backbone(spec)
-    for path, variable in nnx.to_flat_state(nnx.state(model.backbone, nnx.Param)):
-        if path_str(path) in arrays:  # the base kernel and bias; LoRA adapters start fresh
-            variable[...] = jnp.asarray(arrays[path_str(path)])
+    if task.source is None:
+        raise ConfigError("task.pretrain_steps", f"task {task.name!r} has no source task to pretrain on; "
+                                                 "set task.pretrain_steps=0")
+    if not isinstance(getattr(model, "backbone", None), nnx.Module):
+        raise ConfigError("task.pretrain_steps", f"pretraining trains a `backbone` and model {spec.model.name!r} has "
+                                                 "none; set task.pretrain_steps=0, or give the model a backbone")
+    arrays, info = pretrained(spec, task.source)
+    for path, variable in nnx.to_flat_state(nnx.state(model, nnx.Param)):
+        name = path_str(path)
+        if name.startswith("backbone/") and name in arrays:  # the base kernels and biases; adapters start fresh
+            variable[...] = jnp.asarray(arrays[name])
     return model, info
 
 
+def base_model(spec: Config) -> ModelSpec:
+    """The run's model less its adapters: what is pretrained."""
+    return dataclasses.replace(spec.model, settings={k: v for k, v in spec.model.settings.items()
+                                                     if k not in ADAPTER_SETTINGS})
+
+
 def cache_key(spec: Config) -> str:
-    """Everything the pretrained backbone depends on, hashed."""
-    content = {"task": dataclasses.asdict(spec.task), "depth": spec.model.depth, "width": spec.model.width,
-               "lr": LEARNING_RATE, "jax": jax.__version__}
-    content["task"].pop("n_test")  # the target's test split does not touch pretraining
-    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:20]
+    """Everything the pretrained model depends on, hashed."""
+    task, model = spec.task, base_model(spec)
+    content = {"task": {"target": task.target, "settings": task.settings, "seed": task.seed,
+                        "steps": task.pretrain_steps},
+               "model": {"target": model.target, "settings": model.settings}, "lr": LEARNING_RATE,
+               "jax": jax.__version__}
+    return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 
-def pretrained_backbone(spec: Config) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """The backbone's arrays by path after pretraining, from the cache or trained now (and cached)."""
+def pretrained(spec: Config, source: Task) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """The pretrained model's arrays by path, from the cache or trained now (and cached)."""
     key = cache_key(spec)
     path = Path(spec.results_dir) / ".pretrained" / f"{key}.npz"
     expected = {path_str(p): tuple(v.shape) for p, v in nnx.to_flat_state(nnx.state(
-        build_model(dataclasses.replace(spec.model, lora_rank=None), spec.task.seed, spec.task.dim).backbone,
-        nnx.Param))}
+        build_model(base_model(spec), spec.task.seed, source.in_shape, source.outputs), nnx.Param))}
+    info = {"steps": spec.task.pretrain_steps, "loss": source.loss, "path": str(path)}
     problem = "no cache file"
     if path.exists():
         try:
             with np.load(path) as stored:
                 arrays = {name: stored[name] for name in stored.files}
-            source_mse = float(arrays.pop("__source_mse__"))
+            source_loss = float(arrays.pop("__source_loss__"))
             if str(arrays.pop("__key__")) != key:
                 problem = "cache file of another configuration"
             elif {n: a.shape for n, a in arrays.items()} != expected:
                 problem = "cache file does not fit the model"
             else:
-                return arrays, {"steps": spec.task.pretrain_steps, "source_mse": source_mse, "cache": "hit",
-                                "path": str(path)}
+                return arrays, {**info, "source_loss": source_loss, "cache": "hit"}
         except Exception as err:  # noqa: BLE001 - any unreadable cache is rebuilt
             problem = f"unreadable cache file ({type(err).__name__})"
-    arrays, source_mse = pretrain(spec)
-    _save(path, {**arrays, "__key__": np.asarray(key), "__source_mse__": np.asarray(source_mse)})
-    return arrays, {"steps": spec.task.pretrain_steps, "source_mse": source_mse,
-                    "cache": "built" if problem == "no cache file" else f"rebuilt: {problem}", "path": str(path)}
+    arrays, source_loss = pretrain(spec, source)
+    _save(path, {**arrays, "__key__": np.asarray(key), "__source_loss__": np.asarray(source_loss)})
+    return arrays, {**info, "source_loss": source_loss,
+                    "cache": "built" if problem == "no cache file" else f"rebuilt: {problem}"}
 
 
-def pretrain(spec: Config) -> tuple[dict[str, np.ndarray], float]:
-    """Trains the whole model, with one output per teacher feature, on the source task; its backbone."""
-    model = build_model(dataclasses.replace(spec.model, lora_rank=None), spec.task.seed, spec.task.dim,
-                        out_dim=spec.task.teacher_width)
+def pretrain(spec: Config, source: Task) -> tuple[dict[str, np.ndarray], float]:
+    """Trains the base model, with the source task's outputs, on the source task: (its arrays, its last loss)."""
+    model = build_model(base_model(spec), spec.task.seed, source.in_shape, source.outputs)
     graphdef, params = nnx.split(model, nnx.Param)
-    x, y = source_data(spec.task)
+    x, y = source.data.x_train, source.data.y_train
     tx = optax.adam(LEARNING_RATE)
 
     def loss(params):
-        return jnp.mean((nnx.merge(graphdef, params)(x) - y) ** 2)
+        return METRICS[source.loss].fn(nnx.merge(graphdef, params)(x), y)
 
     @jax.jit
     def run(params):
@@ -103,9 +125,8 @@ def pretrain(spec: Config) -> tuple[dict[str, np.ndarray], float]:
         (params, _), losses = jax.lax.scan(step, (params, tx.init(params)), length=spec.task.pretrain_steps)
         return params, losses[-1]
 
-    params, source_mse = run(params)
-    arrays = {path_str(p): np.asarray(v) for p, v in nnx.to_flat_state(params) if p[0] == "backbone"}
-    return {name[len("backbone/"):]: a for name, a in arrays.items()}, float(source_mse)
+    params, source_loss = run(params)
+    return {path_str(p): np.asarray(v) for p, v in nnx.to_flat_state(params)}, float(source_loss)
 
 
 def _save(path: Path, arrays: dict[str, np.ndarray]) -> None:

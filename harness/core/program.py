@@ -16,6 +16,7 @@ freeze method of harness/core/freezing.py; harness/core/reference.py's plain-JAX
 from __future__ import annotations
 
 import functools
+import inspect
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -25,10 +26,11 @@ import numpy as np
 import optax
 from flax import nnx
 
+from harness.core.checks import check
 from harness.core.config import Config, OptimizerConfig
-from harness.core.freezing import FreezeMethod, frozen_mask, make_method, path_str
+from harness.core.freezing import FreezeMethod, frozen_mask, path_str
 from harness.core.pretraining import initial_model
-from harness.core.task import Data
+from harness.core.tasks import Task
 
 _OPTIMIZERS = {"adam": optax.adam, "adamw": optax.adamw}
 
@@ -40,10 +42,13 @@ def base_transform(name: str) -> optax.GradientTransformation:
 
 
 def hyperparams(cfg: OptimizerConfig) -> dict[str, float]:
-    values = {"learning_rate": cfg.lr, "b1": cfg.b1, "b2": cfg.b2, "eps": cfg.eps}
-    if cfg.name == "adamw":
-        values["weight_decay"] = cfg.weight_decay
-    return values
+    """The optimizer's settings as the values of its `inject_hyperparams` leaves: those its optax function takes."""
+    takes = inspect.signature(_OPTIMIZERS[cfg.name]).parameters
+    check("weight_decay" in takes or cfg.weight_decay == 0, "optimizer.weight_decay",
+          f"optimizer={cfg.name} does not decay weights (optax.{_OPTIMIZERS[cfg.name].__name__} takes no "
+          f"weight_decay); got {cfg.weight_decay}: use optimizer=adamw, or weight_decay=0")
+    values = {"learning_rate": cfg.lr, "b1": cfg.b1, "b2": cfg.b2, "eps": cfg.eps, "weight_decay": cfg.weight_decay}
+    return {name: value for name, value in values.items() if name in takes}
 
 
 def _key_name(key: Any) -> Any:
@@ -114,11 +119,11 @@ class Built(NamedTuple):
     pretraining: dict[str, Any] | None = None  # how the backbone was pretrained (harness.core.pretraining), if it was
 
 
-def build_nnx(spec: Config, data: Data) -> Built:
+def build_nnx(spec: Config, task: Task, method_class: type[FreezeMethod]) -> Built:
     """Model, mask, method and optimizer for one run, split into a static program and arrays."""
-    model, pretraining = initial_model(spec)
+    model, pretraining = initial_model(spec, task)
     mask = frozen_mask(model, spec.freeze)
-    method = make_method(spec.method.name, mask)
+    method = method_class(mask, task.loss)
     method.prepare(model)
     optimizer = nnx.Optimizer(model, method.transform(base_transform(spec.optimizer.name)), wrt=method.wrt)
     graphdef, state = nnx.split((model, optimizer))
@@ -130,7 +135,7 @@ def build_nnx(spec: Config, data: Data) -> Built:
     trainable = [p for p in params if p not in frozen]
     program = NnxProgram(graphdef, treedef, method, paths.index((1, "step")))
     leaves = tuple(leaves)
-    grad_paths = program.grad_paths(leaves, data.x_train, data.y_train)
+    grad_paths = program.grad_paths(leaves, task.data.x_train, task.data.y_train)
     return Built(program, leaves, paths, frozen, trainable, grad_paths, pretraining)
 
 

@@ -1,14 +1,15 @@
 """`method=reference`: the same training in plain JAX, the yardstick for the nnx methods.
 
 The model is a nested dict of arrays (the nnx model's own initial values, under
-the same paths), the forward pass is written in `jnp`, and one step is
+the same paths), the forward pass is the model's `reference_forward`, written in
+`jnp` (harness/core/models/__init__.py), and one step is
 `jax.value_and_grad` over the trainable params plus one optax update. No nnx
 object is touched inside the traced code. Frozen params ride along in the state,
 unchanged, so the harness can still measure their drift; they are never
 differentiated and optax never sees them.
 
 The program is a frozen dataclass of static data only (treedef, frozen paths,
-model kind and the process-wide optax transform), so runs that differ only in
+the forward function, the loss and the process-wide optax transform), so runs that differ only in
 hyperparameters share one compiled program: the learning rate and weight decay
 are `inject_hyperparams` leaves in the state, written by `set_hyperparams`.
 """
@@ -20,12 +21,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import optax
 from flax import nnx
 
+from harness.core.checks import ConfigError
 from harness.core.config import Config
 from harness.core.freezing import frozen_mask, path_str
+from harness.core.metrics import loss_and_metrics
 from harness.core.pretraining import initial_model
 from harness.core.program import (
     Built,
@@ -34,7 +36,7 @@ from harness.core.program import (
     leaf_paths,
     set_hyperparams,
 )
-from harness.core.task import Data, loss_and_metrics
+from harness.core.tasks import Task
 
 Path = tuple[Any, ...]
 Params = dict[str, Any]
@@ -62,29 +64,10 @@ def unflatten(flat: dict[Path, jax.Array]) -> Params:
     return tree
 
 
-def linear(params: Params, x: jax.Array) -> jax.Array:
-    """nnx.Linear's forward, x @ kernel + bias, plus nnx.LoRALinear's adapters when it has them."""
-    out = x @ params["kernel"] + params["bias"]
-    if "lora" in params:
-        out = out + x @ params["lora"]["lora_a"] @ params["lora"]["lora_b"]
-    return out
-
-
-def mlp(params: Params, x: jax.Array) -> jax.Array:
-    """models.MLP's forward: tanh(linear) for each backbone layer, then the linear head."""
-    layers = params["backbone"]["layers"]
-    for index in sorted(layers):
-        x = jnp.tanh(linear(layers[index], x))
-    return linear(params["head"], x)
-
-
-FORWARD = {"linear": linear, "mlp": mlp}
-
-
-def loss(trainable: Params, frozen: Params, x: jax.Array, y: jax.Array, *, forward):
-    """(mse, metrics) of the full model; differentiated in its first argument only."""
+def loss(trainable: Params, frozen: Params, x: jax.Array, y: jax.Array, *, forward, loss: str):
+    """(loss, metrics) of the full model; differentiated in its first argument only."""
     params = unflatten({**flatten(frozen), **flatten(trainable)})
-    return loss_and_metrics(forward(params, x), y)
+    return loss_and_metrics(forward(params, x), y, loss)
 
 
 @dataclass(frozen=True)
@@ -93,12 +76,9 @@ class ReferenceProgram:
 
     treedef: Any  # of (params, opt_state)
     frozen: tuple[Path, ...]  # frozen parameter paths
-    model: str  # key of FORWARD
+    forward: Any  # the model's `reference_forward(params, x)` (harness/core/models/__init__.py)
     tx: optax.GradientTransformation  # harness.core.program.base_transform(name): one object per process
-
-    @property
-    def forward(self):
-        return FORWARD[self.model]
+    loss: str = "mse"  # the task's loss metric
 
     def split(self, state) -> tuple[Params, Params, Any]:
         """(trainable, frozen, opt_state) from the flat state."""
@@ -110,7 +90,8 @@ class ReferenceProgram:
 
     def value_and_grad(self, trainable: Params, frozen: Params, x, y):
         """((mse, metrics), grads): grads for the trainable params only, the metrics carried as aux."""
-        return jax.value_and_grad(functools.partial(loss, forward=self.forward), has_aux=True)(trainable, frozen, x, y)
+        return jax.value_and_grad(functools.partial(loss, forward=self.forward, loss=self.loss),
+                                  has_aux=True)(trainable, frozen, x, y)
 
     def step(self, state, x, y):
         """One optimizer step; returns the step's metrics before the update, as the nnx methods do."""
@@ -136,24 +117,28 @@ class ReferenceProgram:
         return self.forward(params, x)
 
 
-def initial_params(spec: Config) -> tuple[Params, tuple[Path, ...], dict | None]:
+def initial_params(spec: Config, task: Task) -> tuple[Params, tuple[Path, ...], dict | None]:
     """The nnx model's initial Params as a nested dict, the frozen paths (mask checked as nnx does), pretraining."""
-    model, pretraining = initial_model(spec)
+    model, pretraining = initial_model(spec, task)
     mask = frozen_mask(model, spec.freeze)
     params = nnx.to_pure_dict(nnx.state(model, nnx.Param))
     return params, tuple(p for p in flatten(params) if mask(p)), pretraining
 
 
-def build_reference(spec: Config, data: Data) -> Built:
-    """Program and initial flat state for a reference run of `spec`."""
-    params, frozen, pretraining = initial_params(spec)
+def build_reference(spec: Config, task: Task) -> Built:
+    """Program and initial flat state for a reference run of `spec`: the model needs a plain-JAX forward."""
+    forward = getattr(spec.model.load(), "reference_forward", None)
+    if forward is None:
+        raise ConfigError("method", f"reference trains a plain-JAX forward and model {spec.model.name!r} has none "
+                                    "(a `reference_forward(params, x)` attribute of its target); use another method")
+    params, frozen, pretraining = initial_params(spec, task)
     tx = base_transform(spec.optimizer.name)
     trainable = unflatten({p: v for p, v in flatten(params).items() if p not in frozen})
     state_tree = (params, tx.init(trainable))
     leaves, treedef = jax.tree.flatten(state_tree)
     paths = leaf_paths(state_tree)
     leaves = tuple(set_hyperparams(leaves, paths, hyperparams(spec.optimizer)))
-    program = ReferenceProgram(treedef, frozen, spec.model.name, tx)
+    program = ReferenceProgram(treedef, frozen, forward, tx, task.loss)
     names = [path_str(p[1:]) for p in paths if p[0] == 0]
     frozen_names = [path_str(p) for p in frozen]
     return Built(
@@ -162,6 +147,6 @@ def build_reference(spec: Config, data: Data) -> Built:
         paths=paths,
         frozen_paths=[n for n in names if n in frozen_names],
         trainable_paths=[n for n in names if n not in frozen_names],
-        grad_paths=program.grad_paths(leaves, data.x_train, data.y_train),
+        grad_paths=program.grad_paths(leaves, task.data.x_train, task.data.y_train),
         pretraining=pretraining,
     )

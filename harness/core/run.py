@@ -12,10 +12,12 @@ import numpy as np
 
 from harness.core import metrics, plausibility
 from harness.core.batching import FullBatch, Minibatches, batching, order_key
-from harness.core.config import Config, ConfigError
+from harness.core.checks import ConfigError, check
+from harness.core.config import Config
 from harness.core.devices import data_parallel
+from harness.core.metrics import METRICS
 from harness.core.program import Built, model_arrays, optimizer_arrays
-from harness.core.task import Data, make_data
+from harness.core.tasks import Data, Task, make_task
 from harness.core.timing import compile_and_time, dispatch_cost, use_persistent_cache
 from harness.core.train import build, train, train_chunk, train_many
 
@@ -35,19 +37,36 @@ def divergence(history: dict[str, np.ndarray]) -> dict[str, Any] | None:
     }
 
 
-def _placed(spec: Config, devices: list[jax.Device]) -> tuple[Data, FullBatch | Minibatches]:
-    """The task's data on `devices`, and where each step's batch comes from.
+def _placed(spec: Config, devices: list[jax.Device]) -> tuple[Task, FullBatch | Minibatches]:
+    """The task with its data on `devices`, and where each step's batch comes from.
 
     Full batch: the training set is the batch, split over the devices. Minibatches: every
     device holds the whole training set and each step's batch is split over them.
     """
     batch, replicated = data_parallel(devices)
-    data = make_data(spec.task)
-    minibatch = spec.train.batch_size is not None
-    train_sharding = replicated if minibatch else batch
-    batches = batching(spec.train.batch_size, data.x_train.shape[0], batch if len(devices) > 1 else None)
-    return Data(jax.device_put(data.x_train, train_sharding), jax.device_put(data.y_train, train_sharding),
-                jax.device_put(data.x_test, replicated), jax.device_put(data.y_test, replicated)), batches
+    task = make_task(spec.task)
+    rows, size, count = task.data.x_train.shape[0], spec.train.batch_size, spec.device.count
+    check(size is None or size <= rows, "train.batch_size",
+          f"must be <= the {rows} training rows of task {task.name!r}, got {size}")
+    per_step, what = (rows, f"the {rows} training rows of task {task.name!r}") if size is None else \
+        (size, f"train.batch_size={size} rows")
+    check(per_step % count == 0, "device.count",
+          f"{count} devices cannot split {what} per step evenly; use a count that divides it")
+    train_sharding = replicated if size is not None else batch
+    batches = batching(size, rows, batch if len(devices) > 1 else None)
+    data = task.data
+    placed = Data(jax.device_put(data.x_train, train_sharding), jax.device_put(data.y_train, train_sharding),
+                  jax.device_put(data.x_test, replicated), jax.device_put(data.y_test, replicated))
+    return dataclasses.replace(task, data=placed), batches
+
+
+def step_metrics(spec: Config, task: Task) -> tuple[str, ...]:
+    """What the timed loop emits per step: the task's loss, then `train.step_metrics` (of the task's kind)."""
+    kinds = tuple(name for name, metric in METRICS.items() if metric.kind == task.kind)
+    for name in spec.train.step_metrics:
+        check(name in kinds, "train.step_metrics", f"{name!r} is no metric of task {task.name!r} ({task.kind}); "
+                                                   f"its metrics: {', '.join(kinds)}")
+    return tuple(dict.fromkeys((task.loss, *spec.train.step_metrics)))
 
 
 def execute(spec: Config, devices: list[jax.Device], on_chunk=None) -> dict[str, Any]:
@@ -59,12 +78,13 @@ def execute(spec: Config, devices: list[jax.Device], on_chunk=None) -> dict[str,
     use_persistent_cache(spec.train.persistent_cache_dir)
     peak = plausibility.machine_peak(devices[0])
     with jax.default_device(devices[0]):
-        data, batches = _placed(spec, devices)
-        built = build(spec, data)
+        task, batches = _placed(spec, devices)
+        data = task.data
+        built = build(spec, task)
         key = jax.device_put(order_key(spec.task.seed), data_parallel(devices)[1])
         state = jax.device_put(built.state, data_parallel(devices)[1])
         static = {"program": built.program, "batches": batches, "steps": spec.train.steps,
-                  "metrics": tuple(spec.train.step_metrics)}
+                  "metrics": step_metrics(spec, task)}
         if spec.train.log_every is None:
             jitted, args, call, chunks = train, (state, data.x_train, data.y_train, key), None, 1
         else:
@@ -80,7 +100,7 @@ def execute(spec: Config, devices: list[jax.Device], on_chunk=None) -> dict[str,
             timing.dispatch = dispatch_cost(jitted, args, static)
         parts = history if isinstance(history, list) else [history]
         history = {name: np.concatenate([np.asarray(part[name]) for part in parts]) for name in parts[0]}
-        return measurements(spec, data, built, batches, state, history, timing.summary(), peak)
+        return measurements(spec, task, built, batches, state, history, timing.summary(), peak)
 
 
 def in_chunks(args: tuple, chunks: int, steps: int, calls: int, on_chunk=None):
@@ -137,14 +157,15 @@ def execute_vectorized(spec: Config, devices: list[jax.Device]) -> list[tuple[Co
     specs = points(spec)
     with jax.default_device(devices[0]):
         placed = [_placed(s, devices[:1]) for s in specs]
-        data, batches = [d for d, _ in placed], placed[0][1]
-        built = [build(s, d) for s, d in zip(specs, data)]
+        tasks, batches = [task for task, _ in placed], placed[0][1]
+        data = [task.data for task in tasks]
+        built = [build(s, task) for s, task in zip(specs, tasks)]
         if any(b.program != built[0].program for b in built):
             raise ConfigError("vectorize", "points differ in program structure; vectorize lr and seed only")
         args = (stack([b.state for b in built]), stack([d.x_train for d in data]), stack([d.y_train for d in data]),
                 stack([order_key(s.task.seed) for s in specs]))
         static = {"program": built[0].program, "batches": batches, "steps": spec.train.steps,
-                  "metrics": tuple(spec.train.step_metrics)}
+                  "metrics": step_metrics(spec, tasks[0])}
         (states, history), timing = compile_and_time(
             train_many, args, static, steps=spec.train.steps, warmup=spec.train.warmup,
             repeats=spec.train.repeats, points=len(specs),
@@ -153,15 +174,16 @@ def execute_vectorized(spec: Config, devices: list[jax.Device]) -> list[tuple[Co
             timing.dispatch = dispatch_cost(train_many, args, static)
         history, timing = jax.tree.map(np.asarray, history), timing.summary()
         return [
-            (s, measurements(s, d, b, batches, tuple(leaf[i] for leaf in states),
+            (s, measurements(s, task, b, batches, tuple(leaf[i] for leaf in states),
                              {name: values[i] for name, values in history.items()}, {**timing, "point": i}, peak))
-            for i, (s, d, b) in enumerate(zip(specs, data, built))
+            for i, (s, task, b) in enumerate(zip(specs, tasks, built))
         ]
 
 
-def measurements(spec: Config, data: Data, built: Built, batches: FullBatch | Minibatches, state,
+def measurements(spec: Config, task: Task, built: Built, batches: FullBatch | Minibatches, state,
                  history: dict[str, np.ndarray], timing: dict[str, Any], peak: dict[str, float]) -> dict[str, Any]:
     """The record's measurements for one trained state and its per-step `history` ({metric: values})."""
+    data = task.data
     pred_train = built.program.predict(state, data.x_train)
     pred_test = built.program.predict(state, data.x_test)
     initial, final = model_arrays(built, built.state), model_arrays(built, state)
@@ -171,19 +193,20 @@ def measurements(spec: Config, data: Data, built: Built, batches: FullBatch | Mi
         "status": "diverged" if diverged else "ok",
         "divergence": diverged,
         "metrics": {
-            "train": metrics.errors(pred_train, data.y_train),
-            "test": metrics.errors(pred_test, data.y_test),
+            "train": metrics.evaluate(pred_train, data.y_train, task.kind),
+            "test": metrics.evaluate(pred_test, data.y_test, task.kind),
             # The loss the seed prints: before the last update.
             **{f"last_step_train_{name}": float(values[-1]) for name, values in history.items()},
-            # The line through the test predictions: for 1-D inputs only (the seed's slope and intercept).
-            **(metrics.fit_line(data.x_test, pred_test) if data.x_test.shape[1] == 1 else {}),
+            # The line through the test predictions: for 1-D regression only (the seed's slope and intercept).
+            **(metrics.fit_line(data.x_test, pred_test) if task.in_shape == (1,) and task.outputs == 1
+               and task.kind == "regression" else {}),
         },
         "drift": metrics.drift(initial, final, built.frozen_paths),
         "trained_drift": metrics.drift(initial, final, built.trainable_paths),
         "parameters": {
             "trainable": metrics.count(initial, built.trainable_paths),
             "frozen": metrics.count(initial, built.frozen_paths),
-            "lora_rank": spec.model.lora_rank,
+            "lora_rank": spec.model.settings.get("lora_rank"),
             "adapters": metrics.count(initial, [p for p in initial if "lora/" in p]),  # nnx.LoRAParam entries
             "trainable_paths": built.trainable_paths,
             "frozen_paths": built.frozen_paths,

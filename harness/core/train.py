@@ -1,7 +1,8 @@
 """The training loop: one jitted `lax.scan` of a program's steps (harness/core/program.py) over a flat state.
 
-Which program a run trains is chosen by its method's name in PROGRAMS: the nnx
-program for every freeze method, plain JAX for `reference`.
+Which program a run trains follows from its method's `_target_`: a freeze method class
+(harness/core/freezing.py) trains the nnx program, any other target is a builder of its
+own program from (spec, task), as `method=reference` is (harness/core/reference.py).
 """
 
 from __future__ import annotations
@@ -12,17 +13,23 @@ import jax
 import jax.numpy as jnp
 
 from harness.core.batching import FullBatch
+from harness.core.checks import ConfigError
+from harness.core.components import load
 from harness.core.config import Config
+from harness.core.freezing import FreezeMethod
 from harness.core.program import Built, build_nnx
-from harness.core.reference import build_reference
-from harness.core.task import Data
-
-PROGRAMS = {"reference": build_reference}  # method name -> builder; any other method: build_nnx
+from harness.core.tasks import Task
 
 
-def build(spec: Config, data: Data) -> Built:
-    """The program and initial state for `spec` (see PROGRAMS)."""
-    return PROGRAMS.get(spec.method.name, build_nnx)(spec, data)
+def build(spec: Config, task: Task) -> Built:
+    """The program and initial state for `spec` on `task` (see the module's docstring)."""
+    try:
+        target = load(spec.method._target_)
+    except (ImportError, AttributeError, ValueError) as err:
+        raise ConfigError("method._target_", f"cannot import {spec.method._target_!r}: {err}") from None
+    if isinstance(target, type) and issubclass(target, FreezeMethod):
+        return build_nnx(spec, task, target)
+    return target(spec, task)
 
 
 def _scan(program, batches, state, order, x, y, key, start, steps: int, metrics: tuple[str, ...]):

@@ -24,19 +24,16 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from harness.core.config import (
-    Config,
-    ConfigError,
-    DeviceUnavailable,
-    register,
-    to_spec,
-)
+from harness.core.checks import ConfigError, DeviceUnavailable
+from harness.core.components import with_custom_options
+from harness.core.config import Config, register, to_spec
 from harness.core.fields import config_hash
 from harness.jobs.console import run_lines
 from harness.jobs.slurm import slurm_job
 from harness.jobs.store import (
     RECORD_NAME,
     RUNNING,
+    SCHEMA_VERSION,
     already_done,
     crashed,
     running_marker,
@@ -66,7 +63,7 @@ def spec_from_overrides(*overrides: str) -> Config:
     from hydra import compose, initialize_config_dir
 
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return to_spec(compose("config", overrides=list(overrides)))
+        return to_spec(compose("config", overrides=with_custom_options(list(overrides))))
 
 
 def job_info() -> dict[str, Any]:
@@ -135,7 +132,7 @@ def run_job(cfg: DictConfig, out_dir: Path, job: dict[str, Any],
         raise
     records = []
     for record_dir, run_config, run_job_info, result in outcomes:
-        record = {"schema_version": 1, "status": "failed", "error": None, "job": run_job_info, "config": run_config,
+        record = {"schema_version": SCHEMA_VERSION, "status": "failed", "error": None, "job": run_job_info, "config": run_config,
                   "config_hash": config_hash(config), "started": started, **result,
                   "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         path = record_dir / RECORD_NAME

@@ -24,7 +24,8 @@ from typing import Any, NoReturn
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from harness.core.config import ConfigError, check_startup
+from harness.core.checks import ConfigError
+from harness.core.config import check_startup
 from harness.jobs import store
 from harness.jobs.store import RECORD_NAME, RUNNING, STATUSES, crashed, write_json_atomic
 from harness.jobs.sweep_plan import (

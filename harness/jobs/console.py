@@ -45,7 +45,7 @@ def run_lines(record: dict[str, Any]) -> list[str]:
     """Status and the run's axes, then its loss and main metrics, fitted line, frozen drift and time, one aligned
     line each."""
     values = axes(record)
-    shown = " ".join(f"{k}={values[k]}" for k in ("method", "freeze", "optimizer", "lr", "seed")
+    shown = " ".join(f"{k}={values[k]}" for k in ("task", "model", "method", "freeze", "optimizer", "lr", "seed")
                      if values.get(k) is not None)
     lines = [f"{record.get('status', '?')}  {values.get('experiment') or ''}" + (f" · {shown}" if shown else "")]
     metrics = record.get("metrics") or {}

@@ -27,7 +27,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from harness.core import fields
-from harness.jobs.store import RECORD_NAME, already_done, write_json_atomic
+from harness.jobs.store import RECORD_NAME, SCHEMA_VERSION, already_done, write_json_atomic
 from harness.jobs.tracking import log_record
 
 STDERR_LINES = 40
@@ -101,7 +101,7 @@ def record_killed_job(cfg: DictConfig, job: Any, err: BaseException) -> Path:
     job_info = {"name": f"{hc.job.name}-{hc.job.num}", "num": hc.job.num, "overrides": list(hc.overrides.task),
                 "override_dirname": hc.job.override_dirname, "output_dir": str(out_dir), "slurm": slurm}
     record = {
-        "schema_version": 1,
+        "schema_version": SCHEMA_VERSION,
         "status": "crashed",
         "error": {"type": "SlurmJobEnded",
                   "message": f"Slurm job {job.job_id} ended {state} before the job wrote its result "

@@ -22,10 +22,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from harness.core.config import ConfigError
+from harness.core.checks import ConfigError
 from harness.core.fields import CHANGEABLE_ON_RESUME, FIELDS, config_hash
 
 RECORD_NAME = "result.json"
+# 2: task and model settings per component (harness/core/components.py), so configs of schema 1 hash differently.
+SCHEMA_VERSION = 2
 STATUSES = ("ok", "diverged", "failed", "skipped", "crashed")  # crashed: a job that died (also by Slurm)
 RUNNING = "running"  # the marker of a job in progress: not a final status
 
@@ -58,7 +60,7 @@ def write_json_atomic(path: Path, obj: Any) -> None:
 
 def running_marker(job: dict[str, Any], config: dict[str, Any], config_hash: str, started: str) -> dict[str, Any]:
     """What a job writes before it trains: who runs it, so a reader can tell a live job from a dead one."""
-    return {"schema_version": 1, "status": RUNNING, "error": None, "job": job, "config": config,
+    return {"schema_version": SCHEMA_VERSION, "status": RUNNING, "error": None, "job": job, "config": config,
             "config_hash": config_hash, "started": started,
             "process": {"host": socket.gethostname(), "pid": os.getpid()}}
 
@@ -120,6 +122,11 @@ def already_done(out_dir: Path, config: dict[str, Any]) -> list[tuple[Path, dict
             continue
         if not isinstance(record, dict) or record.get("status") not in COMPLETE:
             continue
+        if record.get("schema_version", 1) != SCHEMA_VERSION:
+            raise ConfigError("resume", f"{path} was written by another version of the harness (record schema "
+                                        f"{record.get('schema_version', 1)}, this one writes {SCHEMA_VERSION}): its "
+                                        "config reads differently; finish that sweep with the version that started "
+                                        "it, or start a new one")
         # What a resume may change (report=, tracker=...) is taken as the record was written.
         stored = record.get("config") if isinstance(record.get("config"), dict) else {}
         as_written = {**config, **{k: stored[k] for k in CHANGEABLE_ON_RESUME if k in stored}}

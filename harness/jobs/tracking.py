@@ -129,8 +129,9 @@ def run_tags(record: dict[str, Any], extra: list[str] = ()) -> list[str]:
     W&B takes at most 64 characters a tag.
     """
     a = axes(record)
-    tags = [a["experiment"] or "default", *(f"{k}:{a[k]}" for k in ("method", "freeze", "optimizer", "model") if a[k]),
-            *(f"{key}:{value}" for key, value in _swept(record, skip=("method", "freeze", "optimizer", "model"))),
+    categorical = ("task", "model", "method", "freeze", "optimizer")
+    tags = [a["experiment"] or "default", *(f"{k}:{a[k]}" for k in categorical if a[k]),
+            *(f"{key}:{value}" for key, value in _swept(record, skip=categorical)),
             *extra]
     return list(dict.fromkeys(t[:64] for t in tags))
 

@@ -1,0 +1,122 @@
+"""Tasks: what a run learns, and the contract a task (built-in or your own) keeps.
+
+A task is a callable named by `task._target_` (harness/core/components.py), called
+with its settings and `seed=<task.seed>`. It returns a mapping:
+
+    x_train, y_train, x_test, y_test   arrays (numpy, or anything numpy.asarray takes)
+    loss       "mse": regression, y of shape (rows, outputs) (or (rows,) for one output);
+               "cross_entropy": classification, y integer class labels of shape (rows,)
+    classes    optional, classification: the number of classes (default: the largest label + 1)
+    source     optional: a mapping of the same form, the task a model's `backbone` is pretrained
+               on before the run (`task.pretrain_steps`), and forgetting is measured on
+
+`make_task` turns it into a `Task`, checked: a mapping that breaks the contract is one
+line naming what is wrong, before anything is compiled.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from harness.core.checks import ConfigError
+from harness.core.components import TaskSpec
+from harness.core.metrics import METRICS
+
+LOSSES = tuple(name for name, metric in METRICS.items() if metric.loss)
+
+
+class Data(NamedTuple):
+    """A task's arrays: what the training program reads (harness.core.run places them on devices)."""
+
+    x_train: Any
+    y_train: Any
+    x_test: Any
+    y_test: Any
+
+
+@dataclass(frozen=True)
+class Task:
+    """A task made: its data, the loss it trains on, how many outputs a model gives, and its source task."""
+
+    name: str
+    data: Data
+    loss: str  # a loss metric of harness.core.metrics
+    outputs: int  # the model's out_dim: regression outputs, or classes
+    source: Task | None = None
+
+    @property
+    def kind(self) -> str:
+        """'regression' or 'classification' (the loss metric's kind)."""
+        return METRICS[self.loss].kind
+
+    @property
+    def in_shape(self) -> tuple[int, ...]:
+        """The shape of one input: what a model's `in_shape` is."""
+        return tuple(self.data.x_train.shape[1:])
+
+
+def make_task(spec: TaskSpec) -> Task:
+    """The task `spec` names, made and checked."""
+    try:
+        made = spec.load()(seed=spec.seed, **spec.settings)
+    except ConfigError as err:
+        raise ConfigError(f"task.{err.field}", err.message) from None
+    return checked(spec.name, made)
+
+
+def checked(name: str, made: Any, what: str = "task") -> Task:
+    """A task's mapping as a `Task`; a ConfigError naming the task and the key when it breaks the contract."""
+
+    def fail(message: str):
+        raise ConfigError(what, f"task {name!r} returned {message}")
+
+    if not isinstance(made, Mapping):
+        fail(f"a {type(made).__name__}, not a mapping with x_train, y_train, x_test, y_test and loss")
+    missing = [k for k in ("x_train", "y_train", "x_test", "y_test", "loss") if k not in made]
+    if missing:
+        fail(f"no {', '.join(missing)} (a task returns x_train, y_train, x_test, y_test and loss)")
+    loss = made["loss"]
+    if loss not in LOSSES:
+        fail(f"loss={loss!r}; a task trains on one of: {', '.join(LOSSES)}")
+    arrays = {k: np.asarray(made[k]) for k in ("x_train", "y_train", "x_test", "y_test")}
+    for split in ("train", "test"):
+        x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
+        if x.ndim < 2 or not len(x):
+            fail(f"x_{split} of shape {x.shape}: need (rows, ...) with at least one row")
+        if len(y) != len(x):
+            fail(f"{len(x)} rows of x_{split} and {len(y)} of y_{split}")
+    if arrays["x_train"].shape[1:] != arrays["x_test"].shape[1:]:
+        fail(f"x_train rows of shape {arrays['x_train'].shape[1:]} and x_test rows of {arrays['x_test'].shape[1:]}")
+    for key in ("x_train", "x_test"):
+        if not np.issubdtype(arrays[key].dtype, np.floating) and not np.issubdtype(arrays[key].dtype, np.integer):
+            fail(f"{key} of dtype {arrays[key].dtype}: numbers expected")
+    if METRICS[loss].kind == "regression":
+        for key in ("y_train", "y_test"):
+            y = arrays[key]
+            arrays[key] = y.reshape(len(y), 1) if y.ndim == 1 else y
+            if arrays[key].ndim != 2:
+                fail(f"{key} of shape {y.shape}: regression targets are (rows, outputs)")
+        outputs = arrays["y_train"].shape[1]
+        if arrays["y_test"].shape[1] != outputs:
+            fail(f"{outputs} outputs in y_train and {arrays['y_test'].shape[1]} in y_test")
+    else:
+        for key in ("y_train", "y_test"):
+            y = arrays[key]
+            if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
+                fail(f"{key} of shape {y.shape} and dtype {y.dtype}: class labels are integers of shape (rows,)")
+        top = int(max(arrays["y_train"].max(), arrays["y_test"].max()))
+        outputs = int(made.get("classes") or top + 1)
+        low = int(min(arrays["y_train"].min(), arrays["y_test"].min()))
+        if low < 0 or top >= outputs:
+            fail(f"labels from {low} to {top} with classes={outputs}: labels are 0 .. classes - 1")
+        arrays = {**arrays, "y_train": arrays["y_train"].astype(np.int32), "y_test": arrays["y_test"].astype(np.int32)}
+    float_x = {k: v if np.issubdtype(v.dtype, np.floating) else v.astype(np.int32) for k, v in arrays.items()
+               if k.startswith("x_")}
+    arrays.update(float_x)
+    source = made.get("source")
+    return Task(name, Data(**arrays), loss, outputs,
+                None if source is None else checked(name, source, "task.pretrain_steps"))

@@ -41,8 +41,10 @@ def test_your_own_components_in_a_multirun_of_three_freeze_methods(tmp_path):
     assert "test accuracy" in text and "stop_gradient" in text
 
 
-def test_your_own_task_keys_reach_your_callable_and_a_wrong_one_is_named(tmp_path):
+def test_a_setting_your_task_or_model_does_not_take_is_named(tmp_path):
     proc, (record,) = own(tmp_path, "+task.colour=red")
     assert proc.returncode == 1
     assert "task.colour: not a setting of task 'quadrants'; task 'quadrants' has: rows, noise" in proc.stderr
     assert record["status"] == "failed" and "Traceback" not in proc.stderr
+    proc, _ = own(tmp_path, "+model.width=4")
+    assert "model.width: not a setting of model 'TinyCNN'; model 'TinyCNN' has: channels" in proc.stderr

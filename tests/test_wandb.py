@@ -10,6 +10,7 @@ import pytest
 
 from harness.analysis import dashboard
 from harness.core.fields import FIELDS
+from harness.core.metrics import METRICS
 
 from conftest import records, run_cli, wandb_file
 from wandb_reader import read_finished_run, read_run
@@ -57,7 +58,11 @@ def test_every_record_field_reads_from_a_real_record_and_reaches_the_wandb_summa
     # regression task has no classification metrics.
     classification = {f"{prefix}{m}" for m in ("cross_entropy", "accuracy")
                       for prefix in ("train_", "test_", "last_step_train_")}
-    only_when_it_happens = {"error", "diverged_at_step", "warning", "last_step_train_mae", *classification}
+    unpretrained = {"forgetting", *(f"source_test_{m}{when}" for m in METRICS for when in ("", "_before"))}
+    untargeted = {"target_metric", "target_value", "target_reached", "target_step", "time_to_target_s",
+                  "time_to_target_with_compile_s"}
+    only_when_it_happens = {"error", "diverged_at_step", "warning", "last_step_train_mae", *classification,
+                            *unpretrained, *untargeted}
     for record, run in zip(sweep["records"], sweep["runs"]):
         assert {f.column for f in FIELDS if f.get(record) is None} == only_when_it_happens
         logged = {f.wandb: run["summary"].get(f.wandb) for f in FIELDS if f.wandb and f.get(record) is not None}

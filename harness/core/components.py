@@ -36,12 +36,13 @@ from typing import Any
 from omegaconf import OmegaConf
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
-from harness.core.checks import ConfigError, check, seed_in_range
+from harness.core.checks import ConfigError, check, positive, seed_in_range
 
 GROUPS = ("task", "model")  # groups whose options carry their own settings
-HARNESS_KEYS = {"task": ("_target_", "name", "seed", "pretrain_steps"), "model": ("_target_", "name")}
+HARNESS_KEYS = {"task": ("_target_", "name", "seed", "pretrain_steps", "pretrain_lr", "pretrain_weight_decay"),
+                "model": ("_target_", "name")}
 # What the harness passes a target itself, besides its settings.
-PROVIDED = {"task": ("seed",), "model": ("in_shape", "out_dim", "rngs")}
+PROVIDED = {"task": ("seed",), "model": ("in_shape", "out_dim", "rngs", "vocab")}
 
 
 def with_custom_options(overrides: list[str]) -> list[str]:
@@ -94,6 +95,8 @@ class TaskSpec(Chosen):
 
     seed: int = 123
     pretrain_steps: int = 0  # Adam steps on the task's source task before the run; 0: start from a fresh model
+    pretrain_lr: float = 1e-2  # their learning rate (AdamW, full batch)
+    pretrain_weight_decay: float = 0.0  # their weight decay
 
 
 @dataclass
@@ -117,11 +120,17 @@ def choose(group: str, node: dict[str, Any]) -> TaskSpec | ModelSpec:
     if group == "model":
         return ModelSpec(name, target, settings)
     seed, steps = node.get("seed", 123), node.get("pretrain_steps", 0)
+    lr, decay = node.get("pretrain_lr", 1e-2), node.get("pretrain_weight_decay", 0.0)
     check(isinstance(seed, int) and not isinstance(seed, bool), "task.seed", f"must be an integer, got {seed!r}")
     seed_in_range(seed, "task.seed")
     check(isinstance(steps, int) and not isinstance(steps, bool) and steps >= 0, "task.pretrain_steps",
           f"must be an integer >= 0, got {steps!r}")
-    return TaskSpec(name, target, settings, seed=seed, pretrain_steps=steps)
+    check(isinstance(lr, (int, float)) and not isinstance(lr, bool) and positive(lr), "task.pretrain_lr",
+          f"must be a finite number > 0, got {lr!r}")
+    check(isinstance(decay, (int, float)) and not isinstance(decay, bool) and (decay == 0 or positive(decay)),
+          "task.pretrain_weight_decay", f"must be a finite number >= 0, got {decay!r}")
+    return TaskSpec(name, target, settings, seed=seed, pretrain_steps=steps, pretrain_lr=float(lr),
+                    pretrain_weight_decay=float(decay))
 
 
 def _plain(value: Any) -> Any:
@@ -147,14 +156,23 @@ def _checked(group: str, name: str, obj: Any, given: dict[str, Any]) -> dict[str
                 raise ConfigError(key, f"is required by {group} {name!r}; set it, e.g. +{key}=...") from None
             raise ConfigError(key, str(err).splitlines()[0]) from None
         return {f: getattr(settings, f) for f in allowed}
-    try:
-        parameters = inspect.signature(obj).parameters
-    except (TypeError, ValueError):  # a builtin without a signature: its own error will name the setting
+    parameters = signature(obj)
+    if parameters is None:  # a builtin without a signature: its own error will name the setting
         return given
     if not any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
         _known(group, name, given, [p for p, v in parameters.items() if p not in PROVIDED[group]
                                     and v.kind in (v.POSITIONAL_OR_KEYWORD, v.KEYWORD_ONLY)])
     return given
+
+
+def signature(obj: Any) -> dict[str, inspect.Parameter] | None:
+    """The keyword parameters a callable takes (a class: its __init__'s; nnx's metaclass hides them), or None."""
+    try:
+        if isinstance(obj, type):
+            return dict(list(inspect.signature(obj.__init__).parameters.items())[1:])
+        return dict(inspect.signature(obj).parameters)
+    except (TypeError, ValueError):
+        return None
 
 
 def _known(group: str, name: str, given: dict[str, Any], allowed: list[str]) -> None:

@@ -56,6 +56,7 @@ OPTIMIZERS = ("adam", "adamw")
 PLATFORMS = ("cpu", "gpu", "tpu", "auto")
 WANDB_MODES = ("offline", "online", "disabled")
 STEP_METRICS = tuple(METRICS)
+FROZEN_DTYPES = ("bfloat16", "float16", "float32")
 
 
 @dataclass
@@ -65,6 +66,13 @@ class FreezeConfig:
     name: str = MISSING
     patterns: list[str] = MISSING  # every conf/freeze/*.yaml sets it; freeze=paths asks you to
     adapters: bool = False  # the mask freezes the base weights and LoRA adapters (nnx.LoRAParam) train
+    # Frozen parameters cast to this dtype before training (bfloat16: half the memory of a frozen backbone, as
+    # real nnx fine-tuning code does); drift is measured against the cast values. null: as the model made them.
+    frozen_dtype: Optional[str] = None
+
+    def __post_init__(self) -> None:
+        if self.frozen_dtype is not None:
+            one_of(self.frozen_dtype, FROZEN_DTYPES, "freeze.frozen_dtype")
 
 
 @dataclass
@@ -105,6 +113,11 @@ class TrainConfig:
     # Per-step metrics the timed loop emits besides the task's loss (alone by default, as a user's loop emits it).
     step_metrics: list[str] = field(default_factory=list)
     log_every: Optional[int] = None  # steps per compiled call, with a progress bar; null: all steps in one call
+    # Time to a target (MLCommons AlgoPerf's rule): the test metric is evaluated every `eval_every` steps of the
+    # untimed warm-up call; the record states the first step that reached `target` and the time to it.
+    eval_every: Optional[int] = None
+    target: Optional[float] = None  # a value of `target_metric`; null: no target, only the evaluations
+    target_metric: Optional[str] = None  # default: the task's main metric (accuracy, MSE)
     warmup: int = 1  # untimed calls after compiling
     repeats: int = 5  # timed calls, each from the same initial state
     measure_dispatch: bool = True  # also compile a 1-step program and time its call alone
@@ -121,6 +134,19 @@ class TrainConfig:
                "train.log_every", f"must be >= 1 and divide train.steps={self.steps} (every chunk shares one "
                                   f"program), got {self.log_every}")
         check(self.warmup >= 0, "train.warmup", f"must be >= 0, got {self.warmup}")
+        if self.eval_every is not None:
+            check(1 <= self.eval_every <= self.steps and self.steps % self.eval_every == 0, "train.eval_every",
+                  f"must be in [1, train.steps={self.steps}] and divide it (every chunk shares one program), "
+                  f"got {self.eval_every}")
+            check(self.log_every in (None, self.eval_every), "train.log_every",
+                  f"trains in chunks of train.eval_every={self.eval_every} steps; leave it unset or equal, "
+                  f"got {self.log_every}")
+            check(self.warmup >= 1, "train.warmup", "must be >= 1 with train.eval_every: the evaluations run in the "
+                                                    "untimed warm-up call")
+        check(self.target is None or (self.eval_every is not None and math.isfinite(self.target)), "train.target",
+              f"needs train.eval_every (how often the test metric is evaluated) and a finite value, got {self.target}")
+        if self.target_metric is not None:
+            one_of(self.target_metric, STEP_METRICS, "train.target_metric")
         check(self.repeats >= 1, "train.repeats", f"must be >= 1, got {self.repeats}")
 
 
@@ -217,6 +243,8 @@ class Config:
                "runs on one device; use device.count=1 with vectorize.lr / vectorize.seed")
         check(not (self.vectorize.enabled and self.train.log_every), "train.log_every",
                "vectorized points train in one call; unset train.log_every with vectorize.lr / vectorize.seed")
+        check(not (self.vectorize.enabled and self.train.eval_every), "train.eval_every",
+              "vectorized points train in one call; unset train.eval_every with vectorize.lr / vectorize.seed")
         # What needs the task's data or the built model (batch size against the rows, a mask against the
         # parameters) is checked when the job makes them, before anything is compiled.
 

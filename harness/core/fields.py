@@ -170,6 +170,20 @@ MEASURED = (
     *(_field(f"train_{m}", f"metrics.train.{m}", float, f"final/train_{m}", spread=True) for m in METRICS),
     *(_field(f"test_{m}", f"metrics.test.{m}", float, f"test/{m}", spread=True) for m in METRICS),
     *(_field(f"last_step_train_{m}", f"metrics.last_step_train_{m}", float) for m in METRICS),
+    # Forgetting (tasks with a source task, pretrained): the source task's test metrics under the pretrained
+    # head after fine-tuning and before it, and the change of its main metric for the worse.
+    _field("forgetting", "forgetting.change", float, "forgetting/change", spread=True),
+    *(_field(f"source_test_{m}", f"forgetting.after.{m}", float, f"forgetting/source_test_{m}", spread=True)
+      for m in METRICS),
+    *(_field(f"source_test_{m}_before", f"forgetting.before.{m}", float) for m in METRICS),
+    # Time to a target (harness.core.target): None without train.target, or when it was not reached.
+    _field("target_metric", "target.metric", str),
+    _field("target_value", "target.value", float),
+    _field("target_reached", "target.reached", bool, "target/reached"),
+    _field("target_step", "target.step", int, "target/step", spread=True),
+    _field("time_to_target_s", "target.time_s", float, "target/time_s", spread=True),
+    _field("time_to_target_with_compile_s", "target.time_with_compile_s", float, "target/time_with_compile_s",
+           spread=True),
     _field("slope", "metrics.slope", float, "final/slope", spread=True),
     _field("intercept", "metrics.intercept", float, "final/intercept", spread=True),
     _field("drift_l2", "drift.l2", float, "drift/l2", spread=True),

@@ -76,6 +76,14 @@ def frozen_mask(model: nnx.Module, freeze: FreezeConfig) -> PathMatch:
     return mask
 
 
+def cast_frozen(model: nnx.Module, frozen: PathMatch, dtype: str | None) -> None:
+    """Casts the frozen Params to `dtype` in place (freeze.frozen_dtype); None leaves them as they are."""
+    if dtype is None:
+        return
+    for _, variable in nnx.to_flat_state(nnx.state(model, nnx.All(nnx.Param, frozen))):
+        variable.set_value(variable.get_value().astype(dtype))
+
+
 class FrozenVariable(nnx.Variable):
     """Non-trainable state: a Variable that the nnx.Param filter does not match."""
 

@@ -1,7 +1,7 @@
 """A run's starting model: fresh, or with a backbone pretrained on the task's source task.
 
 With `task.pretrain_steps` > 0, the whole model (without LoRA adapters, with one output per
-source target) trains full-batch with Adam on the task's `source`, and the run starts from
+source target) trains full-batch with AdamW (`task.pretrain_lr`, `task.pretrain_weight_decay`) on the task's `source`, and the run starts from
 its `backbone` and a fresh head. The task must have a source and the model a `backbone`
 submodule: else one line says which is missing.
 
@@ -20,7 +20,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -33,17 +33,24 @@ from harness.core.components import ModelSpec
 from harness.core.config import Config
 from harness.core.freezing import path_str
 from harness.core.metrics import METRICS
+from harness.core.metrics import evaluate as evaluate_metrics
 from harness.core.models import build_model, check_outputs
 from harness.core.tasks import Task
 
-LEARNING_RATE = 1e-2  # Adam on the source task, full batch
 # Model settings the pretrained base model is built without: adapters start fresh on the pretrained base.
 ADAPTER_SETTINGS = ("lora_rank",)
 
 
-def initial_model(spec: Config, task: Task) -> tuple[nnx.Module, dict[str, Any] | None]:
-    """(the run's model before training, how its backbone was pretrained or None)."""
-    model = build_model(spec.model, spec.task.seed, task.in_shape, task.outputs)
+class Pretrained(NamedTuple):
+    """A run's pretraining: how it went (the record's `pretraining`) and the pretrained model's arrays by path."""
+
+    info: dict[str, Any]
+    arrays: dict[str, np.ndarray]
+
+
+def initial_model(spec: Config, task: Task) -> tuple[nnx.Module, Pretrained | None]:
+    """(the run's model before training, its pretraining or None)."""
+    model = build_model(spec.model, spec.task.seed, task.in_shape, task.outputs, task.vocab)
     check_outputs(model, spec.model.name, task.name, task.data.x_train, task.outputs)
     if spec.task.pretrain_steps == 0:
         return model, None
@@ -58,7 +65,35 @@ def initial_model(spec: Config, task: Task) -> tuple[nnx.Module, dict[str, Any] 
         name = path_str(path)
         if name.startswith("backbone/") and name in arrays:  # the base kernels and biases; adapters start fresh
             variable[...] = jnp.asarray(arrays[name])
-    return model, info
+    return model, Pretrained(info, arrays)
+
+
+def forgetting(spec: Config, source: Task, pretrained: Pretrained, initial: dict[str, np.ndarray],
+               final: dict[str, np.ndarray]) -> dict[str, Any]:
+    """What fine-tuning did to the source task (Hugging Face PEFT's forgetting): its test metrics under the
+    pretrained head, with the run's backbone before and after training; `change` of its main metric, positive
+    for the worse (an accuracy lost, an MSE gained).
+
+    The backbone is the run's whole backbone (adapters included, wherever a method keeps a frozen array),
+    so a frozen backbone forgets nothing.
+    """
+    model = build_model(spec.model, spec.task.seed, source.in_shape, source.outputs, source.vocab)
+    graphdef, state = nnx.split(model)
+    apply = jax.jit(lambda state, x: nnx.merge(graphdef, state)(x))
+
+    def evaluate(arrays: dict[str, np.ndarray]) -> dict[str, float]:
+        for path, variable in nnx.to_flat_state(state):
+            name = path_str(path)
+            value = arrays.get(name) if name.startswith("backbone/") else pretrained.arrays.get(name)
+            if value is not None:
+                variable.set_value(jnp.asarray(value, variable.get_value().dtype))
+        return evaluate_metrics(apply(state, source.data.x_test), source.data.y_test, source.kind)
+
+    before, after = evaluate(initial), evaluate(final)
+    main = next(m for m in METRICS.values() if m.kind == source.kind and m.main)
+    change = after[main.name] - before[main.name]
+    return {"before": before, "after": after, "metric": main.name,
+            "change": -change if main.better == "higher" else change}
 
 
 def base_model(spec: Config) -> ModelSpec:
@@ -71,9 +106,8 @@ def cache_key(spec: Config) -> str:
     """Everything the pretrained model depends on, hashed."""
     task, model = spec.task, base_model(spec)
     content = {"task": {"target": task.target, "settings": task.settings, "seed": task.seed,
-                        "steps": task.pretrain_steps},
-               "model": {"target": model.target, "settings": model.settings}, "lr": LEARNING_RATE,
-               "jax": jax.__version__}
+                        "steps": task.pretrain_steps, "lr": task.pretrain_lr, "weight_decay": task.pretrain_weight_decay},
+               "model": {"target": model.target, "settings": model.settings}, "jax": jax.__version__}
     return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 
@@ -82,7 +116,7 @@ def pretrained(spec: Config, source: Task) -> tuple[dict[str, np.ndarray], dict[
     key = cache_key(spec)
     path = Path(spec.results_dir) / ".pretrained" / f"{key}.npz"
     expected = {path_str(p): tuple(v.shape) for p, v in nnx.to_flat_state(nnx.state(
-        build_model(base_model(spec), spec.task.seed, source.in_shape, source.outputs), nnx.Param))}
+        build_model(base_model(spec), spec.task.seed, source.in_shape, source.outputs, source.vocab), nnx.Param))}
     info = {"steps": spec.task.pretrain_steps, "loss": source.loss, "path": str(path)}
     problem = "no cache file"
     if path.exists():
@@ -106,10 +140,10 @@ def pretrained(spec: Config, source: Task) -> tuple[dict[str, np.ndarray], dict[
 
 def pretrain(spec: Config, source: Task) -> tuple[dict[str, np.ndarray], float]:
     """Trains the base model, with the source task's outputs, on the source task: (its arrays, its last loss)."""
-    model = build_model(base_model(spec), spec.task.seed, source.in_shape, source.outputs)
+    model = build_model(base_model(spec), spec.task.seed, source.in_shape, source.outputs, source.vocab)
     graphdef, params = nnx.split(model, nnx.Param)
     x, y = source.data.x_train, source.data.y_train
-    tx = optax.adam(LEARNING_RATE)
+    tx = optax.adamw(spec.task.pretrain_lr, weight_decay=spec.task.pretrain_weight_decay)
 
     def loss(params):
         return METRICS[source.loss].fn(nnx.merge(graphdef, params)(x), y)

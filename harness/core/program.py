@@ -28,8 +28,8 @@ from flax import nnx
 
 from harness.core.checks import check
 from harness.core.config import Config, OptimizerConfig
-from harness.core.freezing import FreezeMethod, frozen_mask, path_str
-from harness.core.pretraining import initial_model
+from harness.core.freezing import FreezeMethod, cast_frozen, frozen_mask, path_str
+from harness.core.pretraining import Pretrained, initial_model
 from harness.core.tasks import Task
 
 _OPTIMIZERS = {"adam": optax.adam, "adamw": optax.adamw}
@@ -88,7 +88,9 @@ class NnxProgram:
     def step(self, leaves, x, y):
         model, optimizer = self.merge(leaves)
         metrics = self.method.step(model, optimizer, x, y)
-        out = list(jax.tree.leaves(nnx.state((model, optimizer))))
+        # In the dtype they came in: optax keeps an optimizer moment of a bfloat16 parameter in float32
+        # (freeze.frozen_dtype with a method that updates frozen parameters), which a scan carry cannot change.
+        out = [new.astype(old.dtype) for new, old in zip(jax.tree.leaves(nnx.state((model, optimizer))), leaves)]
         # `optimizer.step += 1` is one more kernel per scan step (~5% of the seed's step on CPU):
         # left unchanged here, so XLA drops it, and advanced once by `finish`.
         out[self.counter] = leaves[self.counter]
@@ -116,13 +118,14 @@ class Built(NamedTuple):
     frozen_paths: list[str]
     trainable_paths: list[str]
     grad_paths: list[str]
-    pretraining: dict[str, Any] | None = None  # how the backbone was pretrained (harness.core.pretraining), if it was
+    pretraining: Pretrained | None = None  # the backbone's pretraining (harness.core.pretraining), if it was
 
 
 def build_nnx(spec: Config, task: Task, method_class: type[FreezeMethod]) -> Built:
     """Model, mask, method and optimizer for one run, split into a static program and arrays."""
     model, pretraining = initial_model(spec, task)
     mask = frozen_mask(model, spec.freeze)
+    cast_frozen(model, mask, spec.freeze.frozen_dtype)
     method = method_class(mask, task.loss)
     method.prepare(model)
     optimizer = nnx.Optimizer(model, method.transform(base_transform(spec.optimizer.name)), wrt=method.wrt)

@@ -26,7 +26,7 @@ from flax import nnx
 
 from harness.core.checks import ConfigError
 from harness.core.config import Config
-from harness.core.freezing import frozen_mask, path_str
+from harness.core.freezing import cast_frozen, frozen_mask, path_str
 from harness.core.metrics import loss_and_metrics
 from harness.core.pretraining import initial_model
 from harness.core.program import (
@@ -121,6 +121,7 @@ def initial_params(spec: Config, task: Task) -> tuple[Params, tuple[Path, ...], 
     """The nnx model's initial Params as a nested dict, the frozen paths (mask checked as nnx does), pretraining."""
     model, pretraining = initial_model(spec, task)
     mask = frozen_mask(model, spec.freeze)
+    cast_frozen(model, mask, spec.freeze.frozen_dtype)
     params = nnx.to_pure_dict(nnx.state(model, nnx.Param))
     return params, tuple(p for p in flatten(params) if mask(p)), pretraining
 

@@ -16,7 +16,9 @@ from harness.core.checks import ConfigError, check
 from harness.core.config import Config
 from harness.core.devices import data_parallel
 from harness.core.metrics import METRICS
+from harness.core.pretraining import forgetting
 from harness.core.program import Built, model_arrays, optimizer_arrays
+from harness.core.target import Evaluations, outcome, target_metric
 from harness.core.tasks import Data, Task, make_task
 from harness.core.timing import compile_and_time, dispatch_cost, use_persistent_cache
 from harness.core.train import build, train, train_chunk, train_many
@@ -72,8 +74,8 @@ def step_metrics(spec: Config, task: Task) -> tuple[str, ...]:
 def execute(spec: Config, devices: list[jax.Device], on_chunk=None) -> dict[str, Any]:
     """Builds, compiles, times and evaluates one run; each step's batch is sharded over `devices`.
 
-    With train.log_every, `on_chunk(first step, {metric: values})` sees each chunk of the first
-    training call as it arrives (live curves).
+    With train.log_every (or train.eval_every), `on_chunk(first step, {metric: values})` sees each chunk
+    of the first training call as it arrives (live curves).
     """
     use_persistent_cache(spec.train.persistent_cache_dir)
     peak = plausibility.machine_peak(devices[0])
@@ -85,13 +87,18 @@ def execute(spec: Config, devices: list[jax.Device], on_chunk=None) -> dict[str,
         state = jax.device_put(built.state, data_parallel(devices)[1])
         static = {"program": built.program, "batches": batches, "steps": spec.train.steps,
                   "metrics": step_metrics(spec, task)}
-        if spec.train.log_every is None:
+        chunk = spec.train.eval_every or spec.train.log_every
+        evaluations = None
+        if spec.train.eval_every:
+            evaluations = Evaluations(built.program, task, target_metric(spec, task))
+            evaluations(0, state)  # compiles the evaluation here, not inside the (warm-up) calls
+        if chunk is None:
             jitted, args, call, chunks = train, (state, data.x_train, data.y_train, key), None, 1
         else:
-            static["steps"] = spec.train.log_every
-            jitted, chunks = train_chunk, spec.train.steps // spec.train.log_every
+            static["steps"] = chunk
+            jitted, chunks = train_chunk, spec.train.steps // chunk
             args = (state, batches.start(key, data.x_train.shape[0]), data.x_train, data.y_train, key, np.int32(0))
-            call = in_chunks(args, chunks, spec.train.log_every, spec.train.warmup + spec.train.repeats, on_chunk)
+            call = in_chunks(args, chunks, chunk, spec.train.warmup + spec.train.repeats, on_chunk, evaluations)
         (state, history), timing = compile_and_time(
             jitted, args, static, steps=spec.train.steps, warmup=spec.train.warmup, repeats=spec.train.repeats,
             chunks=chunks, call=call,
@@ -100,15 +107,18 @@ def execute(spec: Config, devices: list[jax.Device], on_chunk=None) -> dict[str,
             timing.dispatch = dispatch_cost(jitted, args, static)
         parts = history if isinstance(history, list) else [history]
         history = {name: np.concatenate([np.asarray(part[name]) for part in parts]) for name in parts[0]}
-        return measurements(spec, task, built, batches, state, history, timing.summary(), peak)
+        summary = timing.summary()
+        result = measurements(spec, task, built, batches, state, history, summary, peak)
+        return {**result, "target": evaluations and outcome(spec, evaluations, summary)}
 
 
-def in_chunks(args: tuple, chunks: int, steps: int, calls: int, on_chunk=None):
+def in_chunks(args: tuple, chunks: int, steps: int, calls: int, on_chunk=None, evaluate=None):
     """One training as `chunks` calls of a compiled `train_chunk` program, with a progress bar on a terminal.
 
     Each chunk is waited for before the bar moves, so the bar shows steps done, not steps queued;
     that wait is part of the timed training, as it is of a user's loop that logs as it goes.
-    `on_chunk` sees the chunks of the first call only: the warm-up when there is one, untimed.
+    `on_chunk` (its history) and `evaluate` (steps done, state) see the chunks of the first call
+    only: the warm-up when there is one, untimed (train.eval_every requires one).
     """
     from rich.console import Console
     from rich.progress import Progress
@@ -129,6 +139,8 @@ def in_chunks(args: tuple, chunks: int, steps: int, calls: int, on_chunk=None):
                 progress.advance(task, steps)
                 if on_chunk is not None and len(made) == 1:
                     on_chunk(chunk * steps, {name: np.asarray(values) for name, values in history.items()})
+                if evaluate is not None and len(made) == 1:
+                    evaluate((chunk + 1) * steps, current)
         return current, parts  # joined on the host, after the timed calls (a device concat would compile)
 
     return call
@@ -215,7 +227,8 @@ def measurements(spec: Config, task: Task, built: Built, batches: FullBatch | Mi
             "final": {path: value.ravel().tolist() for path, value in final.items() if value.size <= 16},
         },
         "optimizer_state": metrics.optimizer_state(optimizer_arrays(built, state), built.frozen_paths),
-        "pretraining": built.pretraining,
+        "pretraining": built.pretraining and built.pretraining.info,
+        "forgetting": built.pretraining and forgetting(spec, task.source, built.pretraining, initial, final),
         "batch": batches.describe(data.x_train.shape[0]),
         "timing": timing,
         "plausibility": plausibility.check(timing, peak, full_batch=isinstance(batches, FullBatch),

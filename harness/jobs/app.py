@@ -115,7 +115,8 @@ def run_job(cfg: DictConfig, out_dir: Path, job: dict[str, Any],
     marker = running_marker(job, config, config_hash(config), started)
     write_record(marker_path, marker)  # a job killed from here on leaves this trace
     live = None
-    if cfg.train.log_every and not (cfg.vectorize.lr or cfg.vectorize.seed) and (sink := sink_for(cfg, job, offline_flag)):
+    chunked = cfg.train.log_every or cfg.train.eval_every
+    if chunked and not (cfg.vectorize.lr or cfg.vectorize.seed) and (sink := sink_for(cfg, job, offline_flag)):
         live = LiveCurves(sink, {"status": RUNNING, "job": job, "config": config}, out_dir)
     try:
         outcomes = _outcomes(cfg, config, job, out_dir, live)

@@ -56,6 +56,19 @@ def run_lines(record: dict[str, Any]) -> list[str]:
     if "slope" in metrics:
         line = f"slope {_g(metrics.get('slope'))}  intercept {_g(metrics.get('intercept'))}"
         lines.append(_line("fitted line", line))
+    target = record.get("target") or {}
+    if target.get("value") is not None:
+        if target.get("reached"):
+            text = (f"{target['metric']} {_g(target['value'])} at step {target['step']}: "
+                    f"{_time(target.get('time_s'))} training, {_time(target.get('time_with_compile_s'))} with compile")
+        else:
+            text = f"{target['metric']} {_g(target['value'])} {target.get('note')}"
+        lines.append(_line("target", text))
+    forgetting = record.get("forgetting") or {}
+    if forgetting.get("metric"):
+        name = forgetting["metric"]
+        lines.append(_line("forgetting", f"source test {name} {_g(forgetting['before'].get(name))} before, "
+                                         f"{_g(forgetting['after'].get(name))} after"))
     drift = record.get("drift")
     if drift:
         state = "bitwise unchanged" if drift.get("unchanged") else "MOVED"

@@ -5,6 +5,7 @@ A model is a callable named by `model._target_` (harness/core/components.py), us
 
     in_shape   the shape of one input (the task's x_train.shape[1:])
     out_dim    outputs: regression targets, or classes
+    vocab      only to a model whose signature takes it: the task's number of input tokens
     rngs       an nnx.Rngs: its default stream draws the parameters, its `lora` stream any LoRA
                adapters (so a model with adapters starts from the same base weights as without)
 
@@ -23,7 +24,7 @@ import numpy as np
 from flax import nnx
 
 from harness.core.checks import ConfigError
-from harness.core.components import ModelSpec
+from harness.core.components import ModelSpec, signature
 
 LORA_STREAM = 0x10A  # folded into the run's seed: the adapters' own key
 
@@ -33,10 +34,13 @@ def rngs_for(seed: int) -> nnx.Rngs:
     return nnx.Rngs(seed, lora=jax.random.fold_in(jax.random.key(seed), LORA_STREAM))
 
 
-def build_model(spec: ModelSpec, seed: int, in_shape: tuple[int, ...] = (1,), out_dim: int = 1) -> nnx.Module:
+def build_model(spec: ModelSpec, seed: int, in_shape: tuple[int, ...] = (1,), out_dim: int = 1,
+                vocab: int | None = None) -> nnx.Module:
     """A fresh model `spec` for inputs of `in_shape`; a ConfigError naming the model when it is not an nnx.Module."""
+    target = spec.load()
+    extra = {"vocab": vocab} if "vocab" in (signature(target) or {}) else {}
     try:
-        model = spec.load()(**spec.settings, in_shape=tuple(in_shape), out_dim=out_dim, rngs=rngs_for(seed))
+        model = target(**spec.settings, in_shape=tuple(in_shape), out_dim=out_dim, rngs=rngs_for(seed), **extra)
     except ConfigError as err:
         raise ConfigError(f"model.{err.field}", err.message) from None
     if not isinstance(model, nnx.Module):

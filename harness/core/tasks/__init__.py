@@ -7,6 +7,8 @@ with its settings and `seed=<task.seed>`. It returns a mapping:
     loss       "mse": regression, y of shape (rows, outputs) (or (rows,) for one output);
                "cross_entropy": classification, y integer class labels of shape (rows,)
     classes    optional, classification: the number of classes (default: the largest label + 1)
+    vocab      optional, for integer inputs (tokens): the number of distinct tokens (default: the
+               largest + 1); a model that takes `vocab` gets it
     source     optional: a mapping of the same form, the task a model's `backbone` is pretrained
                on before the run (`task.pretrain_steps`), and forgetting is measured on
 
@@ -46,6 +48,7 @@ class Task:
     data: Data
     loss: str  # a loss metric of harness.core.metrics
     outputs: int  # the model's out_dim: regression outputs, or classes
+    vocab: int | None = None  # integer inputs: the number of distinct tokens
     source: Task | None = None
 
     @property
@@ -114,9 +117,14 @@ def checked(name: str, made: Any, what: str = "task") -> Task:
         if low < 0 or top >= outputs:
             fail(f"labels from {low} to {top} with classes={outputs}: labels are 0 .. classes - 1")
         arrays = {**arrays, "y_train": arrays["y_train"].astype(np.int32), "y_test": arrays["y_test"].astype(np.int32)}
-    float_x = {k: v if np.issubdtype(v.dtype, np.floating) else v.astype(np.int32) for k, v in arrays.items()
-               if k.startswith("x_")}
-    arrays.update(float_x)
+    vocab = None
+    if np.issubdtype(arrays["x_train"].dtype, np.integer):
+        low = int(min(arrays["x_train"].min(), arrays["x_test"].min()))
+        top = int(max(arrays["x_train"].max(), arrays["x_test"].max()))
+        vocab = int(made.get("vocab") or top + 1)
+        if low < 0 or top >= vocab:
+            fail(f"input tokens from {low} to {top} with vocab={vocab}: tokens are 0 .. vocab - 1")
+        arrays.update(x_train=arrays["x_train"].astype(np.int32), x_test=arrays["x_test"].astype(np.int32))
     source = made.get("source")
-    return Task(name, Data(**arrays), loss, outputs,
+    return Task(name, Data(**arrays), loss, outputs, vocab,
                 None if source is None else checked(name, source, "task.pretrain_steps"))

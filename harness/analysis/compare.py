@@ -37,6 +37,7 @@ from harness.core.metrics import METRICS
 COSTS = (
     ("in_loop_s_per_step", "in-loop step"),
     ("run_s_per_step", "run time / step"),
+    ("time_to_target_s", "time to target"),
     ("compile_s", "compile"),
     ("memory_bytes", "memory"),
 )
@@ -92,7 +93,8 @@ def compared_columns(a: pd.DataFrame, b: pd.DataFrame) -> list[tuple[str, str]]:
     """COSTS (less the in-loop step time when either sweep does not resolve it, findings.step_time_column), then
     the train and test value of each metric both sweeps have."""
     both = all(findings.step_time_column(df) == "in_loop_s_per_step" for df in (a, b))
-    costs = [(name, title) for name, title in COSTS if name != "in_loop_s_per_step" or both]
+    costs = [(name, title) for name, title in COSTS if (name != "in_loop_s_per_step" or both)
+             and (name != "time_to_target_s" or all(name in df and df[name].notna().any() for df in (a, b)))]
     quality = [(f"{split}_{m.name}", f"{split} {m.title}") for m in METRICS.values() for split in ("train", "test")]
     return costs + [(name, title) for name, title in quality
                     if all(name in df and df[name].notna().any() for df in (a, b))]

@@ -28,6 +28,7 @@ from harness.analysis.frames import (
     summarize,
 )
 from harness.analysis.tables import program_keys
+from harness.analysis.tradeoffs import pareto_figure
 from harness.core.metrics import METRICS
 
 FIGURE_TITLES = {
@@ -37,6 +38,7 @@ FIGURE_TITLES = {
     "frozen_drift": "Drift of the frozen parameters",
     "compile_vs_run": "Compile vs run time",
     "cost_vs_params": "Step time and memory against parameter count",
+    "pareto": "Test quality against step time, memory and trainable parameters",
 }
 # Axes that change the parameter count (or only add points along a line): not what separates the lines.
 SIZE_KEYS = ("model", "model.width", "model.depth", "lr", "steps", "experiment")
@@ -308,6 +310,7 @@ def write_figures(df: pd.DataFrame, histories: Mapping[str, dict], out_dir: Path
         "frozen_drift": frozen_drift_figure(summary, keys),
         "compile_vs_run": compile_vs_run_figure(summary, keys),
         "cost_vs_params": cost_vs_params_figure(summary, keys),
+        "pareto": pareto_figure(df),
     }
     return {name: _save(fig, out_dir / FIGURES[name]) if isinstance(fig, Figure) else fig
             for name, fig in drawn.items()}

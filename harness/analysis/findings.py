@@ -84,6 +84,7 @@ def _quality(split: str, metric: Metric) -> Measure:
 MEASURES = {m.column: m for m in (
     Measure("in_loop_s_per_step", "in-loop step time", "slower", "faster", timed=True),
     Measure("run_s_per_step", "run time / step", "slower", "faster", timed=True),
+    Measure("time_to_target_s", "time to target", "slower", "faster", timed=True),
     Measure("memory_bytes", "memory", "more", "less", exact=True),
     Measure("opt_state_bytes", "optimizer state", "more", "less", exact=True),
     *(_quality(split, metric) for metric in METRICS.values() for split in ("test", "train")),
@@ -402,7 +403,8 @@ def finding_columns(df: pd.DataFrame) -> list[str]:
     """The measures a finding reports: step time, memory, optimizer state and each main test metric the runs have."""
     step = step_time_column(df)
     quality = [f"test_{m.name}" for m in METRICS.values() if m.main]
-    return [step, *(c for c in ("memory_bytes", "opt_state_bytes", *quality) if c in df and df[c].notna().any())]
+    return [step, *(c for c in ("time_to_target_s", "memory_bytes", "opt_state_bytes", *quality)
+                    if c in df and df[c].notna().any())]
 
 
 def comparisons(df: pd.DataFrame, baselines: Mapping[str, str] | None = None, *, threshold: float = THRESHOLD,

@@ -33,6 +33,7 @@ from harness.analysis.frames import (
     summarize,
 )
 from harness.analysis.tables import compact, program_keys
+from harness.analysis.tradeoffs import flops_table, main_metric, peft_table
 from harness.core.fields import nested_get
 from harness.core.metrics import METRICS
 from harness.jobs.store import RECORD_NAME, read_record, read_records
@@ -292,6 +293,22 @@ def render_report(sweep_dir: Path, df: pd.DataFrame, records: list[dict], proble
 
     method_keys = splitting_keys(df, ("method", "optimizer"), ("freeze", "model", *extra_axes(df)))
 
+    if main_metric(df) is not None and df["trainable_params"].notna().any():
+        peft_keys, peft = peft_table(df)
+        parts += ["## Cost and quality\n",
+                  "Per workload and configuration, medians over its ok runs (Hugging Face PEFT's comparison): "
+                  "trainable parameters, optimizer state, memory of one call, in-loop step time, time to the "
+                  "target (train.target; runs that reached it of all), test quality (* Pareto-optimal against "
+                  "the step time within its workload) and forgetting (the source task's main metric lost under "
+                  "the pretrained head).\n", *table(lambda *_: peft, df, peft_keys)]
+    if "step_flops" in df and df["step_flops"].notna().any():
+        flops_keys, flops = flops_table(df)
+        parts += ["## Where the flops go\n",
+                  "XLA's flops of one step's parts on one batch (harness/core/cost.py): the forward pass, the "
+                  "gradient the freeze needs, the rest of the compiled step (optimizer update, and gradients the "
+                  "method computes that the freeze does not need), the step itself; and the backward work that "
+                  "freezing removed against a full fine-tune.\n",
+                  *table(lambda *_: flops, df, flops_keys)]
     parts += [
         "## What each method does\n", METHOD_NOTES + "\n", *table(lambda rows, _: methods_table(rows), df, method_keys),
         "## Fit\n", "Final train / test value of each quality metric over the task's data and, for 1-D "

@@ -216,6 +216,10 @@ MEASURED = (
     _field("memory_bytes", "timing.memory.total_bytes", int, "memory/bytes", spread=True),
     _field("temp_bytes", "timing.memory.temp_size_in_bytes", int, "memory/temp_bytes", spread=True),
     _field("flops_per_step", "timing.dispatch.flops_per_step", float),
+    # Where a step's flops go (harness.core.cost): forward, the gradient the freeze needs, the gradient of a
+    # full fine-tune, the step as compiled, and the rest (optimizer update, gradients the freeze does not need).
+    *(_field(f"{part}_flops", f"timing.flops_split.{part}", float, f"flops/{part}")
+      for part in ("forward", "gradient", "full_gradient", "step", "rest")),
     _field("achieved_flops_per_s", "plausibility.achieved_flops_per_s", float, "perf/achieved_flops_per_s",
            spread=True),
     _field("peak_fraction", "plausibility.peak_fraction", float, "perf/peak_fraction", spread=True),

@@ -80,6 +80,7 @@ class Timing:
     memory: dict[str, int | None] = field(default_factory=dict)
     points: int = 1  # > 1: a vectorized call that trains this many runs at once
     dispatch: dict[str, float] | None = None  # see `dispatch_cost`
+    flops_split: dict[str, float | None] | None = None  # where a step's flops go: harness.core.cost.split
     matmuls: dict[str, int] | None = None  # dots in the compiled loop body vs hoisted out of it (harness.core.hlo)
     program: str | None = None  # harness.core.hlo.fingerprint: runs with one fingerprint ran the same XLA program
 

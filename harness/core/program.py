@@ -26,7 +26,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-from harness.core.checks import check
+from harness.core.checks import ConfigError, check
 from harness.core.config import Config, OptimizerConfig
 from harness.core.freezing import FreezeMethod, cast_frozen, frozen_mask, path_str
 from harness.core.pretraining import Pretrained, initial_model
@@ -138,7 +138,13 @@ def build_nnx(spec: Config, task: Task, method_class: type[FreezeMethod]) -> Bui
     trainable = [p for p in params if p not in frozen]
     program = NnxProgram(graphdef, treedef, method, paths.index((1, "step")))
     leaves = tuple(leaves)
-    grad_paths = program.grad_paths(leaves, task.data.x_train, task.data.y_train)
+    try:
+        grad_paths = program.grad_paths(leaves, task.data.x_train, task.data.y_train)
+    except (TypeError, ValueError) as err:  # e.g. a layer that tests a frozen plain array's truth (attribute)
+        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        raise ConfigError("method", f"{spec.method.name} cannot train model {spec.model.name!r} with freeze="
+                                    f"{spec.freeze.name}: its step does not trace with the state this method "
+                                    f"makes ({type(err).__name__}: {first}); choose another method") from None
     return Built(program, leaves, paths, frozen, trainable, grad_paths, pretraining)
 
 

@@ -94,7 +94,7 @@ class TaskSpec(Chosen):
     """The task: its component, the seed its data is drawn from, and pretraining steps on its source task."""
 
     seed: int = 123
-    pretrain_steps: int = 0  # Adam steps on the task's source task before the run; 0: start from a fresh model
+    pretrain_steps: int = 0  # AdamW steps on the task's source task before the run; 0: start from a fresh model
     pretrain_lr: float = 1e-2  # their learning rate (AdamW, full batch)
     pretrain_weight_decay: float = 0.0  # their weight decay
 

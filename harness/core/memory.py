@@ -1,12 +1,25 @@
-"""Will a compiled program fit? Its XLA memory analysis against the memory this process can still get.
+"""Will a run fit? What it needs, estimated from shapes, against the memory this process can still get.
 
 A run too big for the machine used to be OOM-killed mid-sweep with no record and
-no message. The compiled program's outputs and temporaries are known before its
-first call, so such a run is refused as a `failed` record naming the numbers.
+no message, or refused only once its data and state were made. harness.core.run
+now traces the task and the build (harness/core/abstract.py) and compiles the
+training program from shapes, so the data, the model and optimizer state, the
+program's outputs and temporaries (XLA's memory analysis) and the final evaluation
+are known before any of them is allocated: a run that cannot fit is refused as a
+`failed` record (InsufficientMemory) naming what it needs, what is available and
+which setting to lower.
+
+The estimate is the run's peak as this harness makes it, measured on CPU (README,
+"What the harness guarantees"): the task's arrays while it makes them (the task's own
+draw and the copy placed on the device), the training call (arguments, outputs and
+temporaries, XLA), the initial state kept to measure drift (and the outputs of the
+1-step program timed after training), and the final evaluation, which runs the model
+on every training row op by op and computes the metrics in float64.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from harness.core.checks import ConfigError
@@ -91,6 +104,62 @@ def needed_bytes(memory: dict[str, int | None]) -> int | None:
 
 def _gb(n: int) -> str:
     return f"{n / 1e9:.2f} GB" if n >= 1e7 else f"{n:,} bytes"
+
+
+# Calibrated against measured peaks (benchmarks/memory_estimate.py): a task holds about twice its arrays while it
+# makes them (the line task draws every row, then splits train from test); the final metrics hold the float32
+# predictions, predictions and targets as float64 and two float64 temporaries: 7x the predictions' bytes.
+MAKING_DATA = 2
+METRIC_COPIES = 7
+# Which setting makes each part smaller, for the refusal's last words.
+LOWER = {"data": "the task's size (task.n_train)",
+         "state": "the model's size (model.width, model.depth)",
+         "program": "train.batch_size, train.steps or the model's size",
+         "evaluation": "task.n_train or model.width (the final evaluation runs the model on every training row)"}
+TITLES = {"data": "data", "state": "model and optimizer state", "program": "training program",
+          "evaluation": "final evaluation"}
+
+
+@dataclass(frozen=True)
+class Needs:
+    """A run's memory, from shapes: its task's arrays, its state, its compiled program and its final evaluation."""
+
+    data: int  # every array the task returns (all points of a vectorized run)
+    state: int  # model and optimizer state (all points)
+    program: dict[str, int | None]  # the training program's XLA memory analysis (harness.core.timing.Timing.memory)
+    largest: int = 0  # the largest value the evaluation's forward pass makes over the training rows
+    predictions: int = 0  # the predictions on the training rows
+    dispatch: bool = False  # a 1-step program runs after training (train.measure_dispatch): one more state
+
+    def parts(self) -> dict[str, int]:
+        """Bytes per part while the run trains and is evaluated (the arguments counted as data and state)."""
+        program = self.program
+        made = (program.get("output_size_in_bytes") or 0) + (program.get("temp_size_in_bytes") or 0) - (
+            program.get("alias_size_in_bytes") or 0)
+        # The state: as the program's argument, plus the 1-step program's outputs when it runs. The evaluation:
+        # the forward pass op by op (an op's input and output), then the metrics on its predictions.
+        return {"data": self.data, "state": (1 + self.dispatch) * self.state, "program": max(made, 0),
+                "evaluation": max(2 * self.largest, METRIC_COPIES * self.predictions)}
+
+    def total(self) -> int:
+        """The estimated peak: the larger of making the data and training then evaluating."""
+        return max(MAKING_DATA * self.data, sum(self.parts().values()))
+
+
+def check_needs(needs: Needs) -> None:
+    """Raises InsufficientMemory, naming the parts and the setting to lower, when the run cannot fit."""
+    available, total = available_bytes(), needs.total()
+    if available is None or total <= available[0]:
+        return
+    parts = needs.parts()
+    biggest = max(parts, key=parts.get)
+    if MAKING_DATA * needs.data >= sum(parts.values()):
+        biggest = "data"
+    shown = ", ".join(f"{TITLES[name]} {_gb(value)}" for name, value in parts.items())
+    raise InsufficientMemory(
+        "memory", f"the run needs about {_gb(total)} ({shown}; estimated from shapes before allocating) but this "
+                  f"process can get {_gb(available[0])} ({available[1]}); refused before making its data. "
+                  f"Lower {LOWER[biggest]}, or run on a machine with more memory")
 
 
 def check_fits(memory: dict[str, int | None]) -> None:

@@ -10,7 +10,6 @@ The sweep's exit code and summary come from `harness.jobs.callbacks`.
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import shutil
 import sys
@@ -26,7 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from harness.core.checks import ConfigError, DeviceUnavailable
 from harness.core.components import with_custom_options
-from harness.core.config import Config, register, to_spec
+from harness.core.config import Config, register, resolved, resolved_or_null, to_spec
 from harness.core.fields import config_hash
 from harness.jobs.console import run_lines
 from harness.jobs.slurm import slurm_job
@@ -36,6 +35,7 @@ from harness.jobs.store import (
     SCHEMA_VERSION,
     already_done,
     crashed,
+    read_record,
     running_marker,
     write_record,
 )
@@ -52,6 +52,8 @@ _PACKAGE = Path(__file__).resolve().parents[1]  # harness/
 CONF_DIR = _PACKAGE / "conf" if (_PACKAGE / "conf" / "config.yaml").is_file() else _PACKAGE.parent / "conf"
 log = logging.getLogger("harness")
 register()
+W_AND_B_NOTE_LOST = ("the record written before W&B stands, without its note of the W&B copy (resume logs that "
+                     "copy again and notes it)")
 
 
 def spec_from_overrides(*overrides: str) -> Config:
@@ -71,7 +73,7 @@ def job_info() -> dict[str, Any]:
     return {
         "name": hc.job.name if hc.mode != RunMode.MULTIRUN else f"{hc.job.name}-{hc.job.num}",
         "num": hc.job.get("num"),
-        "overrides": list(hc.overrides.task),
+        "overrides": OmegaConf.to_container(hc.overrides.task, resolve=False),
         "override_dirname": hc.job.override_dirname,
         "output_dir": hc.runtime.output_dir,
         # the sweep's (or the single run's) directory: its name is the W&B group's timestamp
@@ -109,15 +111,21 @@ def _outcomes(cfg: DictConfig, config: dict[str, Any], job: dict[str, Any], out_
 def run_job(cfg: DictConfig, out_dir: Path, job: dict[str, Any],
             offline_flag: Path | None = None) -> list[dict[str, Any]]:
     """Runs one job (one run, or every vectorized point) and writes a record per run."""
-    config = OmegaConf.to_container(cfg, resolve=True)
+    try:
+        config, unresolved = resolved(cfg), None
+    except ConfigError as err:  # a swept value `${oops}`: this job's failed record, and the sweep goes on
+        config, unresolved = resolved_or_null(cfg), err
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     marker_path = out_dir / RECORD_NAME
     marker = running_marker(job, config, config_hash(config), started)
     write_record(marker_path, marker)  # a job killed from here on leaves this trace
     live = None
-    if cfg.train.log_every and not (cfg.vectorize.lr or cfg.vectorize.seed) and (sink := sink_for(cfg, job, offline_flag)):
+    if (unresolved is None and cfg.train.log_every and not (cfg.vectorize.lr or cfg.vectorize.seed)
+            and (sink := sink_for(cfg, job, offline_flag))):
         live = LiveCurves(sink, {"status": RUNNING, "job": job, "config": config}, out_dir)
     try:
+        if unresolved is not None:
+            raise unresolved
         outcomes = _outcomes(cfg, config, job, out_dir, live)
     except DeviceUnavailable as err:
         outcomes = [(out_dir, config, job, {"status": "skipped", "error": _error(err)})]
@@ -146,7 +154,7 @@ def run_job(cfg: DictConfig, out_dir: Path, job: dict[str, Any],
             records.append(record)
             continue
         record["wandb"] = log_record(cfg, record, record_dir, offline_flag, live if record_dir == out_dir else None)
-        write_record(path, record)  # if this fails the record above stands; resume redoes the W&B copy
+        write_record(path, record, lost=W_AND_B_NOTE_LOST)  # the record above stands; resume redoes the W&B copy
         records.append(record)
     if all(record_dir != out_dir for record_dir, *_ in outcomes):
         marker_path.unlink(missing_ok=True)  # vectorized: the points' records are in <job>/<point>/
@@ -161,30 +169,26 @@ def _error(err: BaseException) -> dict[str, str]:
 def redo_wandb_copy(cfg: DictConfig, path: Path, record: dict[str, Any], offline_flag: Path | None) -> bool:
     """Logs a completed record to W&B again when its copy there is missing or incomplete; True if it did.
 
-    A kill while W&B was logging leaves an `ok` record with no (or a cut-off) W&B run:
-    the record holds the config, history and summary, so the copy is made from it.
-    Incomplete local run directories are removed first, so `wandb sync` gets one whole copy.
+    A kill while W&B was logging leaves an `ok` record with no (or a cut-off, or an empty but
+    finished) W&B run: the record holds the config, history and summary, so the copy is made from it.
+    Every earlier local copy of the record's run is removed first, so `wandb sync` uploads one run.
     """
     if cfg.tracker.wandb.mode == "disabled" or wandb_copy_complete(record.get("wandb")):
         return False
-    from harness.jobs.wandb_file import is_complete, run_file
-
     for run_dir in sorted((path.parent / "wandb").glob("*run-*")):
-        if (run_dir.name.startswith(("offline-run-", "run-")) and run_dir.is_dir() and not run_dir.is_symlink()
-                and not is_complete(run_file(run_dir))):
+        if run_dir.name.startswith(("offline-run-", "run-")) and run_dir.is_dir() and not run_dir.is_symlink():
             shutil.rmtree(run_dir, ignore_errors=True)
     record["wandb"] = log_record(cfg, record, path.parent, offline_flag)
-    write_record(path, record)
+    write_record(path, record, lost=W_AND_B_NOTE_LOST)
     return True
 
 
-def _previous_status(out_dir: Path) -> str | None:
-    """The status of the record a resumed job replaces (`crashed` for a dead job's marker), or None."""
-    try:
-        status = json.loads((out_dir / RECORD_NAME).read_text()).get("status")
-    except (OSError, ValueError, AttributeError):
-        return None
-    return "crashed" if status == RUNNING else status
+def _previous(out_dir: Path) -> dict[str, Any] | None:
+    """The record a resumed job replaces (a dead job's marker read as `crashed`), or None."""
+    record, _ = read_record(out_dir / RECORD_NAME)
+    if record is not None and record["status"] == RUNNING:
+        record = crashed(record)
+    return record
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
@@ -195,10 +199,15 @@ def main(cfg: DictConfig) -> None:
     offline_flag = None if single else Path(hc.sweep.dir) / WANDB_OFFLINE_FLAG
     if cfg.resume:
         try:
-            done = already_done(out_dir, OmegaConf.to_container(cfg, resolve=True))
+            done, problems = already_done(out_dir, resolved(cfg))
         except ConfigError as err:
-            print(f"error: {err}", file=sys.stderr, flush=True)
-            sys.exit(1)  # also in a multirun: nothing of this sweep should run into another's dir
+            if err.field != "resume":  # its config does not resolve: it runs, and fails with that in its record
+                done, problems = [], []
+            else:
+                print(f"error: {err}", file=sys.stderr, flush=True)
+                sys.exit(1)  # also in a multirun: nothing of this sweep should run into another's dir
+        for path, why in problems:
+            print(f"record does not validate, run again by resume: {path} ({why})", flush=True)
         for path, record in done:
             print(f"{record['status']} (already recorded, skipped by resume): {path}", flush=True)
             if redo_wandb_copy(cfg, path, record, offline_flag):
@@ -209,8 +218,13 @@ def main(cfg: DictConfig) -> None:
             if all(path.parent != out_dir for path, _ in done):
                 (out_dir / RECORD_NAME).unlink(missing_ok=True)  # a vectorized job's leftover marker
             return
-        if (previous := _previous_status(out_dir)) in ("crashed", "failed", "skipped"):
-            print(f"{previous} before, run again by resume: {out_dir / RECORD_NAME}", flush=True)
+        previous = _previous(out_dir) or {}
+        if previous.get("status") in ("crashed", "failed", "skipped"):
+            print(f"{previous['status']} before, run again by resume: {out_dir / RECORD_NAME}", flush=True)
+            if isinstance(previous.get("error"), dict) and previous["error"].get("out_of_memory"):
+                print("  it ran out of memory last time and needs as much again: it will be killed again unless "
+                      "it gets more memory (free some, or hydra.launcher.mem_gb under Slurm) or needs less "
+                      "(model.width, task.n_train, train.batch_size)", flush=True)
         if cfg.vectorize.lr or cfg.vectorize.seed:
             # A vectorized job writes one record per point, in <job>/<point>/; a record in <job>/ itself
             # is the job's earlier end (failed before its points, or crashed: harness/jobs/slurm.py). The

@@ -8,8 +8,14 @@ finished jobs keep their records, and a joblib sweep's workers are ended with it
 
 from __future__ import annotations
 
+import atexit
+import logging
+import os
+import shutil
 import signal
 import sys
+import tempfile
+from pathlib import Path
 
 
 class Terminated(KeyboardInterrupt):
@@ -24,7 +30,68 @@ def _on_sigterm(signum, frame) -> None:
     raise Terminated("stopped by SIGTERM before it finished; resume reruns it")
 
 
+def _private_temp() -> None:
+    """This command's own temporary directory, removed when it ends: W&B's temporary files and those of
+    the joblib workers and W&B processes it starts (they inherit TMPDIR) go with it, even when a worker
+    is killed before it can clean up after itself."""
+    root = tempfile.mkdtemp(prefix="harness-")
+    os.environ["TMPDIR"] = tempfile.tempdir = root
+    atexit.register(shutil.rmtree, root, True)
+
+
+def _unreadable_override(overrides: list[str]) -> str | None:
+    """One line for the first command-line override Hydra's grammar cannot read, or None.
+
+    Hydra would answer with its parser's exception (LexerNoViableAltException, "missing EQUAL"),
+    before any code of ours runs.
+    """
+    from hydra._internal.utils import get_args_parser
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
+
+    try:
+        args, _ = get_args_parser().parse_known_args(overrides)
+    except SystemExit:  # Hydra's own flags, used wrongly: Hydra says so itself
+        return None
+    parser = OverridesParser.create()
+    for i, override in enumerate(args.overrides):
+        try:
+            parser.parse_overrides([override])
+        except OverrideParseException as err:
+            if "=" not in override:
+                key, _, value = (args.overrides[i - 1] if i else "key=value").partition("=")
+                return (f"error: {override!r} is not an override (key=value); if it belongs to the value before "
+                        f"it, quote the whole value: harness \"{key}='{value} {override}'\"")
+            key, _, value = override.partition("=")
+            reason = str(err).strip().splitlines()[0]
+            return (f"error: {key}: cannot read the value {value!r} ({reason}); quote a value with spaces or "
+                    f"special characters, quotes inside the argument: harness \"{key}='{value}'\"")
+    return None
+
+
+def _saving_hydra_files_may_fail() -> None:
+    """Hydra saves each job's config (.hydra/*.yaml) before the job runs, and a full disk there would end the
+    whole sweep in a traceback: a file it cannot write is one line instead, and the job runs on (its record
+    holds its config)."""
+    from hydra.core import utils
+
+    save = utils._save_config
+
+    def save_or_say(cfg, filename: str, output_dir: Path) -> None:
+        try:
+            save(cfg, filename, output_dir)
+        except OSError as err:
+            Path(output_dir, filename).unlink(missing_ok=True)
+            print(f"error: cannot write {Path(output_dir, filename)}: {err.strerror or err}; Hydra's copy of the "
+                  "job's config is not saved (the job runs, and its record holds its config)", file=sys.stderr,
+                  flush=True)
+
+    utils._save_config = save_or_say
+
+
 def main() -> None:
+    _private_temp()
+    logging.raiseExceptions = False  # a log file on a full disk: the console has the same lines, no traceback
     if len(sys.argv) > 1 and sys.argv[1] == "dashboard":
         from harness.analysis.dashboard import main_dashboard
 
@@ -39,7 +106,11 @@ def main() -> None:
     from harness.jobs import callbacks
     from harness.jobs.app import main as hydra_main
 
+    if message := _unreadable_override(sys.argv[1:]):
+        print(message, file=sys.stderr, flush=True)
+        sys.exit(1)
     sys.argv[1:] = with_custom_options(sys.argv[1:])
+    _saving_hydra_files_may_fail()
     signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         hydra_main()

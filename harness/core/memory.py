@@ -114,7 +114,8 @@ METRIC_COPIES = 7
 # Which setting makes each part smaller, for the refusal's last words.
 LOWER = {"data": "the task's size (task.n_train)",
          "state": "the model's size (model.width, model.depth)",
-         "program": "train.batch_size, train.steps or the model's size",
+         "program": "train.batch_size, task.n_train or the model's size (the program's temporaries hold a batch's "
+                    "activations), or train.steps (its per-step history)",
          "evaluation": "task.n_train or model.width (the final evaluation runs the model on every training row)"}
 TITLES = {"data": "data", "state": "model and optimizer state", "program": "training program",
           "evaluation": "final evaluation"}
@@ -136,9 +137,10 @@ class Needs:
         program = self.program
         made = (program.get("output_size_in_bytes") or 0) + (program.get("temp_size_in_bytes") or 0) - (
             program.get("alias_size_in_bytes") or 0)
-        # The state: as the program's argument, plus the 1-step program's outputs when it runs. The evaluation:
+        # The state: the program's argument and the trained state it outputs, plus the 1-step program's outputs
+        # when it runs; the program: its other outputs (the per-step history) and temporaries. The evaluation:
         # the forward pass op by op (an op's input and output), then the metrics on its predictions.
-        return {"data": self.data, "state": (1 + self.dispatch) * self.state, "program": max(made, 0),
+        return {"data": self.data, "state": (2 + self.dispatch) * self.state, "program": max(made - self.state, 0),
                 "evaluation": max(2 * self.largest, METRIC_COPIES * self.predictions)}
 
     def total(self) -> int:

@@ -118,7 +118,8 @@ def run_job(cfg: DictConfig, out_dir: Path, job: dict[str, Any],
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     marker_path = out_dir / RECORD_NAME
     marker = running_marker(job, config, config_hash(config), started)
-    write_record(marker_path, marker)  # a job killed from here on leaves this trace
+    write_record(marker_path, marker, lost="the job runs without its `running` marker (killed, it would leave no "
+                                           "trace)")  # a job killed from here on leaves this trace
     live = None
     if (unresolved is None and cfg.train.log_every and not (cfg.vectorize.lr or cfg.vectorize.seed)
             and (sink := sink_for(cfg, job, offline_flag))):
@@ -144,14 +145,17 @@ def run_job(cfg: DictConfig, out_dir: Path, job: dict[str, Any],
                   "config_hash": config_hash(config), "started": started, **result,
                   "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         path = record_dir / RECORD_NAME
-        if not write_record(path, record):  # the ground truth lands before W&B is touched, or the job failed
+        # The ground truth lands before W&B is touched, or the job failed.
+        if not write_record(path, record, lost=f"this job's {record['status']} result is not saved; trying a "
+                                               "small failed record in its place"):
             record = {**{k: record[k] for k in ("schema_version", "job", "config", "config_hash", "started",
                                                 "finished")},
                       "status": "failed", "error": {"type": "OSError", "message": (
                           f"its {record['status']} record could not be written (see the sweep's output); "
                           "its measurements are lost")}}
-            write_record(path, record)  # a small record may still fit; else the marker shows a crash
-            records.append(record)
+            if write_record(path, record, lost="no record of this job is saved (the sweep lists it; free some "
+                                               "space, then resume the sweep)"):
+                records.append(record)  # else its marker, if written, shows it crashed; the sweep lists it
             continue
         record["wandb"] = log_record(cfg, record, record_dir, offline_flag, live if record_dir == out_dir else None)
         write_record(path, record, lost=W_AND_B_NOTE_LOST)  # the record above stands; resume redoes the W&B copy
@@ -175,12 +179,18 @@ def redo_wandb_copy(cfg: DictConfig, path: Path, record: dict[str, Any], offline
     """
     if cfg.tracker.wandb.mode == "disabled" or wandb_copy_complete(record.get("wandb")):
         return False
-    for run_dir in sorted((path.parent / "wandb").glob("*run-*")):
-        if run_dir.name.startswith(("offline-run-", "run-")) and run_dir.is_dir() and not run_dir.is_symlink():
-            shutil.rmtree(run_dir, ignore_errors=True)
+    _remove_wandb_copies(path.parent / "wandb")
     record["wandb"] = log_record(cfg, record, path.parent, offline_flag)
     write_record(path, record, lost=W_AND_B_NOTE_LOST)
     return True
+
+
+def _remove_wandb_copies(wandb_dir: Path) -> None:
+    """Removes the local W&B runs in a record's `wandb` dir: the record they copied is being replaced or logged
+    again, and `wandb sync` should upload one run per record."""
+    for run_dir in sorted(wandb_dir.glob("*run-*")):
+        if run_dir.name.startswith(("offline-run-", "run-")) and run_dir.is_dir() and not run_dir.is_symlink():
+            shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def _previous(out_dir: Path) -> dict[str, Any] | None:
@@ -225,6 +235,8 @@ def main(cfg: DictConfig) -> None:
                 print("  it ran out of memory last time and needs as much again: it will be killed again unless "
                       "it gets more memory (free some, or hydra.launcher.mem_gb under Slurm) or needs less "
                       "(model.width, task.n_train, train.batch_size)", flush=True)
+        for wandb_dir in out_dir.rglob("wandb"):  # the rerun's record replaces the old: so does its W&B run
+            _remove_wandb_copies(wandb_dir)
         if cfg.vectorize.lr or cfg.vectorize.seed:
             # A vectorized job writes one record per point, in <job>/<point>/; a record in <job>/ itself
             # is the job's earlier end (failed before its points, or crashed: harness/jobs/slurm.py). The
@@ -240,5 +252,5 @@ def main(cfg: DictConfig) -> None:
         if record.get("error"):
             label = "reason" if record["status"] == "skipped" else "error"
             print(f"{label}: {record['error']['type']}: {record['error']['message']}", file=sys.stderr, flush=True)
-    if single and any(r["status"] in ("failed", "skipped") for r in records):
-        sys.exit(1)
+    if single and (not records or any(r["status"] in ("failed", "skipped") for r in records)):
+        sys.exit(1)  # no record at all: a full disk, said above

@@ -117,6 +117,11 @@ def test_sigkill_mid_sweep_leaves_a_crashed_job_that_report_shows_and_resume_rer
     # Every file is whole: the finished jobs' records and one marker for the job that was killed.
     assert sorted(json.loads(c)["status"] for c in before.values()) == ["ok"] * len(finished) + ["running"]
     (sweep,) = {p.parent.parent for p in before}
+    (marker_path,) = [p for p, c in before.items() if json.loads(c)["status"] == "running"]
+    marker = json.loads(marker_path.read_text())
+    if isinstance(marker["process"]["oom_kills"], int):  # the kernel says (/proc/vmstat): as if it OOM-killed it
+        marker["process"]["oom_kills"] -= 1
+        marker_path.write_text(json.dumps(marker))
 
     # The killed job is visible: report shows it crashed and lists the jobs that never started.
     shown = run_cli("report", str(sweep), cwd=tmp_path)
@@ -132,6 +137,9 @@ def test_sigkill_mid_sweep_leaves_a_crashed_job_that_report_shows_and_resume_rer
     assert len(recs) == 6 and all(r["status"] == "ok" for r in recs)
     assert resumed.stdout.count("skipped by resume") == len(finished)
     assert resumed.stdout.count("crashed before, run again by resume") == 1
+    if isinstance(marker["process"]["oom_kills"], int):
+        assert "the kernel's OOM killer killed 1 process(es) on this host meanwhile" in shown.stdout
+        assert "it ran out of memory last time and needs as much again" in resumed.stdout
     for path, content in finished.items():
         assert path.read_bytes() == content, "resume re-ran a completed job"
     assert report.main_report([str(sweep)]) == 0  # complete now (in-process: the command ran above)

@@ -9,13 +9,11 @@ finished jobs keep their records, and a joblib sweep's workers are ended with it
 from __future__ import annotations
 
 import atexit
-import logging
 import os
 import shutil
 import signal
 import sys
 import tempfile
-from pathlib import Path
 
 
 class Terminated(KeyboardInterrupt):
@@ -69,29 +67,8 @@ def _unreadable_override(overrides: list[str]) -> str | None:
     return None
 
 
-def _saving_hydra_files_may_fail() -> None:
-    """Hydra saves each job's config (.hydra/*.yaml) before the job runs, and a full disk there would end the
-    whole sweep in a traceback: a file it cannot write is one line instead, and the job runs on (its record
-    holds its config)."""
-    from hydra.core import utils
-
-    save = utils._save_config
-
-    def save_or_say(cfg, filename: str, output_dir: Path) -> None:
-        try:
-            save(cfg, filename, output_dir)
-        except OSError as err:
-            Path(output_dir, filename).unlink(missing_ok=True)
-            print(f"error: cannot write {Path(output_dir, filename)}: {err.strerror or err}; Hydra's copy of the "
-                  "job's config is not saved (the job runs, and its record holds its config)", file=sys.stderr,
-                  flush=True)
-
-    utils._save_config = save_or_say
-
-
 def main() -> None:
     _private_temp()
-    logging.raiseExceptions = False  # a log file on a full disk: the console has the same lines, no traceback
     if len(sys.argv) > 1 and sys.argv[1] == "dashboard":
         from harness.analysis.dashboard import main_dashboard
 
@@ -110,7 +87,6 @@ def main() -> None:
         print(message, file=sys.stderr, flush=True)
         sys.exit(1)
     sys.argv[1:] = with_custom_options(sys.argv[1:])
-    _saving_hydra_files_may_fail()
     signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         hydra_main()

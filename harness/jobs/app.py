@@ -56,6 +56,32 @@ W_AND_B_NOTE_LOST = ("the record written before W&B stands, without its note of 
                      "copy again and notes it)")
 
 
+def _hydra_files_may_fail() -> None:
+    """Hydra saves each job's config (.hydra/*.yaml) before the job runs, and a full disk there would end the
+    whole sweep in a traceback: a file it cannot write is one line instead, and the job runs on (its record
+    holds its config). Done when this module is imported: in the command's process and in every process a
+    launcher runs jobs in (joblib, submitit), which imports it to call `main`. The job's log file on a full
+    disk: lines that do not fit are dropped (the console has them), not each one a logging traceback."""
+    logging.raiseExceptions = False
+    from hydra.core import utils
+
+    save = utils._save_config
+
+    def save_or_say(cfg, filename: str, output_dir: Path) -> None:
+        try:
+            save(cfg, filename, output_dir)
+        except OSError as err:
+            Path(output_dir, filename).unlink(missing_ok=True)
+            print(f"error: cannot write {Path(output_dir, filename)}: {err.strerror or err}; Hydra's copy of the "
+                  "job's config is not saved (the job runs, and its record holds its config)", file=sys.stderr,
+                  flush=True)
+
+    utils._save_config = save_or_say
+
+
+_hydra_files_may_fail()
+
+
 def spec_from_overrides(*overrides: str) -> Config:
     """A validated Config composed from conf/ as the command line would: for tests, benchmarks, notebooks.
 

@@ -113,6 +113,8 @@ def test_training_in_chunks_equals_one_call_bitwise_and_is_timed_as_a_whole(extr
     assert t["chunks"] == 3 and one["timing"]["chunks"] == 1
     in_loop = (t["run_s_per_call"]["median"] - 3 * t["dispatch"]["one_step_call_s"]) / (120 - 3)
     np.testing.assert_allclose(t["in_loop_s_per_step"], max(in_loop, 0.0))
+    whole = execute(spec_for("train.steps=120", "train.repeats=1", "train.log_every=120", *extra), CPU)  # one chunk
+    assert whole["parameters"]["final"] == one["parameters"]["final"] and whole["timing"]["chunks"] == 1
 
 
 @pytest.mark.parametrize("overrides", [

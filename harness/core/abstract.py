@@ -33,11 +33,6 @@ def nbytes(tree: Any) -> int:
     return sum(math.prod(a.shape) * a.dtype.itemsize for a in jax.tree.leaves(tree))
 
 
-def is_tracer(value: Any) -> bool:
-    """Whether `value` is being traced (a build inside jax.eval_shape): shapes only, no values."""
-    return isinstance(value, jax.core.Tracer)
-
-
 def _task_shapes(spec: Config) -> Task:
     """The task with its arrays as shapes: its function traced by jax.eval_shape, its mapping checked as a task's."""
     fn, kept = spec.task.load(), {}
@@ -82,23 +77,50 @@ class Shapes(NamedTuple):
     built: Built
     data_bytes: int  # every array the task returns, its source task's included
     state_bytes: int  # model and optimizer state
+    largest: int  # the largest value the final evaluation's forward pass makes over the training rows
+    predictions: int  # the final evaluation's predictions on the training rows
+
+
+_TRACED: dict[str, Shapes | None] = {}
 
 
 def shapes(spec: Config) -> Shapes | None:
     """The run's shapes, or None when its task or model cannot be traced (it is then checked once built).
 
     A ConfigError found on the way (a mask that matches nothing, a batch larger than the data)
-    is raised: it is the run's error, found before anything is allocated.
+    is raised: it is the run's error, found before anything is allocated. Runs that differ only in
+    the optimizer's hyperparameters or the seed (a sweep's usual axes) have one program and one set of
+    shapes: traced once per process (`harness.core.run` still compares them with what it builds).
     """
+    key = _shape_key(spec)
+    if key in _TRACED:
+        return _TRACED[key]
     try:
         task = _task_shapes(spec)
         built = _built_shapes(spec, task)
+        largest, predictions = _evaluation_bytes(built, task.data.x_train)
     except (ConfigError, KeyboardInterrupt):
         raise
     except (NeedsValues, Exception):  # noqa: BLE001 - not traceable: the run is built first, then checked
+        _TRACED[key] = None
         return None
     data = nbytes(task.data) + (nbytes(task.source.data) if task.source is not None else 0)
-    return Shapes(task, built, data, nbytes(built.state))
+    _TRACED[key] = Shapes(task, built, data, nbytes(built.state), largest, predictions)
+    return _TRACED[key]
+
+
+def _shape_key(spec: Config) -> str:
+    """`spec` less what only changes values: the optimizer's hyperparameters (inject_hyperparams leaves) and the
+    task's seed."""
+    optimizer = dataclasses.replace(spec.optimizer, lr=1.0, weight_decay=0.0, b1=0.0, b2=0.0, eps=1.0)
+    return repr(dataclasses.replace(spec, optimizer=optimizer, task=dataclasses.replace(spec.task, seed=0)))
+
+
+def same_shapes(tree: Any, other: Any) -> bool:
+    """Whether two pytrees of arrays or shapes have one structure and the same shapes and dtypes."""
+    leaves, other_leaves = jax.tree.leaves(tree), jax.tree.leaves(other)
+    return len(leaves) == len(other_leaves) and all(
+        (a.shape, a.dtype) == (b.shape, b.dtype) for a, b in zip(leaves, other_leaves))
 
 
 def stacked(tree: Any, points: int) -> Any:
@@ -116,14 +138,13 @@ def _weak(a: Any) -> bool:
     return bool(getattr(a, "weak_type", False))
 
 
-def evaluation_bytes(built: Built, x: Any) -> tuple[int, int]:
+def _evaluation_bytes(built: Built, x: Any) -> tuple[int, int]:
     """(largest value the model's forward pass makes on `x`, its predictions): what the final evaluation holds.
 
     The evaluation runs op by op after training; each op's output exists with its input.
     """
     jaxpr = jax.make_jaxpr(built.program.predict)(built.state, x)
-    largest = max((_largest(jaxpr.jaxpr), 0))
-    return largest, nbytes(jax.eval_shape(built.program.predict, built.state, x))
+    return _largest(jaxpr.jaxpr), nbytes(jax.eval_shape(built.program.predict, built.state, x))
 
 
 def _largest(jaxpr) -> int:

@@ -76,9 +76,8 @@ def _placed(spec: Config, devices: list[jax.Device], layout: Layout | None = Non
 
 def _needs(spec: Config, shapes: abstract.Shapes, memory: dict, points: int = 1) -> Needs:
     """What the run needs, from its shapes and its compiled training program's memory analysis."""
-    largest, predictions = abstract.evaluation_bytes(shapes.built, shapes.task.data.x_train)
-    return Needs(points * shapes.data_bytes, points * shapes.state_bytes, memory, largest, points * predictions,
-                 spec.train.measure_dispatch)
+    return Needs(points * shapes.data_bytes, points * shapes.state_bytes, memory, shapes.largest,
+                 points * shapes.predictions, spec.train.measure_dispatch)
 
 
 def step_metrics(spec: Config, task: Task) -> tuple[str, ...]:
@@ -108,7 +107,8 @@ def _training(spec: Config, layout: Layout, task: Task, state, key, metrics: tup
         args = (state, order, data.x_train, data.y_train, key, jax.ShapeDtypeStruct((), np.int32) if shapes
                 else np.int32(0))
     if shapes:
-        shardings = (layout.replicated, *((layout.replicated,) if chunks > 1 else ()), layout.train, layout.train,
+        chunked = spec.train.log_every is not None  # a batch order follows the state
+        shardings = (layout.replicated, *((layout.replicated,) if chunked else ()), layout.train, layout.train,
                      layout.replicated)
         args = (*(abstract.placed(arg, sharding) for arg, sharding in zip(args, shardings)), *args[len(shardings):])
     return jitted, args, static, chunks
@@ -130,9 +130,9 @@ def execute(spec: Config, devices: list[jax.Device], on_chunk=None) -> dict[str,
             layout = _layout(spec, devices, ahead.task)
             metrics = step_metrics(spec, ahead.task)
             key = jax.eval_shape(lambda: order_key(spec.task.seed))
-            jitted, args, static, chunks = _training(spec, layout, ahead.task, ahead.built.state, key, metrics, True)
+            jitted, shaped, static, chunks = _training(spec, layout, ahead.task, ahead.built.state, key, metrics, True)
             static["program"] = ahead.built.program
-            compiled, timing = compile_timed(jitted, args, static, steps=spec.train.steps, warmup=spec.train.warmup,
+            compiled, timing = compile_timed(jitted, shaped, static, steps=spec.train.steps, warmup=spec.train.warmup,
                                              chunks=chunks)
             check_needs(_needs(spec, ahead, timing.memory))
         task, layout = _placed(spec, devices, layout if ahead is not None else None)
@@ -141,12 +141,13 @@ def execute(spec: Config, devices: list[jax.Device], on_chunk=None) -> dict[str,
         state = jax.device_put(built.state, layout.replicated)
         jitted, args, static, chunks = _training(spec, layout, task, state, key, step_metrics(spec, task))
         static["program"] = built.program
-        if compiled is None or built.program != ahead.built.program:  # not traceable ahead: compiled and checked now
+        if compiled is None or built.program != ahead.built.program or not abstract.same_shapes(args, shaped):
+            # Not traceable ahead (or a task whose shapes follow its seed): compiled and checked now.
             compiled, timing = compile_timed(jitted, args, static, steps=spec.train.steps, warmup=spec.train.warmup,
                                              chunks=chunks)
             check_fits(timing.memory)
-        call = None if chunks == 1 else in_chunks(args, chunks, spec.train.log_every,
-                                                  spec.train.warmup + spec.train.repeats, on_chunk)
+        call = None if spec.train.log_every is None else in_chunks(args, chunks, spec.train.log_every,
+                                                                   spec.train.warmup + spec.train.repeats, on_chunk)
         (state, history), timing = time_calls(compiled, args, timing, repeats=spec.train.repeats, call=call)
         if spec.train.measure_dispatch:
             timing.dispatch = dispatch_cost(jitted, args, static)
@@ -218,11 +219,11 @@ def execute_vectorized(spec: Config, devices: list[jax.Device]) -> list[tuple[Co
             layout = _layout(specs[0], devices[:1], ahead.task)
             data = ahead.task.data
             key = jax.eval_shape(lambda: order_key(spec.task.seed))
-            args = tuple(abstract.stacked(tree, len(specs)) for tree in (ahead.built.state, data.x_train, data.y_train,
-                                                                          key))
+            shaped = tuple(abstract.stacked(tree, len(specs)) for tree in (ahead.built.state, data.x_train,
+                                                                            data.y_train, key))
             static = {"program": ahead.built.program, "batches": layout.batches, "steps": spec.train.steps,
                       "metrics": step_metrics(spec, ahead.task)}
-            compiled, timing = compile_timed(train_many, args, static, **common)
+            compiled, timing = compile_timed(train_many, shaped, static, **common)
             check_needs(_needs(spec, ahead, timing.memory, len(specs)))
         placed = [_placed(s, devices[:1], layout) for s in specs]
         tasks, batches = [task for task, _ in placed], placed[0][1].batches
@@ -234,7 +235,7 @@ def execute_vectorized(spec: Config, devices: list[jax.Device]) -> list[tuple[Co
                 stack([order_key(s.task.seed) for s in specs]))
         static = {"program": built[0].program, "batches": batches, "steps": spec.train.steps,
                   "metrics": step_metrics(spec, tasks[0])}
-        if compiled is None or built[0].program != ahead.built.program:
+        if compiled is None or built[0].program != ahead.built.program or not abstract.same_shapes(args, shaped):
             compiled, timing = compile_timed(train_many, args, static, **common)
             check_fits(timing.memory)
         (states, history), timing = time_calls(compiled, args, timing, repeats=spec.train.repeats)

@@ -241,9 +241,9 @@ def test_available_memory_is_the_least_of_meminfo_and_every_cgroup_limit(tmp_pat
 
 @contextlib.contextmanager
 def memory_cgroup(limit: int):
-    """A memory cgroup of its own with `limit` bytes (v1, or v2 where the memory controller is delegated), as a
-    function putting a process into it, and a function reading its peak usage; skipped with the reason where the
-    machine has none this process may make (not root, no memory controller)."""
+    """A memory cgroup of its own with `limit` bytes (v1, or v2 where the memory controller is delegated), as the
+    command prefix that runs a command in it, and a function reading its peak usage; skipped with the reason where
+    the machine has none this process may make (not root, no memory controller)."""
     name = f"harness-test-{os.getpid()}-{time.monotonic_ns()}"
     v1, v2 = Path("/sys/fs/cgroup/memory"), Path("/sys/fs/cgroup")
     delegated = (v2 / "cgroup.subtree_control").read_text().split() if (v2 / "cgroup.subtree_control").exists() else []
@@ -259,7 +259,7 @@ def memory_cgroup(limit: int):
     except OSError as err:
         pytest.skip(f"cannot make a memory cgroup here ({err.strerror}): needs root")
     try:
-        yield (lambda: (group / "cgroup.procs").write_text(str(os.getpid())),
+        yield (["sh", "-c", 'echo $$ > "$0" && exec "$@"', str(group / "cgroup.procs")],
                lambda: int((group / peak_file).read_text()) if (group / peak_file).exists() else None)
     finally:
         group.rmdir()
@@ -269,13 +269,13 @@ def test_a_run_too_big_for_its_memory_cgroup_is_refused_before_its_data_or_state
     """Inside a 3 GiB memory cgroup, runs whose state (width 20,000) or data (1.5e9 rows) cannot fit used to be
     OOM-killed within seconds (exit 137, a `running` marker left): each is refused before allocating anything,
     naming what to lower, and the sweep goes on to the run that fits."""
-    with memory_cgroup(3 * 2**30) as (enter, peak):
+    with memory_cgroup(3 * 2**30) as (inside, peak):
         env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
-        proc = subprocess.run([sys.executable, "-m", "harness", "-m", f"results_dir={tmp_path / 'results'}",
+        proc = subprocess.run([*inside, sys.executable, "-m", "harness", "-m", f"results_dir={tmp_path / 'results'}",
                                "tracker=disabled", "report=false", *FAST, "model=mlp", "model.depth=4", "freeze=none",
                                "model.width=20000,1", "task.n_train=55,1500000000"],
                               cwd=tmp_path, env={**env, "HYDRA_FULL_ERROR": "0"}, capture_output=True, text=True,
-                              timeout=300, preexec_fn=enter)
+                              timeout=300)
         used = peak()
     assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
     recs = sorted(records(tmp_path / "results"), key=lambda r: r["job"]["num"])

@@ -28,7 +28,7 @@ _UNLIMITED = 2**60  # cgroup v1 writes "no limit" as a huge number, v2 as "max"
 
 
 class InsufficientMemory(ConfigError):
-    """The run's compiled program needs more memory than this process can get: refused, not started."""
+    """The run needs more memory than this process can get: refused before its data or state is made."""
 
 
 def _read_int(path: Path) -> int | None:

@@ -206,7 +206,7 @@ def exit_code() -> int:
 
 
 def _vectorized_repeats(job: dict[str, Any], config: DictConfig) -> list[str]:
-    """'job #0: vectorize.seed lists 1 twice' for each value a job's vectorized points repeat."""
+    """'job #0: vectorize.seed lists 1 2 times' for each value a job's vectorized points repeat."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     lists = {name: list(config.vectorize[name] or []) for name in ("lr", "seed")}

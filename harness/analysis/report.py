@@ -39,7 +39,7 @@ from harness.core.fields import nested_get
 from harness.core.files import atomic_path
 from harness.core.metrics import METRICS
 from harness.jobs.store import RECORD_NAME, read_record, read_records
-from harness.jobs.sweep_plan import SWEEP_FILE, missing_jobs, plan_dirs, planned_count, plan_problem, read_plan
+from harness.jobs.sweep_plan import SWEEP_FILE, missing_jobs, plan_dirs, plan_problem, planned_count, read_plan
 from harness.jobs.tracking import quiet_settings, run_group
 from harness.jobs.wandb_file import is_complete, job_type, run_file
 
@@ -378,13 +378,17 @@ class NoRecords(ValueError):
     """A directory with nothing to report on: no result.json that reads."""
 
 
+class UnknownBaseline(ValueError):
+    """A `--baseline AXIS=VALUE` whose value no run of the sweep has."""
+
+
 def check_baselines(df: pd.DataFrame, baselines: Mapping[str, str]) -> None:
-    """A ValueError naming the values that exist when a `--baseline AXIS=VALUE` names none of the sweep's."""
+    """UnknownBaseline, naming the values that exist, when a `--baseline AXIS=VALUE` names none of the sweep's."""
     for axis, value in baselines.items():
         values = [key_text(v) for v in dict.fromkeys(df[axis]) if nan_to_none(v) is not None] if axis in df else []
         if value not in values:
-            raise ValueError(f"--baseline {axis}={value}: no run of this sweep has {axis}={value}; its {axis} values: "
-                             f"{', '.join(values) or 'none'}")
+            raise UnknownBaseline(f"--baseline {axis}={value}: no run of this sweep has {axis}={value}; its {axis} "
+                                  f"values: {', '.join(values) or 'none'}")
 
 
 def build_report(sweep_dir: str | Path, out_dir: str | Path | None = None, *,
@@ -574,7 +578,7 @@ def main_report(argv: list[str] | None = None) -> int:
     except NoRecords as err:
         print(f"harness report: {err}", file=sys.stderr)
         return 1
-    except ValueError as err:  # a --baseline the sweep does not have
+    except UnknownBaseline as err:
         print(f"harness report: {err}", file=sys.stderr)
         return 2
     except OSError as err:

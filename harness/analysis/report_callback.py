@@ -51,6 +51,14 @@ def write(config: DictConfig, sweep_dir: Path) -> None:
         callbacks.SWEEP_EXIT.append(1)
         return
     print(f"report: {sweep_dir / 'report.md'}", flush=True)
+    try:
+        _headline_and_wandb(config, sweep_dir, df, figures)
+    except Exception as err:  # noqa: BLE001 - the report is written; its headline and W&B run are views of it
+        log.warning("the report is written, its headline or W&B run not: %s: %s", type(err).__name__, err)
+
+
+def _headline_and_wandb(config: DictConfig, sweep_dir: Path, df, figures) -> None:
+    """The findings' headline on the terminal, and the report as the sweep's one W&B report run when W&B is on."""
     print("\n".join(report.headline_lines(df, sweep_dir)), flush=True)
     wandb = with_environment(OmegaConf.to_object(config.tracker.wandb),
                              OmegaConf.to_container(config.hydra.overrides.task, resolve=False))

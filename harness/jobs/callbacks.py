@@ -15,6 +15,7 @@ with one line instead of running the same jobs twice.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sys
@@ -213,10 +214,8 @@ def _vectorized_repeats(job: dict[str, Any], config: DictConfig) -> list[str]:
     for override in job["overrides"]:
         key, _, _ = override.partition("=")
         if key.lstrip("+~") in ("vectorize.lr", "vectorize.seed"):
-            try:
+            with contextlib.suppress(Exception):  # a value the job itself refuses, with its own message
                 lists[key.lstrip("+~").split(".")[1]] = list(OverridesParser.create().parse_override(override).value())
-            except Exception:  # noqa: BLE001 - a value the job itself will refuse with its own message
-                continue
     where = f"job #{job['num']}: " if job["num"] is not None else ""
     return [f"{where}vectorize.{name} lists {value} {values.count(value)} times"
             for name, values in lists.items() for value in dict.fromkeys(values) if values.count(value) > 1]

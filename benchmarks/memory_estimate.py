@@ -33,7 +33,14 @@ from harness.jobs.app import spec_from_overrides
 
 seen = {}
 check = run.check_needs
-run.check_needs = lambda needs: (seen.update(total=needs.total(), parts=needs.parts()), check(needs))[1]
+
+
+def spy(needs, *device):
+    seen.update(total=needs.total(), parts=needs.parts())
+    return check(needs, *device)
+
+
+run.check_needs = spy
 spec = spec_from_overrides(*sys.argv[1:], "train.steps=2")
 devices = select(spec.device)
 machine_peak(devices[0])  # once per process, before the run, as in a job

@@ -290,6 +290,33 @@ def test_a_run_too_big_for_its_memory_cgroup_is_refused_before_its_data_or_state
     assert used is None or used < 2 * 2**30, f"{used / 2**30:.2f} GiB used: something large was allocated"
 
 
+def test_on_an_accelerator_the_run_is_checked_against_the_device_memory_its_allocator_reports():
+    """Host memory says nothing of a GPU's: there, data, state, program and forward pass go against the device's
+    own bytes_limit less bytes_in_use (what `jax.Device.memory_stats()` reports), and a device that reports
+    nothing is not checked."""
+    from harness.core.memory import InsufficientMemory, Needs, check_needs
+
+    class Device:
+        platform = "gpu"
+
+        def __init__(self, stats):
+            self.stats = stats
+
+        def memory_stats(self):
+            return self.stats
+
+        def __str__(self):
+            return "cuda:0"
+
+    needs = Needs(data=4 * 2**30, state=2**30, program={"output_size_in_bytes": 2**30, "temp_size_in_bytes": 0},
+                  largest=2**20, predictions=2**30)
+    assert needs.on_device() == 4 * 2**30 + 2 * 2**30 + 2 * 2**20 < needs.total()  # metrics run on the host
+    check_needs(needs, Device({"bytes_limit": 80 * 2**30, "bytes_in_use": 2**30}))
+    with pytest.raises(InsufficientMemory, match=r"cuda:0's memory: bytes_limit less bytes_in_use"):
+        check_needs(needs, Device({"bytes_limit": 8 * 2**30, "bytes_in_use": 4 * 2**30}))
+    check_needs(needs, Device({}))
+
+
 FULL_DISK_FOR_JOB_1 = """
 import errno
 import harness.jobs.store

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from harness.core.checks import ConfigError
 
@@ -90,6 +91,24 @@ def available_bytes(proc: Path = Path("/proc"), cgroup_root: Path = Path("/sys/f
     return min(candidates) if candidates else None
 
 
+def device_bytes(device: Any) -> tuple[int, str] | None:
+    """(bytes still free on an accelerator, where the number comes from) from its allocator, or None when it does
+    not say (`device.memory_stats()`: bytes_limit less bytes_in_use)."""
+    try:
+        stats = device.memory_stats() or {}
+    except Exception:  # noqa: BLE001 - a backend without memory stats: nothing to check against
+        return None
+    limit, used = stats.get("bytes_limit"), stats.get("bytes_in_use")
+    if not isinstance(limit, int) or not isinstance(used, int):
+        return None
+    return max(limit - used, 0), f"{device}'s memory: bytes_limit less bytes_in_use"
+
+
+def _available_to(device: Any) -> tuple[int, str] | None:
+    """What `device` can still hold: this process's memory on a CPU (or no device given), its own elsewhere."""
+    return available_bytes() if device is None or device.platform == "cpu" else device_bytes(device)
+
+
 def needed_bytes(memory: dict[str, int | None]) -> int | None:
     """New memory a call of the program allocates: its outputs and temporaries (the arguments already exist)."""
     out, temp, alias = (memory.get(k) for k in ("output_size_in_bytes", "temp_size_in_bytes", "alias_size_in_bytes"))
@@ -147,10 +166,18 @@ class Needs:
         """The estimated peak: the larger of making the data and training then evaluating."""
         return max(MAKING_DATA * self.data, sum(self.parts().values()))
 
+    def on_device(self) -> int:
+        """What an accelerator holds: data, state, program and the evaluation's forward pass (its metrics, and
+        the task's own arrays as it makes them, are the host's)."""
+        parts = self.parts()
+        return parts["data"] + parts["state"] + parts["program"] + 2 * self.largest
 
-def check_needs(needs: Needs) -> None:
-    """Raises InsufficientMemory, naming the parts and the setting to lower, when the run cannot fit."""
-    available, total = available_bytes(), needs.total()
+
+def check_needs(needs: Needs, device: Any = None) -> None:
+    """Raises InsufficientMemory, naming the parts and the setting to lower, when the run cannot fit on `device`
+    (this process's memory on a CPU, the device's own on an accelerator)."""
+    on_host = device is None or device.platform == "cpu"
+    available, total = _available_to(device), needs.total() if on_host else needs.on_device()
     if available is None or total <= available[0]:
         return
     parts = needs.parts()
@@ -164,9 +191,9 @@ def check_needs(needs: Needs) -> None:
                   f"Lower {LOWER[biggest]}, or run on a machine with more memory")
 
 
-def check_fits(memory: dict[str, int | None]) -> None:
-    """Raises InsufficientMemory when the compiled program (its `Timing.memory`) cannot fit."""
-    needed, available = needed_bytes(memory), available_bytes()
+def check_fits(memory: dict[str, int | None], device: Any = None) -> None:
+    """Raises InsufficientMemory when the compiled program (its `Timing.memory`) cannot fit on `device`."""
+    needed, available = needed_bytes(memory), _available_to(device)
     if needed is None or available is None or needed <= available[0]:
         return
     raise InsufficientMemory(

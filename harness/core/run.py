@@ -134,7 +134,7 @@ def execute(spec: Config, devices: list[jax.Device], on_chunk=None) -> dict[str,
             static["program"] = ahead.built.program
             compiled, timing = compile_timed(jitted, shaped, static, steps=spec.train.steps, warmup=spec.train.warmup,
                                              chunks=chunks)
-            check_needs(_needs(spec, ahead, timing.memory))
+            check_needs(_needs(spec, ahead, timing.memory), devices[0])
         task, layout = _placed(spec, devices, layout if ahead is not None else None)
         built = build(spec, task)
         key = jax.device_put(order_key(spec.task.seed), layout.replicated)
@@ -145,7 +145,7 @@ def execute(spec: Config, devices: list[jax.Device], on_chunk=None) -> dict[str,
             # Not traceable ahead (or a task whose shapes follow its seed): compiled and checked now.
             compiled, timing = compile_timed(jitted, args, static, steps=spec.train.steps, warmup=spec.train.warmup,
                                              chunks=chunks)
-            check_fits(timing.memory)
+            check_fits(timing.memory, devices[0])
         call = None if spec.train.log_every is None else in_chunks(args, chunks, spec.train.log_every,
                                                                    spec.train.warmup + spec.train.repeats, on_chunk)
         (state, history), timing = time_calls(compiled, args, timing, repeats=spec.train.repeats, call=call)
@@ -224,7 +224,7 @@ def execute_vectorized(spec: Config, devices: list[jax.Device]) -> list[tuple[Co
             static = {"program": ahead.built.program, "batches": layout.batches, "steps": spec.train.steps,
                       "metrics": step_metrics(spec, ahead.task)}
             compiled, timing = compile_timed(train_many, shaped, static, **common)
-            check_needs(_needs(spec, ahead, timing.memory, len(specs)))
+            check_needs(_needs(spec, ahead, timing.memory, len(specs)), devices[0])
         placed = [_placed(s, devices[:1], layout) for s in specs]
         tasks, batches = [task for task, _ in placed], placed[0][1].batches
         data = [task.data for task in tasks]
@@ -237,7 +237,7 @@ def execute_vectorized(spec: Config, devices: list[jax.Device]) -> list[tuple[Co
                   "metrics": step_metrics(spec, tasks[0])}
         if compiled is None or built[0].program != ahead.built.program or not abstract.same_shapes(args, shaped):
             compiled, timing = compile_timed(train_many, args, static, **common)
-            check_fits(timing.memory)
+            check_fits(timing.memory, devices[0])
         (states, history), timing = time_calls(compiled, args, timing, repeats=spec.train.repeats)
         if spec.train.measure_dispatch:
             timing.dispatch = dispatch_cost(train_many, args, static)

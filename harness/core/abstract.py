@@ -55,7 +55,13 @@ def _task_shapes(spec: Config) -> Task:
         made = {**made, **{k: shapes[k] for k in ARRAYS if k in shapes}}
         if isinstance(made.get("source"), dict):
             made["source"] = {**made["source"], **{k: shapes[f"source.{k}"] for k in ARRAYS if f"source.{k}" in shapes}}
-    return checked(spec.task.name, made, abstract=True)
+    return _as_shapes(checked(spec.task.name, made, abstract=True))
+
+
+def _as_shapes(task: Task) -> Task:
+    """`task` with every array as its shape: a numpy task's arrays, made while traced, are not kept."""
+    data = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), task.data)
+    return dataclasses.replace(task, data=data, source=None if task.source is None else _as_shapes(task.source))
 
 
 def _built_shapes(spec: Config, task: Task) -> Built:

@@ -24,6 +24,7 @@ import pytest
 import wandb
 from filelock import FileLock
 
+from harness.analysis import report
 from harness.core import config as config_lib
 from harness.core.checks import ConfigError
 from harness.core.config import WandbConfig
@@ -359,7 +360,7 @@ def small_tmpfs(where: Path, size: str):
         subprocess.run(["umount", "-l", str(where)], check=True)
 
 
-def test_a_full_disk_is_one_line_per_file_never_a_traceback_and_never_exit_0(tmp_path):
+def test_a_full_disk_is_one_line_per_file_never_a_traceback_and_never_exit_0(tmp_path, capsys):
     """On a 160 KiB tmpfs: the two jobs' records fit and the report does not. Then on a 40 KiB one, Hydra's own
     config files and the records of the later jobs do not fit either: the sweep goes on, each file not written
     is one line, every job is a record or listed missing, and nothing is left half-written."""
@@ -373,10 +374,11 @@ def test_a_full_disk_is_one_line_per_file_never_a_traceback_and_never_exit_0(tmp
         (sweep,) = (disk / "default").iterdir()
         if (sweep / "runs.parquet").exists():
             pd.read_parquet(sweep / "runs.parquet")  # whole, never cut short
-        shown = run_cli("report", str(sweep), cwd=tmp_path)
-        assert shown.returncode == 1 and "Traceback" not in shown.stderr, shown.stderr[-3000:]
-        assert shown.stderr.startswith("harness report: cannot write ") and "No space left on device" in shown.stderr
-        assert len(shown.stderr.strip().splitlines()) == 1 and not list(disk.rglob("*.tmp*"))
+        capsys.readouterr()
+        assert report.main_report([str(sweep)]) == 1  # `harness report` on the full disk
+        shown = capsys.readouterr().err
+        assert shown.startswith("harness report: cannot write ") and "No space left on device" in shown
+        assert len(shown.strip().splitlines()) == 1 and not list(disk.rglob("*.tmp*"))
     with small_tmpfs(tmp_path / "fuller", "40k") as disk:
         proc = run_cli(*args, f"results_dir={disk}", cwd=tmp_path)
         assert proc.returncode == 1 and "Traceback" not in proc.stderr + proc.stdout, proc.stderr[-3000:]

@@ -8,8 +8,12 @@ finished jobs keep their records, and a joblib sweep's workers are ended with it
 
 from __future__ import annotations
 
+import atexit
+import os
+import shutil
 import signal
 import sys
+import tempfile
 
 
 class Terminated(KeyboardInterrupt):
@@ -24,7 +28,47 @@ def _on_sigterm(signum, frame) -> None:
     raise Terminated("stopped by SIGTERM before it finished; resume reruns it")
 
 
+def _private_temp() -> None:
+    """This command's own temporary directory, removed when it ends: W&B's temporary files and those of
+    the joblib workers and W&B processes it starts (they inherit TMPDIR) go with it, even when a worker
+    is killed before it can clean up after itself."""
+    root = tempfile.mkdtemp(prefix="harness-")
+    os.environ["TMPDIR"] = tempfile.tempdir = root
+    atexit.register(shutil.rmtree, root, True)
+
+
+def _unreadable_override(overrides: list[str]) -> str | None:
+    """One line for the first command-line override Hydra's grammar cannot read, or None.
+
+    Hydra would answer with its parser's exception (LexerNoViableAltException, "missing EQUAL"),
+    before any code of ours runs.
+    """
+    from hydra._internal.utils import get_args_parser
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
+
+    try:
+        args, _ = get_args_parser().parse_known_args(overrides)
+    except SystemExit:  # Hydra's own flags, used wrongly: Hydra says so itself
+        return None
+    parser = OverridesParser.create()
+    for i, override in enumerate(args.overrides):
+        try:
+            parser.parse_overrides([override])
+        except OverrideParseException as err:
+            if "=" not in override:
+                key, _, value = (args.overrides[i - 1] if i else "key=value").partition("=")
+                return (f"error: {override!r} is not an override (key=value); if it belongs to the value before "
+                        f"it, quote the whole value: harness \"{key}='{value} {override}'\"")
+            key, _, value = override.partition("=")
+            reason = str(err).strip().splitlines()[0]
+            return (f"error: {key}: cannot read the value {value!r} ({reason}); quote a value with spaces or "
+                    f"special characters, quotes inside the argument: harness \"{key}='{value}'\"")
+    return None
+
+
 def main() -> None:
+    _private_temp()
     if len(sys.argv) > 1 and sys.argv[1] == "dashboard":
         from harness.analysis.dashboard import main_dashboard
 
@@ -39,6 +83,9 @@ def main() -> None:
     from harness.jobs import callbacks
     from harness.jobs.app import main as hydra_main
 
+    if message := _unreadable_override(sys.argv[1:]):
+        print(message, file=sys.stderr, flush=True)
+        sys.exit(1)
     sys.argv[1:] = with_custom_options(sys.argv[1:])
     signal.signal(signal.SIGTERM, _on_sigterm)
     try:

@@ -88,13 +88,19 @@ CASES = {
     "W&B tag": (["tracker=offline", f"tracker.wandb.tags=[ok,{'t' * 65}]"],
                 ["tracker.wandb.tags: each tag must have 1 to 64 characters"]),
     "W&B timeout": (["tracker=offline", "tracker.wandb.init_timeout=-1"], ["tracker.wandb.init_timeout: must be"]),
+    "bad interpolation": (["train.steps=${oops}"], ["train.steps: Interpolation key 'oops' not found"]),
+    "unquoted space and a special character": (["name=my run!"], ["name: cannot read the value 'my run!'",
+                                                                   "quote a value", "harness \"name='my run!'\""]),
+    "a value split by the shell": (["name=my", "run"], ["'run' is not an override (key=value)",
+                                                        "harness \"name='my run'\""]),
 }
 # Run on a machine of two CPU devices (XLA's host platform split in two): device.count=2 exists.
 TWO_DEVICES = {"uneven data-parallel split", "batch uneven over devices"}
 # Refused before anything is written: no run directory anywhere.
 AT_START_UP = {"unknown key added with +", "unknown top-level key", "name removed", "report removed",
                "name with a path", "empty name", "empty results dir", "resume of nothing", "resume of a file",
-               "resume of a foreign dir", "W&B project", "W&B entity", "W&B tag", "W&B timeout"}
+               "resume of a foreign dir", "W&B project", "W&B entity", "W&B tag", "W&B timeout", "bad interpolation",
+               "unquoted space and a special character", "a value split by the shell"}
 
 
 @pytest.mark.parametrize("case", CASES.keys())
@@ -117,11 +123,16 @@ def test_bad_input_gets_one_clear_message_and_a_nonzero_exit(tmp_path, case):
 
 
 def test_bad_input_inside_a_multirun_is_a_failed_record_and_the_sweep_goes_on(cli):
-    proc, recs = cli("-m", "tracker=disabled", "report=false", "train.repeats=1", "optimizer.lr=1e-3,-1,nan")
-    assert proc.returncode == 1
-    assert sorted(r["status"] for r in recs) == ["failed", "failed", "ok"]
+    """Also a swept value whose interpolation does not resolve: its job's record says so, the sweep goes on."""
+    proc, recs = cli("-m", "tracker=disabled", "report=false", "train.repeats=1", "optimizer.lr=1e-3,-1,${oops},nan")
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert sorted(r["status"] for r in recs) == ["failed", "failed", "failed", "ok"]
     failed = [r for r in recs if r["status"] == "failed"]
     assert all(r["error"]["type"] == "ConfigError" and "optimizer.lr" in r["error"]["message"] for r in failed)
+    (unresolved,) = [r for r in failed if "Interpolation key 'oops' not found" in r["error"]["message"]]
+    assert unresolved["config"]["optimizer"]["lr"] is None and unresolved["job"]["num"] == 2
+    assert "sweep: 4/4 done (1 ok, 0 diverged, 3 failed" in proc.stdout and "failed #2" in proc.stdout
+    assert "unreadable record" not in proc.stdout + proc.stderr  # the failed record validates like any other
 
 
 def test_every_option_of_a_component_group_names_an_importable_component_under_its_own_name():

@@ -6,8 +6,10 @@ a server on 127.0.0.1 that accepts connections and never answers: no traffic lea
 this machine.
 """
 
+import contextlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -16,11 +18,13 @@ import threading
 import time
 from pathlib import Path
 
+import pandas as pd
 import psutil
 import pytest
 import wandb
 from filelock import FileLock
 
+from harness.analysis import report
 from harness.core import config as config_lib
 from harness.core.checks import ConfigError
 from harness.core.config import WandbConfig
@@ -32,10 +36,11 @@ from wandb_reader import read_run
 FAST = ("train.warmup=0", "train.repeats=1", "train.measure_dispatch=false")
 
 
-def start(*args: str, cwd: Path) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
-    return subprocess.Popen([sys.executable, "-m", "harness", *args], cwd=cwd, env={**env, "HYDRA_FULL_ERROR": "0"},
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def start(*args: str, cwd: Path, env: dict | None = None) -> subprocess.Popen:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
+    return subprocess.Popen([sys.executable, "-m", "harness", *args], cwd=cwd,
+                            env={**base, "HYDRA_FULL_ERROR": "0", **(env or {})}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
 
 
 def on_disk(root: Path) -> list[dict]:
@@ -114,6 +119,28 @@ def test_wandb_online_that_never_answers_costs_one_short_timeout_then_the_sweep_
     assert list((sweep / "wandb").glob("offline-run-*/run-*.wandb")), "the report run went offline too"
 
 
+def test_a_refused_wandb_port_falls_back_at_once_and_wandb_leaves_nothing_on_the_terminal_or_in_tmp(tmp_path):
+    """Nothing listens on the port: the run goes offline without waiting out init_timeout (W&B would retry for all
+    of it), a cache directory W&B cannot write keeps wandb-core's log off the terminal, and no temporary directory
+    of W&B's is left behind."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # closed again: nothing listens there
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    env = {"WANDB_BASE_URL": f"http://127.0.0.1:{port}", "WANDB_API_KEY": "k" * 40, "HOME": str(tmp_path),
+           "WANDB_CACHE_DIR": "/proc/harness-wandb-cache", "TMPDIR": str(temp)}
+    proc = run_cli(f"results_dir={tmp_path / 'results'}", "tracker=online", "tracker.wandb.init_timeout=300", *FAST,
+                   cwd=tmp_path, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (rec,) = records(tmp_path / "results")
+    assert rec["wandb"]["fallback"].startswith(f"ConnectionRefusedError: nothing listens on 127.0.0.1:{port}")
+    assert rec["wandb"]["mode"] == "offline" and rec["wandb"]["file_complete"] is True
+    assert "W&B's cache directory /proc/harness-wandb-cache cannot be written" in proc.stdout + proc.stderr
+    assert not re.search(r"^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d (INFO|ERROR|WARN)", proc.stdout + proc.stderr, re.MULTILINE)
+    assert list(temp.iterdir()) == []
+
+
 def test_wandb_names_are_checked_by_the_rules_wandb_itself_applies():
     """harness.core.config's checks (start-up, no wandb import) agree with wandb.Settings on each case."""
     for project in ("ok-name", "a/b", "a:b", "x" * 128, "x" * 129, "percent%", "hash#"):
@@ -134,6 +161,14 @@ def _accepted(make) -> bool:
         return False
 
 
+EMPTY_WANDB_RUN = """
+import sys
+import wandb
+from harness.jobs.tracking import quiet_settings
+wandb.init(dir=sys.argv[1], project="x", settings=quiet_settings()).finish()  # no summary of ours
+"""
+
+
 def test_a_wandb_copy_cut_short_is_logged_again_by_resume_from_the_record(tmp_path):
     results = tmp_path / "results"
     args = (f"results_dir={results}", "tracker=offline", *FAST)
@@ -142,9 +177,15 @@ def test_a_wandb_copy_cut_short_is_logged_again_by_resume_from_the_record(tmp_pa
     (rec,) = records(results)
     path, old_file = Path(rec["job"]["output_dir"]) / "result.json", Path(rec["wandb"]["file"])
     assert rec["wandb"]["file_complete"] is True
-    # What a kill while W&B was logging leaves: an ok record without its W&B part, a 7-byte run file.
+    # What a kill while W&B was logging leaves: an ok record without its W&B part, a 7-byte run file (SIGKILL),
+    # and from an earlier try, a copy W&B closed after a Ctrl-C before anything was logged: exit record, no summary.
     old_file.write_bytes(old_file.read_bytes()[:7])
     path.write_text(json.dumps({k: v for k, v in rec.items() if k != "wandb"}))
+    empty = subprocess.run([sys.executable, "-c", EMPTY_WANDB_RUN, str(path.parent)], capture_output=True, text=True,
+                           env={**os.environ, "WANDB_MODE": "offline"}, timeout=120, check=False)
+    assert empty.returncode == 0, empty.stderr[-2000:]
+    (empty_copy,) = set((path.parent / "wandb").glob("offline-run-*")) - {old_file.parent}
+    assert read_run(next(empty_copy.glob("run-*.wandb")))["exit_code"] == 0, "W&B closed it"
 
     resumed = run_cli(*args, f"resume={path.parent}", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
@@ -153,6 +194,7 @@ def test_a_wandb_copy_cut_short_is_logged_again_by_resume_from_the_record(tmp_pa
     assert {k: v for k, v in again.items() if k != "wandb"} == {k: v for k, v in rec.items() if k != "wandb"}
     assert again["wandb"]["file_complete"] is True and Path(again["wandb"]["file"]) != old_file
     assert not old_file.parent.exists(), "the cut-off copy stays behind for `wandb sync`"
+    assert list((path.parent / "wandb").glob("offline-run-*")) == [Path(again["wandb"]["file"]).parent]
     run = read_run(Path(again["wandb"]["file"]))
     assert [h["train/mse"] for h in run["history"]] == rec["history"]["train_mse"] and run["exit_code"] == 0
 
@@ -168,7 +210,7 @@ def test_a_program_bigger_than_the_memory_left_is_refused_as_a_failed_record(tmp
     injection = "import harness.core.memory\nharness.core.memory.available_bytes = lambda: (1000, 'a 1000-byte test limit')"
     proc = run_injected(injection, f"results_dir={tmp_path / 'results'}", "tracker=disabled", *FAST, cwd=tmp_path)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
-    assert "error: InsufficientMemory: memory: the compiled program needs" in proc.stderr
+    assert "error: InsufficientMemory: memory: the run needs about" in proc.stderr
     (rec,) = records(tmp_path / "results")
     assert rec["status"] == "failed" and rec["error"]["type"] == "InsufficientMemory"
     assert "a 1000-byte test limit" in rec["error"]["message"] and "traceback" not in rec["error"]
@@ -198,6 +240,84 @@ def test_available_memory_is_the_least_of_meminfo_and_every_cgroup_limit(tmp_pat
     assert here is not None and 0 < here[0] <= total
 
 
+@contextlib.contextmanager
+def memory_cgroup(limit: int):
+    """A memory cgroup of its own with `limit` bytes (v1, or v2 where the memory controller is delegated), as the
+    command prefix that runs a command in it, and a function reading its peak usage; skipped with the reason where
+    the machine has none this process may make (not root, no memory controller)."""
+    name = f"harness-test-{os.getpid()}-{time.monotonic_ns()}"
+    v1, v2 = Path("/sys/fs/cgroup/memory"), Path("/sys/fs/cgroup")
+    delegated = (v2 / "cgroup.subtree_control").read_text().split() if (v2 / "cgroup.subtree_control").exists() else []
+    if (v1 / "memory.limit_in_bytes").exists():
+        group, limit_file, peak_file = v1 / name, "memory.limit_in_bytes", "memory.max_usage_in_bytes"
+    elif "memory" in delegated:
+        group, limit_file, peak_file = v2 / name, "memory.max", "memory.peak"
+    else:
+        pytest.skip("this machine mounts no memory cgroup controller (neither v1's nor a delegated v2)")
+    try:
+        group.mkdir()
+        (group / limit_file).write_text(str(limit))
+    except OSError as err:
+        pytest.skip(f"cannot make a memory cgroup here ({err.strerror}): needs root")
+    try:
+        yield (["sh", "-c", 'echo $$ > "$0" && exec "$@"', str(group / "cgroup.procs")],
+               lambda: int((group / peak_file).read_text()) if (group / peak_file).exists() else None)
+    finally:
+        group.rmdir()
+
+
+def test_a_run_too_big_for_its_memory_cgroup_is_refused_before_its_data_or_state_exists(tmp_path):
+    """Inside a 3 GiB memory cgroup, runs whose state (width 20,000) or data (1.5e9 rows) cannot fit used to be
+    OOM-killed within seconds (exit 137, a `running` marker left): each is refused before allocating anything,
+    naming what to lower, and the sweep goes on to the run that fits."""
+    with memory_cgroup(3 * 2**30) as (inside, peak):
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
+        proc = subprocess.run([*inside, sys.executable, "-m", "harness", "-m", f"results_dir={tmp_path / 'results'}",
+                               "tracker=disabled", "report=false", *FAST, "model=mlp", "model.depth=4", "freeze=none",
+                               "model.width=20000,1", "task.n_train=55,1500000000"],
+                              cwd=tmp_path, env={**env, "HYDRA_FULL_ERROR": "0"}, capture_output=True, text=True,
+                              timeout=300, check=False)
+        used = peak()
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    recs = sorted(records(tmp_path / "results"), key=lambda r: r["job"]["num"])
+    assert [r["status"] for r in recs] == ["failed", "failed", "ok", "failed"], proc.stdout[-3000:]
+    state, program, data = (r["error"]["message"] for r in recs if r["status"] == "failed")
+    assert all(r["error"]["type"] == "InsufficientMemory" for r in recs if r["status"] == "failed")
+    assert "cgroup limit" in state and "refused before making its data" in state, state
+    assert state.endswith("Lower the model's size (model.width, model.depth), or run on a machine with more memory")
+    assert "Lower train.batch_size, task.n_train or the model's size" in program, program
+    assert "data 12.00 GB" in data and "task.n_train" in data.partition("Lower")[2], data
+    assert "sweep: 4/4 done (1 ok, 0 diverged, 3 failed" in proc.stdout
+    assert used is None or used < 2 * 2**30, f"{used / 2**30:.2f} GiB used: something large was allocated"
+
+
+def test_on_an_accelerator_the_run_is_checked_against_the_device_memory_its_allocator_reports():
+    """Host memory says nothing of a GPU's: there, data, state, program and forward pass go against the device's
+    own bytes_limit less bytes_in_use (what `jax.Device.memory_stats()` reports), and a device that reports
+    nothing is not checked."""
+    from harness.core.memory import InsufficientMemory, Needs, check_needs
+
+    class Device:
+        platform = "gpu"
+
+        def __init__(self, stats):
+            self.stats = stats
+
+        def memory_stats(self):
+            return self.stats
+
+        def __str__(self):
+            return "cuda:0"
+
+    needs = Needs(data=4 * 2**30, state=2**30, program={"output_size_in_bytes": 2**30, "temp_size_in_bytes": 0},
+                  largest=2**20, predictions=2**30)
+    assert needs.on_device() == 4 * 2**30 + 2 * 2**30 + 2 * 2**20 < needs.total()  # metrics run on the host
+    check_needs(needs, Device({"bytes_limit": 80 * 2**30, "bytes_in_use": 2**30}))
+    with pytest.raises(InsufficientMemory, match=r"cuda:0's memory: bytes_limit less bytes_in_use"):
+        check_needs(needs, Device({"bytes_limit": 8 * 2**30, "bytes_in_use": 4 * 2**30}))
+    check_needs(needs, Device({}))
+
+
 FULL_DISK_FOR_JOB_1 = """
 import errno
 import harness.jobs.store
@@ -224,6 +344,51 @@ def test_a_full_disk_while_writing_a_record_is_one_line_a_failed_job_and_the_swe
     lines = [line for line in proc.stderr.splitlines() if "No space left on device" in line]
     assert len(lines) == 1 and lines[0].startswith("error: cannot write ") and "/1/result.json" in lines[0]
     assert "failed #1" in proc.stdout and "sweep: 3/3 done" in proc.stdout
+
+
+@contextlib.contextmanager
+def small_tmpfs(where: Path, size: str):
+    """A tmpfs of `size` mounted at `where` for the test; skipped with the reason where this process cannot mount."""
+    where.mkdir(parents=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)], capture_output=True,
+                             text=True, check=False)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs to fill ({mounted.stderr.strip() or 'mount failed'}): needs root")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=True)
+
+
+def test_a_full_disk_is_one_line_per_file_never_a_traceback_and_never_exit_0(tmp_path, capsys):
+    """On a 160 KiB tmpfs: the two jobs' records fit and the report does not. Then on a 40 KiB one, Hydra's own
+    config files and the records of the later jobs do not fit either: the sweep goes on, each file not written
+    is one line, every job is a record or listed missing, and nothing is left half-written."""
+    args = ("-m", "tracker=disabled", *FAST, "optimizer.lr=1e-3,2e-3")
+    with small_tmpfs(tmp_path / "disk", "160k") as disk:
+        proc = run_cli(*args, f"results_dir={disk}", cwd=tmp_path)
+        assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+        assert [r["status"] for r in records(disk)] == ["ok"] * 2 and "sweep: 2/2 done" in proc.stdout
+        (line,) = [line for line in proc.stderr.splitlines() if "No space left on device" in line]
+        assert line.startswith("error: the sweep's report was not written (cannot write ") and "every record is saved" in line
+        (sweep,) = (disk / "default").iterdir()
+        if (sweep / "runs.parquet").exists():
+            pd.read_parquet(sweep / "runs.parquet")  # whole, never cut short
+        capsys.readouterr()
+        assert report.main_report([str(sweep)]) == 1  # `harness report` on the full disk
+        shown = capsys.readouterr().err
+        assert shown.startswith("harness report: cannot write ") and "No space left on device" in shown
+        assert len(shown.strip().splitlines()) == 1 and not list(disk.rglob("*.tmp*"))
+    with small_tmpfs(tmp_path / "fuller", "40k") as disk:
+        proc = run_cli(*args, f"results_dir={disk}", cwd=tmp_path)
+        assert proc.returncode == 1 and "Traceback" not in proc.stderr + proc.stdout, proc.stderr[-3000:]
+        recorded = {r["job"]["num"] for r in records(disk)}
+        missing = {int(n) for n in re.findall(r"missing #(\d+)", proc.stdout)}
+        assert recorded | missing == {0, 1} and missing, proc.stdout
+        assert "sweep finished: 2 jobs" in proc.stdout and "error: the sweep's report was not written" in proc.stderr
+        assert "Hydra's copy of the job's config is not saved" in proc.stderr
+        assert all(line.startswith("error: ") for line in proc.stderr.splitlines() if "No space left" in line)
+        assert not list(disk.rglob("*.tmp*"))
 
 
 # --- commands on one sweep -------------------------------------------------------------------------
@@ -279,12 +444,16 @@ def test_ctrl_c_stops_a_sweep_with_one_line_and_leaves_whole_records(tmp_path):
 
 
 def test_sigterm_to_a_joblib_sweep_ends_its_workers(tmp_path):
-    results = tmp_path / "results"
+    """Also: the workers' W&B runs (live curves) leave no temporary directory, though the workers are killed."""
+    results, temp = tmp_path / "results", tmp_path / "tmp"
+    temp.mkdir()
     proc = start("-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", f"results_dir={results}",
-                 "tracker=disabled", "report=false", "train.steps=100000", "train.warmup=0", "train.repeats=1000",
-                 "train.measure_dispatch=false", "optimizer.lr=1e-3,2e-3", cwd=tmp_path)
+                 "tracker=offline", "report=false", "train.steps=100000", "train.warmup=0", "train.repeats=1000",
+                 "train.log_every=1000", "train.measure_dispatch=false", "optimizer.lr=1e-3,2e-3", cwd=tmp_path,
+                 env={"TMPDIR": str(temp)})
     running = lambda: [r for r in on_disk(results) if r["status"] == "running"]  # noqa: E731
-    wait_for(lambda: len(running()) == 2, proc, "both workers running a job")
+    wait_for(lambda: len(running()) == 2 and len(list(results.rglob("offline-run-*"))) == 2, proc,
+             "both workers running a job and logging it to W&B")
     workers = [r["process"]["pid"] for r in running()]
     assert proc.pid not in workers and all(psutil.pid_exists(pid) for pid in workers)
     proc.terminate()
@@ -296,6 +465,7 @@ def test_sigterm_to_a_joblib_sweep_ends_its_workers(tmp_path):
     (sweep,) = (results / "default").iterdir()
     shown = run_cli("report", str(sweep), cwd=tmp_path)  # the workers' jobs: crashed, not "running"
     assert shown.returncode == 1 and "2 runs: 0 ok, 0 diverged, 0 failed, 0 skipped, 2 crashed" in shown.stdout
+    assert list(temp.iterdir()) == [], "temporary files left behind"
 
 
 

@@ -1,6 +1,7 @@
 """A built wheel, installed into a fresh virtualenv, runs the seed study from any directory."""
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -33,8 +34,10 @@ def test_wheel_installed_in_a_fresh_venv_runs_the_seed_study_from_another_direct
                           check=True, capture_output=True, text=True).stdout.strip()
     Path(site, "deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     work.mkdir()
+    # As a user runs it: no PYTHONPATH pointing at a checkout (the developers' own runs set one).
+    clean = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     where = subprocess.run([str(python), "-c", "import harness.jobs.app as a; print(a.__file__); print(a.CONF_DIR)"],
-                           cwd=work, check=True, capture_output=True, text=True).stdout.split()
+                           cwd=work, check=True, capture_output=True, text=True, env=clean).stdout.split()
     assert all(path.startswith(site) for path in where), where
 
     proc = subprocess.run([str(venv / "bin" / "harness"), "tracker=offline"], cwd=work, capture_output=True,
@@ -45,5 +48,5 @@ def test_wheel_installed_in_a_fresh_venv_runs_the_seed_study_from_another_direct
     assert record["status"] == "ok" and record["wandb"]["mode"] == "offline"
     assert abs(record["metrics"]["test"]["mse"] - 3.2692759) < 1e-4  # the seed's number
     experiments = subprocess.run([str(venv / "bin" / "harness"), "experiment=seed_repro", "tracker=disabled",
-                                  "--cfg", "job"], cwd=work, capture_output=True, text=True, timeout=120)
+                                  "--cfg", "job"], cwd=work, capture_output=True, text=True, timeout=120, env=clean)
     assert experiments.returncode == 0 and "name: seed_repro" in experiments.stdout, experiments.stderr[-2000:]

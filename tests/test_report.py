@@ -489,7 +489,10 @@ def test_compare_counts_a_configuration_gone_from_b_as_a_regression_and_fails_wh
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
     proc = subprocess.run([sys.executable, "-m", "harness", "compare", str(a), str(tmp_path / "empty")],
                           capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path)
-    assert proc.returncode == 1 and "0 matched" in proc.stdout and "nothing was compared" in proc.stderr
+    assert proc.returncode == 1 and proc.stdout == "" and "Traceback" not in proc.stderr
+    assert f"harness compare: B ({tmp_path / 'empty'}) holds no readable record" in proc.stderr
+    assert report.main_compare([str(tmp_path / "empty"), str(b)]) == 1
+    assert f"harness compare: A ({tmp_path / 'empty'}) holds no readable record" in capsys.readouterr().err
 
 
 def test_a_string_where_a_number_belongs_is_a_reported_problem_not_a_traceback(tmp_path):
@@ -513,3 +516,80 @@ def test_a_string_where_a_number_belongs_is_a_reported_problem_not_a_traceback(t
         assert "malformed record: test_mse is 'low', expected a number" in output
         assert "malformed record: config is 'nope', expected an object" in output
         assert ("4 unreadable records skipped" if args[0] == "report" else "2 matched") in output  # the rest, seeds pooled
+
+
+# --- what a sweep directory can hold: several sweeps, a broken plan, nothing readable -----------------------------
+
+
+def test_report_on_a_directory_of_several_sweeps_checks_each_against_its_own_plan(tmp_path, capsys):
+    _planned_sweep(tmp_path / "2026-01-01", recorded=(0, 1, 2))
+    _planned_sweep(tmp_path / "2026-01-02", recorded=(0,))  # half missing: job numbers overlap the first sweep's
+    assert report.main_report([str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    assert f"{tmp_path / '2026-01-01'}: 3/3 planned jobs recorded" in out
+    assert f"{tmp_path / '2026-01-02'}: 1/3 planned jobs recorded" in out
+    assert f"  {tmp_path / '2026-01-02'} #1: train.steps=51 method=diffstate" in out
+
+
+def test_a_plan_that_does_not_parse_or_a_sweep_with_nothing_readable_exits_1(tmp_path, capsys):
+    sweep = _planned_sweep(tmp_path / "cut", recorded=(0,))
+    (sweep / "sweep.json").write_text((sweep / "sweep.json").read_text()[:40])  # a full disk cut it short
+    assert report.main_report([str(sweep)]) == 1
+    captured = capsys.readouterr()
+    assert f"the sweep's plan {sweep / 'sweep.json'} is not JSON" in captured.out
+    assert "1 sweep plans that do not read" in captured.err
+    assert "sweep.json" in (sweep / "report.md").read_text()
+    _write(tmp_path / "unreadable" / "0" / "result.json", "{not json")
+    (tmp_path / "unreadable" / "sweep.json").write_text("{")
+    assert report.main_report([str(tmp_path / "unreadable")]) == 1
+    assert "harness report: no readable record under" in capsys.readouterr().err
+    assert not (tmp_path / "unreadable" / "report.md").exists()
+
+
+def test_report_and_compare_arguments_they_cannot_use_are_one_line_each(tmp_path, capsys):
+    sweep = write_sweep(tmp_path / "sweep", steps=(50,), broken=False)
+    assert report.main_report([str(sweep), "--baseline", "method=nonexistent"]) == 2
+    assert ("--baseline method=nonexistent: no run of this sweep has method=nonexistent; its method values: "
+            "diffstate, stop_gradient") in capsys.readouterr().err
+    for main, args in ((report.main_report, [str(sweep)]), (report.main_compare, [str(sweep), str(sweep)])):
+        with pytest.raises(SystemExit) as stop:
+            main([*args, "--threshold", "-5%"])
+        assert stop.value.code == 2 and "threshold '-5%': give a percentage like 5%" in capsys.readouterr().err
+    assert report.main_report([str(sweep), "--out", "/proc/harness-report"]) == 1
+    assert "harness report: cannot write /proc/harness-report" in capsys.readouterr().err
+    assert report.main_compare([str(sweep), str(sweep), "--out", "/proc/harness-compare.md"]) == 1
+    assert "harness compare: cannot write /proc/harness-compare.md" in capsys.readouterr().err
+
+
+def test_report_files_are_written_whole_with_the_umask_mode_like_records(tmp_path):
+    from harness.jobs.store import write_json_atomic
+
+    sweep = write_sweep(tmp_path / "sweep", steps=(50,), broken=False)
+    old = os.umask(0o027)
+    try:
+        made = report.build_report(sweep, tmp_path / "out")
+        write_json_atomic(tmp_path / "record" / "result.json", {"status": "ok"})
+    finally:
+        os.umask(old)
+    written = [*made["tables"], made["report"], *(p for p in made["figures"].values() if isinstance(p, Path)),
+               tmp_path / "record" / "result.json"]
+    assert {oct(path.stat().st_mode & 0o777) for path in written} == {"0o640"}
+    assert not [p for p in (tmp_path / "out").iterdir() if ".tmp" in p.name]
+
+
+def test_a_point_run_twice_counts_once_in_the_findings(tmp_path):
+    sweep = write_sweep(tmp_path / "sweep", steps=(50,), broken=False)
+    df, _ = frames.load_records(sweep)
+    once = report.findings.comparisons(df)
+    twice = json.loads((sweep / "0" / "result.json").read_text())  # `optimizer.lr=1e-3,1e-3`: the same point again
+    twice["job"]["num"] = 99
+    for i, factor in enumerate((0.5, 0.6, 0.55)):
+        twice["timing"]["run_s"][i] *= factor
+    _write(sweep / "99" / "result.json", json.dumps(twice))
+    df, _ = frames.load_records(sweep)
+    assert len(df) == len(frames.distinct_runs(df)) + 1
+    pd.testing.assert_frame_equal(report.findings.comparisons(frames.distinct_runs(df)), once)
+    assert not report.findings.comparisons(df).equals(once)  # counted twice, the duplicate would move them
+    report.write_report(sweep, df, tmp_path / "out")
+    written = pd.read_csv(tmp_path / "out" / "findings.csv")
+    np.testing.assert_allclose(written["ratio"], once["ratio"])

@@ -117,6 +117,11 @@ def test_sigkill_mid_sweep_leaves_a_crashed_job_that_report_shows_and_resume_rer
     # Every file is whole: the finished jobs' records and one marker for the job that was killed.
     assert sorted(json.loads(c)["status"] for c in before.values()) == ["ok"] * len(finished) + ["running"]
     (sweep,) = {p.parent.parent for p in before}
+    (marker_path,) = [p for p, c in before.items() if json.loads(c)["status"] == "running"]
+    marker = json.loads(marker_path.read_text())
+    if isinstance(marker["process"]["oom_kills"], int):  # the kernel says (/proc/vmstat): as if it OOM-killed it
+        marker["process"]["oom_kills"] -= 1
+        marker_path.write_text(json.dumps(marker))
 
     # The killed job is visible: report shows it crashed and lists the jobs that never started.
     shown = run_cli("report", str(sweep), cwd=tmp_path)
@@ -132,6 +137,9 @@ def test_sigkill_mid_sweep_leaves_a_crashed_job_that_report_shows_and_resume_rer
     assert len(recs) == 6 and all(r["status"] == "ok" for r in recs)
     assert resumed.stdout.count("skipped by resume") == len(finished)
     assert resumed.stdout.count("crashed before, run again by resume") == 1
+    if isinstance(marker["process"]["oom_kills"], int):
+        assert "the kernel's OOM killer killed 1 process(es) on this host meanwhile" in shown.stdout
+        assert "it ran out of memory last time and needs as much again" in resumed.stdout
     for path, content in finished.items():
         assert path.read_bytes() == content, "resume re-ran a completed job"
     assert report.main_report([str(sweep)]) == 0  # complete now (in-process: the command ran above)
@@ -168,3 +176,47 @@ def test_a_shuffled_sweep_runs_its_grid_in_a_seeded_order_that_its_plan_and_resu
     for num in (1, 4):
         overrides = json.loads((sweep / str(num) / "result.json").read_text())["job"]["overrides"]
         assert [o for o in overrides if o.startswith(("method=", "task.seed="))] == plan[num]["overrides"][-2:]
+
+
+def test_a_record_that_does_not_validate_is_rerun_by_resume_and_a_finished_sweep_resumes_to_nothing_new(tmp_path):
+    """A malformed `ok` record is not done (resume and report agree); progress counts what is done; one W&B run per
+    job and one report run, also after a resume that has nothing left to run; every file follows the umask."""
+    results = tmp_path / "results"
+    args = ["-m", f"results_dir={results}", "tracker=offline", "train.warmup=0", "train.repeats=1",
+            "train.measure_dispatch=false", "train.steps=5", "method=diffstate,stop_gradient,stop_gradient"]
+    old = os.umask(0o027)  # the harness's processes inherit it
+    try:
+        first = run_cli(*args, cwd=tmp_path)
+    finally:
+        os.umask(old)
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert "warning: duplicate sweep points (job #2 repeats job #1)" in first.stdout
+    (sweep,) = (results / "default").iterdir()
+    files = [p for p in sweep.rglob("*") if p.is_file() and "wandb" not in p.parts and p.name != ".harness.lock"]
+    assert {oct(p.stat().st_mode & 0o777) for p in files} == {"0o640"}, {p: oct(p.stat().st_mode) for p in files}
+    assert {p.name for p in files} >= {"result.json", "sweep.json", "report.md", "runs.parquet", "progress.jsonl"}
+
+    bad = sweep / "1" / "result.json"
+    record = json.loads(bad.read_text())
+    record["metrics"]["test"]["mse"] = "low"  # status ok, one field of the wrong kind
+    bad.write_text(json.dumps(record))
+    assert report.main_report([str(sweep)]) == 1  # the job is missing: its record does not validate
+
+    resumed = run_cli(*args, f"resume={sweep}", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert (f"record does not validate, run again by resume: {bad} (malformed record: test_mse is 'low', expected "
+            "a number)") in resumed.stdout
+    assert resumed.stdout.count("skipped by resume") == 2
+    progress = [line for line in resumed.stdout.splitlines() if line.startswith("sweep: ") and "done" in line]
+    assert progress[0].startswith("sweep: 2/3 done") and progress[-1].startswith("sweep: 3/3 done"), progress
+    assert json.loads(bad.read_text())["metrics"]["test"]["mse"] > 0
+    assert report.main_report([str(sweep)]) == 0
+    for job in ("0", "1", "2"):
+        assert len(list((sweep / job / "wandb").glob("offline-run-*"))) == 1, job
+    (report_run,) = (sweep / "wandb").glob("offline-run-*")  # the rerun's report replaced the first
+
+    nothing_left = run_cli(*args, f"resume={sweep}", cwd=tmp_path)
+    assert nothing_left.returncode == 0, nothing_left.stderr[-2000:]
+    assert nothing_left.stdout.count("skipped by resume") == 3
+    assert f"W&B report run unchanged (no record changed since it was logged): {report_run}" in nothing_left.stdout
+    assert list((sweep / "wandb").glob("offline-run-*")) == [report_run]

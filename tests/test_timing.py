@@ -113,3 +113,25 @@ def test_training_in_chunks_equals_one_call_bitwise_and_is_timed_as_a_whole(extr
     assert t["chunks"] == 3 and one["timing"]["chunks"] == 1
     in_loop = (t["run_s_per_call"]["median"] - 3 * t["dispatch"]["one_step_call_s"]) / (120 - 3)
     np.testing.assert_allclose(t["in_loop_s_per_step"], max(in_loop, 0.0))
+    whole = execute(spec_for("train.steps=120", "train.repeats=1", "train.log_every=120", *extra), CPU)  # one chunk
+    assert whole["parameters"]["final"] == one["parameters"]["final"] and whole["timing"]["chunks"] == 1
+
+
+@pytest.mark.parametrize("overrides", [
+    (), ("method=reference",), ("method=attribute",), ("method=optax_partition",),
+    ("model=mlp", "freeze=lora", "model.lora_rank=2", "train.batch_size=11"),
+    ("task=transfer", "model=mlp", "freeze=backbone"),  # pretrained: traced without pretraining, same shapes
+])
+def test_a_run_is_traced_from_shapes_into_the_program_it_then_builds(overrides):
+    """What the memory check and the compile use before the data and state exist (harness.core.abstract) is the
+    run's own program and state: no built-in silently falls back to building first."""
+    from harness.core import abstract
+
+    spec = spec_for(*overrides)
+    shapes = abstract.shapes(spec)
+    assert shapes is not None, "not traceable: checked only once built"
+    task = make_task(spec.task)
+    built = build(spec, task) if not spec.task.pretrain_steps else abstract._built_shapes(spec, task)
+    assert shapes.built.program == built.program
+    assert [(a.shape, a.dtype) for a in shapes.built.state] == [(a.shape, a.dtype) for a in built.state]
+    assert shapes.data_bytes == abstract.nbytes(task.data) + (abstract.nbytes(task.source.data) if task.source else 0)

@@ -30,6 +30,7 @@ from harness.analysis.frames import (
     splitting_keys,
     typed,
 )
+from harness.core.files import atomic_path
 from harness.core.metrics import METRICS
 
 # (column, name in the table): costs (higher is worse), then each quality metric of harness.core.metrics
@@ -52,6 +53,20 @@ def parse_threshold(text: str) -> float:
     if not value > 0 or (not percent and value >= 1):
         raise ValueError(f"threshold {text!r}: give a percentage like 5% or a fraction like 0.05")
     return value
+
+
+def with_option_values(argv: list[str], options: tuple[str, ...]) -> list[str]:
+    """`argv` with each of `options` joined to its value (`--threshold -5%` -> `--threshold=-5%`): argparse
+    takes a value that starts with '-' for another option, and the value's own check should answer it.
+
+    >>> with_option_values(["a", "--threshold", "-5%"], ("--threshold",))
+    ['a', '--threshold=-5%']
+    """
+    out = list(argv)
+    for i in range(len(out) - 2, -1, -1):
+        if out[i] in options and out[i + 1].startswith("-"):
+            out[i:i + 2] = [f"{out[i]}={out[i + 1]}"]
+    return out
 
 
 def _compared_axes(df: pd.DataFrame) -> list[str]:
@@ -238,30 +253,39 @@ def main_compare(argv: list[str] | None = None) -> int:
                         help="exit 1 when a cost is higher beyond the threshold with its whole 95%% CI, or a "
                              "configuration of A is missing from B")
     parser.add_argument("--out", type=Path, help="also write the table: .csv for CSV, anything else markdown")
-    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(with_option_values(sys.argv[1:] if argv is None else argv, ("--threshold",)))
     try:
         threshold = parse_threshold(args.threshold)
     except ValueError as err:
         parser.error(str(err))
     frames = []
-    for path in (args.a, args.b):
+    for side, path in (("A", args.a), ("B", args.b)):
         if not path.is_dir():
             print(f"harness compare: not a directory: {path}", file=sys.stderr)
             return 2
         df, problems = load_records(path)
         for bad, why in problems:
             print(f"unreadable record skipped: {bad}: {why}", file=sys.stderr)
+        if df.empty:
+            print(f"harness compare: {side} ({path}) holds no readable record: nothing to compare"
+                  + (f" ({len(problems)} unreadable)" if problems else ""), file=sys.stderr, flush=True)
+            return 1
         frames.append(df)
     table, unmatched = compare(*frames, threshold=threshold)
     text = compare_markdown(table, unmatched, threshold, args.a, args.b)
     print(text, flush=True)
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        if args.out.suffix == ".csv":
-            pd.concat([table.assign(matched=True), unmatched.assign(matched=False)], ignore_index=True).to_csv(
-                args.out, index=False)
-        else:
-            args.out.write_text(text)
+        try:
+            with atomic_path(args.out) as tmp:
+                if args.out.suffix == ".csv":
+                    pd.concat([table.assign(matched=True), unmatched.assign(matched=False)],
+                              ignore_index=True).to_csv(tmp, index=False)
+                else:
+                    tmp.write_text(text)
+        except OSError as err:
+            print(f"harness compare: cannot write {err.filename or args.out}: {err.strerror or err}; the table above "
+                  "is not saved", file=sys.stderr, flush=True)
+            return 1
     regressed = int(table["regression"].sum()) if len(table) else 0
     everything = table.attrs.get("overall")
     worse = list(everything.loc[everything["regression"], "metric"]) if everything is not None else []

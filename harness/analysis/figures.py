@@ -29,6 +29,7 @@ from harness.analysis.frames import (
 )
 from harness.analysis.tables import program_keys
 from harness.analysis.tradeoffs import pareto_figure
+from harness.core.files import atomic_path
 from harness.core.metrics import METRICS
 
 FIGURE_TITLES = {
@@ -317,5 +318,6 @@ def write_figures(df: pd.DataFrame, histories: Mapping[str, dict], out_dir: Path
 
 
 def _save(fig: Figure, path: Path) -> Path:
-    fig.savefig(path, dpi=110)
+    with atomic_path(path) as tmp:  # whole or not at all (harness.core.files)
+        fig.savefig(tmp, dpi=110)
     return path

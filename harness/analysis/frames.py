@@ -103,6 +103,21 @@ def extra_axes(df: pd.DataFrame) -> list[str]:
     return [c for c in df.columns if c not in fixed]
 
 
+def distinct_runs(df: pd.DataFrame) -> pd.DataFrame:
+    """`df` with one run per configuration point (`config_key`, the seed included): the first ok run of each.
+
+    A sweep that lists a point twice (`optimizer.lr=1e-3,1e-3`, `vectorize.seed=[1,1]`) runs it twice, but
+    the second run is the same computation, not another replicate: findings count it once, so that it does
+    not narrow their confidence intervals.
+    """
+    if "config_key" not in df or df.empty:
+        return df
+    ranked = df.assign(_not_ok=(df["status"] != "ok").to_numpy()).sort_values("_not_ok", kind="stable")
+    keyless = ranked["config_key"].isna() | (ranked["config_key"] == "{}")
+    kept = ranked[keyless | ~ranked.duplicated("config_key")]
+    return kept.drop(columns="_not_ok").sort_index()
+
+
 def load_records(sweep_dir: str | Path) -> tuple[pd.DataFrame, list[tuple[Path, str]]]:
     """(one row per run under `sweep_dir`, [(path, reason) for each record that could not be read])."""
     records, problems = read_records(sweep_dir)

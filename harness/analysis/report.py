@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import shutil
 import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -18,9 +19,10 @@ from typing import Any
 import pandas as pd
 
 from harness.analysis import findings
-from harness.analysis.compare import main_compare, parse_threshold
+from harness.analysis.compare import main_compare, parse_threshold, with_option_values
 from harness.analysis.figures import FIGURE_TITLES, write_figures
 from harness.analysis.frames import (
+    distinct_runs,
     extra_axes,
     frame,
     group_keys,
@@ -35,10 +37,12 @@ from harness.analysis.frames import (
 from harness.analysis.tables import compact, program_keys
 from harness.analysis.tradeoffs import flops_table, main_metric, peft_table
 from harness.core.fields import nested_get
+from harness.core.files import atomic_path
 from harness.core.metrics import METRICS
 from harness.jobs.store import RECORD_NAME, read_record, read_records
-from harness.jobs.sweep_plan import missing_jobs, read_plan
+from harness.jobs.sweep_plan import SWEEP_FILE, missing_jobs, plan_dirs, plan_problem, planned_count, read_plan
 from harness.jobs.tracking import quiet_settings, run_group
+from harness.jobs.wandb_file import is_complete, job_type, run_file
 
 FINDINGS_NAME = "findings.csv"
 
@@ -234,12 +238,20 @@ METHOD_NOTES = (
 
 
 def missing(sweep_dir: Path, df: pd.DataFrame) -> list[dict[str, Any]]:
-    """The jobs the sweep planned (sweep.json) that left no readable record: [{"num", "overrides"}]."""
-    return missing_jobs(read_plan(sweep_dir), {int(n) for n in df["job_num"].dropna()})
+    """The jobs each sweep at or under `sweep_dir` planned (its sweep.json) that left no readable record:
+    [{"num", "overrides", "sweep"}], "sweep" being the sweep's directory."""
+    out = []
+    for plan_dir in plan_dirs(sweep_dir):
+        recorded = {int(n) for n, path in zip(df["job_num"], df["path"])
+                    if nan_to_none(n) is not None and Path(path).is_relative_to(plan_dir)}
+        out += [{**job, "sweep": str(plan_dir)} for job in missing_jobs(read_plan(plan_dir), recorded)]
+    return out
 
 
 def missing_table(jobs: list[dict[str, Any]]) -> pd.DataFrame:
-    return pd.DataFrame({"job": [job["num"] for job in jobs],
+    sweeps = {job["sweep"] for job in jobs}
+    return pd.DataFrame({**({"sweep": [job["sweep"] for job in jobs]} if len(sweeps) > 1 else {}),
+                         "job": [job["num"] for job in jobs],
                          "overrides": [" ".join(job["overrides"]) if job.get("overrides") is not None else "?"
                                        for job in jobs]})
 
@@ -255,7 +267,7 @@ def render_report(sweep_dir: Path, df: pd.DataFrame, records: list[dict], proble
         + (f"; **{len(missing_jobs)} planned jobs with no record**" if missing_jobs else "") + ".\n",
     ]
     if found is not None and (df["status"] == "ok").any():
-        parts.append(findings.render_findings(df, found, threshold))
+        parts.append(findings.render_findings(distinct_runs(df), found, threshold))
     parts += [
         "## Tables\n",
         "Numbers are medians over the ok runs of each configuration (seeds, identical repeats), "
@@ -350,15 +362,20 @@ def write_report(sweep_dir: str | Path, df: pd.DataFrame, out_dir: str | Path | 
     if records is None:
         records = [read_record(Path(path))[0] or {} for path in df["path"]]
     out_dir.mkdir(parents=True, exist_ok=True)
-    df.to_parquet(out_dir / "runs.parquet", index=False)
-    df.to_csv(out_dir / "runs.csv", index=False)
+    # Each file whole or not at all (harness.core.files): a full disk leaves the previous report, never half of one.
+    with atomic_path(out_dir / "runs.parquet") as tmp:
+        df.to_parquet(tmp, index=False)
+    with atomic_path(out_dir / "runs.csv") as tmp:
+        df.to_csv(tmp, index=False)
     histories = {path: record.get("history") for path, record in zip(df["path"], records)}
     figures = write_figures(df, histories, out_dir)
-    found = findings.comparisons(df, baselines, threshold=threshold)
-    found.to_csv(out_dir / FINDINGS_NAME, index=False)
+    found = findings.comparisons(distinct_runs(df), baselines, threshold=threshold)
+    with atomic_path(out_dir / FINDINGS_NAME) as tmp:
+        found.to_csv(tmp, index=False)
     date = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
-    (out_dir / "report.md").write_text(render_report(sweep_dir, df, records, list(problems), figures, date,
-                                                     found, threshold, missing(sweep_dir, df)))
+    with atomic_path(out_dir / "report.md") as tmp:
+        tmp.write_text(render_report(sweep_dir, df, records, list(problems), figures, date, found, threshold,
+                                     missing(sweep_dir, df)))
     return figures
 
 
@@ -371,21 +388,48 @@ def headline_lines(df: pd.DataFrame, out_dir: str | Path) -> list[str]:
         found = pd.read_csv(path, keep_default_na=False, na_values=[""])
     except pd.errors.EmptyDataError:
         return []
-    return findings.headline(df, found)
+    return findings.headline(distinct_runs(df), found)
+
+
+class NoRecords(ValueError):
+    """A directory with nothing to report on: no result.json that reads."""
+
+
+class UnknownBaseline(ValueError):
+    """A `--baseline AXIS=VALUE` whose value no run of the sweep has."""
+
+
+def check_baselines(df: pd.DataFrame, baselines: Mapping[str, str]) -> None:
+    """UnknownBaseline, naming the values that exist, when a `--baseline AXIS=VALUE` names none of the sweep's."""
+    for axis, value in baselines.items():
+        values = [key_text(v) for v in dict.fromkeys(df[axis]) if nan_to_none(v) is not None] if axis in df else []
+        if value not in values:
+            raise UnknownBaseline(f"--baseline {axis}={value}: no run of this sweep has {axis}={value}; its {axis} "
+                                  f"values: {', '.join(values) or 'none'}")
 
 
 def build_report(sweep_dir: str | Path, out_dir: str | Path | None = None, *,
                  baselines: Mapping[str, str] | None = None, threshold: float = findings.THRESHOLD) -> dict[str, Any]:
-    """Reads a sweep and writes runs.parquet, runs.csv, findings.csv, report.md and figures; returns what it made."""
+    """Reads a sweep and writes runs.parquet, runs.csv, findings.csv, report.md and figures; returns what it made.
+
+    `sweep_dir` may hold several sweeps (e.g. results/<name>/): each one's plan is checked for missing jobs.
+    """
     read, problems = read_records(sweep_dir)
+    plans = [(plan_dir / SWEEP_FILE, why) for plan_dir in plan_dirs(Path(sweep_dir)) if (why := plan_problem(plan_dir))]
+    if not read:
+        raise NoRecords(f"no readable record under {sweep_dir}" + (f" ({len(problems)} unreadable: "
+                                                                    f"{problems[0][0]}: {problems[0][1]})"
+                                                                    if problems else ""))
     df = frame(read)
+    check_baselines(df, baselines or {})
     records = [record for _, record in read]
-    figures = write_report(sweep_dir, df, out_dir, records=records, problems=problems, baselines=baselines,
-                           threshold=threshold)
+    figures = write_report(sweep_dir, df, out_dir, records=records, problems=[*problems, *plans],
+                           baselines=baselines, threshold=threshold)
     out = Path(out_dir) if out_dir is not None else Path(sweep_dir)
     return {"df": df, "problems": problems, "records": records, "figures": figures,
             "tables": [out / "runs.parquet", out / "runs.csv", out / "findings.csv"], "report": out / "report.md",
-            "missing": missing(Path(sweep_dir), df)}
+            "missing": missing(Path(sweep_dir), df), "plan_problems": plans,
+            "sweeps": plan_dirs(Path(sweep_dir))}
 
 
 # --- W&B -----------------------------------------------------------------------------------------
@@ -396,6 +440,26 @@ def _plain(df: pd.DataFrame) -> pd.DataFrame:
     return df.astype(object).where(df.notna(), None)
 
 
+def report_runs(sweep_dir: str | Path) -> list[Path]:
+    """The sweep's local W&B report runs: the run directories in `<sweep_dir>/wandb/` of job type "report" (a
+    single run's directory holds its own run there too)."""
+    return sorted(d for d in (Path(sweep_dir) / "wandb").glob("*run-*")
+                  if d.name.startswith(("offline-run-", "run-")) and d.is_dir() and not d.is_symlink()
+                  and job_type(run_file(d)) == "report")
+
+
+def current_report_run(sweep_dir: str | Path) -> Path | None:
+    """The sweep's complete W&B report run when no record changed after it was logged (a resume that ran
+    nothing), else None."""
+    complete = [(run_file(d), d) for d in report_runs(sweep_dir)]
+    complete = [(file, d) for file, d in complete if is_complete(file)]
+    if len(complete) != 1:
+        return None
+    logged = complete[0][0].stat().st_mtime_ns
+    records = [path.stat().st_mtime_ns for path in Path(sweep_dir).rglob(RECORD_NAME)]
+    return complete[0][1] if records and max(records) <= logged else None
+
+
 def log_report_to_wandb(sweep_dir: str | Path, df: pd.DataFrame, figures: Mapping[str, Path | str], *, mode: str,
                         project: str, group: str | None, entity: str | None = None,
                         init_timeout: float = 15.0) -> str | None:
@@ -403,12 +467,15 @@ def log_report_to_wandb(sweep_dir: str | Path, df: pd.DataFrame, figures: Mappin
 
     `figures` is what `write_report` returns. W&B is an observer: any failure
     comes back as an error string, never raised. The run is written under
-    `<sweep_dir>/wandb/`.
+    `<sweep_dir>/wandb/`, in place of any earlier report run there.
     """
     if mode == "disabled":
         return None
     try:
         import wandb
+
+        for old in report_runs(sweep_dir):  # one report run per sweep: this one replaces the earlier ones
+            shutil.rmtree(old, ignore_errors=True)
 
         pngs = {name: Path(p) for name, p in figures.items() if isinstance(p, (str, Path)) and Path(p).is_file()}
         counts = status_counts(df)
@@ -424,7 +491,7 @@ def log_report_to_wandb(sweep_dir: str | Path, df: pd.DataFrame, figures: Mappin
             if (df["status"] == "ok").any():
                 logged["report/summary"] = wandb.Table(dataframe=_plain(summarize(df)))
                 logged["report/methods"] = wandb.Table(dataframe=_plain(methods_table(df)))
-                logged["report/findings"] = wandb.Table(dataframe=_plain(findings.comparisons(df)))
+                logged["report/findings"] = wandb.Table(dataframe=_plain(findings.comparisons(distinct_runs(df))))
             logged["report/runs"] = wandb.Table(dataframe=_plain(df.drop(columns=["config_key"])))
             run.log(logged)
             run.summary.update({f"runs/{k}": v for k, v in counts.items()})
@@ -470,9 +537,21 @@ def _report_lines(made: dict[str, Any]) -> list[str]:
     if problems:
         lines.append("unreadable records:")
         lines += [f"  {path}: {why}" for path, why in problems]
+    if made["plan_problems"]:
+        lines.append("unreadable sweep plans:")
+        lines += [f"  {why}" for _, why in made["plan_problems"]]
+    if len(made["sweeps"]) > 1:
+        lines.append(f"sweeps: {len(made['sweeps'])}, each against its plan (sweep.json):")
+        for plan_dir in made["sweeps"]:
+            gone = sum(job["sweep"] == str(plan_dir) for job in made["missing"])
+            planned = planned_count(read_plan(plan_dir))
+            lines.append(f"  {plan_dir}: " + (f"{planned - gone}/{planned} planned jobs recorded" if planned is not None
+                                             else "its plan does not read"))
     if made["missing"]:
         lines.append(f"missing: {len(made['missing'])} planned jobs have no record (sweep.json):")
-        lines += [f"  #{job['num']}: {' '.join(job['overrides']) if job.get('overrides') is not None else '?'}"
+        several = len(made["sweeps"]) > 1
+        lines += [f"  {job['sweep'] + ' ' if several else ''}#{job['num']}: "
+                  f"{' '.join(job['overrides']) if job.get('overrides') is not None else '?'}"
                   for job in made["missing"]]
     return lines
 
@@ -502,7 +581,7 @@ def main_report(argv: list[str] | None = None) -> int:
     parser.add_argument("--threshold", default="5%", help="smallest change the findings call (default 5%%)")
     parser.add_argument("--allow-missing", action="store_true",
                         help="exit 0 even when planned jobs have no record or crashed (default: exit 1)")
-    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(with_option_values(sys.argv[1:] if argv is None else argv, ("--threshold",)))
     try:
         threshold = parse_threshold(args.threshold)
         baselines = dict(_axis_value(text) for text in args.baseline)
@@ -511,10 +590,18 @@ def main_report(argv: list[str] | None = None) -> int:
     if not args.sweep_dir.is_dir():
         print(f"harness report: not a directory: {args.sweep_dir}", file=sys.stderr)
         return 2
-    if not any(args.sweep_dir.rglob(RECORD_NAME)):
-        print(f"harness report: no {RECORD_NAME} under {args.sweep_dir}", file=sys.stderr)
+    try:
+        made = build_report(args.sweep_dir, args.out, baselines=baselines, threshold=threshold)
+    except NoRecords as err:
+        print(f"harness report: {err}", file=sys.stderr)
         return 1
-    made = build_report(args.sweep_dir, args.out, baselines=baselines, threshold=threshold)
+    except UnknownBaseline as err:
+        print(f"harness report: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        print(f"harness report: cannot write {err.filename or args.out or args.sweep_dir}: {err.strerror or err}; "
+              "the report is not complete (no file is left half-written)", file=sys.stderr)
+        return 1
     lines = _report_lines(made)
     if args.wandb != "disabled":
         project, entity, group = _wandb_target(made["records"])
@@ -527,9 +614,11 @@ def main_report(argv: list[str] | None = None) -> int:
         lines.insert(after, f"  W&B ({args.wandb}): " + (f"not logged, {error}" if error else str(where)))
     print("\n".join(lines), flush=True)
     crashed = int((made["df"]["status"] == "crashed").sum())
-    if (made["missing"] or crashed) and not args.allow_missing:
+    if (made["missing"] or crashed or made["plan_problems"]) and not args.allow_missing:
         print(f"harness report: incomplete sweep: {len(made['missing'])} planned jobs with no record, {crashed} "
-              "crashed (exit 1; --allow-missing to accept)", file=sys.stderr, flush=True)
+              f"crashed" + (f", {len(made['plan_problems'])} sweep plans that do not read"
+                            if made["plan_problems"] else "") + " (exit 1; --allow-missing to accept)",
+              file=sys.stderr, flush=True)
         return 1
     return 0
 

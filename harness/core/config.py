@@ -318,8 +318,41 @@ def check_startup(cfg: DictConfig) -> None:
     check (`to_spec`) runs again in each job, where a swept value can still be wrong.
     """
     check_keys(cfg)
+    resolved(cfg)  # `train.steps=${oops}`: one line naming the key, before anything is written
     _check_paths(str(cfg.name), str(cfg.results_dir))
     _converted(lambda: OmegaConf.to_object(cfg.tracker))
+
+
+def resolved(cfg: DictConfig) -> dict[str, Any]:
+    """The config as plain data with every interpolation resolved (Hydra's own node left out); a ConfigError
+    naming the key whose interpolation does not resolve."""
+    return _converted(lambda: OmegaConf.to_container(_without_hydra(cfg), resolve=True))
+
+
+def resolved_or_null(cfg: DictConfig) -> dict[str, Any]:
+    """`resolved`, with null for each value whose interpolation does not resolve: the config of a job that
+    failed for it (its error names the key), readable as any record's.
+
+    >>> resolved_or_null(OmegaConf.create({"train": {"steps": "${oops}", "warmup": 1}, "n": "${train.warmup}"}))
+    {'train': {'steps': None, 'warmup': 1}, 'n': 1}
+    """
+    node = _without_hydra(cfg)
+
+    def walk(value: Any, path: str) -> Any:
+        if isinstance(value, dict):
+            return {k: walk(v, f"{path}.{k}" if path else str(k)) for k, v in value.items()}
+        if isinstance(value, list):
+            return [walk(v, f"{path}[{i}]") for i, v in enumerate(value)]
+        if isinstance(value, str) and "${" in value:
+            found = OmegaConf.select(node, path, throw_on_resolution_failure=False)
+            return OmegaConf.to_container(found, resolve=False) if OmegaConf.is_config(found) else found
+        return value
+
+    return walk(OmegaConf.to_container(node, resolve=False), "")
+
+
+def _without_hydra(cfg: DictConfig) -> DictConfig:
+    return OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]) if "hydra" in cfg else cfg
 
 
 def to_spec(cfg: DictConfig) -> Config:

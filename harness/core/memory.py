@@ -1,13 +1,27 @@
-"""Will a compiled program fit? Its XLA memory analysis against the memory this process can still get.
+"""Will a run fit? What it needs, estimated from shapes, against the memory this process can still get.
 
 A run too big for the machine used to be OOM-killed mid-sweep with no record and
-no message. The compiled program's outputs and temporaries are known before its
-first call, so such a run is refused as a `failed` record naming the numbers.
+no message, or refused only once its data and state were made. harness.core.run
+now traces the task and the build (harness/core/abstract.py) and compiles the
+training program from shapes, so the data, the model and optimizer state, the
+program's outputs and temporaries (XLA's memory analysis) and the final evaluation
+are known before any of them is allocated: a run that cannot fit is refused as a
+`failed` record (InsufficientMemory) naming what it needs, what is available and
+which setting to lower.
+
+The estimate is the run's peak as this harness makes it, measured on CPU (README,
+"What the harness guarantees"): the task's arrays while it makes them (the task's own
+draw and the copy placed on the device), the training call (arguments, outputs and
+temporaries, XLA), the initial state kept to measure drift (and the outputs of the
+1-step program timed after training), and the final evaluation, which runs the model
+on every training row op by op and computes the metrics in float64.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from harness.core.checks import ConfigError
 
@@ -15,7 +29,7 @@ _UNLIMITED = 2**60  # cgroup v1 writes "no limit" as a huge number, v2 as "max"
 
 
 class InsufficientMemory(ConfigError):
-    """The run's compiled program needs more memory than this process can get: refused, not started."""
+    """The run needs more memory than this process can get: refused before its data or state is made."""
 
 
 def _read_int(path: Path) -> int | None:
@@ -77,6 +91,24 @@ def available_bytes(proc: Path = Path("/proc"), cgroup_root: Path = Path("/sys/f
     return min(candidates) if candidates else None
 
 
+def device_bytes(device: Any) -> tuple[int, str] | None:
+    """(bytes still free on an accelerator, where the number comes from) from its allocator, or None when it does
+    not say (`device.memory_stats()`: bytes_limit less bytes_in_use)."""
+    try:
+        stats = device.memory_stats() or {}
+    except Exception:  # noqa: BLE001 - a backend without memory stats: nothing to check against
+        return None
+    limit, used = stats.get("bytes_limit"), stats.get("bytes_in_use")
+    if not isinstance(limit, int) or not isinstance(used, int):
+        return None
+    return max(limit - used, 0), f"{device}'s memory: bytes_limit less bytes_in_use"
+
+
+def _available_to(device: Any) -> tuple[int, str] | None:
+    """What `device` can still hold: this process's memory on a CPU (or no device given), its own elsewhere."""
+    return available_bytes() if device is None or device.platform == "cpu" else device_bytes(device)
+
+
 def needed_bytes(memory: dict[str, int | None]) -> int | None:
     """New memory a call of the program allocates: its outputs and temporaries (the arguments already exist)."""
     out, temp, alias = (memory.get(k) for k in ("output_size_in_bytes", "temp_size_in_bytes", "alias_size_in_bytes"))
@@ -93,9 +125,75 @@ def _gb(n: int) -> str:
     return f"{n / 1e9:.2f} GB" if n >= 1e7 else f"{n:,} bytes"
 
 
-def check_fits(memory: dict[str, int | None]) -> None:
-    """Raises InsufficientMemory when the compiled program (its `Timing.memory`) cannot fit."""
-    needed, available = needed_bytes(memory), available_bytes()
+# Calibrated against measured peaks (benchmarks/memory_estimate.py): a task holds about twice its arrays while it
+# makes them (the line task draws every row, then splits train from test); the final metrics hold the float32
+# predictions, predictions and targets as float64 and two float64 temporaries: 7x the predictions' bytes.
+MAKING_DATA = 2
+METRIC_COPIES = 7
+# Which setting makes each part smaller, for the refusal's last words.
+LOWER = {"data": "the task's size (task.n_train)",
+         "state": "the model's size (model.width, model.depth)",
+         "program": "train.batch_size, task.n_train or the model's size (the program's temporaries hold a batch's "
+                    "activations), or train.steps (its per-step history)",
+         "evaluation": "task.n_train or model.width (the final evaluation runs the model on every training row)"}
+TITLES = {"data": "data", "state": "model and optimizer state", "program": "training program",
+          "evaluation": "final evaluation"}
+
+
+@dataclass(frozen=True)
+class Needs:
+    """A run's memory, from shapes: its task's arrays, its state, its compiled program and its final evaluation."""
+
+    data: int  # every array the task returns (all points of a vectorized run)
+    state: int  # model and optimizer state (all points)
+    program: dict[str, int | None]  # the training program's XLA memory analysis (harness.core.timing.Timing.memory)
+    largest: int = 0  # the largest value the evaluation's forward pass makes over the training rows
+    predictions: int = 0  # the predictions on the training rows
+    dispatch: bool = False  # a 1-step program runs after training (train.measure_dispatch): one more state
+
+    def parts(self) -> dict[str, int]:
+        """Bytes per part while the run trains and is evaluated (the arguments counted as data and state)."""
+        program = self.program
+        made = (program.get("output_size_in_bytes") or 0) + (program.get("temp_size_in_bytes") or 0) - (
+            program.get("alias_size_in_bytes") or 0)
+        # The state: the program's argument and the trained state it outputs, plus the 1-step program's outputs
+        # when it runs; the program: its other outputs (the per-step history) and temporaries. The evaluation:
+        # the forward pass op by op (an op's input and output), then the metrics on its predictions.
+        return {"data": self.data, "state": (2 + self.dispatch) * self.state, "program": max(made - self.state, 0),
+                "evaluation": max(2 * self.largest, METRIC_COPIES * self.predictions)}
+
+    def total(self) -> int:
+        """The estimated peak: the larger of making the data and training then evaluating."""
+        return max(MAKING_DATA * self.data, sum(self.parts().values()))
+
+    def on_device(self) -> int:
+        """What an accelerator holds: data, state, program and the evaluation's forward pass (its metrics, and
+        the task's own arrays as it makes them, are the host's)."""
+        parts = self.parts()
+        return parts["data"] + parts["state"] + parts["program"] + 2 * self.largest
+
+
+def check_needs(needs: Needs, device: Any = None) -> None:
+    """Raises InsufficientMemory, naming the parts and the setting to lower, when the run cannot fit on `device`
+    (this process's memory on a CPU, the device's own on an accelerator)."""
+    on_host = device is None or device.platform == "cpu"
+    available, total = _available_to(device), needs.total() if on_host else needs.on_device()
+    if available is None or total <= available[0]:
+        return
+    parts = needs.parts()
+    biggest = max(parts, key=parts.get)
+    if MAKING_DATA * needs.data >= sum(parts.values()):
+        biggest = "data"
+    shown = ", ".join(f"{TITLES[name]} {_gb(value)}" for name, value in parts.items())
+    raise InsufficientMemory(
+        "memory", f"the run needs about {_gb(total)} ({shown}; estimated from shapes before allocating) but this "
+                  f"process can get {_gb(available[0])} ({available[1]}); refused before making its data. "
+                  f"Lower {LOWER[biggest]}, or run on a machine with more memory")
+
+
+def check_fits(memory: dict[str, int | None], device: Any = None) -> None:
+    """Raises InsufficientMemory when the compiled program (its `Timing.memory`) cannot fit on `device`."""
+    needed, available = needed_bytes(memory), _available_to(device)
     if needed is None or available is None or needed <= available[0]:
         return
     raise InsufficientMemory(

@@ -17,8 +17,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -31,6 +29,7 @@ from flax import nnx
 from harness.core.checks import ConfigError
 from harness.core.components import ModelSpec
 from harness.core.config import Config
+from harness.core.files import atomic_path
 from harness.core.freezing import path_str
 from harness.core.metrics import METRICS
 from harness.core.metrics import evaluate as evaluate_metrics
@@ -60,6 +59,8 @@ def initial_model(spec: Config, task: Task) -> tuple[nnx.Module, Pretrained | No
     if not isinstance(getattr(model, "backbone", None), nnx.Module):
         raise ConfigError("task.pretrain_steps", f"pretraining trains a `backbone` and model {spec.model.name!r} has "
                                                  "none; set task.pretrain_steps=0, or give the model a backbone")
+    if any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(nnx.state(model.backbone, nnx.Param))):
+        return model, None  # traced for its shapes (harness.core.abstract): pretraining changes values only
     arrays, info = pretrained(spec, task.source)
     for path, variable in nnx.to_flat_state(nnx.state(model, nnx.Param)):
         name = path_str(path)
@@ -164,13 +165,6 @@ def pretrain(spec: Config, source: Task) -> tuple[dict[str, np.ndarray], float]:
 
 
 def _save(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """Written whole or not at all (temp file, rename): concurrent runs never read half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".npz", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Written whole or not at all (harness.core.files): concurrent runs never read half a file."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, **arrays)

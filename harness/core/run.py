@@ -4,23 +4,24 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from harness.core import cost, metrics, plausibility
+from harness.core import abstract, cost, metrics, plausibility
 from harness.core.batching import FullBatch, Minibatches, batching, order_key
 from harness.core.checks import ConfigError, check
 from harness.core.config import Config
 from harness.core.devices import data_parallel
+from harness.core.memory import Needs, check_fits, check_needs
 from harness.core.metrics import METRICS
 from harness.core.pretraining import forgetting
 from harness.core.program import Built, model_arrays, optimizer_arrays
 from harness.core.target import Evaluations, outcome, target_metric
 from harness.core.tasks import Data, Task, make_task
-from harness.core.timing import compile_and_time, dispatch_cost, use_persistent_cache
+from harness.core.timing import compile_timed, dispatch_cost, time_calls, use_persistent_cache
 from harness.core.train import build, train, train_chunk, train_many
 
 
@@ -39,14 +40,21 @@ def divergence(history: dict[str, np.ndarray]) -> dict[str, Any] | None:
     }
 
 
-def _placed(spec: Config, devices: list[jax.Device]) -> tuple[Task, FullBatch | Minibatches]:
-    """The task with its data on `devices`, and where each step's batch comes from.
+class Layout(NamedTuple):
+    """Where a run's arrays go: each step's batch source, and the shardings of the training data and the rest."""
+
+    batches: FullBatch | Minibatches
+    train: Any  # x_train, y_train
+    replicated: Any  # state, key, test data
+
+
+def _layout(spec: Config, devices: list[jax.Device], task: Task) -> Layout:
+    """The run's layout on `devices` for `task` (its arrays or their shapes); a ConfigError when they do not fit it.
 
     Full batch: the training set is the batch, split over the devices. Minibatches: every
     device holds the whole training set and each step's batch is split over them.
     """
     batch, replicated = data_parallel(devices)
-    task = make_task(spec.task)
     rows, size, count = task.data.x_train.shape[0], spec.train.batch_size, spec.device.count
     check(size is None or size <= rows, "train.batch_size",
           f"must be <= the {rows} training rows of task {task.name!r}, got {size}")
@@ -54,12 +62,24 @@ def _placed(spec: Config, devices: list[jax.Device]) -> tuple[Task, FullBatch | 
         (size, f"train.batch_size={size} rows")
     check(per_step % count == 0, "device.count",
           f"{count} devices cannot split {what} per step evenly; use a count that divides it")
-    train_sharding = replicated if size is not None else batch
-    batches = batching(size, rows, batch if len(devices) > 1 else None)
+    return Layout(batching(size, rows, batch if len(devices) > 1 else None), replicated if size is not None else batch,
+                  replicated)
+
+
+def _placed(spec: Config, devices: list[jax.Device], layout: Layout | None = None) -> tuple[Task, Layout]:
+    """The task made, with its data on `devices` as `layout` (checked against the made task when not given) says."""
+    task = make_task(spec.task)
+    layout = layout or _layout(spec, devices, task)
     data = task.data
-    placed = Data(jax.device_put(data.x_train, train_sharding), jax.device_put(data.y_train, train_sharding),
-                  jax.device_put(data.x_test, replicated), jax.device_put(data.y_test, replicated))
-    return dataclasses.replace(task, data=placed), batches
+    placed = Data(jax.device_put(data.x_train, layout.train), jax.device_put(data.y_train, layout.train),
+                  jax.device_put(data.x_test, layout.replicated), jax.device_put(data.y_test, layout.replicated))
+    return dataclasses.replace(task, data=placed), layout
+
+
+def _needs(spec: Config, shapes: abstract.Shapes, memory: dict, points: int = 1) -> Needs:
+    """What the run needs, from its shapes and its compiled training program's memory analysis."""
+    return Needs(points * shapes.data_bytes, points * shapes.state_bytes, memory, shapes.largest,
+                 points * shapes.predictions, spec.train.measure_dispatch)
 
 
 def step_metrics(spec: Config, task: Task) -> tuple[str, ...]:
@@ -71,38 +91,77 @@ def step_metrics(spec: Config, task: Task) -> tuple[str, ...]:
     return tuple(dict.fromkeys((task.loss, *spec.train.step_metrics)))
 
 
+def chunk_steps(spec: Config) -> int | None:
+    """Steps per call of a chunked training (train.eval_every, else train.log_every), or None: one call."""
+    return spec.train.eval_every or spec.train.log_every
+
+
+def _training(spec: Config, layout: Layout, task: Task, state, key, metrics: tuple[str, ...],
+              shapes: bool = False) -> tuple[Any, tuple, dict, int]:
+    """(jitted function, its arguments, its static arguments, chunks per training) of one run.
+
+    With `shapes`, `task` and `state` are shapes and so are the arguments, as placed on the devices.
+    """
+    data, static = task.data, {"program": None, "batches": layout.batches, "steps": spec.train.steps,
+                               "metrics": metrics}
+    chunk = chunk_steps(spec)
+    if chunk is None:
+        jitted, args, chunks = train, (state, data.x_train, data.y_train, key), 1
+    else:
+        static["steps"], jitted, chunks = chunk, train_chunk, spec.train.steps // chunk
+        rows = data.x_train.shape[0]
+        order = jax.eval_shape(lambda k: layout.batches.start(k, rows), key) if shapes else jax.device_put(
+            layout.batches.start(key, rows), layout.replicated)
+        args = (state, order, data.x_train, data.y_train, key, jax.ShapeDtypeStruct((), np.int32) if shapes
+                else np.int32(0))
+    if shapes:
+        chunked = chunk is not None  # a batch order follows the state
+        shardings = (layout.replicated, *((layout.replicated,) if chunked else ()), layout.train, layout.train,
+                     layout.replicated)
+        args = (*(abstract.placed(arg, sharding) for arg, sharding in zip(args, shardings)), *args[len(shardings):])
+    return jitted, args, static, chunks
+
+
 def execute(spec: Config, devices: list[jax.Device], on_chunk=None) -> dict[str, Any]:
     """Builds, compiles, times and evaluates one run; each step's batch is sharded over `devices`.
 
-    With train.log_every (or train.eval_every), `on_chunk(first step, {metric: values})` sees each chunk
-    of the first training call as it arrives (live curves).
+    The training program is compiled from the run's shapes (harness/core/abstract.py) and the whole
+    run checked against the memory left (harness/core/memory.py) before its data or state is made.
+    With train.log_every (or train.eval_every), `on_chunk(first step, {metric: values})` sees each
+    chunk of the first training call as it arrives (live curves).
     """
     use_persistent_cache(spec.train.persistent_cache_dir)
     peak = plausibility.machine_peak(devices[0])
     with jax.default_device(devices[0]):
-        task, batches = _placed(spec, devices)
-        data = task.data
+        ahead, compiled = abstract.shapes(spec), None
+        if ahead is not None:
+            layout = _layout(spec, devices, ahead.task)
+            metrics = step_metrics(spec, ahead.task)
+            key = jax.eval_shape(lambda: order_key(spec.task.seed))
+            jitted, shaped, static, chunks = _training(spec, layout, ahead.task, ahead.built.state, key, metrics, True)
+            static["program"] = ahead.built.program
+            compiled, timing = compile_timed(jitted, shaped, static, steps=spec.train.steps, warmup=spec.train.warmup,
+                                             chunks=chunks)
+            check_needs(_needs(spec, ahead, timing.memory), devices[0])
+        task, layout = _placed(spec, devices, layout if ahead is not None else None)
         built = build(spec, task)
-        key = jax.device_put(order_key(spec.task.seed), data_parallel(devices)[1])
-        state = jax.device_put(built.state, data_parallel(devices)[1])
-        static = {"program": built.program, "batches": batches, "steps": spec.train.steps,
-                  "metrics": step_metrics(spec, task)}
-        chunk = spec.train.eval_every or spec.train.log_every
+        key = jax.device_put(order_key(spec.task.seed), layout.replicated)
+        state = jax.device_put(built.state, layout.replicated)
+        jitted, args, static, chunks = _training(spec, layout, task, state, key, step_metrics(spec, task))
+        static["program"] = built.program
+        if compiled is None or built.program != ahead.built.program or not abstract.same_shapes(args, shaped):
+            # Not traceable ahead (or a task whose shapes follow its seed): compiled and checked now.
+            compiled, timing = compile_timed(jitted, args, static, steps=spec.train.steps, warmup=spec.train.warmup,
+                                             chunks=chunks)
+            check_fits(timing.memory, devices[0])
         evaluations = None
         if spec.train.eval_every:
             evaluations = Evaluations(built.program, task, target_metric(spec, task))
             evaluations(0, state)  # compiles the evaluation here, not inside the (warm-up) calls
-        if chunk is None:
-            jitted, args, call, chunks = train, (state, data.x_train, data.y_train, key), None, 1
-        else:
-            static["steps"] = chunk
-            jitted, chunks = train_chunk, spec.train.steps // chunk
-            args = (state, batches.start(key, data.x_train.shape[0]), data.x_train, data.y_train, key, np.int32(0))
-            call = in_chunks(args, chunks, chunk, spec.train.warmup + spec.train.repeats, on_chunk, evaluations)
-        (state, history), timing = compile_and_time(
-            jitted, args, static, steps=spec.train.steps, warmup=spec.train.warmup, repeats=spec.train.repeats,
-            chunks=chunks, call=call,
-        )
+        call = None if chunk_steps(spec) is None else in_chunks(
+            args, chunks, chunk_steps(spec), spec.train.warmup + spec.train.repeats, on_chunk, evaluations)
+        (state, history), timing = time_calls(compiled, args, timing, repeats=spec.train.repeats, call=call)
+        data = task.data
         if spec.train.measure_dispatch:
             timing.dispatch = dispatch_cost(jitted, args, static)
             rows = spec.train.batch_size or data.x_train.shape[0]
@@ -110,7 +169,7 @@ def execute(spec: Config, devices: list[jax.Device], on_chunk=None) -> dict[str,
         parts = history if isinstance(history, list) else [history]
         history = {name: np.concatenate([np.asarray(part[name]) for part in parts]) for name in parts[0]}
         summary = timing.summary()
-        result = measurements(spec, task, built, batches, state, history, summary, peak)
+        result = measurements(spec, task, built, layout.batches, state, history, summary, peak)
         return {**result, "target": evaluations and outcome(spec, evaluations, summary)}
 
 
@@ -165,13 +224,29 @@ def stack(trees: list[Any]) -> Any:
 
 
 def execute_vectorized(spec: Config, devices: list[jax.Device]) -> list[tuple[Config, dict[str, Any]]]:
-    """(point spec, result) for every point of `spec.vectorize`, trained as one vmapped program."""
+    """(point spec, result) for every point of `spec.vectorize`, trained as one vmapped program.
+
+    Compiled from the shapes of the first point (every point has them) and checked against the
+    memory left before any point's data or state is made, as `execute` does.
+    """
     use_persistent_cache(spec.train.persistent_cache_dir)
     peak = plausibility.machine_peak(devices[0])
     specs = points(spec)
+    common = {"steps": spec.train.steps, "warmup": spec.train.warmup, "points": len(specs)}
     with jax.default_device(devices[0]):
-        placed = [_placed(s, devices[:1]) for s in specs]
-        tasks, batches = [task for task, _ in placed], placed[0][1]
+        ahead, compiled, layout = abstract.shapes(specs[0]), None, None
+        if ahead is not None:
+            layout = _layout(specs[0], devices[:1], ahead.task)
+            data = ahead.task.data
+            key = jax.eval_shape(lambda: order_key(spec.task.seed))
+            shaped = tuple(abstract.stacked(tree, len(specs)) for tree in (ahead.built.state, data.x_train,
+                                                                            data.y_train, key))
+            static = {"program": ahead.built.program, "batches": layout.batches, "steps": spec.train.steps,
+                      "metrics": step_metrics(spec, ahead.task)}
+            compiled, timing = compile_timed(train_many, shaped, static, **common)
+            check_needs(_needs(spec, ahead, timing.memory, len(specs)), devices[0])
+        placed = [_placed(s, devices[:1], layout) for s in specs]
+        tasks, batches = [task for task, _ in placed], placed[0][1].batches
         data = [task.data for task in tasks]
         built = [build(s, task) for s, task in zip(specs, tasks)]
         if any(b.program != built[0].program for b in built):
@@ -180,10 +255,10 @@ def execute_vectorized(spec: Config, devices: list[jax.Device]) -> list[tuple[Co
                 stack([order_key(s.task.seed) for s in specs]))
         static = {"program": built[0].program, "batches": batches, "steps": spec.train.steps,
                   "metrics": step_metrics(spec, tasks[0])}
-        (states, history), timing = compile_and_time(
-            train_many, args, static, steps=spec.train.steps, warmup=spec.train.warmup,
-            repeats=spec.train.repeats, points=len(specs),
-        )
+        if compiled is None or built[0].program != ahead.built.program or not abstract.same_shapes(args, shaped):
+            compiled, timing = compile_timed(train_many, args, static, **common)
+            check_fits(timing.memory, devices[0])
+        (states, history), timing = time_calls(compiled, args, timing, repeats=spec.train.repeats)
         if spec.train.measure_dispatch:
             timing.dispatch = dispatch_cost(train_many, args, static)
         history, timing = jax.tree.map(np.asarray, history), timing.summary()

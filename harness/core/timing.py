@@ -170,12 +170,12 @@ def dispatch_cost(jitted: Callable, args: tuple, static: dict, *, calls: int = 5
             "bytes_accessed_per_step": bytes_accessed}
 
 
-def compile_and_time(jitted: Callable, args: tuple, static: dict, *, steps: int, warmup: int, repeats: int,
-                     points: int = 1, chunks: int = 1, call: Callable | None = None):
-    """(output of the last repeat, Timing) of `jitted(*args, **static)`; `static` are its static args.
+def compile_timed(jitted: Callable, args: tuple, static: dict, *, steps: int, warmup: int, points: int = 1,
+                  chunks: int = 1):
+    """(compiled program, Timing with its compile time, XLA's costs and memory) of `jitted(*args, **static)`.
 
-    `call(compiled)`, when given, is one whole training with the compiled program (e.g. `chunks`
-    calls of it in a row); by default it is the one call `compiled(*args)`.
+    `args` may be shapes (jax.ShapeDtypeStruct with the arguments' shardings): the program is
+    compiled, and its memory known, before its arguments exist (harness.core.run).
     """
     with count_compiles() as counts:
         t0 = time.perf_counter()
@@ -191,16 +191,37 @@ def compile_and_time(jitted: Callable, args: tuple, static: dict, *, steps: int,
     timing = Timing(t1 - t0, t2 - t1, source, counts.backend_compiles, warmup, steps=steps, flops=flops,
                     bytes_accessed=bytes_accessed, memory=_memory(compiled), points=points, matmuls=matmuls,
                     program=program, chunks=chunks)
-    check_fits(timing.memory)  # a program too big for this machine is refused here, not OOM-killed mid-call
+    return compiled, timing
+
+
+def time_calls(compiled, args: tuple, timing: Timing, *, repeats: int, call: Callable | None = None):
+    """(output of the last repeat, `timing` with its run times): `timing.warmup` untimed calls, then `repeats` timed.
+
+    `call(compiled)`, when given, is one whole training with the compiled program (e.g. `chunks`
+    calls of it in a row); by default it is the one call `compiled(*args)`.
+    """
     run = (lambda: compiled(*args)) if call is None else (lambda: call(compiled))
     with count_compiles() as during:
-        for _ in range(warmup):
+        for _ in range(timing.warmup):
             jax.block_until_ready(run())
         out = None
         for _ in range(repeats):
+            out = None  # the previous repeat's outputs are freed before the next call allocates its own
             t = time.perf_counter()
             out = jax.block_until_ready(run())
             timing.run_s.append(time.perf_counter() - t)
     if during.backend_compiles:
         raise RuntimeError(f"{during.backend_compiles} compile(s) happened inside the timed calls: run times are invalid")
     return out, timing
+
+
+def compile_and_time(jitted: Callable, args: tuple, static: dict, *, steps: int, warmup: int, repeats: int,
+                     points: int = 1, chunks: int = 1, call: Callable | None = None):
+    """(output of the last repeat, Timing) of `jitted(*args, **static)` with `args` that exist already.
+
+    The compiled program is checked against the memory left (harness.core.memory.check_fits) before its
+    first call: a run whose shapes could not be traced ahead (harness.core.abstract) is refused here.
+    """
+    compiled, timing = compile_timed(jitted, args, static, steps=steps, warmup=warmup, points=points, chunks=chunks)
+    check_fits(timing.memory)  # a program too big for this machine is refused here, not OOM-killed mid-call
+    return time_calls(compiled, args, timing, repeats=repeats, call=call)

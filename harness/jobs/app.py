@@ -10,7 +10,6 @@ The sweep's exit code and summary come from `harness.jobs.callbacks`.
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import shutil
 import sys
@@ -26,7 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from harness.core.checks import ConfigError, DeviceUnavailable
 from harness.core.components import with_custom_options
-from harness.core.config import Config, register, to_spec
+from harness.core.config import Config, register, resolved, resolved_or_null, to_spec
 from harness.core.fields import config_hash
 from harness.jobs.console import run_lines
 from harness.jobs.slurm import slurm_job
@@ -36,6 +35,7 @@ from harness.jobs.store import (
     SCHEMA_VERSION,
     already_done,
     crashed,
+    read_record,
     running_marker,
     write_record,
 )
@@ -52,6 +52,34 @@ _PACKAGE = Path(__file__).resolve().parents[1]  # harness/
 CONF_DIR = _PACKAGE / "conf" if (_PACKAGE / "conf" / "config.yaml").is_file() else _PACKAGE.parent / "conf"
 log = logging.getLogger("harness")
 register()
+W_AND_B_NOTE_LOST = ("the record written before W&B stands, without its note of the W&B copy (resume logs that "
+                     "copy again and notes it)")
+
+
+def _hydra_files_may_fail() -> None:
+    """Hydra saves each job's config (.hydra/*.yaml) before the job runs, and a full disk there would end the
+    whole sweep in a traceback: a file it cannot write is one line instead, and the job runs on (its record
+    holds its config). Done when this module is imported: in the command's process and in every process a
+    launcher runs jobs in (joblib, submitit), which imports it to call `main`. The job's log file on a full
+    disk: lines that do not fit are dropped (the console has them), not each one a logging traceback."""
+    logging.raiseExceptions = False
+    from hydra.core import utils
+
+    save = utils._save_config
+
+    def save_or_say(cfg, filename: str, output_dir: Path) -> None:
+        try:
+            save(cfg, filename, output_dir)
+        except OSError as err:
+            Path(output_dir, filename).unlink(missing_ok=True)
+            print(f"error: cannot write {Path(output_dir, filename)}: {err.strerror or err}; Hydra's copy of the "
+                  "job's config is not saved (the job runs, and its record holds its config)", file=sys.stderr,
+                  flush=True)
+
+    utils._save_config = save_or_say
+
+
+_hydra_files_may_fail()
 
 
 def spec_from_overrides(*overrides: str) -> Config:
@@ -71,7 +99,7 @@ def job_info() -> dict[str, Any]:
     return {
         "name": hc.job.name if hc.mode != RunMode.MULTIRUN else f"{hc.job.name}-{hc.job.num}",
         "num": hc.job.get("num"),
-        "overrides": list(hc.overrides.task),
+        "overrides": OmegaConf.to_container(hc.overrides.task, resolve=False),
         "override_dirname": hc.job.override_dirname,
         "output_dir": hc.runtime.output_dir,
         # the sweep's (or the single run's) directory: its name is the W&B group's timestamp
@@ -109,16 +137,23 @@ def _outcomes(cfg: DictConfig, config: dict[str, Any], job: dict[str, Any], out_
 def run_job(cfg: DictConfig, out_dir: Path, job: dict[str, Any],
             offline_flag: Path | None = None) -> list[dict[str, Any]]:
     """Runs one job (one run, or every vectorized point) and writes a record per run."""
-    config = OmegaConf.to_container(cfg, resolve=True)
+    try:
+        config, unresolved = resolved(cfg), None
+    except ConfigError as err:  # a swept value `${oops}`: this job's failed record, and the sweep goes on
+        config, unresolved = resolved_or_null(cfg), err
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     marker_path = out_dir / RECORD_NAME
     marker = running_marker(job, config, config_hash(config), started)
-    write_record(marker_path, marker)  # a job killed from here on leaves this trace
+    write_record(marker_path, marker, lost="the job runs without its `running` marker (killed, it would leave no "
+                                           "trace)")  # a job killed from here on leaves this trace
     live = None
     chunked = cfg.train.log_every or cfg.train.eval_every
-    if chunked and not (cfg.vectorize.lr or cfg.vectorize.seed) and (sink := sink_for(cfg, job, offline_flag)):
+    if (unresolved is None and chunked and not (cfg.vectorize.lr or cfg.vectorize.seed)
+            and (sink := sink_for(cfg, job, offline_flag))):
         live = LiveCurves(sink, {"status": RUNNING, "job": job, "config": config}, out_dir)
     try:
+        if unresolved is not None:
+            raise unresolved
         outcomes = _outcomes(cfg, config, job, out_dir, live)
     except DeviceUnavailable as err:
         outcomes = [(out_dir, config, job, {"status": "skipped", "error": _error(err)})]
@@ -137,17 +172,20 @@ def run_job(cfg: DictConfig, out_dir: Path, job: dict[str, Any],
                   "config_hash": config_hash(config), "started": started, **result,
                   "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         path = record_dir / RECORD_NAME
-        if not write_record(path, record):  # the ground truth lands before W&B is touched, or the job failed
+        # The ground truth lands before W&B is touched, or the job failed.
+        if not write_record(path, record, lost=f"this job's {record['status']} result is not saved; trying a "
+                                               "small failed record in its place"):
             record = {**{k: record[k] for k in ("schema_version", "job", "config", "config_hash", "started",
                                                 "finished")},
                       "status": "failed", "error": {"type": "OSError", "message": (
                           f"its {record['status']} record could not be written (see the sweep's output); "
                           "its measurements are lost")}}
-            write_record(path, record)  # a small record may still fit; else the marker shows a crash
-            records.append(record)
+            if write_record(path, record, lost="no record of this job is saved (the sweep lists it; free some "
+                                               "space, then resume the sweep)"):
+                records.append(record)  # else its marker, if written, shows it crashed; the sweep lists it
             continue
         record["wandb"] = log_record(cfg, record, record_dir, offline_flag, live if record_dir == out_dir else None)
-        write_record(path, record)  # if this fails the record above stands; resume redoes the W&B copy
+        write_record(path, record, lost=W_AND_B_NOTE_LOST)  # the record above stands; resume redoes the W&B copy
         records.append(record)
     if all(record_dir != out_dir for record_dir, *_ in outcomes):
         marker_path.unlink(missing_ok=True)  # vectorized: the points' records are in <job>/<point>/
@@ -162,30 +200,32 @@ def _error(err: BaseException) -> dict[str, str]:
 def redo_wandb_copy(cfg: DictConfig, path: Path, record: dict[str, Any], offline_flag: Path | None) -> bool:
     """Logs a completed record to W&B again when its copy there is missing or incomplete; True if it did.
 
-    A kill while W&B was logging leaves an `ok` record with no (or a cut-off) W&B run:
-    the record holds the config, history and summary, so the copy is made from it.
-    Incomplete local run directories are removed first, so `wandb sync` gets one whole copy.
+    A kill while W&B was logging leaves an `ok` record with no (or a cut-off, or an empty but
+    finished) W&B run: the record holds the config, history and summary, so the copy is made from it.
+    Every earlier local copy of the record's run is removed first, so `wandb sync` uploads one run.
     """
     if cfg.tracker.wandb.mode == "disabled" or wandb_copy_complete(record.get("wandb")):
         return False
-    from harness.jobs.wandb_file import is_complete, run_file
-
-    for run_dir in sorted((path.parent / "wandb").glob("*run-*")):
-        if (run_dir.name.startswith(("offline-run-", "run-")) and run_dir.is_dir() and not run_dir.is_symlink()
-                and not is_complete(run_file(run_dir))):
-            shutil.rmtree(run_dir, ignore_errors=True)
+    _remove_wandb_copies(path.parent / "wandb")
     record["wandb"] = log_record(cfg, record, path.parent, offline_flag)
-    write_record(path, record)
+    write_record(path, record, lost=W_AND_B_NOTE_LOST)
     return True
 
 
-def _previous_status(out_dir: Path) -> str | None:
-    """The status of the record a resumed job replaces (`crashed` for a dead job's marker), or None."""
-    try:
-        status = json.loads((out_dir / RECORD_NAME).read_text()).get("status")
-    except (OSError, ValueError, AttributeError):
-        return None
-    return "crashed" if status == RUNNING else status
+def _remove_wandb_copies(wandb_dir: Path) -> None:
+    """Removes the local W&B runs in a record's `wandb` dir: the record they copied is being replaced or logged
+    again, and `wandb sync` should upload one run per record."""
+    for run_dir in sorted(wandb_dir.glob("*run-*")):
+        if run_dir.name.startswith(("offline-run-", "run-")) and run_dir.is_dir() and not run_dir.is_symlink():
+            shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def _previous(out_dir: Path) -> dict[str, Any] | None:
+    """The record a resumed job replaces (a dead job's marker read as `crashed`), or None."""
+    record, _ = read_record(out_dir / RECORD_NAME)
+    if record is not None and record["status"] == RUNNING:
+        record = crashed(record)
+    return record
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
@@ -196,10 +236,15 @@ def main(cfg: DictConfig) -> None:
     offline_flag = None if single else Path(hc.sweep.dir) / WANDB_OFFLINE_FLAG
     if cfg.resume:
         try:
-            done = already_done(out_dir, OmegaConf.to_container(cfg, resolve=True))
+            done, problems = already_done(out_dir, resolved(cfg))
         except ConfigError as err:
-            print(f"error: {err}", file=sys.stderr, flush=True)
-            sys.exit(1)  # also in a multirun: nothing of this sweep should run into another's dir
+            if err.field != "resume":  # its config does not resolve: it runs, and fails with that in its record
+                done, problems = [], []
+            else:
+                print(f"error: {err}", file=sys.stderr, flush=True)
+                sys.exit(1)  # also in a multirun: nothing of this sweep should run into another's dir
+        for path, why in problems:
+            print(f"record does not validate, run again by resume: {path} ({why})", flush=True)
         for path, record in done:
             print(f"{record['status']} (already recorded, skipped by resume): {path}", flush=True)
             if redo_wandb_copy(cfg, path, record, offline_flag):
@@ -210,8 +255,15 @@ def main(cfg: DictConfig) -> None:
             if all(path.parent != out_dir for path, _ in done):
                 (out_dir / RECORD_NAME).unlink(missing_ok=True)  # a vectorized job's leftover marker
             return
-        if (previous := _previous_status(out_dir)) in ("crashed", "failed", "skipped"):
-            print(f"{previous} before, run again by resume: {out_dir / RECORD_NAME}", flush=True)
+        previous = _previous(out_dir) or {}
+        if previous.get("status") in ("crashed", "failed", "skipped"):
+            print(f"{previous['status']} before, run again by resume: {out_dir / RECORD_NAME}", flush=True)
+            if isinstance(previous.get("error"), dict) and previous["error"].get("out_of_memory"):
+                print("  it ran out of memory last time and needs as much again: it will be killed again unless "
+                      "it gets more memory (free some, or hydra.launcher.mem_gb under Slurm) or needs less "
+                      "(model.width, task.n_train, train.batch_size)", flush=True)
+        for wandb_dir in out_dir.rglob("wandb"):  # the rerun's record replaces the old: so does its W&B run
+            _remove_wandb_copies(wandb_dir)
         if cfg.vectorize.lr or cfg.vectorize.seed:
             # A vectorized job writes one record per point, in <job>/<point>/; a record in <job>/ itself
             # is the job's earlier end (failed before its points, or crashed: harness/jobs/slurm.py). The
@@ -227,5 +279,5 @@ def main(cfg: DictConfig) -> None:
         if record.get("error"):
             label = "reason" if record["status"] == "skipped" else "error"
             print(f"{label}: {record['error']['type']}: {record['error']['message']}", file=sys.stderr, flush=True)
-    if single and any(r["status"] in ("failed", "skipped") for r in records):
-        sys.exit(1)
+    if single and (not records or any(r["status"] in ("failed", "skipped") for r in records)):
+        sys.exit(1)  # no record at all: a full disk, said above

@@ -15,6 +15,7 @@ with one line instead of running the same jobs twice.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sys
@@ -26,14 +27,17 @@ from omegaconf import DictConfig, OmegaConf
 
 from harness.core.checks import ConfigError
 from harness.core.config import check_startup
+from harness.core.files import atomic_path
 from harness.jobs import store
 from harness.jobs.store import RECORD_NAME, RUNNING, STATUSES, crashed, write_json_atomic
 from harness.jobs.sweep_plan import (
     SWEEP_FILE,
     base_hash,
+    duplicates,
     launch_order,
     missing_jobs,
     plan_difference,
+    plan_problem,
     planned_count,
     read_plan,
 )
@@ -64,7 +68,8 @@ def plan_jobs(config: DictConfig) -> list[dict[str, Any]] | None:
 
         params = config.hydra.sweeper.get("params")
         params = OmegaConf.to_container(params) if params else {}
-        args = [f"{k}={v}" for k, v in params.items()] + list(config.hydra.overrides.task)
+        given = OmegaConf.to_container(config.hydra.overrides.task, resolve=False)  # `${oops}` as typed: its job fails
+        args = [f"{k}={v}" for k, v in params.items()] + given
         parsed = OverridesParser.create().parse_overrides(args)
         (jobs,) = BasicSweeper.split_arguments(parsed, None)
         shuffled = "harness_shuffled_sweeper" in str(config.hydra.sweeper.get("_target_", ""))
@@ -201,6 +206,45 @@ def exit_code() -> int:
     return SWEEP_EXIT[-1] if SWEEP_EXIT else 0
 
 
+def _vectorized_repeats(job: dict[str, Any], config: DictConfig) -> list[str]:
+    """'job #0: vectorize.seed lists 1 2 times' for each value a job's vectorized points repeat."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    lists = {name: list(config.vectorize[name] or []) for name in ("lr", "seed")}
+    for override in job["overrides"]:
+        key, _, _ = override.partition("=")
+        if key.lstrip("+~") in ("vectorize.lr", "vectorize.seed"):
+            with contextlib.suppress(Exception):  # a value the job itself refuses, with its own message
+                lists[key.lstrip("+~").split(".")[1]] = list(OverridesParser.create().parse_override(override).value())
+    where = f"job #{job['num']}: " if job["num"] is not None else ""
+    return [f"{where}vectorize.{name} lists {value} {values.count(value)} times"
+            for name, values in lists.items() for value in dict.fromkeys(values) if values.count(value) > 1]
+
+
+def _warn_duplicates(repeated_jobs: list[tuple[int, int]], repeated_points: list[str]) -> None:
+    """One warning naming every sweep point listed more than once: each runs, and findings count it once."""
+    named = [f"job #{job} repeats job #{first}" for job, first in repeated_jobs] + repeated_points
+    if named:
+        print(f"warning: duplicate sweep points ({'; '.join(named)}): each runs, and findings count each point once",
+              flush=True)
+
+
+def _restart_progress(sweep_dir: Path) -> None:
+    """A resume's progress starts from what is done: the jobs whose records are complete and validate."""
+    records, problems = store.read_records(sweep_dir)
+    statuses: dict[Any, set[str]] = {}
+    for path, record in records:
+        statuses.setdefault(record.get("job", {}).get("num"), set()).add(record["status"])
+    invalid = {path.relative_to(sweep_dir).parts[0] for path, _ in problems}
+    done = [{"num": num, "status": "diverged" if "diverged" in seen else "ok"} for num, seen in statuses.items()
+            if isinstance(num, int) and seen <= set(store.COMPLETE) and str(num) not in invalid]
+    try:
+        with atomic_path(sweep_dir / PROGRESS_FILE) as tmp:
+            tmp.write_text("".join(json.dumps(entry) + "\n" for entry in done))
+    except OSError as err:
+        log.warning("progress not recorded: %s", err.strerror or err)
+
+
 class SweepCallback(Callback):
     def _start(self, config: DictConfig, directory_key: str, multirun: bool) -> Path:
         """Checks, then the lock: nothing is written before a command is known to be good."""
@@ -227,6 +271,8 @@ class SweepCallback(Callback):
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         self._start(config, "hydra.run.dir", multirun=False)
+        given = OmegaConf.to_container(config.hydra.overrides.task, resolve=False)
+        _warn_duplicates([], _vectorized_repeats({"num": None, "overrides": given}, config))
 
     def on_run_end(self, config: DictConfig, **kwargs: Any) -> None:
         release()
@@ -235,14 +281,20 @@ class SweepCallback(Callback):
         sweep_dir = self._start(config, "hydra.sweep.dir", multirun=True)
         (sweep_dir / WANDB_OFFLINE_FLAG).unlink(missing_ok=True)  # a resume tries W&B online again
         jobs = plan_jobs(config)
-        if not (config.resume and (sweep_dir / SWEEP_FILE).exists()):  # a resume keeps the sweep's plan
+        if config.resume and (why := plan_problem(sweep_dir)):
+            print(f"warning: {why}; this resume writes the plan anew from its own overrides", flush=True)
+        if not (config.resume and read_plan(sweep_dir) is not None):  # a resume keeps the sweep's plan
             plan = {"planned_jobs": len(jobs) if jobs is not None else None, "jobs": jobs, "base": _base(config)}
             try:
                 write_json_atomic(sweep_dir / SWEEP_FILE, plan)
             except OSError as err:
                 _fail(f"error: results_dir: cannot write {sweep_dir / SWEEP_FILE}: {err.strerror or err}")
+        if config.resume:
+            _restart_progress(sweep_dir)
         total = len(jobs) if jobs is not None else None
         print(f"sweep: {total if total is not None else '?'} jobs -> {sweep_dir}", flush=True)
+        if jobs is not None:
+            _warn_duplicates(duplicates(jobs), [r for job in jobs for r in _vectorized_repeats(job, config)])
 
     def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
         hc = config.hydra

@@ -85,7 +85,7 @@ def record_killed_job(cfg: DictConfig, job: Any, err: BaseException) -> Path:
         del task_cfg["hydra"]
     config = OmegaConf.to_container(task_cfg, resolve=True)
     hc = cfg.hydra
-    if already_done(out_dir, config):
+    if already_done(out_dir, config)[0]:
         # It wrote every record and was ended afterwards (e.g. during W&B logging): the results stand.
         print(f"note: Slurm job {job.job_id} ended ({job.state}) after writing its records: {out_dir}", flush=True)
         return out_dir
@@ -98,12 +98,13 @@ def record_killed_job(cfg: DictConfig, job: Any, err: BaseException) -> Path:
                if step["state"].split()[0] not in (state, "CANCELLED", "COMPLETED")]
     if telling:
         state += f" ({', '.join(telling)})"
-    job_info = {"name": f"{hc.job.name}-{hc.job.num}", "num": hc.job.num, "overrides": list(hc.overrides.task),
+    job_info = {"name": f"{hc.job.name}-{hc.job.num}", "num": hc.job.num,
+                "overrides": OmegaConf.to_container(hc.overrides.task, resolve=False),
                 "override_dirname": hc.job.override_dirname, "output_dir": str(out_dir), "slurm": slurm}
     record = {
         "schema_version": SCHEMA_VERSION,
         "status": "crashed",
-        "error": {"type": "SlurmJobEnded",
+        "error": {"type": "SlurmJobEnded", **({"out_of_memory": True} if "OUT_OF_MEMORY" in state else {}),
                   "message": f"Slurm job {job.job_id} ended {state} before the job wrote its result "
                              f"({type(err).__name__}); its log: {slurm['stderr']}",
                   "stderr_tail": tail(job.paths.stderr)},

@@ -17,13 +17,13 @@ import os
 import re
 import socket
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from harness.core.checks import ConfigError
 from harness.core.fields import CHANGEABLE_ON_RESUME, FIELDS, config_hash
+from harness.core.files import atomic_path
 
 RECORD_NAME = "result.json"
 # 2: task and model settings per component (harness/core/components.py), so configs of schema 1 hash differently.
@@ -45,24 +45,29 @@ def finite_or_null(obj: Any) -> Any:
 
 def write_json_atomic(path: Path, obj: Any) -> None:
     """Write, fsync, rename: a reader sees the old file, the whole new one, or none, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(finite_or_null(obj), f, indent=1, allow_nan=False)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "w") as f:
+        json.dump(finite_or_null(obj), f, indent=1, allow_nan=False)
 
 
 def running_marker(job: dict[str, Any], config: dict[str, Any], config_hash: str, started: str) -> dict[str, Any]:
-    """What a job writes before it trains: who runs it, so a reader can tell a live job from a dead one."""
+    """What a job writes before it trains: who runs it, so a reader can tell a live job from a dead one, and the
+    host's count of OOM kills, so a reader can tell whether the kernel killed something for memory meanwhile."""
     return {"schema_version": SCHEMA_VERSION, "status": RUNNING, "error": None, "job": job, "config": config,
             "config_hash": config_hash, "started": started,
-            "process": {"host": socket.gethostname(), "pid": os.getpid()}}
+            "process": {"host": socket.gethostname(), "pid": os.getpid(), "oom_kills": oom_kills()}}
+
+
+def oom_kills(proc: Path = Path("/proc")) -> int | None:
+    """How many processes the kernel's OOM killer has killed on this host since it booted (also a memory cgroup's
+    limit), or None where the kernel does not say (/proc/vmstat's oom_kill, Linux 4.13 and later)."""
+    try:
+        for line in (proc / "vmstat").read_text().splitlines():
+            name, _, value = line.partition(" ")
+            if name == "oom_kill":
+                return int(value)
+    except (OSError, ValueError):
+        pass
+    return None
 
 
 def writer_alive(record: dict[str, Any]) -> bool | None:
@@ -84,43 +89,60 @@ def writer_alive(record: dict[str, Any]) -> bool | None:
 
 
 def crashed(marker: dict[str, Any], error_type: str = "Crashed", message: str | None = None) -> dict[str, Any]:
-    """The record of a job that ended without writing its own: its marker with status `crashed` and why."""
+    """The record of a job that ended without writing its own: its marker with status `crashed` and why.
+
+    When the kernel's OOM killer killed a process on the marker's host since the marker was written
+    (/proc/vmstat), the job most likely ran out of memory: the record says so (`error.out_of_memory`),
+    and a resume says why it may crash again.
+    """
     process = marker.get("process") if isinstance(marker.get("process"), dict) else {}
     where = f"pid {process.get('pid')} on {process.get('host')}" if process else "its process"
+    error = {"type": error_type}
+    before, now = process.get("oom_kills"), oom_kills()
+    if (message is None and process.get("host") == socket.gethostname() and isinstance(before, int)
+            and now is not None and now > before):
+        error["out_of_memory"] = True
+        message = (f"the job's process ({where}) ended without writing its result, and the kernel's OOM killer "
+                   f"killed {now - before} process(es) on this host meanwhile (oom_kill {before} -> {now} in "
+                   "/proc/vmstat): most likely it ran out of memory; resume reruns it")
     message = message or (f"the job's process ({where}) ended without writing its result: killed (out of memory, "
                           "SIGKILL, a scheduler's time limit) or its machine stopped; resume reruns it")
-    return {**marker, "status": "crashed", "error": {"type": error_type, "message": message},
+    return {**marker, "status": "crashed", "error": {**error, "message": message},
             "crash_detected": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
 
 
 COMPLETE = ("ok", "diverged")  # what resume does not run again
 
 
-def write_record(path: Path, record: dict[str, Any]) -> bool:
-    """Writes a record; a failing write (disk full, read-only) is one clear line and False, never a raised error."""
+def write_record(path: Path, record: dict[str, Any], lost: str | None = None) -> bool:
+    """Writes a record; a failing write (disk full, read-only) is one clear line and False, never a raised error.
+
+    `lost` says what the failure leaves unsaved (by default: the job's result).
+    """
     try:
         write_json_atomic(path, record)
         return True
     except OSError as err:
-        print(f"error: cannot write {path}: {err.strerror or err}; this job's {record.get('status')} result "
-              "is not saved (free some space, then resume the sweep)", file=sys.stderr, flush=True)
+        lost = lost or (f"this job's {record.get('status')} result is not saved (free some space, then resume "
+                        "the sweep)")
+        print(f"error: cannot write {path}: {err.strerror or err}; {lost}", file=sys.stderr, flush=True)
         return False
 
 
-def already_done(out_dir: Path, config: dict[str, Any]) -> list[tuple[Path, dict[str, Any]]]:
-    """The job's completed records as (path, record) (one, or one per vectorized point) if all are there, else [].
+def already_done(out_dir: Path, config: dict[str, Any]) -> tuple[list[tuple[Path, dict[str, Any]]],
+                                                                 list[tuple[Path, str]]]:
+    """(the job's completed records as (path, record), one or one per vectorized point, if all are there, else [];
+    the records in its dir that do not validate, as (path, why)): what resume skips, and what it must run again.
 
-    A completed record of another config in the job's dir is an error: resuming with other
-    overrides would mix two sweeps.
+    Records are read as `harness report` reads them (`read_records`): a record that does not validate
+    (unreadable, or a field of the wrong kind) is not complete, whatever its status says. A completed
+    record of another config in the job's dir is an error: resuming with other overrides would mix two sweeps.
     """
     expected = max(len(config["vectorize"]["lr"]), 1) * max(len(config["vectorize"]["seed"]), 1)
     done = []
-    for path in sorted(out_dir.rglob(RECORD_NAME)):
-        try:
-            record = json.loads(path.read_text())
-        except (OSError, ValueError):
-            continue
-        if not isinstance(record, dict) or record.get("status") not in COMPLETE:
+    records, problems = read_records(out_dir)
+    for path, record in records:
+        if record.get("status") not in COMPLETE:
             continue
         if record.get("schema_version", 1) != SCHEMA_VERSION:
             raise ConfigError("resume", f"{path} was written by another version of the harness (record schema "
@@ -134,7 +156,7 @@ def already_done(out_dir: Path, config: dict[str, Any]) -> list[tuple[Path, dict
             raise ConfigError("resume", f"{path} is a completed record of another config; resume a sweep with "
                                         "the same overrides, or start a new one")
         done.append((path, record))
-    return done if len(done) == expected else []
+    return (done if len(done) == expected and not problems else []), problems
 
 
 # --- reading ---------------------------------------------------------------------------------------

@@ -34,6 +34,46 @@ def read_plan(sweep_dir: Path) -> dict[str, Any] | None:
     return plan if isinstance(plan, dict) else None
 
 
+def plan_problem(sweep_dir: Path) -> str | None:
+    """Why the sweep's plan cannot be read (sweep.json cut short by a full disk, edited by hand), or None when it
+    reads or there is none: a plan that does not read hides which jobs are missing."""
+    path = Path(sweep_dir) / SWEEP_FILE
+    try:
+        plan = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except OSError as err:
+        return f"cannot read the sweep's plan {path}: {err.strerror or err}"
+    except ValueError as err:
+        return f"the sweep's plan {path} is not JSON ({err}): which planned jobs are missing is unknown"
+    if not isinstance(plan, dict) or (planned_count(plan) is None and not isinstance(plan.get("jobs"), list)):
+        return f"the sweep's plan {path} lists no jobs: which planned jobs are missing is unknown"
+    return None
+
+
+def plan_dirs(directory: Path) -> list[Path]:
+    """The sweeps at or under `directory`: every directory holding a sweep.json, in order."""
+    return sorted(path.parent for path in Path(directory).rglob(SWEEP_FILE))
+
+
+def duplicates(jobs: list[dict[str, Any]]) -> list[tuple[int, int]]:
+    """(job, the earlier job it repeats) for every planned job that computes what an earlier one does.
+
+    >>> duplicates([{"num": 0, "overrides": ["optimizer.lr=0.001"]}, {"num": 1, "overrides": ["optimizer.lr=0.01"]},
+    ...             {"num": 2, "overrides": ["optimizer.lr=0.001"]}])
+    [(2, 0)]
+    """
+    first: dict[tuple[str, ...], int] = {}
+    out = []
+    for job in jobs:
+        key = tuple(_computed(job.get("overrides") or []))
+        if key in first:
+            out.append((job["num"], first[key]))
+        else:
+            first[key] = job["num"]
+    return out
+
+
 def planned_count(plan: dict[str, Any] | None) -> int | None:
     count = (plan or {}).get("planned_jobs")
     return count if isinstance(count, int) and not isinstance(count, bool) else None

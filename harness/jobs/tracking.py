@@ -11,13 +11,18 @@ show it, and the sweep's end and `resume` rewrite it, as `crashed`.
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import logging
 import os
+import shutil
+import socket
+import tempfile
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -145,11 +150,75 @@ def define_metrics(run) -> None:
 def quiet_settings(init_timeout: float = 15.0):
     """W&B settings for many short runs: no console capture, system stats, requirements or git scan,
     and a short wait for the server (`init_timeout` seconds; W&B's default is 90)."""
+    _prepare_wandb()
     import wandb
 
     _no_wandb_analytics()
     return wandb.Settings(console="off", silent=True, x_disable_stats=True, x_save_requirements=False,
                           disable_git=True, init_timeout=init_timeout)
+
+
+_PREPARED: list[bool] = []
+
+
+def _prepare_wandb() -> None:
+    """Once per process, before W&B starts: a temporary directory that exists, and a cache directory W&B can write.
+
+    harness.cli points TMPDIR at a directory of its own, which it removes when the command ends (W&B's
+    temporary directories go with it, also those of joblib workers killed mid-run); a Slurm job on another
+    node inherits the name and makes it. wandb-core writes its internal log under W&B's cache directory
+    (WANDB_CACHE_DIR, else ~/.cache/wandb); where it cannot, it writes that log to the terminal instead,
+    so this process gives it one it can write to, with one warning.
+    """
+    if _PREPARED:
+        return
+    _PREPARED.append(True)
+    temp = os.environ.get("TMPDIR")
+    if temp and not os.path.isdir(temp):
+        try:
+            os.makedirs(temp, exist_ok=True)
+            atexit.register(shutil.rmtree, temp, True)
+        except OSError:
+            pass
+    from wandb.env import get_cache_dir
+
+    cache = get_cache_dir()
+    try:
+        (cache / "logs").mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=cache / "logs").close()
+    except OSError as err:
+        os.environ["WANDB_CACHE_DIR"] = tempfile.mkdtemp(prefix="wandb-cache-")
+        log.warning("W&B's cache directory %s cannot be written (%s); W&B uses %s in this command", cache,
+                    err.strerror or err, os.environ["WANDB_CACHE_DIR"])
+
+
+def unreachable(base_url: str | None = None, timeout: float = 2.0) -> str | None:
+    """Why W&B's server cannot be reached at all, found at once: nothing listens on its port (connection refused)
+    or its host name has no address; else None. W&B itself retries such a server for its whole init_timeout.
+
+    A server that accepts connections (or a proxy between) is left to wandb.init and its timeout.
+    """
+    if any(os.environ.get(name) for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY",
+                                             "all_proxy")):
+        return None
+    if base_url is None:
+        _prepare_wandb()
+        import wandb
+
+        base_url = wandb.setup().settings.base_url  # the environment's, else W&B's settings files'
+    url = urlsplit(base_url)
+    host, port = url.hostname, url.port or (443 if url.scheme == "https" else 80)
+    if not host:
+        return None
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except ConnectionRefusedError:
+        return f"ConnectionRefusedError: nothing listens on {host}:{port} ({base_url})"
+    except socket.gaierror as err:
+        return f"cannot resolve {host} ({err.strerror})"
+    except OSError:
+        return None  # slow or filtered: wandb.init decides, within init_timeout
+    return None
 
 
 def _no_wandb_analytics() -> None:
@@ -199,6 +268,17 @@ class WandbSink:
         except OSError:  # no flag: W&B online was not tried yet, or it worked
             return None
 
+    def _fall_back(self, why: str) -> str:
+        """Says W&B online is not reached and tells the sweep's later jobs (the offline flag); returns `why`."""
+        log.warning("W&B online not reached (%s); this run and the sweep's later runs are logged offline, "
+                    "for `wandb sync`", why)
+        if self.offline_flag is not None:
+            try:
+                self.offline_flag.write_text(why)
+            except OSError:
+                pass  # each later job then tries once more; the records are unaffected
+        return why
+
     def _init(self, record: dict[str, Any], out_dir: Path, mode: str):
         import wandb  # imported here: a disabled tracker costs nothing
 
@@ -221,19 +301,15 @@ class WandbSink:
         mode, fallback = self.cfg.mode, None
         if mode == "online" and (fallback := self._fallen_back()):
             mode = "offline"
+        if mode == "online" and (why := unreachable()):
+            mode, fallback = "offline", self._fall_back(why)
         try:
             run = self._init(record, out_dir, mode)
         except Exception as err:
             if mode != "online":
                 raise
-            fallback = f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}"
-            log.warning("W&B online not reached (%s); this run and the sweep's later runs are logged offline, "
-                        "for `wandb sync`", fallback)
-            if self.offline_flag is not None:
-                try:
-                    self.offline_flag.write_text(fallback)
-                except OSError:
-                    pass  # each later job then pays the timeout once more; the records are unaffected
+            fallback = self._fall_back(f"{type(err).__name__}: "
+                                       f"{str(err).strip().splitlines()[0] if str(err).strip() else ''}")
             mode = "offline"
             run = self._init(record, out_dir, mode)
         define_metrics(run)

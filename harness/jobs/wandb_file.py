@@ -3,7 +3,8 @@
 The file is ":W&B" + magic + version, then LevelDB-log framed records (32 KiB
 blocks, 7-byte headers: crc, length, type) holding wandb_internal_pb2.Record
 protobufs. wandb-core writes the `exit` record last, so a file without one was
-cut short (a kill while logging) and `resume` logs that run again from its record.
+cut short (a kill while logging), and one without a summary was closed before the
+harness logged anything (Ctrl-C, SIGTERM): `resume` logs such a run again from its record.
 """
 
 from __future__ import annotations
@@ -50,13 +51,35 @@ def records(path: str | Path) -> Iterator:
 
 
 def is_complete(path: str | Path | None) -> bool:
-    """Whether the run file exists and holds its exit record."""
+    """Whether the run file exists and holds a summary and its exit record.
+
+    Every run the harness logs has a summary (the record's numbers and status); a run that W&B
+    closed after a Ctrl-C or SIGTERM, before anything was logged, has an exit record and W&B's own
+    summary keys (`_runtime`) only.
+    """
     if not path:
         return False
+    kinds = set()
     try:
-        return any(r.WhichOneof("record_type") == "exit" for r in records(path))
+        for record in records(path):
+            kind = record.WhichOneof("record_type")
+            if kind != "summary" or any(not (item.key or item.nested_key[0]).startswith("_")
+                                        for item in record.summary.update):  # W&B's own keys start with _
+                kinds.add(kind)
     except OSError:
         return False
+    return {"exit", "summary"} <= kinds
+
+
+def job_type(path: str | Path | None) -> str | None:
+    """The job type of the run a run file holds ("train", "report"), or None when the file does not say."""
+    try:
+        for record in records(path) if path else ():
+            if record.WhichOneof("record_type") == "run":
+                return record.run.job_type
+    except OSError:
+        pass
+    return None
 
 
 def wait_complete(path: str | Path | None, timeout_s: float = 10.0) -> bool:

@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+import jax
 import numpy as np
 
 from harness.core.checks import ConfigError
@@ -71,8 +72,27 @@ def make_task(spec: TaskSpec) -> Task:
     return checked(spec.name, made)
 
 
-def checked(name: str, made: Any, what: str = "task") -> Task:
-    """A task's mapping as a `Task`; a ConfigError naming the task and the key when it breaks the contract."""
+class NeedsValues(Exception):
+    """A task whose shapes alone do not say what a model outputs (class labels without `classes`)."""
+
+
+def _shape(a: Any, shape: tuple[int, ...] | None = None, dtype: Any = None) -> Any:
+    """`a` (an array, or a jax.ShapeDtypeStruct: shapes only) reshaped and cast as asked."""
+    shape = a.shape if shape is None else shape
+    dtype = a.dtype if dtype is None else np.dtype(dtype)
+    if isinstance(a, jax.ShapeDtypeStruct):
+        return jax.ShapeDtypeStruct(shape, dtype)
+    a = a.reshape(shape) if a.shape != shape else a
+    return a.astype(dtype) if a.dtype != dtype else a
+
+
+def checked(name: str, made: Any, what: str = "task", abstract: bool = False) -> Task:
+    """A task's mapping as a `Task`; a ConfigError naming the task and the key when it breaks the contract.
+
+    With `abstract`, arrays may be shapes (jax.ShapeDtypeStruct, from jax.eval_shape of the task):
+    the same checks, less those that need the values (class labels in range); a classification task
+    that does not say its `classes` raises NeedsValues.
+    """
 
     def fail(message: str):
         raise ConfigError(what, f"task {name!r} returned {message}")
@@ -85,13 +105,15 @@ def checked(name: str, made: Any, what: str = "task") -> Task:
     loss = made["loss"]
     if loss not in LOSSES:
         fail(f"loss={loss!r}; a task trains on one of: {', '.join(LOSSES)}")
-    arrays = {k: np.asarray(made[k]) for k in ("x_train", "y_train", "x_test", "y_test")}
+    # A jax array stays one (no host copy: it is placed on its device as it is); shapes stay shapes.
+    arrays = {k: made[k] if isinstance(made[k], (jax.Array, jax.ShapeDtypeStruct)) else np.asarray(made[k])
+              for k in ("x_train", "y_train", "x_test", "y_test")}
     for split in ("train", "test"):
         x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
-        if x.ndim < 2 or not len(x):
+        if x.ndim < 2 or not x.shape[0]:
             fail(f"x_{split} of shape {x.shape}: need (rows, ...) with at least one row")
-        if len(y) != len(x):
-            fail(f"{len(x)} rows of x_{split} and {len(y)} of y_{split}")
+        if not y.ndim or y.shape[0] != x.shape[0]:
+            fail(f"{x.shape[0]} rows of x_{split} and {y.shape[0] if y.ndim else 0} of y_{split}")
     if arrays["x_train"].shape[1:] != arrays["x_test"].shape[1:]:
         fail(f"x_train rows of shape {arrays['x_train'].shape[1:]} and x_test rows of {arrays['x_test'].shape[1:]}")
     for key in ("x_train", "x_test"):
@@ -100,7 +122,7 @@ def checked(name: str, made: Any, what: str = "task") -> Task:
     if METRICS[loss].kind == "regression":
         for key in ("y_train", "y_test"):
             y = arrays[key]
-            arrays[key] = y.reshape(len(y), 1) if y.ndim == 1 else y
+            arrays[key] = _shape(y, (y.shape[0], 1)) if y.ndim == 1 else y
             if arrays[key].ndim != 2:
                 fail(f"{key} of shape {y.shape}: regression targets are (rows, outputs)")
         outputs = arrays["y_train"].shape[1]
@@ -111,20 +133,31 @@ def checked(name: str, made: Any, what: str = "task") -> Task:
             y = arrays[key]
             if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
                 fail(f"{key} of shape {y.shape} and dtype {y.dtype}: class labels are integers of shape (rows,)")
-        top = int(max(arrays["y_train"].max(), arrays["y_test"].max()))
-        outputs = int(made.get("classes") or top + 1)
-        low = int(min(arrays["y_train"].min(), arrays["y_test"].min()))
-        if low < 0 or top >= outputs:
-            fail(f"labels from {low} to {top} with classes={outputs}: labels are 0 .. classes - 1")
-        arrays = {**arrays, "y_train": arrays["y_train"].astype(np.int32), "y_test": arrays["y_test"].astype(np.int32)}
+        if abstract and not made.get("classes"):
+            raise NeedsValues(name)
+        if not any(isinstance(arrays[k], jax.ShapeDtypeStruct) for k in ("y_train", "y_test")):
+            top = int(max(arrays["y_train"].max(), arrays["y_test"].max()))
+            outputs = int(made.get("classes") or top + 1)
+            low = int(min(arrays["y_train"].min(), arrays["y_test"].min()))
+            if low < 0 or top >= outputs:
+                fail(f"labels from {low} to {top} with classes={outputs}: labels are 0 .. classes - 1")
+        else:
+            outputs = int(made["classes"])
+        arrays = {**arrays, "y_train": _shape(arrays["y_train"], dtype=np.int32),
+                  "y_test": _shape(arrays["y_test"], dtype=np.int32)}
     vocab = None
     if np.issubdtype(arrays["x_train"].dtype, np.integer):
-        low = int(min(arrays["x_train"].min(), arrays["x_test"].min()))
-        top = int(max(arrays["x_train"].max(), arrays["x_test"].max()))
-        vocab = int(made.get("vocab") or top + 1)
-        if low < 0 or top >= vocab:
-            fail(f"input tokens from {low} to {top} with vocab={vocab}: tokens are 0 .. vocab - 1")
-        arrays.update(x_train=arrays["x_train"].astype(np.int32), x_test=arrays["x_test"].astype(np.int32))
+        if abstract and not made.get("vocab"):
+            raise NeedsValues(name)
+        if not any(isinstance(arrays[k], jax.ShapeDtypeStruct) for k in ("x_train", "x_test")):
+            low = int(min(arrays["x_train"].min(), arrays["x_test"].min()))
+            top = int(max(arrays["x_train"].max(), arrays["x_test"].max()))
+            vocab = int(made.get("vocab") or top + 1)
+            if low < 0 or top >= vocab:
+                fail(f"input tokens from {low} to {top} with vocab={vocab}: tokens are 0 .. vocab - 1")
+        else:
+            vocab = int(made["vocab"])
+        arrays.update(x_train=_shape(arrays["x_train"], dtype=np.int32), x_test=_shape(arrays["x_test"], dtype=np.int32))
     source = made.get("source")
     return Task(name, Data(**arrays), loss, outputs, vocab,
-                None if source is None else checked(name, source, "task.pretrain_steps"))
+                None if source is None else checked(name, source, "task.pretrain_steps", abstract))

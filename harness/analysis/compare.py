@@ -12,12 +12,14 @@ differ by a few percent. Every compared column is a cost: higher is worse.
 from __future__ import annotations
 
 import argparse
-import json
+import math
 import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
+from scipy import stats
 
 from harness.analysis import findings
 from harness.analysis.frames import (
@@ -29,7 +31,9 @@ from harness.analysis.frames import (
     markdown_table,
     splitting_keys,
     typed,
+    without_seed,
 )
+from harness.analysis.resolution import IN_LOOP, Floor, floor_of, too_short
 from harness.core.metrics import METRICS
 
 # (column, name in the table): costs (higher is worse), then each quality metric of harness.core.metrics
@@ -58,16 +62,6 @@ def _compared_axes(df: pd.DataFrame) -> list[str]:
     return [k for k in AXIS_COLUMNS if k not in ("experiment", "seed")] + extra_axes(df)
 
 
-def without_seed(key: str) -> str:
-    """A `config_key` less the task's seed: seeds of one configuration are its replicates."""
-    try:
-        leaves = json.loads(key)
-    except (TypeError, ValueError):
-        return key
-    leaves.pop("task.seed", None)
-    return json.dumps(leaves, sort_keys=True)
-
-
 def _status(runs: pd.DataFrame) -> str:
     """'ok' when every run is, else the statuses seen, e.g. 'diverged,ok'."""
     statuses = sorted(set(runs["status"]))
@@ -89,10 +83,10 @@ def per_config(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def compared_columns(a: pd.DataFrame, b: pd.DataFrame) -> list[tuple[str, str]]:
-    """COSTS (less the in-loop step time when either sweep does not resolve it, findings.step_time_column), then
-    the train and test value of each metric both sweeps have."""
-    both = all(findings.step_time_column(df) == "in_loop_s_per_step" for df in (a, b))
-    costs = [(name, title) for name, title in COSTS if name != "in_loop_s_per_step" or both]
+    """COSTS (less the in-loop step time when either sweep did not measure it), then the train and test value of
+    each metric both sweeps have."""
+    both = all(any(findings.run_samples(run, IN_LOOP) for run in findings.ok_runs(df)) for df in (a, b))
+    costs = [(name, title) for name, title in COSTS if name != IN_LOOP or both]
     quality = [(f"{split}_{m.name}", f"{split} {m.title}") for m in METRICS.values() for split in ("train", "test")]
     return costs + [(name, title) for name, title in quality
                     if all(name in df and df[name].notna().any() for df in (a, b))]
@@ -108,8 +102,42 @@ def strata(a: pd.DataFrame, b: pd.DataFrame, metric: findings.Measure) -> list[t
             for s in seeds]
 
 
+def _floor(a: pd.Series, b: pd.Series, metric: findings.Measure, threshold: float) -> Floor:
+    """Whether both sides of a configuration resolve a timed `metric` (harness.analysis.resolution)."""
+    return floor_of([*findings.ok_runs(a["rows"]), *findings.ok_runs(b["rows"])], metric.column, threshold)
+
+
+def between_sweeps(left: pd.DataFrame, right: pd.DataFrame, matched: list[str], column: str,
+                   threshold: float) -> float:
+    """The spread of a configuration's mean time between the two sweeps beyond its repeats (log scale, per side).
+
+    Each matched configuration that resolves `column` on both sides gives a log ratio B/A; their
+    spread about the median (a robust standard deviation, so that a few real changes do not
+    widen it), less what the repeats account for, is what two processes add to one
+    configuration; half of its variance is each side's. Needs three configurations; else 0.
+    """
+    logs, repeats = [], []
+    for key in matched:
+        a, b = left.at[key, "rows"], right.at[key, "rows"]
+        if not floor_of([*findings.ok_runs(a), *findings.ok_runs(b)], column, threshold).resolved:
+            continue
+        sides = [findings.samples(side, column) for side in (a, b)]
+        if not all(sides):
+            continue
+        means = [np.mean([np.mean(run) for run in side]) for side in sides]
+        if min(means) <= 0:
+            continue
+        logs.append(math.log(means[1] / means[0]))
+        repeats.append(sum(np.mean([np.var(np.log(np.maximum(run, 1e-300)), ddof=1) / len(run) if len(run) > 1
+                                    else 0.0 for run in side]) / len(side) for side in sides))
+    if len(logs) < 3:
+        return 0.0
+    spread = float(stats.median_abs_deviation(logs, scale="normal"))
+    return math.sqrt(max(0.0, spread ** 2 - float(np.median(repeats))) / 2)
+
+
 def _compare_one(a: pd.Series, b: pd.Series, threshold: float, columns: list[tuple[str, str]],
-                 seed: int) -> dict[str, Any]:
+                 spread: dict[str, float], seed: int) -> dict[str, Any]:
     """Ratios B/A of one configuration with CIs and verdicts; flags for worse-beyond-threshold and status."""
     out: dict[str, Any] = {"status": a["status"] if a["status"] == b["status"] else f"{a['status']} → {b['status']}"}
     flags = []
@@ -119,8 +147,11 @@ def _compare_one(a: pd.Series, b: pd.Series, threshold: float, columns: list[tup
         flags.append("status ok (improvement)")
     for name, title in columns:
         metric = findings.MEASURES[name]
-        est = findings.ratio_ci(strata(a["rows"], b["rows"], metric), exact=metric.exact or metric.paired, seed=seed)
+        est = findings.ratio_ci(strata(a["rows"], b["rows"], metric), exact=metric.exact or metric.paired,
+                                between=spread.get(name, 0.0), seed=seed)
         word = findings.verdict(est, threshold, metric)
+        if not (below := _floor(a, b, metric, threshold)).resolved:
+            word = too_short(below)  # never slower, faster or a regression
         out.update({f"{name}_ratio": est.ratio, f"{name}_low": est.low, f"{name}_high": est.high,
                     f"{name}_verdict": word, f"{name}_text": est.text()})
         if word in (metric.higher, metric.lower):
@@ -131,19 +162,23 @@ def _compare_one(a: pd.Series, b: pd.Series, threshold: float, columns: list[tup
 
 
 def overall(left: pd.DataFrame, right: pd.DataFrame, matched: list[str], columns: list[tuple[str, str]],
-            threshold: float, seed: int) -> pd.DataFrame:
-    """Per metric, B/A over every matched configuration: geometric mean, stratified CI, verdict."""
+            threshold: float, spread: dict[str, float], seed: int) -> pd.DataFrame:
+    """Per metric, B/A over every matched configuration that resolves it: geometric mean, stratified CI, verdict."""
     rows = []
     for name, title in columns:
         metric = findings.MEASURES[name]
-        pairs = [pair for k in matched for pair in strata(left.at[k, "rows"], right.at[k, "rows"], metric)]
-        est = findings.ratio_ci(pairs, exact=metric.exact or metric.paired, seed=seed)
-        word = findings.verdict(est, threshold, findings.MEASURES[name])
+        floors = {k: _floor(left.loc[k], right.loc[k], metric, threshold) for k in matched}
+        resolved = [k for k in matched if floors[k].resolved]
+        pairs = [pair for k in resolved for pair in strata(left.at[k, "rows"], right.at[k, "rows"], metric)]
+        est = findings.ratio_ci(pairs, exact=metric.exact or metric.paired, between=spread.get(name, 0.0), seed=seed)
+        word = findings.verdict(est, threshold, metric)
+        if matched and not resolved:
+            word = too_short(Floor(False, max(f.steps for f in floors.values())))
         rows.append({"metric": title, "column": name, "ratio": est.ratio, "low": est.low, "high": est.high,
-                     "configurations": est.strata, "estimate": est.text(), "verdict": word,
-                     "regression": word == findings.MEASURES[name].worse})
-    return pd.DataFrame(rows, columns=["metric", "column", "ratio", "low", "high", "configurations", "estimate",
-                                       "verdict", "regression"])
+                     "configurations": est.strata, "too_short": len(matched) - len(resolved), "estimate": est.text(),
+                     "verdict": word, "regression": word == metric.worse, "run_to_run": spread.get(name)})
+    return pd.DataFrame(rows, columns=["metric", "column", "ratio", "low", "high", "configurations", "too_short",
+                                       "estimate", "verdict", "regression", "run_to_run"])
 
 
 def compare(a: pd.DataFrame, b: pd.DataFrame, threshold: float = findings.THRESHOLD, *,
@@ -162,8 +197,12 @@ def compare(a: pd.DataFrame, b: pd.DataFrame, threshold: float = findings.THRESH
         return {k: side.at[key, k] if k in side else None for k in axes}
 
     matched = [key for key in left.index if key in right.index]
+    # Timed measures: the larger of each sweep's own run-to-run spread and the spread between the sweeps.
+    spread = {name: max(findings.run_to_run(a, name, threshold), findings.run_to_run(b, name, threshold),
+                        between_sweeps(left, right, matched, name, threshold))
+              for name, _ in columns if findings.MEASURES[name].timed}
     rows = [{**axes_of(left, key), "seeds": int(min(left.at[key, "seeds"], right.at[key, "seeds"])),
-             **_compare_one(left.loc[key], right.loc[key], threshold, columns, seed)} for key in matched]
+             **_compare_one(left.loc[key], right.loc[key], threshold, columns, spread, seed)} for key in matched]
     unmatched = [{"only in": name, **axes_of(side, key), "status": side.at[key, "status"],
                   "overrides": side.at[key, "overrides"]}
                  for name, side, other in (("A", left, right), ("B", right, left))
@@ -172,7 +211,7 @@ def compare(a: pd.DataFrame, b: pd.DataFrame, threshold: float = findings.THRESH
                                         *(f"{name}_{part}" for name, _ in columns for part in (*PARTS, "text")),
                                         "regression", "flags"])
     table = typed(table)
-    table.attrs["overall"] = overall(left, right, matched, columns, threshold, seed)
+    table.attrs["overall"] = overall(left, right, matched, columns, threshold, spread, seed)
     table.attrs["columns"] = columns
     return table, typed(pd.DataFrame(unmatched, columns=["only in", *axes, "status", "overrides"]))
 

@@ -23,7 +23,6 @@ when the whole interval lies beyond the threshold; an interval that holds 1 is
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -39,7 +38,9 @@ from harness.analysis.frames import (
     markdown_table,
     nan_to_none,
     number_text,
+    without_seed,
 )
+from harness.analysis.resolution import IN_LOOP, PER_CALL, TOO_SHORT, Floor, floor, floor_of, timed_calls, too_short
 from harness.core.metrics import METRICS, Metric
 
 THRESHOLD = 0.05
@@ -141,7 +142,13 @@ def _side_mean(runs: list[np.ndarray]) -> float:
     return float(np.mean([r.mean() for r in runs]))
 
 
-def _resampled_means(runs: list[np.ndarray], rng: np.random.Generator, resamples: int) -> np.ndarray:
+def _logs(values: Any) -> np.ndarray:
+    """Natural logs of times, a time of 0 (an in-loop time clamped at 0) read as the smallest positive float."""
+    return np.log(np.maximum(np.asarray(values, dtype=float), np.finfo(float).tiny))
+
+
+def _resampled_means(runs: list[np.ndarray], rng: np.random.Generator, resamples: int,
+                     between: float = 0.0) -> np.ndarray:
     """The side's mean under `resamples` bootstrap resamples, at the highest level that varies.
 
     Two or more runs: their means are drawn with replacement (a cluster bootstrap: the spread
@@ -149,16 +156,28 @@ def _resampled_means(runs: list[np.ndarray], rng: np.random.Generator, resamples
     count it twice). One run: its repeats are drawn. The values are first spread about their
     mean by sqrt(k / (k - 1)): the plain bootstrap's variance of a mean of k values is
     (k - 1) / k of the unbiased one, half of it for the two seeds of a typical sweep.
+
+    `between` is the spread of a run's mean between runs beyond its repeats (log scale, measured
+    elsewhere: `run_to_run`, harness.analysis.compare's spread between sweeps). A side whose own runs
+    vary less than that is spread by a log-normal factor that tops its variance up to it.
     """
     values = runs[0] if len(runs) == 1 else np.array([r.mean() for r in runs])
     k = len(values)
     if k < 2:
-        return np.full(resamples, float(values.mean()))
-    values = values.mean() + (values - values.mean()) * math.sqrt(k / (k - 1))
-    return values[rng.integers(0, k, (resamples, k))].mean(axis=1)
+        means = np.full(resamples, float(values.mean()))
+    else:
+        values = values.mean() + (values - values.mean()) * math.sqrt(k / (k - 1))
+        means = values[rng.integers(0, k, (resamples, k))].mean(axis=1)
+    if between > 0:
+        clusters = len(runs)
+        seen = float(np.var(_logs([r.mean() for r in runs]), ddof=1)) if clusters > 1 else 0.0
+        repeats = float(np.mean([np.var(_logs(r), ddof=1) / len(r) if len(r) > 1 else 0.0 for r in runs]))
+        extra = max(0.0, between ** 2 + repeats - seen) / clusters if clusters > 1 else between ** 2
+        means = means * np.exp(rng.normal(0.0, math.sqrt(extra), resamples))
+    return means
 
 
-def ratio_ci(strata: Iterable[tuple[Side, Side]], *, exact: bool = False,
+def ratio_ci(strata: Iterable[tuple[Side, Side]], *, exact: bool = False, between: float = 0.0,
              confidence: float = CONFIDENCE, seed: int = SEED, resamples: int = RESAMPLES) -> Estimate:
     """Geometric mean over strata of mean(candidate) / mean(baseline), with a stratified bootstrap CI.
 
@@ -166,7 +185,8 @@ def ratio_ci(strata: Iterable[tuple[Side, Side]], *, exact: bool = False,
     sequence of samples (one per timed repeat) or a single number. Each stratum's sides are
     resampled independently: their runs when there are several, so the interval covers drift
     between runs (seeds, jobs run minutes apart) and not only the spread of one run's
-    repeats; the repeats of a side's only run otherwise (`_resampled_means`). Written here
+    repeats; the repeats of a side's only run otherwise (`_resampled_means`), topped up to the
+    spread `between` runs measured elsewhere (log scale; 0: none). Written here
     because `scipy.stats.bootstrap` draws independent observations only. Percentile interval,
     seeded. A pair with an empty side, or a mean of 0 on the baseline side, is left out. A
     zero-width interval means no sample varies (or the metric is `exact`, the same for every
@@ -195,10 +215,11 @@ def ratio_ci(strata: Iterable[tuple[Side, Side]], *, exact: bool = False,
     smallest = min(sum(len(r) for r in side) for side in sides)
     if all(len(side) == 1 and len(side[0]) == 1 for side in sides) and not exact:
         return Estimate(point, math.nan, math.nan, len(pairs), smallest)
-    if all(np.ptp(np.concatenate(side)) == 0 for side in sides):
+    if not between and all(np.ptp(np.concatenate(side)) == 0 for side in sides):
         return Estimate(point, point, point, len(pairs), smallest)
     rng = np.random.default_rng(seed)
-    resampled = [(_resampled_means(b, rng, resamples), _resampled_means(c, rng, resamples)) for b, c in pairs]
+    resampled = [(_resampled_means(b, rng, resamples, between), _resampled_means(c, rng, resamples, between))
+                 for b, c in pairs]
     ratios = np.exp(np.mean([np.log(np.maximum(c, 1e-300)) - np.log(np.maximum(b, 1e-300)) for b, c in resampled],
                             axis=0))
     tail = (1 - confidence) / 2 * 100
@@ -266,13 +287,6 @@ def is_worse(word: str, measure: Measure) -> bool:
 # --- samples per run -----------------------------------------------------------------------------
 
 
-def _timed_calls(run: Mapping) -> tuple[list[float], float | None, int]:
-    """(every timed training's seconds, the 1-step call's seconds, compiled calls per training) of a run row."""
-    repeats = nan_to_none(run.get("run_s"))
-    repeats = json.loads(repeats) if isinstance(repeats, str) else []
-    return repeats, nan_to_none(run.get("one_step_call_s")), nan_to_none(run.get("timing_chunks")) or 1
-
-
 def run_samples(run: Mapping, column: str) -> list[float]:
     """The values a run contributes to a comparison of `column`: one per timed repeat for times, else one.
 
@@ -285,12 +299,12 @@ def run_samples(run: Mapping, column: str) -> list[float]:
     [100.0, 110.0]
     """
     value = nan_to_none(run.get(column))
-    repeats, one_step, chunks = _timed_calls(run)
+    repeats, one_step, chunks = timed_calls(run)
     steps = nan_to_none(run.get("steps"))
-    if column == "in_loop_s_per_step":
+    if column == IN_LOOP:
         if repeats and one_step is not None and steps and steps > chunks:
             return [max(r - chunks * one_step, 0.0) / (steps - chunks) for r in repeats]
-    elif column == "run_s_per_step":
+    elif column == PER_CALL:
         points = nan_to_none(run.get("timing_points")) or 1
         if repeats and steps:
             return [r / steps / points for r in repeats]
@@ -306,28 +320,53 @@ def samples(runs: pd.DataFrame, column: str) -> list[list[float]]:
     return [values for _, run in ok.iterrows() if (values := run_samples(run, column))]
 
 
-def resolves_in_loop(run: Mapping) -> bool:
-    """Whether every timed training of `run` took longer than its 1-step calls, so that its in-loop step time
-    is a measurement: a tiny model over few steps can finish in less (its in-loop time is then clamped at 0).
+def ok_runs(runs: pd.DataFrame) -> list[pd.Series]:
+    return [run for _, run in runs[runs["status"] == "ok"].iterrows()]
 
-    >>> resolves_in_loop({"run_s": "[0.0101, 0.0111]", "one_step_call_s": 1e-4})
-    True
-    >>> resolves_in_loop({"run_s": "[0.0101, 0.00009]", "one_step_call_s": 1e-4})
-    False
+
+def step_time_column(df: pd.DataFrame, threshold: float = THRESHOLD) -> str:
+    """In-loop step time when every ok run resolves it (above its noise floor, harness.analysis.resolution),
+    else the whole call over its steps.
+
+    A ratio of in-loop times below the floor measures the jitter of the per-call cost; call / steps,
+    which holds that cost as well, is then the step time a comparison can stand on.
     """
-    repeats, one_step, chunks = _timed_calls(run)
-    return one_step is not None and bool(repeats) and all(r > chunks * one_step for r in repeats)
+    ok = ok_runs(df) if "status" in df else [run for _, run in df.iterrows()]
+    measured = ok and "one_step_call_s" in df and floor_of(ok, IN_LOOP, threshold).resolved
+    return IN_LOOP if measured else PER_CALL
 
 
-def step_time_column(df: pd.DataFrame) -> str:
-    """In-loop step time when every ok run resolves it (`resolves_in_loop`), else the whole call over its steps.
+def run_to_run(runs: pd.DataFrame, column: str, threshold: float = THRESHOLD) -> float:
+    """How far the mean time of one compiled program moves from run to run beyond its repeats (log scale).
 
-    A ratio against an in-loop time of 0 has no interval to speak of; call / steps, which holds the
-    per-call overhead as well, is then the step time a comparison can stand on.
+    Measured on the sweep itself: ok runs that ran one XLA program (one `program_fingerprint`, or
+    seeds of one configuration in records without one) and resolve the measure. Their pooled
+    variance of log mean time, less what their repeats account for, is the spread that jobs run
+    minutes apart add and a run's repeats do not show. 0 when no two such runs exist.
+
+    >>> fast = {"status": "ok", "program_fingerprint": "p", "run_s_per_step_median": 1.0}
+    >>> slow = {**fast, "run_s_per_step_median": 1.1}
+    >>> round(run_to_run(pd.DataFrame([fast, slow]), "run_s_per_step"), 4)
+    0.0674
     """
-    ok = df[df["status"] == "ok"] if "status" in df else df
-    measured = len(ok) and "one_step_call_s" in ok and all(resolves_in_loop(run) for _, run in ok.iterrows())
-    return "in_loop_s_per_step" if measured else "run_s_per_step"
+    if "program_fingerprint" in runs and runs["program_fingerprint"].notna().any():
+        keys = [runs["program_fingerprint"], runs["device"]] if "device" in runs else [runs["program_fingerprint"]]
+    elif "config_key" in runs:
+        keys = [runs["config_key"].map(without_seed)]
+    else:
+        return 0.0
+    squares, degrees, repeats = 0.0, 0, []
+    for _, group in runs.groupby(keys, dropna=True, sort=False):
+        logs = []
+        for run in ok_runs(group):
+            values = run_samples(run, column)
+            if values and floor(run, column, threshold).resolved:
+                logs.append(float(_logs([np.mean(values)])[0]))
+                repeats.append(np.var(_logs(values), ddof=1) / len(values) if len(values) > 1 else 0.0)
+        if len(logs) > 1:
+            squares += float(np.sum((np.array(logs) - np.mean(logs)) ** 2))
+            degrees += len(logs) - 1
+    return math.sqrt(max(0.0, squares / degrees - float(np.mean(repeats)))) if degrees else 0.0
 
 
 # --- comparisons within a sweep ------------------------------------------------------------------
@@ -354,11 +393,15 @@ def compare_axis(df: pd.DataFrame, axis: str, baseline: str, columns: Sequence[s
     """Every other value of `axis` against `baseline`: one row per (candidate, metric) with its estimate.
 
     Strata are the settings of the sweep's other grouping axes (and the seed, for
-    a paired metric): only settings run with both values are compared.
+    a paired metric): only settings run with both values are compared. A timed measure leaves
+    out the settings where either side is below its noise floor (harness.analysis.resolution:
+    `too_short` counts them, `steps_needed` says what would resolve them) and spreads each side
+    by the sweep's own run-to-run spread (`run_to_run`).
     """
     ok = df[df["status"] == "ok"]
     # Settings that follow from the compared value (the freeze mask of a fine-tuning strategy) are no strata.
     others = [k for k in group_keys(ok) if k != axis and not _follows(ok, axis, k)]
+    spread = {column: run_to_run(ok, column, threshold) for column in columns if MEASURES[column].timed}
     rows = []
     for candidate in dict.fromkeys(ok[axis]):
         if candidate == baseline or nan_to_none(candidate) is None:
@@ -366,23 +409,38 @@ def compare_axis(df: pd.DataFrame, axis: str, baseline: str, columns: Sequence[s
         for column in columns:
             measure = MEASURES[column]
             by = [*others, "seed"] if measure.paired else others
-            strata, same = [], []
+            strata, short, same = [], [], []
             for _, g in (ok.groupby(by, dropna=False, sort=False) if by else [((), ok)]):
                 base, cand = g[g[axis] == baseline], g[g[axis] == candidate]
+                below = floor_of([*ok_runs(base), *ok_runs(cand)], column, threshold)
+                if not below.resolved and len(base) and len(cand):
+                    short.append(below)
+                    continue
                 strata.append((samples(base, column), samples(cand, column)))
                 if len(base) and len(cand):
                     same.append(same_program(base, cand))
-            est = ratio_ci(strata, exact=measure.exact or measure.paired, seed=seed)
+            # Two sides of one program differ by the drift the run-to-run spread measures: their interval
+            # is their repeats', so that a drift beyond the threshold shows.
+            one_program = measure.timed and same and all(same)
+            between = 0.0 if one_program else spread.get(column, 0.0)
+            est = ratio_ci(strata, exact=measure.exact or measure.paired, between=between, seed=seed)
             word = verdict(est, threshold, measure)
-            if measure.timed and same and all(same):
+            if short and not est.strata:
+                word = too_short(Floor(False, max(f.steps for f in short)))
+            elif one_program:
                 # Its ratio is drift; one beyond the threshold is worth a look (denormals, other load).
                 word = SAME_PROGRAM + (f", drift beyond ±{threshold:.0%}" if word in (measure.higher, measure.lower)
                                        else "")
             rows.append({"axis": axis, "baseline": baseline, "candidate": candidate, "metric": column,
                          "ratio": est.ratio, "low": est.low, "high": est.high, "strata": est.strata,
-                         "estimate": est.text(), "verdict": word})
-    return pd.DataFrame(rows, columns=["axis", "baseline", "candidate", "metric", "ratio", "low", "high",
-                                       "strata", "estimate", "verdict"])
+                         "estimate": est.text(), "verdict": word, "too_short": len(short),
+                         "steps_needed": max((f.steps for f in short), default=None),
+                         "run_to_run": spread.get(column)})
+    return pd.DataFrame(rows, columns=FINDING_COLUMNS)
+
+
+FINDING_COLUMNS = ["axis", "baseline", "candidate", "metric", "ratio", "low", "high", "strata", "estimate", "verdict",
+                   "too_short", "steps_needed", "run_to_run"]
 
 
 def same_program(a: pd.DataFrame, b: pd.DataFrame) -> bool:
@@ -398,17 +456,24 @@ def _follows(runs: pd.DataFrame, axis: str, key: str) -> bool:
     return key in runs and bool((runs.groupby(axis, dropna=False)[key].nunique(dropna=False) <= 1).all())
 
 
-def finding_columns(df: pd.DataFrame) -> list[str]:
-    """The measures a finding reports: step time, memory, optimizer state and each main test metric the runs have."""
-    step = step_time_column(df)
+def finding_columns(df: pd.DataFrame, threshold: float = THRESHOLD) -> list[str]:
+    """The measures a finding reports: step time, memory, optimizer state and each main test metric the runs have.
+
+    The step time is in-loop when the runs measured it, and call / steps as well when some run's in-loop
+    time is below its noise floor (its comparisons say "too short to resolve" there).
+    """
+    ok = ok_runs(df)
+    steps = [IN_LOOP] if "one_step_call_s" in df and any(run_samples(run, IN_LOOP) for run in ok) else []
+    if step_time_column(df, threshold) == PER_CALL:
+        steps.append(PER_CALL)
     quality = [f"test_{m.name}" for m in METRICS.values() if m.main]
-    return [step, *(c for c in ("memory_bytes", "opt_state_bytes", *quality) if c in df and df[c].notna().any())]
+    return [*steps, *(c for c in ("memory_bytes", "opt_state_bytes", *quality) if c in df and df[c].notna().any())]
 
 
 def comparisons(df: pd.DataFrame, baselines: Mapping[str, str] | None = None, *, threshold: float = THRESHOLD,
                 seed: int = SEED) -> pd.DataFrame:
     """Every comparison the sweep supports (methods, freeze options, optimizers), one row per metric."""
-    columns = finding_columns(df)
+    columns = finding_columns(df, threshold)
     parts = [compare_axis(df, axis, base, columns, threshold=threshold, seed=seed)
              for axis, base in baselines_for(df, baselines).items()]
     parts = [p for p in parts if len(p) and (p["strata"] > 0).any()]  # no setting run with both: nothing to say
@@ -478,18 +543,44 @@ def findings_table(found: pd.DataFrame, axis: str) -> pd.DataFrame:
     return pd.DataFrame(list(table.values()))
 
 
+def floor_lines(found: pd.DataFrame) -> list[str]:
+    """Timed comparisons that left settings out because they were below the noise floor."""
+    partly = found[(found["too_short"].fillna(0) > 0) & (found["strata"] > 0)]
+    if partly.empty:
+        return []
+    cells = [f"{r['axis']} {key_text(r['candidate'])} ({MEASURES[r['metric']].title}): {int(r['too_short'])} of "
+             f"{int(r['too_short'] + r['strata'])} settings, at least {int(r['steps_needed']):,} steps"
+             for _, r in partly.iterrows()]
+    return [f"Left out as {TOO_SHORT} (their timed work is within the jitter of a call): " + "; ".join(cells) + "."]
+
+
+def spread_lines(found: pd.DataFrame) -> list[str]:
+    """The run-to-run spread of one compiled program that the timed intervals hold, or that there was none."""
+    timed = found[found["metric"].map(lambda m: MEASURES[m].timed) & (found["strata"] > 0)]
+    if timed.empty:
+        return []
+    spread = timed["run_to_run"].dropna()
+    if spread.empty or not spread.max():
+        return [("No two runs of one compiled program resolve a step time (no seeds, no methods that compile "
+                 "alike): the step-time intervals hold the repeats of each run, not the spread between runs.")]
+    return [(f"Step-time intervals hold this sweep's run-to-run spread of one compiled program, "
+             f"±{spread.max():.1%} (the log standard deviation of a run's mean beyond its repeats).")]
+
+
 def render_findings(df: pd.DataFrame, found: pd.DataFrame, threshold: float = THRESHOLD) -> str:
     """The report's "Findings" section as markdown: one compact table per compared axis, then drift."""
     parts = ["## Findings\n",
              f"Ratios to a baseline, geometric mean over the settings both were run with, and a {CONFIDENCE:.0%} "
              f"bootstrap CI (seeded) that resamples the runs (seeds, jobs run minutes apart), or the timed repeats "
-             f"of a side's only run. A change is called when the whole CI lies beyond ±{threshold:.0%}; \"(exact)\": "
-             f"the value does not vary between runs; \"{SAME_PROGRAM}\": both ran one XLA program, so their "
-             f"times differ by drift alone.\n"]
+             f"of a side's only run, and holds the sweep's run-to-run spread. A change is called when the whole CI "
+             f"lies beyond ±{threshold:.0%}; \"(exact)\": the value does not vary between runs; "
+             f"\"{SAME_PROGRAM}\": both ran one XLA program, so their times differ by drift alone; "
+             f"\"{TOO_SHORT}\": the timed work is within the jitter of a call.\n"]
     for axis in dict.fromkeys(found["axis"]):
         parts.append(markdown_table(findings_table(found, axis)))
-    parts += [line + "\n" for line in [*same_program_lines(found), *drift_lines(df)]]
-    if len(parts) == 2:
+    lines = [*same_program_lines(found), *spread_lines(found), *floor_lines(found), *drift_lines(df)]
+    parts += [line + "\n" for line in lines]
+    if not len(found):
         parts.append("The sweep compares nothing: it has one method, one freeze option and one optimizer.\n")
     return "\n".join(parts)
 

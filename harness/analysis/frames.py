@@ -103,6 +103,16 @@ def extra_axes(df: pd.DataFrame) -> list[str]:
     return [c for c in df.columns if c not in fixed]
 
 
+def without_seed(key: str) -> str:
+    """A `config_key` less the task's seed: seeds of one configuration are its replicates."""
+    try:
+        leaves = json.loads(key)
+    except (TypeError, ValueError):
+        return key
+    leaves.pop("task.seed", None)
+    return json.dumps(leaves, sort_keys=True)
+
+
 def load_records(sweep_dir: str | Path) -> tuple[pd.DataFrame, list[tuple[Path, str]]]:
     """(one row per run under `sweep_dir`, [(path, reason) for each record that could not be read])."""
     records, problems = read_records(sweep_dir)

@@ -194,6 +194,9 @@ MEASURED = (
     # Every timed call, as JSON text: the repeats a confidence interval resamples.
     _field("run_s", "timing.run_s", str, derive=_json_list),
     _field("one_step_call_s", "timing.dispatch.one_step_call_s", float),
+    # The jitter of a call that does almost no work, and the clock's tick: the noise floor of a timed measure.
+    _field("one_step_call_iqr_s", "timing.dispatch.one_step_call_iqr_s", float),
+    _field("timer_resolution_s", "timing.dispatch.timer_resolution_s", float),
     _field("timing_points", "timing.points", int),
     _field("timing_chunks", "timing.chunks", int),  # compiled calls per training (train.log_every)
     _field("dispatch_overhead_s", "timing.dispatch.overhead_s", float, spread=True),

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -26,14 +27,19 @@ from harness.analysis.frames import (
     ALWAYS_KEYS,
     AXIS_COLUMNS,
     compile_sources,
+    config_leaves,
     extra_axes,
-    load_records,
+    key_text,
+    load_runs,
     markdown_table,
+    nan_to_none,
+    number_text,
     splitting_keys,
     typed,
     without_seed,
 )
 from harness.analysis.resolution import IN_LOOP, Floor, floor_of, too_short
+from harness.core.fields import ENVIRONMENT
 from harness.core.metrics import METRICS
 
 # (column, name in the table): costs (higher is worse), then each quality metric of harness.core.metrics
@@ -68,10 +74,11 @@ def _status(runs: pd.DataFrame) -> str:
     return "ok" if statuses == ["ok"] else ",".join(statuses)
 
 
-def per_config(df: pd.DataFrame) -> pd.DataFrame:
-    """One row per configuration (seeds pooled): axes, status, runs, overrides, and the runs themselves."""
+def per_config(df: pd.DataFrame, leaves: Collection[str] | None = None) -> pd.DataFrame:
+    """One row per configuration (seeds pooled; config leaves not in `leaves` left out): axes, status, runs,
+    overrides, and the runs themselves."""
     axes = _compared_axes(df)
-    df = df.assign(config=[without_seed(k) for k in df["config_key"]])
+    df = df.assign(config=[without_seed(k, leaves) for k in df["config_key"]])
     rows = []
     for (key,), g in df.groupby(["config"], dropna=False, sort=False):
         ok = g[g["status"] == "ok"]
@@ -111,7 +118,8 @@ def between_sweeps(left: pd.DataFrame, right: pd.DataFrame, matched: list[str], 
                    threshold: float) -> float:
     """The spread of a configuration's mean time between the two sweeps beyond its repeats (log scale, per side).
 
-    Each matched configuration that resolves `column` on both sides gives a log ratio B/A; their
+    Each matched configuration that resolves `column` on both sides gives a log ratio B/A (calls
+    `held_up` left out); their
     spread about the median (a robust standard deviation, so that a few real changes do not
     widen it), less what the repeats account for, is what two processes add to one
     configuration; half of its variance is each side's. Needs three configurations; else 0.
@@ -124,12 +132,12 @@ def between_sweeps(left: pd.DataFrame, right: pd.DataFrame, matched: list[str], 
         sides = [findings.samples(side, column) for side in (a, b)]
         if not all(sides):
             continue
-        means = [np.mean([np.mean(run) for run in side]) for side in sides]
-        if min(means) <= 0:
+        sides = [[np.asarray(run)[~findings.held_up(run)] for run in side] for side in sides]
+        values = [np.mean([run.mean() for run in side]) for side in sides]
+        if min(values) <= 0:
             continue
-        logs.append(math.log(means[1] / means[0]))
-        repeats.append(sum(np.mean([np.var(np.log(np.maximum(run, 1e-300)), ddof=1) / len(run) if len(run) > 1
-                                    else 0.0 for run in side]) / len(side) for side in sides))
+        logs.append(math.log(values[1] / values[0]))
+        repeats.append(sum(np.mean([findings.mean_variance(run) for run in side]) / len(side) for side in sides))
     if len(logs) < 3:
         return 0.0
     spread = float(stats.median_abs_deviation(logs, scale="normal"))
@@ -148,7 +156,7 @@ def _compare_one(a: pd.Series, b: pd.Series, threshold: float, columns: list[tup
     for name, title in columns:
         metric = findings.MEASURES[name]
         est = findings.ratio_ci(strata(a["rows"], b["rows"], metric), exact=metric.exact or metric.paired,
-                                between=spread.get(name, 0.0), seed=seed)
+                                between=spread.get(name, 0.0), timed=metric.timed, seed=seed)
         word = findings.verdict(est, threshold, metric)
         if not (below := _floor(a, b, metric, threshold)).resolved:
             word = too_short(below)  # never slower, faster or a regression
@@ -170,7 +178,8 @@ def overall(left: pd.DataFrame, right: pd.DataFrame, matched: list[str], columns
         floors = {k: _floor(left.loc[k], right.loc[k], metric, threshold) for k in matched}
         resolved = [k for k in matched if floors[k].resolved]
         pairs = [pair for k in resolved for pair in strata(left.at[k, "rows"], right.at[k, "rows"], metric)]
-        est = findings.ratio_ci(pairs, exact=metric.exact or metric.paired, between=spread.get(name, 0.0), seed=seed)
+        est = findings.ratio_ci(pairs, exact=metric.exact or metric.paired, between=spread.get(name, 0.0),
+                                timed=metric.timed, seed=seed)
         word = findings.verdict(est, threshold, metric)
         if matched and not resolved:
             word = too_short(Floor(False, max(f.steps for f in floors.values())))
@@ -187,9 +196,13 @@ def compare(a: pd.DataFrame, b: pd.DataFrame, threshold: float = findings.THRESH
 
     A configuration whose runs were all ok in A and are not in B is a regression
     too. `compare.attrs["overall"]` holds `overall` over the matched configurations.
+    Configurations match on the config leaves both sweeps have: a leaf one version of the
+    harness added or dropped (`table.attrs["left_out"]` names them) does not part them.
     """
-    left = per_config(a).set_index("config_key", drop=False)
-    right = per_config(b).set_index("config_key", drop=False)
+    leaves = {"A": config_leaves(a), "B": config_leaves(b)}
+    common = leaves["A"] & leaves["B"]
+    left = per_config(a, common).set_index("config_key", drop=False)
+    right = per_config(b, common).set_index("config_key", drop=False)
     axes = list(dict.fromkeys([*_compared_axes(a), *_compared_axes(b)]))
     columns = compared_columns(a, b)
 
@@ -213,6 +226,7 @@ def compare(a: pd.DataFrame, b: pd.DataFrame, threshold: float = findings.THRESH
     table = typed(table)
     table.attrs["overall"] = overall(left, right, matched, columns, threshold, spread, seed)
     table.attrs["columns"] = columns
+    table.attrs["left_out"] = {side: sorted(found - common) for side, found in leaves.items()}
     return table, typed(pd.DataFrame(unmatched, columns=["only in", *axes, "status", "overrides"]))
 
 
@@ -226,13 +240,54 @@ def _shown_axes(*frames: pd.DataFrame) -> list[str]:
     return splitting_keys(typed(pd.DataFrame(rows, columns=names)), ALWAYS_KEYS, names)
 
 
-def compare_markdown(table: pd.DataFrame, unmatched: pd.DataFrame, threshold: float, a: Path, b: Path) -> str:
-    """The comparison as markdown: the overall ratios, then B/A per configuration (regressions in bold)."""
+# Where two sweeps were measured: the same, or not, in these (the calibrated peaks as medians and a ratio).
+MACHINE = [f.column for f in ENVIRONMENT if f.kind is not float] + ["git_commit"]
+PEAKS = {"calibrated_flops_per_s": ("calibrated matmul peak", 1e-9, "GFLOP/s"),
+         "calibrated_copy_bytes_per_s": ("calibrated copy rate", 1e-9, "GB/s")}
+
+
+def environment_lines(a: pd.DataFrame, b: pd.DataFrame) -> list[str]:
+    """Where the two sweeps were measured: what is the same, what differs (versions, machine, commit, calibrated
+    peaks), and what one of them did not record (a runs.parquet older than those fields)."""
+    same, differ, unrecorded = [], [], []
+    for name in MACHINE:
+        values = [", ".join(sorted({key_text(v) for v in df[name] if nan_to_none(v) is not None})) if name in df
+                  else "" for df in (a, b)]
+        if not all(values):
+            unrecorded += [name] if any(values) else []
+        elif values[0] == values[1]:
+            same.append(f"{name} {values[0]}")
+        else:
+            differ.append(f"{name}: A {values[0]}, B {values[1]}")
+    for name, (title, scale, unit) in PEAKS.items():
+        medians = [pd.to_numeric(df[name], errors="coerce").median() if name in df else math.nan for df in (a, b)]
+        if all(math.isfinite(m) for m in medians):
+            differ.append(f"{title}: A {number_text(medians[0] * scale)} {unit}, B {number_text(medians[1] * scale)} "
+                          f"{unit} (B/A ×{number_text(medians[1] / medians[0])})")
+    lines = [f"Measured alike: {'; '.join(same)}." if same else "",
+             f"**Measured differently**: {'; '.join(differ)}." if differ else "",
+             f"Not recorded by one side (older records or runs.parquet): {', '.join(unrecorded)}." if unrecorded else ""]
+    return [line for line in lines if line]
+
+
+def compare_markdown(table: pd.DataFrame, unmatched: pd.DataFrame, threshold: float, a: Path, b: Path,
+                     header: list[str] = ()) -> str:
+    """The comparison as markdown: where each side was measured, the overall ratios, then B/A per configuration
+    (regressions in bold)."""
     keys = _shown_axes(table, unmatched)
     columns = table.attrs.get("columns", [])
+    spread = table.attrs["overall"].set_index("column")["run_to_run"].dropna() if "overall" in table.attrs else []
     lines = ["# Compare: B / A\n", f"A: `{a}`  \nB: `{b}`  \nthreshold: {threshold:.1%}; ratios B/A with "
-             f"{findings.CONFIDENCE:.0%} bootstrap CIs over repeats and seeds (seeded); a change is called only when "
-             "the whole CI lies beyond the threshold. Higher is worse for every column.\n"]
+             f"{findings.CONFIDENCE:.0%} bootstrap CIs over repeats and seeds (seeded), holding the spread of one "
+             f"configuration between runs and between the sweeps"
+             + (f" (±{max(spread):.1%}, log scale)" if len(spread) and max(spread) else "")
+             + "; a change is called only when the whole CI lies beyond the threshold, and a step time whose work is "
+             f"within the jitter of a call is {findings.TOO_SHORT}, never a change. Higher is worse for every "
+             "column.\n", *(line + "\n" for line in header)]
+    left_out = {side: names for side, names in table.attrs.get("left_out", {}).items() if names}
+    if left_out:
+        lines.append("Config leaves in one sweep only, left out of the match: "
+                     + "; ".join(f"{side}: {', '.join(names)}" for side, names in left_out.items()) + ".\n")
     everything = table.attrs.get("overall")
     if everything is not None and len(everything):
         lines.append(f"Over all {len(table)} matched configurations (geometric mean):\n")
@@ -280,17 +335,19 @@ def main_compare(argv: list[str] | None = None) -> int:
         threshold = parse_threshold(args.threshold)
     except ValueError as err:
         parser.error(str(err))
-    frames = []
+    frames, sources = [], []
     for path in (args.a, args.b):
         if not path.is_dir():
             print(f"harness compare: not a directory: {path}", file=sys.stderr)
             return 2
-        df, problems = load_records(path)
+        df, problems, source = load_runs(path)
         for bad, why in problems:
             print(f"unreadable record skipped: {bad}: {why}", file=sys.stderr)
         frames.append(df)
+        sources.append(source)
     table, unmatched = compare(*frames, threshold=threshold)
-    text = compare_markdown(table, unmatched, threshold, args.a, args.b)
+    header = [f"Read: A {sources[0]}, B {sources[1]}.", *environment_lines(*frames)]
+    text = compare_markdown(table, unmatched, threshold, args.a, args.b, header)
     print(text, flush=True)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -126,12 +126,32 @@ MISSING = Estimate(math.nan, math.nan, math.nan)
 Side = Sequence[Any]  # one side of a stratum: runs, each a sequence of samples (its timed repeats) or one number
 
 
-def _runs(side: Side) -> list[np.ndarray]:
-    """A side's runs as arrays of their finite samples; a bare number is a run of one sample."""
+def held_up(values: Sequence[float]) -> np.ndarray:
+    """Which timed samples are calls something else held up: above Q3 + 3 IQR of the run's samples (criterion.rs's
+    severe outliers, on the slow side only: no call runs faster than its work).
+
+    A clock's readings have a long right tail: a call the OS preempts on a busy machine reads 20x the
+    others, and one such call in five moves their mean 4x.
+
+    >>> held_up([1.0, 1.01, 0.99, 1.0, 20.0]).tolist()
+    [False, False, False, False, True]
+    """
+    values = np.asarray(values, dtype=float)
+    if len(values) < 4:
+        return np.zeros(len(values), dtype=bool)
+    q1, q3 = np.percentile(values, [25, 75])
+    return values > q3 + 3 * (q3 - q1)
+
+
+def _runs(side: Side, timed: bool = False) -> list[np.ndarray]:
+    """A side's runs as arrays of their finite samples (less those `held_up`, for `timed` ones); a bare number is a
+    run of one sample."""
     out = []
     for run in side:
         values = [run] if np.isscalar(run) else list(run)
         values = np.asarray([v for v in values if nan_to_none(v) is not None], dtype=float)
+        if timed:
+            values = values[~held_up(values)]
         if len(values):
             out.append(values)
     return out
@@ -145,6 +165,15 @@ def _side_mean(runs: list[np.ndarray]) -> float:
 def _logs(values: Any) -> np.ndarray:
     """Natural logs of times, a time of 0 (an in-loop time clamped at 0) read as the smallest positive float."""
     return np.log(np.maximum(np.asarray(values, dtype=float), np.finfo(float).tiny))
+
+
+def mean_variance(run: Sequence[float]) -> float:
+    """The variance of the log of a run's mean that its repeats account for.
+
+    >>> round(mean_variance([1.0, 1.1, 0.9, 1.0]), 5)
+    0.00168
+    """
+    return float(np.var(_logs(run), ddof=1) / len(run)) if len(run) > 1 else 0.0
 
 
 def _resampled_means(runs: list[np.ndarray], rng: np.random.Generator, resamples: int,
@@ -171,14 +200,15 @@ def _resampled_means(runs: list[np.ndarray], rng: np.random.Generator, resamples
     if between > 0:
         clusters = len(runs)
         seen = float(np.var(_logs([r.mean() for r in runs]), ddof=1)) if clusters > 1 else 0.0
-        repeats = float(np.mean([np.var(_logs(r), ddof=1) / len(r) if len(r) > 1 else 0.0 for r in runs]))
+        repeats = float(np.mean([mean_variance(r) for r in runs]))
         extra = max(0.0, between ** 2 + repeats - seen) / clusters if clusters > 1 else between ** 2
         means = means * np.exp(rng.normal(0.0, math.sqrt(extra), resamples))
     return means
 
 
 def ratio_ci(strata: Iterable[tuple[Side, Side]], *, exact: bool = False, between: float = 0.0,
-             confidence: float = CONFIDENCE, seed: int = SEED, resamples: int = RESAMPLES) -> Estimate:
+             timed: bool = False, confidence: float = CONFIDENCE, seed: int = SEED,
+             resamples: int = RESAMPLES) -> Estimate:
     """Geometric mean over strata of mean(candidate) / mean(baseline), with a stratified bootstrap CI.
 
     `strata` holds (baseline, candidate) pairs; each side lists runs, and each run is a
@@ -186,7 +216,8 @@ def ratio_ci(strata: Iterable[tuple[Side, Side]], *, exact: bool = False, betwee
     resampled independently: their runs when there are several, so the interval covers drift
     between runs (seeds, jobs run minutes apart) and not only the spread of one run's
     repeats; the repeats of a side's only run otherwise (`_resampled_means`), topped up to the
-    spread `between` runs measured elsewhere (log scale; 0: none). Written here
+    spread `between` runs measured elsewhere (log scale; 0: none). A `timed` measure leaves out
+    the calls something else held up (`held_up`). Written here
     because `scipy.stats.bootstrap` draws independent observations only. Percentile interval,
     seeded. A pair with an empty side, or a mean of 0 on the baseline side, is left out. A
     zero-width interval means no sample varies (or the metric is `exact`, the same for every
@@ -201,10 +232,13 @@ def ratio_ci(strata: Iterable[tuple[Side, Side]], *, exact: bool = False, betwee
     >>> two_runs_apart = ratio_ci([([[1.0, 1.01, 0.99], [1.3, 1.31, 1.29]], [[1.2, 1.21, 1.19], [1.5, 1.51, 1.49]])])
     >>> one_run.high - one_run.low < 0.05 < two_runs_apart.high - two_runs_apart.low
     True
+    >>> preempted = [[1.0, 1.01, 0.99, 1.0, 20.0]]  # one call of five held up by the OS
+    >>> ratio_ci([(preempted, [[1.0, 1.01, 0.99, 1.0, 1.0]])], timed=True).text()
+    '×0.998 [0.989, 1.01]'
     """
     pairs = []
     for baseline, candidate in strata:
-        baseline, candidate = _runs(baseline), _runs(candidate)
+        baseline, candidate = _runs(baseline, timed), _runs(candidate, timed)
         if baseline and candidate and _side_mean(baseline) > 0 and _side_mean(candidate) >= 0:
             pairs.append((baseline, candidate))
     if not pairs:
@@ -220,8 +254,7 @@ def ratio_ci(strata: Iterable[tuple[Side, Side]], *, exact: bool = False, betwee
     rng = np.random.default_rng(seed)
     resampled = [(_resampled_means(b, rng, resamples, between), _resampled_means(c, rng, resamples, between))
                  for b, c in pairs]
-    ratios = np.exp(np.mean([np.log(np.maximum(c, 1e-300)) - np.log(np.maximum(b, 1e-300)) for b, c in resampled],
-                            axis=0))
+    ratios = np.exp(np.mean([_logs(c) - _logs(b) for b, c in resampled], axis=0))
     tail = (1 - confidence) / 2 * 100
     low, high = np.percentile(ratios, [tail, 100 - tail])
     return Estimate(point, float(low), float(high), len(pairs), smallest)
@@ -337,11 +370,11 @@ def step_time_column(df: pd.DataFrame, threshold: float = THRESHOLD) -> str:
 
 
 def run_to_run(runs: pd.DataFrame, column: str, threshold: float = THRESHOLD) -> float:
-    """How far the mean time of one compiled program moves from run to run beyond its repeats (log scale).
+    """How far the time of one compiled program moves from run to run beyond its repeats (log scale).
 
     Measured on the sweep itself: ok runs that ran one XLA program (one `program_fingerprint`, or
     seeds of one configuration in records without one) and resolve the measure. Their pooled
-    variance of log mean time, less what their repeats account for, is the spread that jobs run
+    variance of log mean time (less calls `held_up`), less what their repeats account for, is the spread that jobs run
     minutes apart add and a run's repeats do not show. 0 when no two such runs exist.
 
     >>> fast = {"status": "ok", "program_fingerprint": "p", "run_s_per_step_median": 1.0}
@@ -361,8 +394,9 @@ def run_to_run(runs: pd.DataFrame, column: str, threshold: float = THRESHOLD) ->
         for run in ok_runs(group):
             values = run_samples(run, column)
             if values and floor(run, column, threshold).resolved:
-                logs.append(float(_logs([np.mean(values)])[0]))
-                repeats.append(np.var(_logs(values), ddof=1) / len(values) if len(values) > 1 else 0.0)
+                values = np.asarray(values)[~held_up(values)]
+                logs.append(float(_logs([values.mean()])[0]))
+                repeats.append(mean_variance(values))
         if len(logs) > 1:
             squares += float(np.sum((np.array(logs) - np.mean(logs)) ** 2))
             degrees += len(logs) - 1
@@ -423,7 +457,8 @@ def compare_axis(df: pd.DataFrame, axis: str, baseline: str, columns: Sequence[s
             # is their repeats', so that a drift beyond the threshold shows.
             one_program = measure.timed and same and all(same)
             between = 0.0 if one_program else spread.get(column, 0.0)
-            est = ratio_ci(strata, exact=measure.exact or measure.paired, between=between, seed=seed)
+            est = ratio_ci(strata, exact=measure.exact or measure.paired, between=between, timed=measure.timed,
+                           seed=seed)
             word = verdict(est, threshold, measure)
             if short and not est.strata:
                 word = too_short(Floor(False, max(f.steps for f in short)))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ from harness.core.fields import (
 from harness.jobs.store import RUNNING, STATUSES, read_records
 
 AXIS_COLUMNS = tuple(f.column for f in AXES)
+RUNS_TABLE = "runs.parquet"  # a report's table of every run, all that a committed reference keeps
 # Config leaves that the axes already name; other leaves that vary in a sweep get their own column.
 AXIS_PATHS = tuple(p.removeprefix("config.") for f in AXES for p in f.paths)
 _PANDAS = {int: "Int64", bool: "boolean", str: "str", float: "float64"}
@@ -103,20 +104,51 @@ def extra_axes(df: pd.DataFrame) -> list[str]:
     return [c for c in df.columns if c not in fixed]
 
 
-def without_seed(key: str) -> str:
-    """A `config_key` less the task's seed: seeds of one configuration are its replicates."""
+def without_seed(key: str, leaves: Collection[str] | None = None) -> str:
+    """A `config_key` less the task's seed (seeds of one configuration are its replicates), and with `leaves`
+    given, less every config leaf not among them.
+
+    >>> without_seed('{"task.seed": 1, "train.steps": 5, "report": true}', leaves=["task.seed", "train.steps"])
+    '{"train.steps": 5}'
+    """
     try:
-        leaves = json.loads(key)
+        values = json.loads(key)
     except (TypeError, ValueError):
         return key
-    leaves.pop("task.seed", None)
-    return json.dumps(leaves, sort_keys=True)
+    return json.dumps({k: v for k, v in values.items() if k != "task.seed" and (leaves is None or k in leaves)},
+                      sort_keys=True)
+
+
+def config_leaves(df: pd.DataFrame) -> set[str]:
+    """Every config leaf some run's `config_key` names."""
+    found = set()
+    for key in df["config_key"].dropna():
+        try:
+            found.update(json.loads(key))
+        except (TypeError, ValueError):
+            continue
+    return found
 
 
 def load_records(sweep_dir: str | Path) -> tuple[pd.DataFrame, list[tuple[Path, str]]]:
     """(one row per run under `sweep_dir`, [(path, reason) for each record that could not be read])."""
     records, problems = read_records(sweep_dir)
     return frame(records), problems
+
+
+def load_runs(sweep_dir: str | Path) -> tuple[pd.DataFrame, list[tuple[Path, str]], str]:
+    """`load_records`, or in a directory without records (a committed reference, results/reference/<experiment>/)
+    the RUNS_TABLE its report wrote; and what the runs were read from.
+
+    A table written before some field existed gets that column empty.
+    """
+    df, problems = load_records(sweep_dir)
+    table = Path(sweep_dir) / RUNS_TABLE
+    if len(df) or problems or not table.is_file():
+        return df, problems, f"{len(df)} records"
+    runs = pd.read_parquet(table)
+    runs = runs.assign(**{name: None for name in frame([]).columns if name not in runs})
+    return typed(runs), [], f"{RUNS_TABLE} of a report ({len(runs)} runs, no records)"
 
 
 # --- per-configuration summary -------------------------------------------------------------------

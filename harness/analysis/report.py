@@ -21,6 +21,7 @@ from harness.analysis import findings
 from harness.analysis.compare import main_compare, parse_threshold
 from harness.analysis.figures import FIGURE_TITLES, write_figures
 from harness.analysis.frames import (
+    RUNS_TABLE,
     extra_axes,
     frame,
     group_keys,
@@ -33,7 +34,7 @@ from harness.analysis.frames import (
     summarize,
 )
 from harness.analysis.tables import compact, program_keys
-from harness.core.fields import nested_get
+from harness.core.fields import PACKAGES, nested_get
 from harness.core.metrics import METRICS
 from harness.jobs.store import RECORD_NAME, read_record, read_records
 from harness.jobs.sweep_plan import missing_jobs, read_plan
@@ -142,7 +143,8 @@ def methods_table(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def _distinct(values: Iterable[Any]) -> str:
-    seen = list(dict.fromkeys(str(v) for v in values if v not in (None, "")))
+    """The values, each once and sorted (the same text whatever the runs' order); '—' when there are none."""
+    seen = sorted({key_text(v) for v in values if nan_to_none(v) not in (None, "")})
     return ", ".join(seen) if seen else "—"
 
 
@@ -151,18 +153,22 @@ def _span(stamps: Iterable[Any]) -> list[str]:
     return [] if not stamps else [stamps[0] if stamps[0] == stamps[-1] else f"{stamps[0]} … {stamps[-1]}"]
 
 
-def environment_table(records: list[dict], date: str) -> pd.DataFrame:
-    """Where the numbers were measured; a field that differs between runs lists every value."""
-    envs = [r.get("environment") or {} for r in records if r.get("environment")]
-    versions = ("jax", "jaxlib", "flax", "optax", "hydra-core", "wandb", "numpy")
-    rows = [(name, _distinct(nested_get(e, "versions", name) for e in envs)) for name in versions]
+def environment_table(df: pd.DataFrame, date: str) -> pd.DataFrame:
+    """Where the numbers were measured (harness.core.fields.ENVIRONMENT); a field that differs between runs lists
+    every value."""
+    def column(name: str) -> pd.Series:
+        return df[name] if name in df else pd.Series([None] * len(df), dtype=object)
+
+    rows = [(package, _distinct(column(f"{package.replace('-', '_')}_version"))) for package in PACKAGES]
     rows += [
-        ("python", _distinct(e.get("python") for e in envs)),
-        ("platform / device kind", _distinct(f"{e.get('platform')} / {e.get('device_kind')}" for e in envs)),
-        ("device", _distinct(e.get("device") for e in envs)),
-        ("CPU", _distinct(f"{e.get('cpu_model')} ({e.get('cpu_count')} cores)" for e in envs)),
-        ("git commit", _distinct(e.get("git_commit") for e in envs)),
-        ("runs started", _distinct(_span(r.get("started") for r in records))),
+        ("python", _distinct(column("python_version"))),
+        ("platform / device kind", _distinct(f"{p} / {k}" for p, k in zip(column("platform"), column("device_kind"))
+                                             if nan_to_none(p) is not None)),
+        ("device", _distinct(column("device_name"))),
+        ("CPU", _distinct(f"{m} ({key_text(n)} cores)" for m, n in zip(column("cpu_model"), column("cpu_count"))
+                          if nan_to_none(m) is not None)),
+        ("git commit", _distinct(column("git_commit"))),
+        ("runs started", _distinct(_span(column("started")))),
         ("report date", date),
     ]
     return pd.DataFrame(rows, columns=["", ""])
@@ -263,7 +269,7 @@ def render_report(sweep_dir: Path, df: pd.DataFrame, records: list[dict], proble
         "(a second seed is usually a cache hit). Rows that read the same merge; every run is in "
         "`runs.parquet`, `runs.csv`; the findings with their intervals in `findings.csv`.\n",
         "## Environment\n",
-        markdown_table(environment_table(records, date)),
+        markdown_table(environment_table(df, date)),
         "## Runs that did not finish ok\n",
         markdown_table(not_ok_table(df)) if (df["status"] != "ok").any() else "None.\n",
     ]
@@ -333,7 +339,7 @@ def write_report(sweep_dir: str | Path, df: pd.DataFrame, out_dir: str | Path | 
     if records is None:
         records = [read_record(Path(path))[0] or {} for path in df["path"]]
     out_dir.mkdir(parents=True, exist_ok=True)
-    df.to_parquet(out_dir / "runs.parquet", index=False)
+    df.to_parquet(out_dir / RUNS_TABLE, index=False)
     df.to_csv(out_dir / "runs.csv", index=False)
     histories = {path: record.get("history") for path, record in zip(df["path"], records)}
     figures = write_figures(df, histories, out_dir)
@@ -367,7 +373,7 @@ def build_report(sweep_dir: str | Path, out_dir: str | Path | None = None, *,
                            threshold=threshold)
     out = Path(out_dir) if out_dir is not None else Path(sweep_dir)
     return {"df": df, "problems": problems, "records": records, "figures": figures,
-            "tables": [out / "runs.parquet", out / "runs.csv", out / "findings.csv"], "report": out / "report.md",
+            "tables": [out / RUNS_TABLE, out / "runs.csv", out / "findings.csv"], "report": out / "report.md",
             "missing": missing(Path(sweep_dir), df)}
 
 

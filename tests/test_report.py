@@ -513,3 +513,26 @@ def test_a_string_where_a_number_belongs_is_a_reported_problem_not_a_traceback(t
         assert "malformed record: test_mse is 'low', expected a number" in output
         assert "malformed record: config is 'nope', expected an object" in output
         assert ("4 unreadable records skipped" if args[0] == "report" else "2 matched") in output  # the rest, seeds pooled
+
+
+def test_compare_reads_a_reference_directory_that_keeps_a_reports_table_and_no_records(tmp_path, capsys):
+    """results/reference/<experiment>/ keeps a report's runs.parquet, not its records: compare reads it, matches
+    the configurations by the records' identity across a config leaf a later version added, says where the two
+    sweeps were measured differently, and still flags a real slowdown."""
+    report.build_report(write_sweep(tmp_path / "made", broken=False), tmp_path / "reference")
+    assert not list((tmp_path / "reference").rglob("result.json"))
+    newer = write_sweep(tmp_path / "newer", broken=False)
+    slower = write_sweep(tmp_path / "slower", broken=False, slow={(m, o, n, s): 1.3 for m in METHODS
+                                                                 for o in OPTIMIZERS for n in STEPS for s in SEEDS})
+    for path in [*newer.rglob("result.json"), *slower.rglob("result.json")]:
+        rec = json.loads(path.read_text())
+        rec["config"]["train"]["new_setting"] = 1
+        rec["environment"]["versions"]["jax"] = "0.10.3"
+        path.write_text(json.dumps(rec))
+    assert report.main_compare([str(tmp_path / "reference"), str(newer), "--fail-on-regression"]) == 0
+    out = capsys.readouterr().out
+    assert f"Read: A runs.parquet of a report ({N_OK} runs, no records), B {N_OK} records." in out
+    assert f"{N_CONFIGS} matched, 0 with a regression, 0 unmatched" in out
+    assert "jax_version: A 0.10.2, B 0.10.3" in out and "left out of the match: B: train.new_setting." in out
+    assert report.main_compare([str(tmp_path / "reference"), str(slower), "--fail-on-regression"]) == 1
+    assert f"{N_CONFIGS} matched, {N_CONFIGS} with a regression" in capsys.readouterr().out

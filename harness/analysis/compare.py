@@ -33,8 +33,10 @@ from harness.analysis.frames import (
     load_runs,
     markdown_table,
     nan_to_none,
+    natural_order,
     number_text,
     splitting_keys,
+    sweep_order,
     typed,
     without_seed,
 )
@@ -211,7 +213,7 @@ def compare(a: pd.DataFrame, b: pd.DataFrame, threshold: float = findings.THRESH
 
     matched = [key for key in left.index if key in right.index]
     # Timed measures: the larger of each sweep's own run-to-run spread and the spread between the sweeps.
-    spread = {name: max(findings.run_to_run(a, name, threshold), findings.run_to_run(b, name, threshold),
+    spread = {name: max(findings.run_to_run(a, name, threshold) or 0.0, findings.run_to_run(b, name, threshold) or 0.0,
                         between_sweeps(left, right, matched, name, threshold))
               for name, _ in columns if findings.MEASURES[name].timed}
     rows = [{**axes_of(left, key), "seeds": int(min(left.at[key, "seeds"], right.at[key, "seeds"])),
@@ -343,7 +345,7 @@ def main_compare(argv: list[str] | None = None) -> int:
         df, problems, source = load_runs(path)
         for bad, why in problems:
             print(f"unreadable record skipped: {bad}: {why}", file=sys.stderr)
-        frames.append(df)
+        frames.append(natural_order(df, sweep_order(path)))
         sources.append(source)
     table, unmatched = compare(*frames, threshold=threshold)
     header = [f"Read: A {sources[0]}, B {sources[1]}.", *environment_lines(*frames)]

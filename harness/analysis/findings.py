@@ -369,13 +369,13 @@ def step_time_column(df: pd.DataFrame, threshold: float = THRESHOLD) -> str:
     return IN_LOOP if measured else PER_CALL
 
 
-def run_to_run(runs: pd.DataFrame, column: str, threshold: float = THRESHOLD) -> float:
+def run_to_run(runs: pd.DataFrame, column: str, threshold: float = THRESHOLD) -> float | None:
     """How far the time of one compiled program moves from run to run beyond its repeats (log scale).
 
     Measured on the sweep itself: ok runs that ran one XLA program (one `program_fingerprint`, or
     seeds of one configuration in records without one) and resolve the measure. Their pooled
     variance of log mean time (less calls `held_up`), less what their repeats account for, is the spread that jobs run
-    minutes apart add and a run's repeats do not show. 0 when no two such runs exist.
+    minutes apart add and a run's repeats do not show. None when no two such runs exist.
 
     >>> fast = {"status": "ok", "program_fingerprint": "p", "run_s_per_step_median": 1.0}
     >>> slow = {**fast, "run_s_per_step_median": 1.1}
@@ -387,7 +387,7 @@ def run_to_run(runs: pd.DataFrame, column: str, threshold: float = THRESHOLD) ->
     elif "config_key" in runs:
         keys = [runs["config_key"].map(without_seed)]
     else:
-        return 0.0
+        return None
     squares, degrees, repeats = 0.0, 0, []
     for _, group in runs.groupby(keys, dropna=True, sort=False):
         logs = []
@@ -400,7 +400,7 @@ def run_to_run(runs: pd.DataFrame, column: str, threshold: float = THRESHOLD) ->
         if len(logs) > 1:
             squares += float(np.sum((np.array(logs) - np.mean(logs)) ** 2))
             degrees += len(logs) - 1
-    return math.sqrt(max(0.0, squares / degrees - float(np.mean(repeats)))) if degrees else 0.0
+    return math.sqrt(max(0.0, squares / degrees - float(np.mean(repeats)))) if degrees else None
 
 
 # --- comparisons within a sweep ------------------------------------------------------------------
@@ -456,7 +456,7 @@ def compare_axis(df: pd.DataFrame, axis: str, baseline: str, columns: Sequence[s
             # Two sides of one program differ by the drift the run-to-run spread measures: their interval
             # is their repeats', so that a drift beyond the threshold shows.
             one_program = measure.timed and same and all(same)
-            between = 0.0 if one_program else spread.get(column, 0.0)
+            between = 0.0 if one_program else spread.get(column) or 0.0
             est = ratio_ci(strata, exact=measure.exact or measure.paired, between=between, timed=measure.timed,
                            seed=seed)
             word = verdict(est, threshold, measure)
@@ -595,7 +595,7 @@ def spread_lines(found: pd.DataFrame) -> list[str]:
     if timed.empty:
         return []
     spread = timed["run_to_run"].dropna()
-    if spread.empty or not spread.max():
+    if spread.empty:
         return [("No two runs of one compiled program resolve a step time (no seeds, no methods that compile "
                  "alike): the step-time intervals hold the repeats of each run, not the spread between runs.")]
     return [(f"Step-time intervals hold this sweep's run-to-run spread of one compiled program, "

@@ -28,10 +28,12 @@ from harness.analysis.frames import (
     key_text,
     markdown_table,
     nan_to_none,
+    natural_order,
     number_text,
     splitting_keys,
     status_counts,
     summarize,
+    sweep_order,
 )
 from harness.analysis.tables import compact, program_keys
 from harness.core.fields import PACKAGES, nested_get
@@ -249,13 +251,29 @@ def missing_table(jobs: list[dict[str, Any]]) -> pd.DataFrame:
                                        for job in jobs]})
 
 
+def shown_path(sweep_dir: Path, df: pd.DataFrame) -> str:
+    """The sweep's directory from its results root, `<experiment>/<timestamp>`, else its own name: never the
+    absolute path of the machine that made it (a committed reference's was a temporary directory)."""
+    sweep_dir = Path(sweep_dir).resolve()
+    names = set(df["experiment"].dropna()) if "experiment" in df else set()
+    return f"{sweep_dir.parent.name}/{sweep_dir.name}" if sweep_dir.parent.name in names else sweep_dir.name
+
+
+def _relative(path: Path | str, sweep_dir: Path) -> str:
+    """`path` from the sweep's directory when it lies inside it."""
+    try:
+        return str(Path(path).resolve().relative_to(Path(sweep_dir).resolve()))
+    except ValueError:
+        return str(path)
+
+
 def render_report(sweep_dir: Path, df: pd.DataFrame, records: list[dict], problems: list[tuple[Path, str]],
                   figures: Mapping[str, Path | str], date: str, found: pd.DataFrame | None = None,
                   threshold: float = findings.THRESHOLD, missing_jobs: list[dict[str, Any]] = ()) -> str:
     """report.md as text: findings, environment, run status, missing jobs, compact tables, figures."""
     parts = [
         f"# Sweep report: {_distinct(df['experiment'])}\n",
-        f"`{sweep_dir}`: {len(df)} runs, {_counts_text(df)}"
+        f"`{shown_path(sweep_dir, df)}`: {len(df)} runs, {_counts_text(df)}"
         + (f"; {len(problems)} unreadable records" if problems else "")
         + (f"; **{len(missing_jobs)} planned jobs with no record**" if missing_jobs else "") + ".\n",
     ]
@@ -274,7 +292,8 @@ def render_report(sweep_dir: Path, df: pd.DataFrame, records: list[dict], proble
         markdown_table(not_ok_table(df)) if (df["status"] != "ok").any() else "None.\n",
     ]
     if problems:
-        parts += ["Unreadable records (skipped):\n", "\n".join(f"- `{p}`: {why}" for p, why in problems) + "\n"]
+        parts += ["Unreadable records (skipped):\n",
+                  "\n".join(f"- `{_relative(p, sweep_dir)}`: {why}" for p, why in sorted(problems)) + "\n"]
     if missing_jobs:
         parts += ["## Planned jobs with no record\n",
                   "In the sweep's plan (sweep.json) but without a readable result.json: never run, or lost. "
@@ -338,9 +357,13 @@ def write_report(sweep_dir: str | Path, df: pd.DataFrame, out_dir: str | Path | 
     out_dir = Path(out_dir) if out_dir is not None else sweep_dir
     if records is None:
         records = [read_record(Path(path))[0] or {} for path in df["path"]]
+    by_path = dict(zip(df["path"], records))
+    df = natural_order(df, sweep_order(sweep_dir))  # the same records give the same report whatever the job order
+    records = [by_path[path] for path in df["path"]]
     out_dir.mkdir(parents=True, exist_ok=True)
-    df.to_parquet(out_dir / RUNS_TABLE, index=False)
-    df.to_csv(out_dir / "runs.csv", index=False)
+    table = df.assign(path=[_relative(path, sweep_dir) for path in df["path"]])  # no machine's directories
+    table.to_parquet(out_dir / RUNS_TABLE, index=False)
+    table.to_csv(out_dir / "runs.csv", index=False)
     histories = {path: record.get("history") for path, record in zip(df["path"], records)}
     figures = write_figures(df, histories, out_dir)
     found = findings.comparisons(df, baselines, threshold=threshold)

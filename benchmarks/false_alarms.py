@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import math
 import os
 import subprocess
 import sys
@@ -129,7 +130,7 @@ def judge(a_dir: Path, b_dir: Path) -> dict:
     ratios = timed_overall.set_index("column")["ratio"].dropna()  # in-loop first, unless too short everywhere
     return {"fired": code == 1, "configurations": len(table), "called": int(called.sum()),
             "any": bool(called.any() or timed_overall["verdict"].isin(["slower", "faster"]).any()),
-            "ratio": float(ratios.iloc[0]),
+            "ratio": float(ratios.iloc[0]) if len(ratios) else math.nan,
             "flops": float(b["flops_per_step"].median() / a["flops_per_step"].median())}
 
 
@@ -143,7 +144,7 @@ def a_a_lines(label: str, judged: list[dict]) -> list[str]:
     fired = sum(j["fired"] for j in judged)
     configs = sum(j["configurations"] for j in judged)
     called = sum(j["called"] for j in judged)
-    ratios = [j["ratio"] for j in judged]
+    ratios = [j["ratio"] for j in judged if math.isfinite(j["ratio"])] or [math.nan]
     return [f"{label}, A/A: --fail-on-regression fired on {fired}/{n} pairs (one-sided 95% upper bound "
             f"{upper_bound(fired, n):.1%}; target: none: {'met' if not fired else 'NOT met'})",
             f"  pairs with any faster/slower verdict: {sum(j['any'] for j in judged)}/{n}; configurations: "
@@ -157,7 +158,7 @@ def power_lines(label: str, judged: list[dict]) -> list[str]:
     caught = sum(j["fired"] for j in judged)
     return [f"{label}, B does ~20% more work: called a regression in {caught}/{n} pairs ({caught / n:.0%}; target "
             f">= 90%: {'met' if caught >= 0.9 * n else 'NOT met'}); B/A step time median "
-            f"x{np.median([j['ratio'] for j in judged]):.3f}, XLA flops per step x"
+            f"x{np.nanmedian([j['ratio'] for j in judged]):.3f}, XLA flops per step x"
             f"{np.median([j['flops'] for j in judged]):.3f}"]
 
 

@@ -1,12 +1,15 @@
 """`harness compare A B`: two sweeps matched by configuration, as ratios B/A with confidence intervals.
 
-Configurations match on what a run computes (`config_key`) less the seed, so an
-experiment renamed, moved or resumed still matches, and seeds are replicates:
-each ratio's 95% bootstrap CI covers every timed repeat of every seed
-(harness.analysis.findings). A change is flagged only when the whole interval lies
-beyond the threshold, as `asv compare` and criterion.rs do: the same sweep run
-twice on the same code is "no significant difference" even when its medians
-differ by a few percent. Every compared column is a cost: higher is worse.
+Configurations match on what a run computes (`config_key`) less the seed and any config
+leaf only one sweep has, so an experiment renamed, moved, resumed or run by another version
+of the harness still matches, and seeds are replicates: each ratio's 95% bootstrap CI covers
+every timed repeat of every seed (harness.analysis.findings) and the spread of a
+configuration between runs and between the two sweeps (`between_sweeps`). A change is
+flagged only when the whole interval lies beyond the threshold, as `asv compare` and
+criterion.rs do, and a step time below its noise floor (harness.analysis.resolution) is
+"too short to resolve", never a change. Every compared column is a cost: higher is worse.
+A side is a sweep's records, or the runs.parquet a committed reference keeps; the header
+says where each side was measured.
 """
 
 from __future__ import annotations
@@ -117,14 +120,14 @@ def _floor(a: pd.Series, b: pd.Series, metric: findings.Measure, threshold: floa
 
 
 def between_sweeps(left: pd.DataFrame, right: pd.DataFrame, matched: list[str], column: str,
-                   threshold: float) -> float:
+                   threshold: float) -> float | None:
     """The spread of a configuration's mean time between the two sweeps beyond its repeats (log scale, per side).
 
     Each matched configuration that resolves `column` on both sides gives a log ratio B/A (calls
     `held_up` left out); their
     spread about the median (a robust standard deviation, so that a few real changes do not
     widen it), less what the repeats account for, is what two processes add to one
-    configuration; half of its variance is each side's. Needs three configurations; else 0.
+    configuration; half of its variance is each side's. Needs three configurations; else None.
     """
     logs, repeats = [], []
     for key in matched:
@@ -141,13 +144,13 @@ def between_sweeps(left: pd.DataFrame, right: pd.DataFrame, matched: list[str], 
         logs.append(math.log(values[1] / values[0]))
         repeats.append(sum(np.mean([findings.mean_variance(run) for run in side]) / len(side) for side in sides))
     if len(logs) < 3:
-        return 0.0
+        return None
     spread = float(stats.median_abs_deviation(logs, scale="normal"))
     return math.sqrt(max(0.0, spread ** 2 - float(np.median(repeats))) / 2)
 
 
 def _compare_one(a: pd.Series, b: pd.Series, threshold: float, columns: list[tuple[str, str]],
-                 spread: dict[str, float], seed: int) -> dict[str, Any]:
+                 spread: dict[str, float | None], seed: int) -> dict[str, Any]:
     """Ratios B/A of one configuration with CIs and verdicts; flags for worse-beyond-threshold and status."""
     out: dict[str, Any] = {"status": a["status"] if a["status"] == b["status"] else f"{a['status']} → {b['status']}"}
     flags = []
@@ -158,7 +161,7 @@ def _compare_one(a: pd.Series, b: pd.Series, threshold: float, columns: list[tup
     for name, title in columns:
         metric = findings.MEASURES[name]
         est = findings.ratio_ci(strata(a["rows"], b["rows"], metric), exact=metric.exact or metric.paired,
-                                between=spread.get(name, 0.0), timed=metric.timed, seed=seed)
+                                between=spread.get(name) or 0.0, timed=metric.timed, seed=seed)
         word = findings.verdict(est, threshold, metric)
         if not (below := _floor(a, b, metric, threshold)).resolved:
             word = too_short(below)  # never slower, faster or a regression
@@ -172,7 +175,7 @@ def _compare_one(a: pd.Series, b: pd.Series, threshold: float, columns: list[tup
 
 
 def overall(left: pd.DataFrame, right: pd.DataFrame, matched: list[str], columns: list[tuple[str, str]],
-            threshold: float, spread: dict[str, float], seed: int) -> pd.DataFrame:
+            threshold: float, spread: dict[str, float | None], seed: int) -> pd.DataFrame:
     """Per metric, B/A over every matched configuration that resolves it: geometric mean, stratified CI, verdict."""
     rows = []
     for name, title in columns:
@@ -180,7 +183,7 @@ def overall(left: pd.DataFrame, right: pd.DataFrame, matched: list[str], columns
         floors = {k: _floor(left.loc[k], right.loc[k], metric, threshold) for k in matched}
         resolved = [k for k in matched if floors[k].resolved]
         pairs = [pair for k in resolved for pair in strata(left.at[k, "rows"], right.at[k, "rows"], metric)]
-        est = findings.ratio_ci(pairs, exact=metric.exact or metric.paired, between=spread.get(name, 0.0),
+        est = findings.ratio_ci(pairs, exact=metric.exact or metric.paired, between=spread.get(name) or 0.0,
                                 timed=metric.timed, seed=seed)
         word = findings.verdict(est, threshold, metric)
         if matched and not resolved:
@@ -212,10 +215,14 @@ def compare(a: pd.DataFrame, b: pd.DataFrame, threshold: float = findings.THRESH
         return {k: side.at[key, k] if k in side else None for k in axes}
 
     matched = [key for key in left.index if key in right.index]
-    # Timed measures: the larger of each sweep's own run-to-run spread and the spread between the sweeps.
-    spread = {name: max(findings.run_to_run(a, name, threshold) or 0.0, findings.run_to_run(b, name, threshold) or 0.0,
-                        between_sweeps(left, right, matched, name, threshold))
-              for name, _ in columns if findings.MEASURES[name].timed}
+    # Timed measures: the larger of each sweep's own run-to-run spread and the spread between the sweeps;
+    # None when neither sweep can measure one.
+    spread = {}
+    for name, _ in columns:
+        if findings.MEASURES[name].timed:
+            measured = [findings.run_to_run(a, name, threshold), findings.run_to_run(b, name, threshold),
+                        between_sweeps(left, right, matched, name, threshold)]
+            spread[name] = max((m for m in measured if m is not None), default=None)
     rows = [{**axes_of(left, key), "seeds": int(min(left.at[key, "seeds"], right.at[key, "seeds"])),
              **_compare_one(left.loc[key], right.loc[key], threshold, columns, spread, seed)} for key in matched]
     unmatched = [{"only in": name, **axes_of(side, key), "status": side.at[key, "status"],
@@ -278,19 +285,26 @@ def compare_markdown(table: pd.DataFrame, unmatched: pd.DataFrame, threshold: fl
     (regressions in bold)."""
     keys = _shown_axes(table, unmatched)
     columns = table.attrs.get("columns", [])
-    spread = table.attrs["overall"].set_index("column")["run_to_run"].dropna() if "overall" in table.attrs else []
+    everything = table.attrs.get("overall")
+    timed = everything[everything["column"].map(lambda c: findings.MEASURES[c].timed)] if everything is not None \
+        else pd.DataFrame(columns=["configurations", "run_to_run"])
+    spread = timed["run_to_run"].dropna()
     lines = ["# Compare: B / A\n", f"A: `{a}`  \nB: `{b}`  \nthreshold: {threshold:.1%}; ratios B/A with "
              f"{findings.CONFIDENCE:.0%} bootstrap CIs over repeats and seeds (seeded), holding the spread of one "
              f"configuration between runs and between the sweeps"
-             + (f" (±{max(spread):.1%}, log scale)" if len(spread) and max(spread) else "")
+             + (f" (±{max(spread):.1%}, log scale)" if len(spread) else "")
              + "; a change is called only when the whole CI lies beyond the threshold, and a step time whose work is "
              f"within the jitter of a call is {findings.TOO_SHORT}, never a change. Higher is worse for every "
              "column.\n", *(line + "\n" for line in header)]
+    if (timed["configurations"] > 0).any() and timed.loc[timed["configurations"] > 0, "run_to_run"].isna().any():
+        lines.append("**No spread between runs could be measured** (fewer than three matched configurations resolve "
+                     "a step time, and neither sweep has two runs of one compiled program): the step-time intervals "
+                     "hold each run's repeats only, and two processes can differ by more. Add seeds or "
+                     "configurations.\n")
     left_out = {side: names for side, names in table.attrs.get("left_out", {}).items() if names}
     if left_out:
         lines.append("Config leaves in one sweep only, left out of the match: "
                      + "; ".join(f"{side}: {', '.join(names)}" for side, names in left_out.items()) + ".\n")
-    everything = table.attrs.get("overall")
     if everything is not None and len(everything):
         lines.append(f"Over all {len(table)} matched configurations (geometric mean):\n")
         lines.append(markdown_table(pd.DataFrame({

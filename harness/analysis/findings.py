@@ -10,7 +10,10 @@ run, so the interval covers the drift between runs (seeds, jobs minutes apart)
 and not only the spread of one run's repeats. Percentile, as criterion.rs
 uses, because BCa is undefined for the many exactly repeatable metrics (bytes).
 Runs of one compiled program (one `program_fingerprint`) are called "same
-compiled program", never slower or faster: their ratio is the sweep's drift.
+compiled program", never slower or faster: their ratio is the sweep's drift, and
+their spread (`run_to_run`) is held by every other timed interval. A timed setting
+below its noise floor (harness.analysis.resolution) is left out, and a comparison
+with none left is "too short to resolve: use more steps (at least N)".
 
 The verdict follows criterion.rs and `asv compare`: a change is called only
 when the whole interval lies beyond the threshold; an interval that holds 1 is

@@ -10,8 +10,8 @@ process) run one after the other on this machine, judged as `harness compare A B
 - seed: the seed study, `method=diffstate,stop_gradient,reference optimizer=adam,adamw`
   (123 full-batch steps of ~0.3 µs inside a ~40 µs call: the scale of issue 21's false alarms);
 - mlp: a depth-3 MLP of width 192 and 256, nothing frozen, `diffstate` and `stop_gradient`
-  (one compiled program: a same-program control), a new batch of 256 rows every step
-  (~1 ms steps), 30 steps, 3 timed repeats. Between the two sweeps of each idle A/A pair
+  (one compiled program: a same-program control), seeds 1 and 2, a new batch of 256 rows every
+  step (~1 ms steps), 30 steps, 3 timed repeats. Between the two sweeps of each idle A/A pair
   runs a third, B, whose program does ~20% more work per step: a patched `MLP.__call__`
   also computes tanh(h @ K) on each step's hidden activations h (K: `EXTRA` x width columns)
   and adds it to the output times 1e-30, below float32 rounding, so the losses are the same.
@@ -27,7 +27,7 @@ loaded; at most 5% of configurations get a faster/slower verdict in A/A pairs; t
 20% slowdown is called a regression in at least 90% of pairs, idle.
 
 Time at the default 20 rounds on this 2-core machine: 180 sweeps, ~7 s per seed sweep and
-~15 s per MLP sweep idle, more loaded.
+~15 s per MLP sweep idle, more loaded: about 45 minutes.
 """
 
 from __future__ import annotations
@@ -52,7 +52,8 @@ from harness.analysis.frames import load_records
 
 SEED = ["method=diffstate,stop_gradient,reference", "optimizer=adam,adamw"]
 MLP = ["model=mlp", "model.depth=3", "model.width=192,256", "freeze=none", "method=diffstate,stop_gradient",
-       "task.n_train=2048", "task.n_test=256", "train.batch_size=256", "train.steps=30", "train.repeats=3"]
+       "task.seed=1,2", "task.n_train=2048", "task.n_test=256", "train.batch_size=256", "train.steps=30",
+       "train.repeats=3"]
 EXTRA = 1.2  # columns of K per hidden unit: ~20% of a depth-3 MLP's flops per step with nothing frozen
 SLOWER = f"""
 import jax, jax.numpy as jnp, numpy as np
@@ -200,9 +201,10 @@ def main() -> None:
             start = time.perf_counter()
             with one_core_busy(case.loaded):
                 run_case(case, 3 if args.quick else args.pairs, root)
-            lines += [*case_lines(root, case), f"  ({time.perf_counter() - start:.0f} s)"]
-            print("\n".join(lines), flush=True)
-        print("\n".join(["", *lines]), flush=True)
+            found = [*case_lines(root, case), f"  ({time.perf_counter() - start:.0f} s)"]
+            print("\n".join(found), flush=True)
+            lines += found
+        print("\n".join(["", "all cases:", *lines]), flush=True)
 
 
 if __name__ == "__main__":

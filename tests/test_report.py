@@ -539,9 +539,12 @@ def test_compare_reads_a_reference_directory_that_keeps_a_reports_table_and_no_r
 
 
 def test_compare_says_when_no_spread_between_runs_could_be_measured(tmp_path, capsys):
-    """One configuration, one run a side: nothing measures how far two processes differ, and the header says so."""
+    """One configuration, one run a side, compiled to two programs (the code changed): nothing measures how far two
+    processes differ, and the header says so."""
     for side in ("a", "b"):
-        _write(tmp_path / side / "0" / "result.json", json.dumps(make_record(0, "diffstate", "adam", 50, 1)))
+        rec = make_record(0, "diffstate", "adam", 50, 1)
+        rec["timing"]["program"] = f"program of {side}"
+        _write(tmp_path / side / "0" / "result.json", json.dumps(rec))
     assert report.main_compare([str(tmp_path / "a"), str(tmp_path / "b"), "--fail-on-regression"]) == 0
     assert "**No spread between runs could be measured**" in capsys.readouterr().out
     assert report.main_compare([str(tmp_path / "a"), str(write_sweep(tmp_path / "sweep", broken=False))]) == 0

@@ -56,6 +56,7 @@ COSTS = (
     ("memory_bytes", "memory"),
 )
 PARTS = ("ratio", "low", "high", "verdict")
+MAD_EFFICIENCY = 0.37  # of the median absolute deviation against the standard deviation, for normal samples
 
 
 def parse_threshold(text: str) -> float:
@@ -127,7 +128,8 @@ def between_sweeps(left: pd.DataFrame, right: pd.DataFrame, matched: list[str], 
     `held_up` left out); their
     spread about the median (a robust standard deviation, so that a few real changes do not
     widen it), less what the repeats account for, is what two processes add to one
-    configuration; half of its variance is each side's. Needs three configurations; else None.
+    configuration; half of its variance is each side's. Bounded above as the run-to-run spread is
+    (findings.spread_bound). Needs three configurations; else None.
     """
     logs, repeats = [], []
     for key in matched:
@@ -146,7 +148,8 @@ def between_sweeps(left: pd.DataFrame, right: pd.DataFrame, matched: list[str], 
     if len(logs) < 3:
         return None
     spread = float(stats.median_abs_deviation(logs, scale="normal"))
-    return math.sqrt(max(0.0, spread ** 2 - float(np.median(repeats))) / 2)
+    bound = findings.spread_bound(spread ** 2, MAD_EFFICIENCY * (len(logs) - 1), float(np.median(repeats)))
+    return bound / math.sqrt(2)
 
 
 def _compare_one(a: pd.Series, b: pd.Series, threshold: float, columns: list[tuple[str, str]],
@@ -165,6 +168,8 @@ def _compare_one(a: pd.Series, b: pd.Series, threshold: float, columns: list[tup
         word = findings.verdict(est, threshold, metric)
         if not (below := _floor(a, b, metric, threshold)).resolved:
             word = too_short(below)  # never slower, faster or a regression
+        elif metric.timed and spread.get(name) is None:
+            word = findings.NO_SPREAD
         out.update({f"{name}_ratio": est.ratio, f"{name}_low": est.low, f"{name}_high": est.high,
                     f"{name}_verdict": word, f"{name}_text": est.text()})
         if word in (metric.higher, metric.lower):
@@ -188,6 +193,8 @@ def overall(left: pd.DataFrame, right: pd.DataFrame, matched: list[str], columns
         word = findings.verdict(est, threshold, metric)
         if matched and not resolved:
             word = too_short(Floor(False, max(f.steps for f in floors.values())))
+        elif metric.timed and spread.get(name) is None:
+            word = findings.NO_SPREAD
         rows.append({"metric": title, "column": name, "ratio": est.ratio, "low": est.low, "high": est.high,
                      "configurations": est.strata, "too_short": len(matched) - len(resolved), "estimate": est.text(),
                      "verdict": word, "regression": word == metric.worse, "run_to_run": spread.get(name)})
@@ -220,7 +227,8 @@ def compare(a: pd.DataFrame, b: pd.DataFrame, threshold: float = findings.THRESH
     spread = {}
     for name, _ in columns:
         if findings.MEASURES[name].timed:
-            measured = [findings.run_to_run(a, name, threshold), findings.run_to_run(b, name, threshold),
+            # Runs of one program in either sweep, or in both (an unchanged program: its spread spans processes).
+            measured = [findings.run_to_run(pd.concat([a, b], ignore_index=True), name, threshold),
                         between_sweeps(left, right, matched, name, threshold)]
             spread[name] = max((m for m in measured if m is not None), default=None)
     rows = [{**axes_of(left, key), "seeds": int(min(left.at[key, "seeds"], right.at[key, "seeds"])),
@@ -298,8 +306,8 @@ def compare_markdown(table: pd.DataFrame, unmatched: pd.DataFrame, threshold: fl
              "column.\n", *(line + "\n" for line in header)]
     if (timed["configurations"] > 0).any() and timed.loc[timed["configurations"] > 0, "run_to_run"].isna().any():
         lines.append("**No spread between runs could be measured** (fewer than three matched configurations resolve "
-                     "a step time, and neither sweep has two runs of one compiled program): the step-time intervals "
-                     "hold each run's repeats only, and two processes can differ by more. Add seeds or "
+                     "a step time, and no two runs of one compiled program): the step-time intervals hold each run's "
+                     "repeats only, and two processes can differ by more, so they call nothing. Add seeds or "
                      "configurations.\n")
     left_out = {side: names for side, names in table.attrs.get("left_out", {}).items() if names}
     if left_out:

@@ -50,6 +50,8 @@ THRESHOLD = 0.05
 CONFIDENCE = 0.95
 SEED = 0  # the bootstrap's: the same records always give the same report
 RESAMPLES = 4999
+# A spread between runs is measured on few of them: intervals hold its upper bound at this confidence (`spread_bound`).
+SPREAD_CONFIDENCE = 0.8
 # Axes whose values are compared with each other; method against diffstate unless told otherwise.
 COMPARED_AXES = ("fine_tuning", "method", "freeze", "optimizer")
 DEFAULT_BASELINES = {"method": "diffstate", "fine_tuning": "scratch"}
@@ -95,6 +97,8 @@ MEASURES = {m.column: m for m in (
 )}
 NO_DIFFERENCE = "no significant difference"
 SAME_PROGRAM = "same compiled program"
+# A timed interval without a measured spread between runs holds one process's repeats only: no verdict.
+NO_SPREAD = "not tested: no spread between runs measured (add a seed)"
 
 
 @dataclass(frozen=True)
@@ -372,38 +376,53 @@ def step_time_column(df: pd.DataFrame, threshold: float = THRESHOLD) -> str:
     return IN_LOOP if measured else PER_CALL
 
 
+def spread_bound(variance: float, degrees: float, repeats: float = 0.0) -> float:
+    """A spread between runs (log scale) from the variance of their log times over `degrees` of freedom: its
+    one-sided SPREAD_CONFIDENCE upper bound (chi-square), less the variance `repeats` account for.
+
+    A variance from two runs can read near 0 by chance; the bound does not let a spread measured on a
+    few runs read as small (from 2 runs it is 4x the standard deviation seen, from 17 runs 1.2x).
+
+    >>> round(spread_bound(0.01, 1), 3), round(spread_bound(0.01, 16), 3)
+    (0.395, 0.12)
+    """
+    bound = variance * degrees / stats.chi2.ppf(1 - SPREAD_CONFIDENCE, degrees)
+    return math.sqrt(max(0.0, bound - repeats))
+
+
 def run_to_run(runs: pd.DataFrame, column: str, threshold: float = THRESHOLD) -> float | None:
     """How far the time of one compiled program moves from run to run beyond its repeats (log scale).
 
-    Measured on the sweep itself: ok runs that ran one XLA program (one `program_fingerprint`, or
-    seeds of one configuration in records without one) and resolve the measure. Their pooled
-    variance of log mean time (less calls `held_up`), less what their repeats account for, is the spread that jobs run
-    minutes apart add and a run's repeats do not show. None when no two such runs exist.
+    Measured on the runs themselves: ok runs that ran one XLA program (one `program_fingerprint`,
+    or seeds of one configuration in records without one) on one device and resolve the measure. Their pooled
+    variance of log mean time (less calls `held_up`), bounded above (`spread_bound`) and less what
+    their repeats account for, is the spread that jobs run minutes apart, or in two processes, add
+    and a run's repeats do not show. None when no two such runs exist.
 
     >>> fast = {"status": "ok", "program_fingerprint": "p", "run_s_per_step_median": 1.0}
     >>> slow = {**fast, "run_s_per_step_median": 1.1}
-    >>> round(run_to_run(pd.DataFrame([fast, slow]), "run_s_per_step"), 4)
-    0.0674
+    >>> round(run_to_run(pd.DataFrame([fast, slow]), "run_s_per_step"), 3)
+    0.266
     """
-    if "program_fingerprint" in runs and runs["program_fingerprint"].notna().any():
-        keys = [runs["program_fingerprint"], runs["device"]] if "device" in runs else [runs["program_fingerprint"]]
-    elif "config_key" in runs:
-        keys = [runs["config_key"].map(without_seed)]
-    else:
-        return None
+    prints = runs["program_fingerprint"] if "program_fingerprint" in runs else pd.Series(None, index=runs.index)
+    configs = runs["config_key"].map(without_seed) if "config_key" in runs else pd.Series(None, index=runs.index)
+    programs = [nan_to_none(p) or (None if nan_to_none(c) is None else f"config {c}") for p, c in zip(prints, configs)]
+    devices = runs["device"] if "device" in runs else pd.Series("", index=runs.index)
     squares, degrees, repeats = 0.0, 0, []
-    for _, group in runs.groupby(keys, dropna=True, sort=False):
-        logs = []
+    for _, group in runs.groupby([pd.Series(programs, index=runs.index, dtype=object), devices.fillna("")],
+                                 dropna=True, sort=False):
+        means, variances = [], []
         for run in ok_runs(group):
             values = run_samples(run, column)
             if values and floor(run, column, threshold).resolved:
                 values = np.asarray(values)[~held_up(values)]
-                logs.append(float(_logs([values.mean()])[0]))
-                repeats.append(mean_variance(values))
-        if len(logs) > 1:
-            squares += float(np.sum((np.array(logs) - np.mean(logs)) ** 2))
-            degrees += len(logs) - 1
-    return math.sqrt(max(0.0, squares / degrees - float(np.mean(repeats)))) if degrees else None
+                means.append(float(_logs([values.mean()])[0]))
+                variances.append(mean_variance(values))
+        if len(means) > 1:
+            squares += float(np.sum((np.array(means) - np.mean(means)) ** 2))
+            degrees += len(means) - 1
+            repeats += variances
+    return spread_bound(squares / degrees, degrees, float(np.mean(repeats))) if degrees else None
 
 
 # --- comparisons within a sweep ------------------------------------------------------------------
@@ -433,7 +452,7 @@ def compare_axis(df: pd.DataFrame, axis: str, baseline: str, columns: Sequence[s
     a paired metric): only settings run with both values are compared. A timed measure leaves
     out the settings where either side is below its noise floor (harness.analysis.resolution:
     `too_short` counts them, `steps_needed` says what would resolve them) and spreads each side
-    by the sweep's own run-to-run spread (`run_to_run`).
+    by the sweep's own run-to-run spread (`run_to_run`); without one, it calls nothing (NO_SPREAD).
     """
     ok = df[df["status"] == "ok"]
     # Settings that follow from the compared value (the freeze mask of a fine-tuning strategy) are no strata.
@@ -465,6 +484,8 @@ def compare_axis(df: pd.DataFrame, axis: str, baseline: str, columns: Sequence[s
             word = verdict(est, threshold, measure)
             if short and not est.strata:
                 word = too_short(Floor(False, max(f.steps for f in short)))
+            elif measure.timed and not one_program and spread.get(column) is None and est.strata:
+                word = NO_SPREAD
             elif one_program:
                 # Its ratio is drift; one beyond the threshold is worth a look (denormals, other load).
                 word = SAME_PROGRAM + (f", drift beyond ±{threshold:.0%}" if word in (measure.higher, measure.lower)

@@ -125,11 +125,10 @@ def between_sweeps(left: pd.DataFrame, right: pd.DataFrame, matched: list[str], 
     """The spread of a configuration's mean time between the two sweeps beyond its repeats (log scale, per side).
 
     Each matched configuration that resolves `column` on both sides gives a log ratio B/A (calls
-    `held_up` left out); their
-    spread about the median (a robust standard deviation, so that a few real changes do not
-    widen it), less what the repeats account for, is what two processes add to one
-    configuration; half of its variance is each side's. Bounded above as the run-to-run spread is
-    (findings.spread_bound). Needs three configurations; else None.
+    `held_up` left out); their spread about the median (a robust standard deviation, so that a
+    few real changes do not widen it), bounded above as the run-to-run spread is
+    (findings.spread_bound) and less what the repeats account for, is what two processes add to
+    one configuration; half of its variance is each side's. Needs three configurations; else None.
     """
     logs, repeats = [], []
     for key in matched:
@@ -266,7 +265,7 @@ PEAKS = {"calibrated_flops_per_s": ("calibrated matmul peak", 1e-9, "GFLOP/s"),
 def environment_lines(a: pd.DataFrame, b: pd.DataFrame) -> list[str]:
     """Where the two sweeps were measured: what is the same, what differs (versions, machine, commit, calibrated
     peaks), and what one of them did not record (a runs.parquet older than those fields)."""
-    same, differ, unrecorded = [], [], []
+    same, differ, unrecorded, peaks = [], [], [], []
     for name in MACHINE:
         values = [", ".join(sorted({key_text(v) for v in df[name] if nan_to_none(v) is not None})) if name in df
                   else "" for df in (a, b)]
@@ -279,10 +278,11 @@ def environment_lines(a: pd.DataFrame, b: pd.DataFrame) -> list[str]:
     for name, (title, scale, unit) in PEAKS.items():
         medians = [pd.to_numeric(df[name], errors="coerce").median() if name in df else math.nan for df in (a, b)]
         if all(math.isfinite(m) for m in medians):
-            differ.append(f"{title}: A {number_text(medians[0] * scale)} {unit}, B {number_text(medians[1] * scale)} "
-                          f"{unit} (B/A ×{number_text(medians[1] / medians[0])})")
+            peaks.append(f"{title} A {number_text(medians[0] * scale)} {unit}, B {number_text(medians[1] * scale)} "
+                         f"{unit} (B/A ×{number_text(medians[1] / medians[0])})")
     lines = [f"Measured alike: {'; '.join(same)}." if same else "",
              f"**Measured differently**: {'; '.join(differ)}." if differ else "",
+             f"Each process's calibration (median over the runs): {'; '.join(peaks)}." if peaks else "",
              f"Not recorded by one side (older records or runs.parquet): {', '.join(unrecorded)}." if unrecorded else ""]
     return [line for line in lines if line]
 

@@ -361,6 +361,7 @@ def samples(runs: pd.DataFrame, column: str) -> list[list[float]]:
 
 
 def ok_runs(runs: pd.DataFrame) -> list[pd.Series]:
+    """The ok runs of `runs`, one row each."""
     return [run for _, run in runs[runs["status"] == "ok"].iterrows()]
 
 
@@ -394,10 +395,10 @@ def run_to_run(runs: pd.DataFrame, column: str, threshold: float = THRESHOLD) ->
     """How far the time of one compiled program moves from run to run beyond its repeats (log scale).
 
     Measured on the runs themselves: ok runs that ran one XLA program (one `program_fingerprint`,
-    or seeds of one configuration in records without one) on one device and resolve the measure. Their pooled
-    variance of log mean time (less calls `held_up`), bounded above (`spread_bound`) and less what
-    their repeats account for, is the spread that jobs run minutes apart, or in two processes, add
-    and a run's repeats do not show. None when no two such runs exist.
+    or seeds of one configuration in records without one) on one device and resolve the measure.
+    Their pooled variance of log mean time (less calls `held_up`), bounded above (`spread_bound`)
+    and less what their repeats account for, is the spread that jobs run minutes apart, or in two
+    processes, add and a run's repeats do not show. None when no two such runs exist.
 
     >>> fast = {"status": "ok", "program_fingerprint": "p", "run_s_per_step_median": 1.0}
     >>> slow = {**fast, "run_s_per_step_median": 1.1}
@@ -442,6 +443,10 @@ def baselines_for(df: pd.DataFrame, overrides: Mapping[str, str] | None = None) 
         wanted = (overrides or {}).get(axis, DEFAULT_BASELINES.get(axis))
         out[axis] = wanted if wanted in values else values[0]
     return out
+
+
+FINDING_COLUMNS = ["axis", "baseline", "candidate", "metric", "ratio", "low", "high", "strata", "estimate", "verdict",
+                   "too_short", "steps_needed", "run_to_run"]
 
 
 def compare_axis(df: pd.DataFrame, axis: str, baseline: str, columns: Sequence[str], *,
@@ -496,10 +501,6 @@ def compare_axis(df: pd.DataFrame, axis: str, baseline: str, columns: Sequence[s
                          "steps_needed": max((f.steps for f in short), default=None),
                          "run_to_run": spread.get(column)})
     return pd.DataFrame(rows, columns=FINDING_COLUMNS)
-
-
-FINDING_COLUMNS = ["axis", "baseline", "candidate", "metric", "ratio", "low", "high", "strata", "estimate", "verdict",
-                   "too_short", "steps_needed", "run_to_run"]
 
 
 def same_program(a: pd.DataFrame, b: pd.DataFrame) -> bool:

@@ -36,11 +36,11 @@ def matrix_record(num: int, method: str, freeze: str, optimizer: str, lr: float,
     return rec
 
 
-def write_matrix(root: Path, *, methods=METHODS, slow=None, noise=0.02, seed=0) -> Path:
+def write_matrix(root: Path, *, methods=METHODS, freezes=FREEZES, slow=None, noise=0.02, seed=0) -> Path:
     rng = np.random.default_rng(seed)
     num = 0
     for method in methods:
-        for freeze in FREEZES:
+        for freeze in freezes:
             for optimizer in ("adam", "adamw"):
                 for lr in LRS:
                     for s in (1, 2):
@@ -242,3 +242,85 @@ def test_runs_of_one_compiled_program_are_not_called_slower_and_measure_the_swee
     other = comparisons(sweep("bbbb"))
     assert other[other["metric"] == "in_loop_s_per_step"].iloc[0]["verdict"] == "slower"
     assert "Same compiled" not in render_findings(sweep("bbbb"), other)
+
+
+# --- the noise floor and the run-to-run spread ---------------------------------------------------
+
+
+def _seed_scale_run(method: str, *, steps: int = 123, iqr: float = 1.5e-6, seed: int = 1, scale: float = 1.0) -> dict:
+    """A run as the seed study times it: ~0.3 µs steps inside a ~40 µs call whose 1-step calls spread by `iqr`."""
+    calls = [scale * (40e-6 + (steps - 1) * 0.3e-6) * f for f in (1.0, 1.02, 0.98, 1.01, 0.99)]
+    return {"status": "ok", "method": method, "freeze": "kernel", "optimizer": "adam", "seed": seed, "steps": steps,
+            "one_step_call_s": 40e-6, "one_step_call_iqr_s": iqr, "timer_resolution_s": 1e-9,
+            "run_s": json.dumps(calls), "timing_points": 1, "memory_bytes": None, "opt_state_bytes": None,
+            "test_mse": None, "program_fingerprint": f"{method} program"}
+
+
+def test_a_seed_scale_step_below_the_noise_floor_is_too_short_to_resolve_never_slower():
+    """123 steps of 0.3 µs are 37 µs of work; a ±5% change needs 40x the 1.5 µs jitter of a call (60 µs): the
+    in-loop time of a run 2x slower is 'too short', with the step count that would resolve it; 1,000 steps are not."""
+    df = pd.DataFrame([_seed_scale_run("diffstate"), _seed_scale_run("stop_gradient", scale=2.0)])
+    found = findings.comparisons(df)
+    step = found[found["metric"] == "in_loop_s_per_step"].iloc[0]
+    assert step["verdict"] == "too short to resolve: use more steps (at least 210)"
+    assert step["too_short"] == 1 and step["strata"] == 0
+    assert "run_s_per_step" in set(found["metric"])  # call / steps stands in, and holds the fixed cost
+    longer = pd.DataFrame([_seed_scale_run(method, steps=1000, seed=seed, scale=scale) for seed in (1, 2)
+                           for method, scale in (("diffstate", 1.0), ("stop_gradient", 2.0))])
+    step = findings.comparisons(longer).query("metric == 'in_loop_s_per_step'").iloc[0]
+    assert step["verdict"] == "slower" and step["too_short"] == 0  # two seeds: their spread is measured
+    assert findings.step_time_column(longer) == "in_loop_s_per_step"
+    one_seed = findings.comparisons(longer[longer["seed"] == 1]).query("metric == 'in_loop_s_per_step'").iloc[0]
+    assert one_seed["verdict"] == findings.NO_SPREAD  # one run a side and no control: the interval calls nothing
+
+
+def test_the_run_to_run_spread_of_one_program_widens_the_interval_of_a_run_with_steady_repeats():
+    """Two runs of one program a few percent apart beyond their repeats: an interval of repeats alone would call
+    a ×1.08 slower; holding the measured spread, it does not."""
+    runs = [{"status": "ok", "program_fingerprint": "p", "run_s_per_step_median": value}
+            for value in (1.0, 1.06, 0.95, 1.03)]
+    spread = findings.run_to_run(pd.DataFrame(runs), "run_s_per_step")
+    assert 0.05 < spread < 0.12  # the standard deviation seen, 0.045, bounded above: four runs are few
+    steady = [([[1.0, 1.001, 0.999, 1.0]], [[1.08, 1.081, 1.079, 1.08]])]
+    assert findings.verdict(findings.ratio_ci(steady, timed=True)) == "slower"
+    assert findings.verdict(findings.ratio_ci(steady, timed=True, between=spread)) != "slower"
+
+
+def test_a_call_the_os_held_up_does_not_move_a_timed_ratio():
+    """One repeat of five held up 20x: the mean of the five would read ×4.8; the ratio leaves it out."""
+    held = [([[1.0, 1.01, 0.99, 1.0, 1.0]], [[1.0, 1.01, 0.99, 1.0, 20.0]])]
+    assert findings.ratio_ci(held).ratio > 4
+    est = findings.ratio_ci(held, timed=True)
+    assert 0.98 < est.low < est.ratio < est.high < 1.02
+
+
+# --- the same report whatever the job order --------------------------------------------------------
+
+
+def test_the_same_records_in_two_job_orders_give_the_same_report_bytes(tmp_path):
+    """One sweep's runs, numbered, placed and started in two shuffled orders: report.md (but for its date) and
+    findings.csv are byte-identical, tables follow the config's order of names and ascending numbers, and the
+    report names no directory of this machine."""
+    made = write_matrix(tmp_path / "made", methods=("diffstate", "wrt_only", "stop_gradient"), freezes=("kernel", "head"),
+                        slow={"stop_gradient": 1.3})
+    records = [json.loads(p.read_text()) for p in made.rglob("result.json")]
+    config = "hydra:\n  sweeper:\n    params:\n      method: stop_gradient,diffstate,wrt_only\n      freeze: head,kernel\n"
+    texts = []
+    for order_seed in (1, 2):
+        sweep = tmp_path / f"order{order_seed}" / "study" / "2026-01-01_00-00-00-000000"
+        _write(sweep / "multirun.yaml", config)
+        for num, i in enumerate(np.random.default_rng(order_seed).permutation(len(records))):
+            rec = {**records[i], "job": {**records[i]["job"], "num": num},
+                   "started": f"2026-01-01T00:{num // 60:02d}:{num % 60:02d}+0000"}
+            _write(sweep / str(num) / "result.json", json.dumps(rec))
+        text = report.build_report(sweep)["report"].read_text()
+        assert str(tmp_path) not in text and text.count("`study/2026-01-01_00-00-00-000000`: 48 runs") == 1
+        assert pd.read_csv(sweep / "runs.csv")["path"].str.match(r"^\d+/result.json$").all()
+        texts.append((re.sub(r"\| report date \| .* \|", "", text), (sweep / "findings.csv").read_bytes()))
+    assert texts[0] == texts[1]
+    text = texts[0][0]
+    # names in the config's order (stop_gradient, diffstate, wrt_only; head, kernel), numbers ascending
+    assert text.index("| stop_gradient | ×") < text.index("| wrt_only | ×") < text.index("| freeze / head |")
+    assert "| diffstate, wrt_only | adam | head, kernel |" in text  # lists in cells: the same order
+    fit = text.split("## Fit\n", 1)[1]
+    assert fit.index("| 0.001 |") < fit.index("| 0.01 |")

@@ -593,3 +593,39 @@ def test_a_point_run_twice_counts_once_in_the_findings(tmp_path):
     report.write_report(sweep, df, tmp_path / "out")
     written = pd.read_csv(tmp_path / "out" / "findings.csv")
     np.testing.assert_allclose(written["ratio"], once["ratio"])
+
+
+def test_compare_reads_a_reference_directory_that_keeps_a_reports_table_and_no_records(tmp_path, capsys):
+    """results/reference/<experiment>/ keeps a report's runs.parquet, not its records: compare reads it, matches
+    the configurations by the records' identity across a config leaf a later version added, says where the two
+    sweeps were measured differently, and still flags a real slowdown."""
+    report.build_report(write_sweep(tmp_path / "made", broken=False), tmp_path / "reference")
+    assert not list((tmp_path / "reference").rglob("result.json"))
+    newer = write_sweep(tmp_path / "newer", broken=False)
+    slower = write_sweep(tmp_path / "slower", broken=False, slow={(m, o, n, s): 1.3 for m in METHODS
+                                                                 for o in OPTIMIZERS for n in STEPS for s in SEEDS})
+    for path in [*newer.rglob("result.json"), *slower.rglob("result.json")]:
+        rec = json.loads(path.read_text())
+        rec["config"]["train"]["new_setting"] = 1
+        rec["environment"]["versions"]["jax"] = "0.10.3"
+        path.write_text(json.dumps(rec))
+    assert report.main_compare([str(tmp_path / "reference"), str(newer), "--fail-on-regression"]) == 0
+    out = capsys.readouterr().out
+    assert f"Read: A runs.parquet of a report ({N_OK} runs, no records), B {N_OK} records." in out
+    assert f"{N_CONFIGS} matched, 0 with a regression, 0 unmatched" in out
+    assert "jax_version: A 0.10.2, B 0.10.3" in out and "left out of the match: B: train.new_setting." in out
+    assert report.main_compare([str(tmp_path / "reference"), str(slower), "--fail-on-regression"]) == 1
+    assert f"{N_CONFIGS} matched, {N_CONFIGS} with a regression" in capsys.readouterr().out
+
+
+def test_compare_says_when_no_spread_between_runs_could_be_measured(tmp_path, capsys):
+    """One configuration, one run a side, compiled to two programs (the code changed): nothing measures how far two
+    processes differ, and the header says so."""
+    for side in ("a", "b"):
+        rec = make_record(0, "diffstate", "adam", 50, 1)
+        rec["timing"]["program"] = f"program of {side}"
+        _write(tmp_path / side / "0" / "result.json", json.dumps(rec))
+    assert report.main_compare([str(tmp_path / "a"), str(tmp_path / "b"), "--fail-on-regression"]) == 0
+    assert "**No spread between runs could be measured**" in capsys.readouterr().out
+    assert report.main_compare([str(tmp_path / "a"), str(write_sweep(tmp_path / "sweep", broken=False))]) == 0
+    assert "No spread between runs" not in capsys.readouterr().out  # seeds of one configuration measure it

@@ -74,8 +74,10 @@ def test_a_multirun_ends_with_the_findings_headline(sweep):
     out = sweep["proc"].stdout
     assert "sweep: 2/2 done" in out
     tail = out[out.index("report: "):]
-    # 20 steps of the seed's model can end within the 1-step call's noise: then call / steps is compared.
-    assert re.search(r"(in-loop step time|run time / step), method / diffstate \(95% CI\): stop_gradient ×", tail)
+    # 20 steps of the seed's model can end within the 1-step call's noise: then call / steps is compared, and
+    # that too may be below the noise floor (harness/analysis/resolution.py).
+    assert re.search(r"(in-loop step time|run time / step), method / diffstate \(95% CI\): stop_gradient "
+                     r"(×|— too short to resolve: use more steps \(at least \d+\))", tail)
     assert "Frozen parameters bitwise unchanged in every run: diffstate (1 run)." in tail
     assert "Frozen parameters moved: stop_gradient in 1 of 1 runs, L2 up to " in tail  # AdamW's weight decay
 

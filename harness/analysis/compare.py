@@ -1,35 +1,50 @@
 """`harness compare A B`: two sweeps matched by configuration, as ratios B/A with confidence intervals.
 
-Configurations match on what a run computes (`config_key`) less the seed, so an
-experiment renamed, moved or resumed still matches, and seeds are replicates:
-each ratio's 95% bootstrap CI covers every timed repeat of every seed
-(harness.analysis.findings). A change is flagged only when the whole interval lies
-beyond the threshold, as `asv compare` and criterion.rs do: the same sweep run
-twice on the same code is "no significant difference" even when its medians
-differ by a few percent. Every compared column is a cost: higher is worse.
+Configurations match on what a run computes (`config_key`) less the seed and any config
+leaf only one sweep has, so an experiment renamed, moved, resumed or run by another version
+of the harness still matches, and seeds are replicates: each ratio's 95% bootstrap CI covers
+every timed repeat of every seed (harness.analysis.findings) and the spread of a
+configuration between runs and between the two sweeps (`between_sweeps`). A change is
+flagged only when the whole interval lies beyond the threshold, as `asv compare` and
+criterion.rs do, and a step time below its noise floor (harness.analysis.resolution) is
+"too short to resolve", never a change. Every compared column is a cost: higher is worse.
+A side is a sweep's records, or the runs.parquet a committed reference keeps; the header
+says where each side was measured.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import math
 import sys
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
+from scipy import stats
 
 from harness.analysis import findings
 from harness.analysis.frames import (
     ALWAYS_KEYS,
     AXIS_COLUMNS,
     compile_sources,
+    config_leaves,
     extra_axes,
-    load_records,
+    key_text,
+    load_runs,
     markdown_table,
+    nan_to_none,
+    natural_order,
+    number_text,
     splitting_keys,
+    sweep_order,
     typed,
+    without_seed,
 )
+from harness.analysis.resolution import IN_LOOP, Floor, floor_of, too_short
+from harness.core.fields import ENVIRONMENT
 from harness.core.files import atomic_path
 from harness.core.metrics import METRICS
 
@@ -43,6 +58,7 @@ COSTS = (
     ("memory_bytes", "memory"),
 )
 PARTS = ("ratio", "low", "high", "verdict")
+MAD_EFFICIENCY = 0.37  # of the median absolute deviation against the standard deviation, for normal samples
 
 
 def parse_threshold(text: str) -> float:
@@ -74,26 +90,17 @@ def _compared_axes(df: pd.DataFrame) -> list[str]:
     return [k for k in AXIS_COLUMNS if k not in ("experiment", "seed")] + extra_axes(df)
 
 
-def without_seed(key: str) -> str:
-    """A `config_key` less the task's seed: seeds of one configuration are its replicates."""
-    try:
-        leaves = json.loads(key)
-    except (TypeError, ValueError):
-        return key
-    leaves.pop("task.seed", None)
-    return json.dumps(leaves, sort_keys=True)
-
-
 def _status(runs: pd.DataFrame) -> str:
     """'ok' when every run is, else the statuses seen, e.g. 'diverged,ok'."""
     statuses = sorted(set(runs["status"]))
     return "ok" if statuses == ["ok"] else ",".join(statuses)
 
 
-def per_config(df: pd.DataFrame) -> pd.DataFrame:
-    """One row per configuration (seeds pooled): axes, status, runs, overrides, and the runs themselves."""
+def per_config(df: pd.DataFrame, leaves: Collection[str] | None = None) -> pd.DataFrame:
+    """One row per configuration (seeds pooled; config leaves not in `leaves` left out): axes, status, runs,
+    overrides, and the runs themselves."""
     axes = _compared_axes(df)
-    df = df.assign(config=[without_seed(k) for k in df["config_key"]])
+    df = df.assign(config=[without_seed(k, leaves) for k in df["config_key"]])
     rows = []
     for (key,), g in df.groupby(["config"], dropna=False, sort=False):
         ok = g[g["status"] == "ok"]
@@ -105,10 +112,10 @@ def per_config(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def compared_columns(a: pd.DataFrame, b: pd.DataFrame) -> list[tuple[str, str]]:
-    """COSTS (less the in-loop step time when either sweep does not resolve it, findings.step_time_column), then
-    the train and test value of each metric both sweeps have."""
-    both = all(findings.step_time_column(df) == "in_loop_s_per_step" for df in (a, b))
-    costs = [(name, title) for name, title in COSTS if (name != "in_loop_s_per_step" or both)
+    """COSTS (less the in-loop step time when either sweep did not measure it, and the time to a target when
+    either has none), then the train and test value of each metric both sweeps have."""
+    both = all(any(findings.run_samples(run, IN_LOOP) for run in findings.ok_runs(df)) for df in (a, b))
+    costs = [(name, title) for name, title in COSTS if (name != IN_LOOP or both)
              and (name != "time_to_target_s" or all(name in df and df[name].notna().any() for df in (a, b)))]
     quality = [(f"{split}_{m.name}", f"{split} {m.title}") for m in METRICS.values() for split in ("train", "test")]
     return costs + [(name, title) for name, title in quality
@@ -125,8 +132,44 @@ def strata(a: pd.DataFrame, b: pd.DataFrame, metric: findings.Measure) -> list[t
             for s in seeds]
 
 
+def _floor(a: pd.Series, b: pd.Series, metric: findings.Measure, threshold: float) -> Floor:
+    """Whether both sides of a configuration resolve a timed `metric` (harness.analysis.resolution)."""
+    return floor_of([*findings.ok_runs(a["rows"]), *findings.ok_runs(b["rows"])], metric.column, threshold)
+
+
+def between_sweeps(left: pd.DataFrame, right: pd.DataFrame, matched: list[str], column: str,
+                   threshold: float) -> float | None:
+    """The spread of a configuration's mean time between the two sweeps beyond its repeats (log scale, per side).
+
+    Each matched configuration that resolves `column` on both sides gives a log ratio B/A (calls
+    `held_up` left out); their spread about the median (a robust standard deviation, so that a
+    few real changes do not widen it), bounded above as the run-to-run spread is
+    (findings.spread_bound) and less what the repeats account for, is what two processes add to
+    one configuration; half of its variance is each side's. Needs three configurations; else None.
+    """
+    logs, repeats = [], []
+    for key in matched:
+        a, b = left.at[key, "rows"], right.at[key, "rows"]
+        if not floor_of([*findings.ok_runs(a), *findings.ok_runs(b)], column, threshold).resolved:
+            continue
+        sides = [findings.samples(side, column) for side in (a, b)]
+        if not all(sides):
+            continue
+        sides = [[np.asarray(run)[~findings.held_up(run)] for run in side] for side in sides]
+        values = [np.mean([run.mean() for run in side]) for side in sides]
+        if min(values) <= 0:
+            continue
+        logs.append(math.log(values[1] / values[0]))
+        repeats.append(sum(np.mean([findings.mean_variance(run) for run in side]) / len(side) for side in sides))
+    if len(logs) < 3:
+        return None
+    spread = float(stats.median_abs_deviation(logs, scale="normal"))
+    bound = findings.spread_bound(spread ** 2, MAD_EFFICIENCY * (len(logs) - 1), float(np.median(repeats)))
+    return bound / math.sqrt(2)
+
+
 def _compare_one(a: pd.Series, b: pd.Series, threshold: float, columns: list[tuple[str, str]],
-                 seed: int) -> dict[str, Any]:
+                 spread: dict[str, float | None], seed: int) -> dict[str, Any]:
     """Ratios B/A of one configuration with CIs and verdicts; flags for worse-beyond-threshold and status."""
     out: dict[str, Any] = {"status": a["status"] if a["status"] == b["status"] else f"{a['status']} → {b['status']}"}
     flags = []
@@ -136,8 +179,13 @@ def _compare_one(a: pd.Series, b: pd.Series, threshold: float, columns: list[tup
         flags.append("status ok (improvement)")
     for name, title in columns:
         metric = findings.MEASURES[name]
-        est = findings.ratio_ci(strata(a["rows"], b["rows"], metric), exact=metric.exact or metric.paired, seed=seed)
+        est = findings.ratio_ci(strata(a["rows"], b["rows"], metric), exact=metric.exact or metric.paired,
+                                between=spread.get(name) or 0.0, timed=metric.timed, seed=seed)
         word = findings.verdict(est, threshold, metric)
+        if not (below := _floor(a, b, metric, threshold)).resolved:
+            word = too_short(below)  # never slower, faster or a regression
+        elif metric.timed and spread.get(name) is None:
+            word = findings.NO_SPREAD
         out.update({f"{name}_ratio": est.ratio, f"{name}_low": est.low, f"{name}_high": est.high,
                     f"{name}_verdict": word, f"{name}_text": est.text()})
         if word in (metric.higher, metric.lower):
@@ -148,19 +196,26 @@ def _compare_one(a: pd.Series, b: pd.Series, threshold: float, columns: list[tup
 
 
 def overall(left: pd.DataFrame, right: pd.DataFrame, matched: list[str], columns: list[tuple[str, str]],
-            threshold: float, seed: int) -> pd.DataFrame:
-    """Per metric, B/A over every matched configuration: geometric mean, stratified CI, verdict."""
+            threshold: float, spread: dict[str, float | None], seed: int) -> pd.DataFrame:
+    """Per metric, B/A over every matched configuration that resolves it: geometric mean, stratified CI, verdict."""
     rows = []
     for name, title in columns:
         metric = findings.MEASURES[name]
-        pairs = [pair for k in matched for pair in strata(left.at[k, "rows"], right.at[k, "rows"], metric)]
-        est = findings.ratio_ci(pairs, exact=metric.exact or metric.paired, seed=seed)
-        word = findings.verdict(est, threshold, findings.MEASURES[name])
+        floors = {k: _floor(left.loc[k], right.loc[k], metric, threshold) for k in matched}
+        resolved = [k for k in matched if floors[k].resolved]
+        pairs = [pair for k in resolved for pair in strata(left.at[k, "rows"], right.at[k, "rows"], metric)]
+        est = findings.ratio_ci(pairs, exact=metric.exact or metric.paired, between=spread.get(name) or 0.0,
+                                timed=metric.timed, seed=seed)
+        word = findings.verdict(est, threshold, metric)
+        if matched and not resolved:
+            word = too_short(Floor(False, max(f.steps for f in floors.values())))
+        elif metric.timed and spread.get(name) is None:
+            word = findings.NO_SPREAD
         rows.append({"metric": title, "column": name, "ratio": est.ratio, "low": est.low, "high": est.high,
-                     "configurations": est.strata, "estimate": est.text(), "verdict": word,
-                     "regression": word == findings.MEASURES[name].worse})
-    return pd.DataFrame(rows, columns=["metric", "column", "ratio", "low", "high", "configurations", "estimate",
-                                       "verdict", "regression"])
+                     "configurations": est.strata, "too_short": len(matched) - len(resolved), "estimate": est.text(),
+                     "verdict": word, "regression": word == metric.worse, "run_to_run": spread.get(name)})
+    return pd.DataFrame(rows, columns=["metric", "column", "ratio", "low", "high", "configurations", "too_short",
+                                       "estimate", "verdict", "regression", "run_to_run"])
 
 
 def compare(a: pd.DataFrame, b: pd.DataFrame, threshold: float = findings.THRESHOLD, *,
@@ -169,9 +224,13 @@ def compare(a: pd.DataFrame, b: pd.DataFrame, threshold: float = findings.THRESH
 
     A configuration whose runs were all ok in A and are not in B is a regression
     too. `compare.attrs["overall"]` holds `overall` over the matched configurations.
+    Configurations match on the config leaves both sweeps have: a leaf one version of the
+    harness added or dropped (`table.attrs["left_out"]` names them) does not part them.
     """
-    left = per_config(a).set_index("config_key", drop=False)
-    right = per_config(b).set_index("config_key", drop=False)
+    leaves = {"A": config_leaves(a), "B": config_leaves(b)}
+    common = leaves["A"] & leaves["B"]
+    left = per_config(a, common).set_index("config_key", drop=False)
+    right = per_config(b, common).set_index("config_key", drop=False)
     axes = list(dict.fromkeys([*_compared_axes(a), *_compared_axes(b)]))
     columns = compared_columns(a, b)
 
@@ -179,8 +238,17 @@ def compare(a: pd.DataFrame, b: pd.DataFrame, threshold: float = findings.THRESH
         return {k: side.at[key, k] if k in side else None for k in axes}
 
     matched = [key for key in left.index if key in right.index]
+    # Timed measures: the larger of each sweep's own run-to-run spread and the spread between the sweeps;
+    # None when neither sweep can measure one.
+    spread = {}
+    for name, _ in columns:
+        if findings.MEASURES[name].timed:
+            # Runs of one program in either sweep, or in both (an unchanged program: its spread spans processes).
+            measured = [findings.run_to_run(pd.concat([a, b], ignore_index=True), name, threshold),
+                        between_sweeps(left, right, matched, name, threshold)]
+            spread[name] = max((m for m in measured if m is not None), default=None)
     rows = [{**axes_of(left, key), "seeds": int(min(left.at[key, "seeds"], right.at[key, "seeds"])),
-             **_compare_one(left.loc[key], right.loc[key], threshold, columns, seed)} for key in matched]
+             **_compare_one(left.loc[key], right.loc[key], threshold, columns, spread, seed)} for key in matched]
     unmatched = [{"only in": name, **axes_of(side, key), "status": side.at[key, "status"],
                   "overrides": side.at[key, "overrides"]}
                  for name, side, other in (("A", left, right), ("B", right, left))
@@ -189,8 +257,9 @@ def compare(a: pd.DataFrame, b: pd.DataFrame, threshold: float = findings.THRESH
                                         *(f"{name}_{part}" for name, _ in columns for part in (*PARTS, "text")),
                                         "regression", "flags"])
     table = typed(table)
-    table.attrs["overall"] = overall(left, right, matched, columns, threshold, seed)
+    table.attrs["overall"] = overall(left, right, matched, columns, threshold, spread, seed)
     table.attrs["columns"] = columns
+    table.attrs["left_out"] = {side: sorted(found - common) for side, found in leaves.items()}
     return table, typed(pd.DataFrame(unmatched, columns=["only in", *axes, "status", "overrides"]))
 
 
@@ -204,14 +273,63 @@ def _shown_axes(*frames: pd.DataFrame) -> list[str]:
     return splitting_keys(typed(pd.DataFrame(rows, columns=names)), ALWAYS_KEYS, names)
 
 
-def compare_markdown(table: pd.DataFrame, unmatched: pd.DataFrame, threshold: float, a: Path, b: Path) -> str:
-    """The comparison as markdown: the overall ratios, then B/A per configuration (regressions in bold)."""
+# Where two sweeps were measured: the same, or not, in these (the calibrated peaks as medians and a ratio).
+MACHINE = [f.column for f in ENVIRONMENT if f.kind is not float] + ["git_commit"]
+PEAKS = {"calibrated_flops_per_s": ("calibrated matmul peak", 1e-9, "GFLOP/s"),
+         "calibrated_copy_bytes_per_s": ("calibrated copy rate", 1e-9, "GB/s")}
+
+
+def environment_lines(a: pd.DataFrame, b: pd.DataFrame) -> list[str]:
+    """Where the two sweeps were measured: what is the same, what differs (versions, machine, commit, calibrated
+    peaks), and what one of them did not record (a runs.parquet older than those fields)."""
+    same, differ, unrecorded, peaks = [], [], [], []
+    for name in MACHINE:
+        values = [", ".join(sorted({key_text(v) for v in df[name] if nan_to_none(v) is not None})) if name in df
+                  else "" for df in (a, b)]
+        if not all(values):
+            unrecorded += [name] if any(values) else []
+        elif values[0] == values[1]:
+            same.append(f"{name} {values[0]}")
+        else:
+            differ.append(f"{name}: A {values[0]}, B {values[1]}")
+    for name, (title, scale, unit) in PEAKS.items():
+        medians = [pd.to_numeric(df[name], errors="coerce").median() if name in df else math.nan for df in (a, b)]
+        if all(math.isfinite(m) for m in medians):
+            peaks.append(f"{title} A {number_text(medians[0] * scale)} {unit}, B {number_text(medians[1] * scale)} "
+                         f"{unit} (B/A ×{number_text(medians[1] / medians[0])})")
+    lines = [f"Measured alike: {'; '.join(same)}." if same else "",
+             f"**Measured differently**: {'; '.join(differ)}." if differ else "",
+             f"Each process's calibration (median over the runs): {'; '.join(peaks)}." if peaks else "",
+             f"Not recorded by one side (older records or runs.parquet): {', '.join(unrecorded)}." if unrecorded else ""]
+    return [line for line in lines if line]
+
+
+def compare_markdown(table: pd.DataFrame, unmatched: pd.DataFrame, threshold: float, a: Path, b: Path,
+                     header: list[str] = ()) -> str:
+    """The comparison as markdown: where each side was measured, the overall ratios, then B/A per configuration
+    (regressions in bold)."""
     keys = _shown_axes(table, unmatched)
     columns = table.attrs.get("columns", [])
-    lines = ["# Compare: B / A\n", f"A: `{a}`  \nB: `{b}`  \nthreshold: {threshold:.1%}; ratios B/A with "
-             f"{findings.CONFIDENCE:.0%} bootstrap CIs over repeats and seeds (seeded); a change is called only when "
-             "the whole CI lies beyond the threshold. Higher is worse for every column.\n"]
     everything = table.attrs.get("overall")
+    timed = everything[everything["column"].map(lambda c: findings.MEASURES[c].timed)] if everything is not None \
+        else pd.DataFrame(columns=["configurations", "run_to_run"])
+    spread = timed["run_to_run"].dropna()
+    lines = ["# Compare: B / A\n", f"A: `{a}`  \nB: `{b}`  \nthreshold: {threshold:.1%}; ratios B/A with "
+             f"{findings.CONFIDENCE:.0%} bootstrap CIs over repeats and seeds (seeded), holding the spread of one "
+             f"configuration between runs and between the sweeps"
+             + (f" (±{max(spread):.1%}, log scale)" if len(spread) else "")
+             + "; a change is called only when the whole CI lies beyond the threshold, and a step time whose work is "
+             f"within the jitter of a call is {findings.TOO_SHORT}, never a change. Higher is worse for every "
+             "column.\n", *(line + "\n" for line in header)]
+    if (timed["configurations"] > 0).any() and timed.loc[timed["configurations"] > 0, "run_to_run"].isna().any():
+        lines.append("**No spread between runs could be measured** (fewer than three matched configurations resolve "
+                     "a step time, and no two runs of one compiled program): the step-time intervals hold each run's "
+                     "repeats only, and two processes can differ by more, so they call nothing. Add seeds or "
+                     "configurations.\n")
+    left_out = {side: names for side, names in table.attrs.get("left_out", {}).items() if names}
+    if left_out:
+        lines.append("Config leaves in one sweep only, left out of the match: "
+                     + "; ".join(f"{side}: {', '.join(names)}" for side, names in left_out.items()) + ".\n")
     if everything is not None and len(everything):
         lines.append(f"Over all {len(table)} matched configurations (geometric mean):\n")
         lines.append(markdown_table(pd.DataFrame({
@@ -258,21 +376,23 @@ def main_compare(argv: list[str] | None = None) -> int:
         threshold = parse_threshold(args.threshold)
     except ValueError as err:
         parser.error(str(err))
-    frames = []
+    frames, sources = [], []
     for side, path in (("A", args.a), ("B", args.b)):
         if not path.is_dir():
             print(f"harness compare: not a directory: {path}", file=sys.stderr)
             return 2
-        df, problems = load_records(path)
+        df, problems, source = load_runs(path)
         for bad, why in problems:
             print(f"unreadable record skipped: {bad}: {why}", file=sys.stderr)
         if df.empty:
             print(f"harness compare: {side} ({path}) holds no readable record: nothing to compare"
                   + (f" ({len(problems)} unreadable)" if problems else ""), file=sys.stderr, flush=True)
             return 1
-        frames.append(df)
+        frames.append(natural_order(df, sweep_order(path)))
+        sources.append(source)
     table, unmatched = compare(*frames, threshold=threshold)
-    text = compare_markdown(table, unmatched, threshold, args.a, args.b)
+    header = [f"Read: A {sources[0]}, B {sources[1]}.", *environment_lines(*frames)]
+    text = compare_markdown(table, unmatched, threshold, args.a, args.b, header)
     print(text, flush=True)
     if args.out:
         try:

@@ -10,7 +10,10 @@ run, so the interval covers the drift between runs (seeds, jobs minutes apart)
 and not only the spread of one run's repeats. Percentile, as criterion.rs
 uses, because BCa is undefined for the many exactly repeatable metrics (bytes).
 Runs of one compiled program (one `program_fingerprint`) are called "same
-compiled program", never slower or faster: their ratio is the sweep's drift.
+compiled program", never slower or faster: their ratio is the sweep's drift, and
+their spread (`run_to_run`) is held by every other timed interval. A timed setting
+below its noise floor (harness.analysis.resolution) is left out, and a comparison
+with none left is "too short to resolve: use more steps (at least N)".
 
 The verdict follows criterion.rs and `asv compare`: a change is called only
 when the whole interval lies beyond the threshold; an interval that holds 1 is
@@ -23,7 +26,6 @@ when the whole interval lies beyond the threshold; an interval that holds 1 is
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -39,13 +41,17 @@ from harness.analysis.frames import (
     markdown_table,
     nan_to_none,
     number_text,
+    without_seed,
 )
+from harness.analysis.resolution import IN_LOOP, PER_CALL, TOO_SHORT, Floor, floor, floor_of, timed_calls, too_short
 from harness.core.metrics import METRICS, Metric
 
 THRESHOLD = 0.05
 CONFIDENCE = 0.95
 SEED = 0  # the bootstrap's: the same records always give the same report
 RESAMPLES = 4999
+# A spread between runs is measured on few of them: intervals hold its upper bound at this confidence (`spread_bound`).
+SPREAD_CONFIDENCE = 0.8
 # Axes whose values are compared with each other; method against diffstate unless told otherwise.
 COMPARED_AXES = ("fine_tuning", "method", "freeze", "optimizer")
 DEFAULT_BASELINES = {"method": "diffstate", "fine_tuning": "scratch"}
@@ -92,6 +98,8 @@ MEASURES = {m.column: m for m in (
 )}
 NO_DIFFERENCE = "no significant difference"
 SAME_PROGRAM = "same compiled program"
+# A timed interval without a measured spread between runs holds one process's repeats only: no verdict.
+NO_SPREAD = "not tested: no spread between runs measured (add a seed)"
 
 
 @dataclass(frozen=True)
@@ -126,12 +134,32 @@ MISSING = Estimate(math.nan, math.nan, math.nan)
 Side = Sequence[Any]  # one side of a stratum: runs, each a sequence of samples (its timed repeats) or one number
 
 
-def _runs(side: Side) -> list[np.ndarray]:
-    """A side's runs as arrays of their finite samples; a bare number is a run of one sample."""
+def held_up(values: Sequence[float]) -> np.ndarray:
+    """Which timed samples are calls something else held up: above Q3 + 3 IQR of the run's samples (criterion.rs's
+    severe outliers, on the slow side only: no call runs faster than its work).
+
+    A clock's readings have a long right tail: a call the OS preempts on a busy machine reads 20x the
+    others, and one such call in five moves their mean 4x.
+
+    >>> held_up([1.0, 1.01, 0.99, 1.0, 20.0]).tolist()
+    [False, False, False, False, True]
+    """
+    values = np.asarray(values, dtype=float)
+    if len(values) < 4:
+        return np.zeros(len(values), dtype=bool)
+    q1, q3 = np.percentile(values, [25, 75])
+    return values > q3 + 3 * (q3 - q1)
+
+
+def _runs(side: Side, timed: bool = False) -> list[np.ndarray]:
+    """A side's runs as arrays of their finite samples (less those `held_up`, for `timed` ones); a bare number is a
+    run of one sample."""
     out = []
     for run in side:
         values = [run] if np.isscalar(run) else list(run)
         values = np.asarray([v for v in values if nan_to_none(v) is not None], dtype=float)
+        if timed:
+            values = values[~held_up(values)]
         if len(values):
             out.append(values)
     return out
@@ -142,7 +170,22 @@ def _side_mean(runs: list[np.ndarray]) -> float:
     return float(np.mean([r.mean() for r in runs]))
 
 
-def _resampled_means(runs: list[np.ndarray], rng: np.random.Generator, resamples: int) -> np.ndarray:
+def _logs(values: Any) -> np.ndarray:
+    """Natural logs of times, a time of 0 (an in-loop time clamped at 0) read as the smallest positive float."""
+    return np.log(np.maximum(np.asarray(values, dtype=float), np.finfo(float).tiny))
+
+
+def mean_variance(run: Sequence[float]) -> float:
+    """The variance of the log of a run's mean that its repeats account for.
+
+    >>> round(mean_variance([1.0, 1.1, 0.9, 1.0]), 5)
+    0.00168
+    """
+    return float(np.var(_logs(run), ddof=1) / len(run)) if len(run) > 1 else 0.0
+
+
+def _resampled_means(runs: list[np.ndarray], rng: np.random.Generator, resamples: int,
+                     between: float = 0.0) -> np.ndarray:
     """The side's mean under `resamples` bootstrap resamples, at the highest level that varies.
 
     Two or more runs: their means are drawn with replacement (a cluster bootstrap: the spread
@@ -150,24 +193,39 @@ def _resampled_means(runs: list[np.ndarray], rng: np.random.Generator, resamples
     count it twice). One run: its repeats are drawn. The values are first spread about their
     mean by sqrt(k / (k - 1)): the plain bootstrap's variance of a mean of k values is
     (k - 1) / k of the unbiased one, half of it for the two seeds of a typical sweep.
+
+    `between` is the spread of a run's mean between runs beyond its repeats (log scale, measured
+    elsewhere: `run_to_run`, harness.analysis.compare's spread between sweeps). A side whose own runs
+    vary less than that is spread by a log-normal factor that tops its variance up to it.
     """
     values = runs[0] if len(runs) == 1 else np.array([r.mean() for r in runs])
     k = len(values)
     if k < 2:
-        return np.full(resamples, float(values.mean()))
-    values = values.mean() + (values - values.mean()) * math.sqrt(k / (k - 1))
-    return values[rng.integers(0, k, (resamples, k))].mean(axis=1)
+        means = np.full(resamples, float(values.mean()))
+    else:
+        values = values.mean() + (values - values.mean()) * math.sqrt(k / (k - 1))
+        means = values[rng.integers(0, k, (resamples, k))].mean(axis=1)
+    if between > 0:
+        clusters = len(runs)
+        seen = float(np.var(_logs([r.mean() for r in runs]), ddof=1)) if clusters > 1 else 0.0
+        repeats = float(np.mean([mean_variance(r) for r in runs]))
+        extra = max(0.0, between ** 2 + repeats - seen) / clusters if clusters > 1 else between ** 2
+        means = means * np.exp(rng.normal(0.0, math.sqrt(extra), resamples))
+    return means
 
 
-def ratio_ci(strata: Iterable[tuple[Side, Side]], *, exact: bool = False,
-             confidence: float = CONFIDENCE, seed: int = SEED, resamples: int = RESAMPLES) -> Estimate:
+def ratio_ci(strata: Iterable[tuple[Side, Side]], *, exact: bool = False, between: float = 0.0,
+             timed: bool = False, confidence: float = CONFIDENCE, seed: int = SEED,
+             resamples: int = RESAMPLES) -> Estimate:
     """Geometric mean over strata of mean(candidate) / mean(baseline), with a stratified bootstrap CI.
 
     `strata` holds (baseline, candidate) pairs; each side lists runs, and each run is a
     sequence of samples (one per timed repeat) or a single number. Each stratum's sides are
     resampled independently: their runs when there are several, so the interval covers drift
     between runs (seeds, jobs run minutes apart) and not only the spread of one run's
-    repeats; the repeats of a side's only run otherwise (`_resampled_means`). Written here
+    repeats; the repeats of a side's only run otherwise (`_resampled_means`), topped up to the
+    spread `between` runs measured elsewhere (log scale; 0: none). A `timed` measure leaves out
+    the calls something else held up (`held_up`). Written here
     because `scipy.stats.bootstrap` draws independent observations only. Percentile interval,
     seeded. A pair with an empty side, or a mean of 0 on the baseline side, is left out. A
     zero-width interval means no sample varies (or the metric is `exact`, the same for every
@@ -182,10 +240,13 @@ def ratio_ci(strata: Iterable[tuple[Side, Side]], *, exact: bool = False,
     >>> two_runs_apart = ratio_ci([([[1.0, 1.01, 0.99], [1.3, 1.31, 1.29]], [[1.2, 1.21, 1.19], [1.5, 1.51, 1.49]])])
     >>> one_run.high - one_run.low < 0.05 < two_runs_apart.high - two_runs_apart.low
     True
+    >>> preempted = [[1.0, 1.01, 0.99, 1.0, 20.0]]  # one call of five held up by the OS
+    >>> ratio_ci([(preempted, [[1.0, 1.01, 0.99, 1.0, 1.0]])], timed=True).text()
+    '×0.998 [0.989, 1.01]'
     """
     pairs = []
     for baseline, candidate in strata:
-        baseline, candidate = _runs(baseline), _runs(candidate)
+        baseline, candidate = _runs(baseline, timed), _runs(candidate, timed)
         if baseline and candidate and _side_mean(baseline) > 0 and _side_mean(candidate) >= 0:
             pairs.append((baseline, candidate))
     if not pairs:
@@ -196,12 +257,12 @@ def ratio_ci(strata: Iterable[tuple[Side, Side]], *, exact: bool = False,
     smallest = min(sum(len(r) for r in side) for side in sides)
     if all(len(side) == 1 and len(side[0]) == 1 for side in sides) and not exact:
         return Estimate(point, math.nan, math.nan, len(pairs), smallest)
-    if all(np.ptp(np.concatenate(side)) == 0 for side in sides):
+    if not between and all(np.ptp(np.concatenate(side)) == 0 for side in sides):
         return Estimate(point, point, point, len(pairs), smallest)
     rng = np.random.default_rng(seed)
-    resampled = [(_resampled_means(b, rng, resamples), _resampled_means(c, rng, resamples)) for b, c in pairs]
-    ratios = np.exp(np.mean([np.log(np.maximum(c, 1e-300)) - np.log(np.maximum(b, 1e-300)) for b, c in resampled],
-                            axis=0))
+    resampled = [(_resampled_means(b, rng, resamples, between), _resampled_means(c, rng, resamples, between))
+                 for b, c in pairs]
+    ratios = np.exp(np.mean([_logs(c) - _logs(b) for b, c in resampled], axis=0))
     tail = (1 - confidence) / 2 * 100
     low, high = np.percentile(ratios, [tail, 100 - tail])
     return Estimate(point, float(low), float(high), len(pairs), smallest)
@@ -267,13 +328,6 @@ def is_worse(word: str, measure: Measure) -> bool:
 # --- samples per run -----------------------------------------------------------------------------
 
 
-def _timed_calls(run: Mapping) -> tuple[list[float], float | None, int]:
-    """(every timed training's seconds, the 1-step call's seconds, compiled calls per training) of a run row."""
-    repeats = nan_to_none(run.get("run_s"))
-    repeats = json.loads(repeats) if isinstance(repeats, str) else []
-    return repeats, nan_to_none(run.get("one_step_call_s")), nan_to_none(run.get("timing_chunks")) or 1
-
-
 def run_samples(run: Mapping, column: str) -> list[float]:
     """The values a run contributes to a comparison of `column`: one per timed repeat for times, else one.
 
@@ -286,12 +340,12 @@ def run_samples(run: Mapping, column: str) -> list[float]:
     [100.0, 110.0]
     """
     value = nan_to_none(run.get(column))
-    repeats, one_step, chunks = _timed_calls(run)
+    repeats, one_step, chunks = timed_calls(run)
     steps = nan_to_none(run.get("steps"))
-    if column == "in_loop_s_per_step":
+    if column == IN_LOOP:
         if repeats and one_step is not None and steps and steps > chunks:
             return [max(r - chunks * one_step, 0.0) / (steps - chunks) for r in repeats]
-    elif column == "run_s_per_step":
+    elif column == PER_CALL:
         points = nan_to_none(run.get("timing_points")) or 1
         if repeats and steps:
             return [r / steps / points for r in repeats]
@@ -307,28 +361,70 @@ def samples(runs: pd.DataFrame, column: str) -> list[list[float]]:
     return [values for _, run in ok.iterrows() if (values := run_samples(run, column))]
 
 
-def resolves_in_loop(run: Mapping) -> bool:
-    """Whether every timed training of `run` took longer than its 1-step calls, so that its in-loop step time
-    is a measurement: a tiny model over few steps can finish in less (its in-loop time is then clamped at 0).
+def ok_runs(runs: pd.DataFrame) -> list[pd.Series]:
+    """The ok runs of `runs`, one row each."""
+    return [run for _, run in runs[runs["status"] == "ok"].iterrows()]
 
-    >>> resolves_in_loop({"run_s": "[0.0101, 0.0111]", "one_step_call_s": 1e-4})
-    True
-    >>> resolves_in_loop({"run_s": "[0.0101, 0.00009]", "one_step_call_s": 1e-4})
-    False
+
+def step_time_column(df: pd.DataFrame, threshold: float = THRESHOLD) -> str:
+    """In-loop step time when every ok run resolves it (above its noise floor, harness.analysis.resolution),
+    else the whole call over its steps.
+
+    A ratio of in-loop times below the floor measures the jitter of the per-call cost; call / steps,
+    which holds that cost as well, is then the step time a comparison can stand on.
     """
-    repeats, one_step, chunks = _timed_calls(run)
-    return one_step is not None and bool(repeats) and all(r > chunks * one_step for r in repeats)
+    ok = ok_runs(df) if "status" in df else [run for _, run in df.iterrows()]
+    measured = ok and "one_step_call_s" in df and floor_of(ok, IN_LOOP, threshold).resolved
+    return IN_LOOP if measured else PER_CALL
 
 
-def step_time_column(df: pd.DataFrame) -> str:
-    """In-loop step time when every ok run resolves it (`resolves_in_loop`), else the whole call over its steps.
+def spread_bound(variance: float, degrees: float, repeats: float = 0.0) -> float:
+    """A spread between runs (log scale) from the variance of their log times over `degrees` of freedom: its
+    one-sided SPREAD_CONFIDENCE upper bound (chi-square), less the variance `repeats` account for.
 
-    A ratio against an in-loop time of 0 has no interval to speak of; call / steps, which holds the
-    per-call overhead as well, is then the step time a comparison can stand on.
+    A variance from two runs can read near 0 by chance; the bound does not let a spread measured on a
+    few runs read as small (from 2 runs it is 4x the standard deviation seen, from 17 runs 1.2x).
+
+    >>> round(spread_bound(0.01, 1), 3), round(spread_bound(0.01, 16), 3)
+    (0.395, 0.12)
     """
-    ok = df[df["status"] == "ok"] if "status" in df else df
-    measured = len(ok) and "one_step_call_s" in ok and all(resolves_in_loop(run) for _, run in ok.iterrows())
-    return "in_loop_s_per_step" if measured else "run_s_per_step"
+    bound = variance * degrees / stats.chi2.ppf(1 - SPREAD_CONFIDENCE, degrees)
+    return math.sqrt(max(0.0, bound - repeats))
+
+
+def run_to_run(runs: pd.DataFrame, column: str, threshold: float = THRESHOLD) -> float | None:
+    """How far the time of one compiled program moves from run to run beyond its repeats (log scale).
+
+    Measured on the runs themselves: ok runs that ran one XLA program (one `program_fingerprint`,
+    or seeds of one configuration in records without one) on one device and resolve the measure.
+    Their pooled variance of log mean time (less calls `held_up`), bounded above (`spread_bound`)
+    and less what their repeats account for, is the spread that jobs run minutes apart, or in two
+    processes, add and a run's repeats do not show. None when no two such runs exist.
+
+    >>> fast = {"status": "ok", "program_fingerprint": "p", "run_s_per_step_median": 1.0}
+    >>> slow = {**fast, "run_s_per_step_median": 1.1}
+    >>> round(run_to_run(pd.DataFrame([fast, slow]), "run_s_per_step"), 3)
+    0.266
+    """
+    prints = runs["program_fingerprint"] if "program_fingerprint" in runs else pd.Series(None, index=runs.index)
+    configs = runs["config_key"].map(without_seed) if "config_key" in runs else pd.Series(None, index=runs.index)
+    programs = [nan_to_none(p) or (None if nan_to_none(c) is None else f"config {c}") for p, c in zip(prints, configs)]
+    devices = runs["device"] if "device" in runs else pd.Series("", index=runs.index)
+    squares, degrees, repeats = 0.0, 0, []
+    for _, group in runs.groupby([pd.Series(programs, index=runs.index, dtype=object), devices.fillna("")],
+                                 dropna=True, sort=False):
+        means, variances = [], []
+        for run in ok_runs(group):
+            values = run_samples(run, column)
+            if values and floor(run, column, threshold).resolved:
+                values = np.asarray(values)[~held_up(values)]
+                means.append(float(_logs([values.mean()])[0]))
+                variances.append(mean_variance(values))
+        if len(means) > 1:
+            squares += float(np.sum((np.array(means) - np.mean(means)) ** 2))
+            degrees += len(means) - 1
+            repeats += variances
+    return spread_bound(squares / degrees, degrees, float(np.mean(repeats))) if degrees else None
 
 
 # --- comparisons within a sweep ------------------------------------------------------------------
@@ -350,16 +446,24 @@ def baselines_for(df: pd.DataFrame, overrides: Mapping[str, str] | None = None) 
     return out
 
 
+FINDING_COLUMNS = ["axis", "baseline", "candidate", "metric", "ratio", "low", "high", "strata", "estimate", "verdict",
+                   "too_short", "steps_needed", "run_to_run"]
+
+
 def compare_axis(df: pd.DataFrame, axis: str, baseline: str, columns: Sequence[str], *,
                  threshold: float = THRESHOLD, seed: int = SEED) -> pd.DataFrame:
     """Every other value of `axis` against `baseline`: one row per (candidate, metric) with its estimate.
 
     Strata are the settings of the sweep's other grouping axes (and the seed, for
-    a paired metric): only settings run with both values are compared.
+    a paired metric): only settings run with both values are compared. A timed measure leaves
+    out the settings where either side is below its noise floor (harness.analysis.resolution:
+    `too_short` counts them, `steps_needed` says what would resolve them) and spreads each side
+    by the sweep's own run-to-run spread (`run_to_run`); without one, it calls nothing (NO_SPREAD).
     """
     ok = df[df["status"] == "ok"]
     # Settings that follow from the compared value (the freeze mask of a fine-tuning strategy) are no strata.
     others = [k for k in group_keys(ok) if k != axis and not _follows(ok, axis, k)]
+    spread = {column: run_to_run(ok, column, threshold) for column in columns if MEASURES[column].timed}
     rows = []
     for candidate in dict.fromkeys(ok[axis]):
         if candidate == baseline or nan_to_none(candidate) is None:
@@ -367,23 +471,37 @@ def compare_axis(df: pd.DataFrame, axis: str, baseline: str, columns: Sequence[s
         for column in columns:
             measure = MEASURES[column]
             by = [*others, "seed"] if measure.paired else others
-            strata, same = [], []
+            strata, short, same = [], [], []
             for _, g in (ok.groupby(by, dropna=False, sort=False) if by else [((), ok)]):
                 base, cand = g[g[axis] == baseline], g[g[axis] == candidate]
+                below = floor_of([*ok_runs(base), *ok_runs(cand)], column, threshold)
+                if not below.resolved and len(base) and len(cand):
+                    short.append(below)
+                    continue
                 strata.append((samples(base, column), samples(cand, column)))
                 if len(base) and len(cand):
                     same.append(same_program(base, cand))
-            est = ratio_ci(strata, exact=measure.exact or measure.paired, seed=seed)
+            # Two sides of one program differ by the drift the run-to-run spread measures: their interval
+            # is their repeats', so that a drift beyond the threshold shows.
+            one_program = measure.timed and same and all(same)
+            between = 0.0 if one_program else spread.get(column) or 0.0
+            est = ratio_ci(strata, exact=measure.exact or measure.paired, between=between, timed=measure.timed,
+                           seed=seed)
             word = verdict(est, threshold, measure)
-            if measure.timed and same and all(same):
+            if short and not est.strata:
+                word = too_short(Floor(False, max(f.steps for f in short)))
+            elif measure.timed and not one_program and spread.get(column) is None and est.strata:
+                word = NO_SPREAD
+            elif one_program:
                 # Its ratio is drift; one beyond the threshold is worth a look (denormals, other load).
                 word = SAME_PROGRAM + (f", drift beyond ±{threshold:.0%}" if word in (measure.higher, measure.lower)
                                        else "")
             rows.append({"axis": axis, "baseline": baseline, "candidate": candidate, "metric": column,
                          "ratio": est.ratio, "low": est.low, "high": est.high, "strata": est.strata,
-                         "estimate": est.text(), "verdict": word})
-    return pd.DataFrame(rows, columns=["axis", "baseline", "candidate", "metric", "ratio", "low", "high",
-                                       "strata", "estimate", "verdict"])
+                         "estimate": est.text(), "verdict": word, "too_short": len(short),
+                         "steps_needed": max((f.steps for f in short), default=None),
+                         "run_to_run": spread.get(column)})
+    return pd.DataFrame(rows, columns=FINDING_COLUMNS)
 
 
 def same_program(a: pd.DataFrame, b: pd.DataFrame) -> bool:
@@ -399,18 +517,25 @@ def _follows(runs: pd.DataFrame, axis: str, key: str) -> bool:
     return key in runs and bool((runs.groupby(axis, dropna=False)[key].nunique(dropna=False) <= 1).all())
 
 
-def finding_columns(df: pd.DataFrame) -> list[str]:
-    """The measures a finding reports: step time, memory, optimizer state and each main test metric the runs have."""
-    step = step_time_column(df)
+def finding_columns(df: pd.DataFrame, threshold: float = THRESHOLD) -> list[str]:
+    """The measures a finding reports: step time, memory, optimizer state and each main test metric the runs have.
+
+    The step time is in-loop when the runs measured it, and call / steps as well when some run's in-loop
+    time is below its noise floor (its comparisons say "too short to resolve" there).
+    """
+    ok = ok_runs(df)
+    steps = [IN_LOOP] if "one_step_call_s" in df and any(run_samples(run, IN_LOOP) for run in ok) else []
+    if step_time_column(df, threshold) == PER_CALL:
+        steps.append(PER_CALL)
     quality = [f"test_{m.name}" for m in METRICS.values() if m.main]
-    return [step, *(c for c in ("time_to_target_s", "memory_bytes", "opt_state_bytes", *quality)
-                    if c in df and df[c].notna().any())]
+    return [*steps, *(c for c in ("time_to_target_s", "memory_bytes", "opt_state_bytes", *quality)
+                      if c in df and df[c].notna().any())]
 
 
 def comparisons(df: pd.DataFrame, baselines: Mapping[str, str] | None = None, *, threshold: float = THRESHOLD,
                 seed: int = SEED) -> pd.DataFrame:
     """Every comparison the sweep supports (methods, freeze options, optimizers), one row per metric."""
-    columns = finding_columns(df)
+    columns = finding_columns(df, threshold)
     parts = [compare_axis(df, axis, base, columns, threshold=threshold, seed=seed)
              for axis, base in baselines_for(df, baselines).items()]
     parts = [p for p in parts if len(p) and (p["strata"] > 0).any()]  # no setting run with both: nothing to say
@@ -480,18 +605,44 @@ def findings_table(found: pd.DataFrame, axis: str) -> pd.DataFrame:
     return pd.DataFrame(list(table.values()))
 
 
+def floor_lines(found: pd.DataFrame) -> list[str]:
+    """Timed comparisons that left settings out because they were below the noise floor."""
+    partly = found[(found["too_short"].fillna(0) > 0) & (found["strata"] > 0)]
+    if partly.empty:
+        return []
+    cells = [f"{r['axis']} {key_text(r['candidate'])} ({MEASURES[r['metric']].title}): {int(r['too_short'])} of "
+             f"{int(r['too_short'] + r['strata'])} settings, at least {int(r['steps_needed']):,} steps"
+             for _, r in partly.iterrows()]
+    return [f"Left out as {TOO_SHORT} (their timed work is within the jitter of a call): " + "; ".join(cells) + "."]
+
+
+def spread_lines(found: pd.DataFrame) -> list[str]:
+    """The run-to-run spread of one compiled program that the timed intervals hold, or that there was none."""
+    timed = found[found["metric"].map(lambda m: MEASURES[m].timed) & (found["strata"] > 0)]
+    if timed.empty:
+        return []
+    spread = timed["run_to_run"].dropna()
+    if spread.empty:
+        return [("No two runs of one compiled program resolve a step time (no seeds, no methods that compile "
+                 "alike): the step-time intervals hold the repeats of each run, not the spread between runs.")]
+    return [(f"Step-time intervals hold this sweep's run-to-run spread of one compiled program, "
+             f"±{spread.max():.1%} (the log standard deviation of a run's mean beyond its repeats).")]
+
+
 def render_findings(df: pd.DataFrame, found: pd.DataFrame, threshold: float = THRESHOLD) -> str:
     """The report's "Findings" section as markdown: one compact table per compared axis, then drift."""
     parts = ["## Findings\n",
              f"Ratios to a baseline, geometric mean over the settings both were run with, and a {CONFIDENCE:.0%} "
              f"bootstrap CI (seeded) that resamples the runs (seeds, jobs run minutes apart), or the timed repeats "
-             f"of a side's only run. A change is called when the whole CI lies beyond ±{threshold:.0%}; \"(exact)\": "
-             f"the value does not vary between runs; \"{SAME_PROGRAM}\": both ran one XLA program, so their "
-             f"times differ by drift alone.\n"]
+             f"of a side's only run, and holds the sweep's run-to-run spread. A change is called when the whole CI "
+             f"lies beyond ±{threshold:.0%}; \"(exact)\": the value does not vary between runs; "
+             f"\"{SAME_PROGRAM}\": both ran one XLA program, so their times differ by drift alone; "
+             f"\"{TOO_SHORT}\": the timed work is within the jitter of a call.\n"]
     for axis in dict.fromkeys(found["axis"]):
         parts.append(markdown_table(findings_table(found, axis)))
-    parts += [line + "\n" for line in [*same_program_lines(found), *drift_lines(df)]]
-    if len(parts) == 2:
+    lines = [*same_program_lines(found), *spread_lines(found), *floor_lines(found), *drift_lines(df)]
+    parts += [line + "\n" for line in lines]
+    if not len(found):
         parts.append("The sweep compares nothing: it has one method, one freeze option and one optimizer.\n")
     return "\n".join(parts)
 

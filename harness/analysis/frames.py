@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ from harness.core.fields import (
 from harness.jobs.store import RUNNING, STATUSES, read_records
 
 AXIS_COLUMNS = tuple(f.column for f in AXES)
+RUNS_TABLE = "runs.parquet"  # a report's table of every run, all that a committed reference keeps
 # Config leaves that the axes already name; other leaves that vary in a sweep get their own column.
 AXIS_PATHS = tuple(p.removeprefix("config.") for f in AXES for p in f.paths)
 _PANDAS = {int: "Int64", bool: "boolean", str: "str", float: "float64"}
@@ -118,10 +119,126 @@ def distinct_runs(df: pd.DataFrame) -> pd.DataFrame:
     return kept.drop(columns="_not_ok").sort_index()
 
 
+def without_seed(key: str, leaves: Collection[str] | None = None) -> str:
+    """A `config_key` less the task's seed (seeds of one configuration are its replicates), and with `leaves`
+    given, less every config leaf not among them.
+
+    >>> without_seed('{"task.seed": 1, "train.steps": 5, "report": true}', leaves=["task.seed", "train.steps"])
+    '{"train.steps": 5}'
+    """
+    try:
+        values = json.loads(key)
+    except (TypeError, ValueError):
+        return key
+    return json.dumps({k: v for k, v in values.items() if k != "task.seed" and (leaves is None or k in leaves)},
+                      sort_keys=True)
+
+
+def config_leaves(df: pd.DataFrame) -> set[str]:
+    """Every config leaf some run's `config_key` names."""
+    found = set()
+    for key in df["config_key"].dropna():
+        try:
+            found.update(json.loads(key))
+        except (TypeError, ValueError):
+            continue
+    return found
+
+
 def load_records(sweep_dir: str | Path) -> tuple[pd.DataFrame, list[tuple[Path, str]]]:
     """(one row per run under `sweep_dir`, [(path, reason) for each record that could not be read])."""
     records, problems = read_records(sweep_dir)
     return frame(records), problems
+
+
+def load_runs(sweep_dir: str | Path) -> tuple[pd.DataFrame, list[tuple[Path, str]], str]:
+    """`load_records`, or in a directory without records (a committed reference, results/reference/<experiment>/)
+    the RUNS_TABLE its report wrote; and what the runs were read from.
+
+    A table written before some field existed gets that column empty.
+    """
+    df, problems = load_records(sweep_dir)
+    table = Path(sweep_dir) / RUNS_TABLE
+    if len(df) or problems or not table.is_file():
+        return df, problems, f"{len(df)} records"
+    runs = pd.read_parquet(table)
+    runs = runs.assign(**{name: None for name in frame([]).columns if name not in runs})
+    return typed(runs), [], f"{RUNS_TABLE} of a report ({len(runs)} runs, no records)"
+
+
+# --- the order of runs ---------------------------------------------------------------------------
+
+SWEEP_CONFIG = "multirun.yaml"  # Hydra's record of a multirun's config: the swept values in the order given
+
+
+def sweep_order(sweep_dir: str | Path) -> dict[str, list[str]]:
+    """{override key: its values as text} in the order the sweep's config lists them: the experiment's sweeper
+    params, then the command line (Hydra's multirun.yaml); or, for a directory without one, the order of each
+    column in the RUNS_TABLE a report left there (a committed reference). {} when neither reads.
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from omegaconf import OmegaConf
+
+    sweep_dir = Path(sweep_dir)
+    try:
+        config = OmegaConf.load(sweep_dir / SWEEP_CONFIG)
+        params = OmegaConf.to_container(OmegaConf.select(config, "hydra.sweeper.params") or OmegaConf.create())
+        texts = [*(f"{key}={value}" for key, value in params.items()),
+                 *OmegaConf.to_container(OmegaConf.select(config, "hydra.overrides.task") or OmegaConf.create([]))]
+    except Exception:  # noqa: BLE001 - no config, or one that does not read: the order falls back, nothing more
+        texts = None
+    if texts is None:
+        try:
+            table = pd.read_parquet(sweep_dir / RUNS_TABLE)
+        except Exception:  # noqa: BLE001 - the same
+            return {}
+        return {name: list(dict.fromkeys(key_text(v) for v in table[name])) for name in table.columns
+                if name in AXIS_COLUMNS or name in extra_axes(table)}
+    order = {}
+    for text in texts:
+        try:
+            (override,) = OverridesParser.create().parse_overrides([str(text)])
+        except Exception:  # noqa: BLE001 - Hydra's own syntax errors stopped the sweep long before
+            continue
+        order[override.key_or_group] = (list(override.sweep_string_iterator()) if override.is_sweep_override()
+                                        else [override.get_value_element_as_str()])
+    return order
+
+
+def _column_order(df: pd.DataFrame, name: str, order: dict[str, list[str]]) -> list[str]:
+    """The config order of the text values of column `name`: from the override whose key is the column's config
+    path (`method` for config.method.name, `optimizer.lr`, `model.width`), else from one listing all its values
+    (a `strategy` group sets `fine_tuning`)."""
+    paths = {f.column: [p.removeprefix("config.").removesuffix(".name") for p in f.paths] for f in AXES}
+    for key in paths.get(name, [name]):
+        if key in order:
+            return order[key]
+    values = {key_text(v) for v in df[name] if nan_to_none(v) is not None}
+    return next((listed for listed in order.values() if values and values <= set(listed)), [])
+
+
+def natural_order(df: pd.DataFrame, order: dict[str, list[str]] | None = None) -> pd.DataFrame:
+    """The runs sorted by their axes, each in its natural order: numbers ascending, names in the order the
+    sweep's config lists them (`sweep_order`; names it does not list after, alphabetically), missing last.
+
+    Every table, figure and finding reads its rows in this order, so the same records give the
+    same report whatever order the jobs ran in.
+
+    >>> df = pd.DataFrame({"method": ["wrt_only", "diffstate", "diffstate"], "lr": [0.1, 0.01, 0.1]})
+    >>> natural_order(df, {"method": ["diffstate", "wrt_only"]})[["method", "lr"]].values.tolist()
+    [['diffstate', 0.01], ['diffstate', 0.1], ['wrt_only', 0.1]]
+    """
+    order = order or {}
+    axes = [c for c in [*AXIS_COLUMNS, *extra_axes(df)] if c in df.columns]
+    ranks = {}
+    for name in axes:
+        listed = {value: i for i, value in enumerate(_column_order(df, name, order))}
+        ranks[name] = [(0, v, "") if isinstance(v := nan_to_none(value), (int, float)) and not isinstance(v, bool)
+                       else (2, 0, "") if v is None else (1, listed.get(key_text(v), len(listed)), key_text(v))
+                       for value in df[name]]
+    ties = [c for c in ("config_key", "started", "job_num", "path") if c in df.columns]
+    keys = [tuple(ranks[name][i] for name in axes) + tuple(str(df[c].iloc[i]) for c in ties) for i in range(len(df))]
+    return df.iloc[sorted(range(len(df)), key=keys.__getitem__)].reset_index(drop=True)
 
 
 # --- per-configuration summary -------------------------------------------------------------------
@@ -175,8 +292,8 @@ def cold_compiles(runs: pd.DataFrame) -> pd.DataFrame:
 
 def compile_sources(runs: pd.DataFrame) -> str:
     """How the runs got their compiled program, e.g. '1 compiled, 1 in_process_cache'."""
-    counts = runs["compile_source"].dropna().value_counts(sort=False)
-    return ", ".join(f"{n} {source}" for source, n in counts.items())
+    counts = runs["compile_source"].dropna().value_counts()
+    return ", ".join(f"{n} {source}" for source, n in sorted(counts.items()))
 
 
 def status_counts(df: pd.DataFrame) -> dict[str, int]:

@@ -22,6 +22,7 @@ from harness.analysis import findings
 from harness.analysis.compare import main_compare, parse_threshold, with_option_values
 from harness.analysis.figures import FIGURE_TITLES, write_figures
 from harness.analysis.frames import (
+    RUNS_TABLE,
     distinct_runs,
     extra_axes,
     frame,
@@ -29,14 +30,16 @@ from harness.analysis.frames import (
     key_text,
     markdown_table,
     nan_to_none,
+    natural_order,
     number_text,
     splitting_keys,
     status_counts,
     summarize,
+    sweep_order,
 )
 from harness.analysis.tables import compact, program_keys
 from harness.analysis.tradeoffs import flops_table, main_metric, peft_table
-from harness.core.fields import nested_get
+from harness.core.fields import PACKAGES, nested_get
 from harness.core.files import atomic_path
 from harness.core.metrics import METRICS
 from harness.jobs.store import RECORD_NAME, read_record, read_records
@@ -147,7 +150,8 @@ def methods_table(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def _distinct(values: Iterable[Any]) -> str:
-    seen = list(dict.fromkeys(str(v) for v in values if v not in (None, "")))
+    """The values, each once and sorted (the same text whatever the runs' order); '—' when there are none."""
+    seen = sorted({key_text(v) for v in values if nan_to_none(v) not in (None, "")})
     return ", ".join(seen) if seen else "—"
 
 
@@ -156,18 +160,22 @@ def _span(stamps: Iterable[Any]) -> list[str]:
     return [] if not stamps else [stamps[0] if stamps[0] == stamps[-1] else f"{stamps[0]} … {stamps[-1]}"]
 
 
-def environment_table(records: list[dict], date: str) -> pd.DataFrame:
-    """Where the numbers were measured; a field that differs between runs lists every value."""
-    envs = [r.get("environment") or {} for r in records if r.get("environment")]
-    versions = ("jax", "jaxlib", "flax", "optax", "hydra-core", "wandb", "numpy")
-    rows = [(name, _distinct(nested_get(e, "versions", name) for e in envs)) for name in versions]
+def environment_table(df: pd.DataFrame, date: str) -> pd.DataFrame:
+    """Where the numbers were measured (harness.core.fields.ENVIRONMENT); a field that differs between runs lists
+    every value."""
+    def column(name: str) -> pd.Series:
+        return df[name] if name in df else pd.Series([None] * len(df), dtype=object)
+
+    rows = [(package, _distinct(column(f"{package.replace('-', '_')}_version"))) for package in PACKAGES]
     rows += [
-        ("python", _distinct(e.get("python") for e in envs)),
-        ("platform / device kind", _distinct(f"{e.get('platform')} / {e.get('device_kind')}" for e in envs)),
-        ("device", _distinct(e.get("device") for e in envs)),
-        ("CPU", _distinct(f"{e.get('cpu_model')} ({e.get('cpu_count')} cores)" for e in envs)),
-        ("git commit", _distinct(e.get("git_commit") for e in envs)),
-        ("runs started", _distinct(_span(r.get("started") for r in records))),
+        ("python", _distinct(column("python_version"))),
+        ("platform / device kind", _distinct(f"{p} / {k}" for p, k in zip(column("platform"), column("device_kind"))
+                                             if nan_to_none(p) is not None)),
+        ("device", _distinct(column("device_name"))),
+        ("CPU", _distinct(f"{m} ({key_text(n)} cores)" for m, n in zip(column("cpu_model"), column("cpu_count"))
+                          if nan_to_none(m) is not None)),
+        ("git commit", _distinct(column("git_commit"))),
+        ("runs started", _distinct(_span(column("started")))),
         ("report date", date),
     ]
     return pd.DataFrame(rows, columns=["", ""])
@@ -256,13 +264,29 @@ def missing_table(jobs: list[dict[str, Any]]) -> pd.DataFrame:
                                        for job in jobs]})
 
 
+def shown_path(sweep_dir: Path, df: pd.DataFrame) -> str:
+    """The sweep's directory from its results root, `<experiment>/<timestamp>`, else its own name: never the
+    absolute path of the machine that made it (a committed reference's was a temporary directory)."""
+    sweep_dir = Path(sweep_dir).resolve()
+    names = set(df["experiment"].dropna()) if "experiment" in df else set()
+    return f"{sweep_dir.parent.name}/{sweep_dir.name}" if sweep_dir.parent.name in names else sweep_dir.name
+
+
+def _relative(path: Path | str, sweep_dir: Path) -> str:
+    """`path` from the sweep's directory when it lies inside it."""
+    try:
+        return str(Path(path).resolve().relative_to(Path(sweep_dir).resolve()))
+    except ValueError:
+        return str(path)
+
+
 def render_report(sweep_dir: Path, df: pd.DataFrame, records: list[dict], problems: list[tuple[Path, str]],
                   figures: Mapping[str, Path | str], date: str, found: pd.DataFrame | None = None,
                   threshold: float = findings.THRESHOLD, missing_jobs: list[dict[str, Any]] = ()) -> str:
     """report.md as text: findings, environment, run status, missing jobs, compact tables, figures."""
     parts = [
         f"# Sweep report: {_distinct(df['experiment'])}\n",
-        f"`{sweep_dir}`: {len(df)} runs, {_counts_text(df)}"
+        f"`{shown_path(sweep_dir, df)}`: {len(df)} runs, {_counts_text(df)}"
         + (f"; {len(problems)} unreadable records" if problems else "")
         + (f"; **{len(missing_jobs)} planned jobs with no record**" if missing_jobs else "") + ".\n",
     ]
@@ -276,12 +300,13 @@ def render_report(sweep_dir: Path, df: pd.DataFrame, records: list[dict], proble
         "(a second seed is usually a cache hit). Rows that read the same merge; every run is in "
         "`runs.parquet`, `runs.csv`; the findings with their intervals in `findings.csv`.\n",
         "## Environment\n",
-        markdown_table(environment_table(records, date)),
+        markdown_table(environment_table(df, date)),
         "## Runs that did not finish ok\n",
         markdown_table(not_ok_table(df)) if (df["status"] != "ok").any() else "None.\n",
     ]
     if problems:
-        parts += ["Unreadable records (skipped):\n", "\n".join(f"- `{p}`: {why}" for p, why in problems) + "\n"]
+        parts += ["Unreadable records (skipped):\n",
+                  "\n".join(f"- `{_relative(p, sweep_dir)}`: {why}" for p, why in sorted(problems)) + "\n"]
     if missing_jobs:
         parts += ["## Planned jobs with no record\n",
                   "In the sweep's plan (sweep.json) but without a readable result.json: never run, or lost. "
@@ -361,12 +386,16 @@ def write_report(sweep_dir: str | Path, df: pd.DataFrame, out_dir: str | Path | 
     out_dir = Path(out_dir) if out_dir is not None else sweep_dir
     if records is None:
         records = [read_record(Path(path))[0] or {} for path in df["path"]]
+    by_path = dict(zip(df["path"], records))
+    df = natural_order(df, sweep_order(sweep_dir))  # the same records give the same report whatever the job order
+    records = [by_path[path] for path in df["path"]]
     out_dir.mkdir(parents=True, exist_ok=True)
+    table = df.assign(path=[_relative(path, sweep_dir) for path in df["path"]])  # no machine's directories
     # Each file whole or not at all (harness.core.files): a full disk leaves the previous report, never half of one.
-    with atomic_path(out_dir / "runs.parquet") as tmp:
-        df.to_parquet(tmp, index=False)
+    with atomic_path(out_dir / RUNS_TABLE) as tmp:
+        table.to_parquet(tmp, index=False)
     with atomic_path(out_dir / "runs.csv") as tmp:
-        df.to_csv(tmp, index=False)
+        table.to_csv(tmp, index=False)
     histories = {path: record.get("history") for path, record in zip(df["path"], records)}
     figures = write_figures(df, histories, out_dir)
     found = findings.comparisons(distinct_runs(df), baselines, threshold=threshold)
@@ -427,7 +456,7 @@ def build_report(sweep_dir: str | Path, out_dir: str | Path | None = None, *,
                            baselines=baselines, threshold=threshold)
     out = Path(out_dir) if out_dir is not None else Path(sweep_dir)
     return {"df": df, "problems": problems, "records": records, "figures": figures,
-            "tables": [out / "runs.parquet", out / "runs.csv", out / "findings.csv"], "report": out / "report.md",
+            "tables": [out / RUNS_TABLE, out / "runs.csv", out / "findings.csv"], "report": out / "report.md",
             "missing": missing(Path(sweep_dir), df), "plan_problems": plans,
             "sweeps": plan_dirs(Path(sweep_dir))}
 

@@ -11,9 +11,8 @@ from pathlib import Path
 
 import jax
 
+from harness.core.fields import PACKAGES
 from harness.core.plausibility import machine_peak
-
-_PACKAGES = ("jax", "jaxlib", "flax", "optax", "hydra-core", "wandb", "numpy")
 
 
 def _cpu_model() -> str | None:
@@ -44,7 +43,7 @@ def git_commit() -> str | None:
 @cache
 def static_environment() -> dict:
     return {
-        "versions": {name: metadata.version(name) for name in _PACKAGES},
+        "versions": {name: metadata.version(name) for name in PACKAGES},
         "python": platform.python_version(),
         "cpu_model": _cpu_model(),
         "cpu_count": os.cpu_count(),

@@ -208,6 +208,9 @@ MEASURED = (
     # Every timed call, as JSON text: the repeats a confidence interval resamples.
     _field("run_s", "timing.run_s", str, derive=_json_list),
     _field("one_step_call_s", "timing.dispatch.one_step_call_s", float),
+    # The jitter of a call that does almost no work, and the clock's tick: the noise floor of a timed measure.
+    _field("one_step_call_iqr_s", "timing.dispatch.one_step_call_iqr_s", float),
+    _field("timer_resolution_s", "timing.dispatch.timer_resolution_s", float),
     _field("timing_points", "timing.points", int),
     _field("timing_chunks", "timing.chunks", int),  # compiled calls per training (train.log_every)
     _field("dispatch_overhead_s", "timing.dispatch.overhead_s", float, spread=True),
@@ -232,6 +235,21 @@ MEASURED = (
 )
 
 
+# The libraries whose versions each record holds (harness.core.environment).
+PACKAGES = ("jax", "jaxlib", "flax", "optax", "hydra-core", "wandb", "numpy")
+# Where a run was measured: the report's environment table, and what `harness compare` says two sweeps differ in.
+ENVIRONMENT = (
+    *(_field(f"{package.replace('-', '_')}_version", f"environment.versions.{package}", str) for package in PACKAGES),
+    _field("python_version", "environment.python", str),
+    _field("platform", "environment.platform", str),
+    _field("device_kind", "environment.device_kind", str),
+    _field("device_name", "environment.device", str),
+    _field("cpu_model", "environment.cpu_model", str),
+    _field("cpu_count", "environment.cpu_count", int),
+    _field("calibrated_flops_per_s", "environment.calibration.matmul_flops_per_s", float),
+    _field("calibrated_copy_bytes_per_s", "environment.calibration.copy_bytes_per_s", float),
+)
+
 # Where the job came from and what it is: bookkeeping, last.
 BOOKKEEPING = (
     _field("repeats", "timing.run_s", int, derive=_length),
@@ -242,7 +260,7 @@ BOOKKEEPING = (
     _field("config_key", "config", str, derive=config_key),
 )
 
-FIELDS = (*AXES, *MEASURED, *BOOKKEEPING)
+FIELDS = (*AXES, *MEASURED, *ENVIRONMENT, *BOOKKEEPING)
 FIELD = {f.column: f for f in FIELDS}
 SPREAD = tuple(f.column for f in FIELDS if f.spread)
 

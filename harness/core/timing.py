@@ -163,11 +163,12 @@ def dispatch_cost(jitted: Callable, args: tuple, static: dict, *, calls: int = 5
         t = time.perf_counter()
         jax.block_until_ready(compiled(*args))
         samples.append(time.perf_counter() - t)
-    one_step = float(np.median(samples))
     # XLA counts a scan body once whatever its trip count, so the 1-step program's count is per step.
     flops, bytes_accessed = _cost(compiled)
-    return {"one_step_call_s": one_step, "calls": calls, "flops_per_step": flops,
-            "bytes_accessed_per_step": bytes_accessed}
+    # The spread of a call that does almost no work: how finely a difference of two calls resolves the work
+    # inside them (harness.core.resolution).
+    return {"one_step_call_s": float(np.median(samples)), "one_step_call_iqr_s": spread(samples)["iqr"],
+            "timer_resolution_s": time.get_clock_info("perf_counter").resolution, "calls": calls, "flops_per_step": flops, "bytes_accessed_per_step": bytes_accessed}
 
 
 def compile_timed(jitted: Callable, args: tuple, static: dict, *, steps: int, warmup: int, points: int = 1,

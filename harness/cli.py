@@ -8,12 +8,14 @@ finished jobs keep their records, and a joblib sweep's workers are ended with it
 
 from __future__ import annotations
 
+import _thread
 import atexit
 import os
 import shutil
 import signal
 import sys
 import tempfile
+import time
 
 
 class Terminated(KeyboardInterrupt):
@@ -26,6 +28,40 @@ def _on_sigterm(signum, frame) -> None:
     # catches any BaseException while it waits, kills its workers before this process exits
     # (with the default action they outlived it by a minute).
     raise Terminated("stopped by SIGTERM before it finished; resume reruns it")
+
+
+# A stop that landed where Python ignores exceptions, waiting to be raised again in the main thread.
+_SWALLOWED: list[KeyboardInterrupt] = []
+
+
+def _on_sigint(signum, frame) -> None:
+    raise _SWALLOWED.pop() if _SWALLOWED else KeyboardInterrupt()
+
+
+def _raise_swallowed_stops_again(unraisable, default=sys.unraisablehook) -> None:
+    """sys.unraisablehook: a Ctrl-C or SIGTERM raised inside a callback whose exceptions Python only prints (XLA's
+    garbage-collection callback, a __del__) would be lost, and the run would go on for minutes: it is raised
+    again, as it was, in the main thread once the callback has returned."""
+    if isinstance(unraisable.exc_value, KeyboardInterrupt):
+        _SWALLOWED.append(unraisable.exc_value)
+        # From another thread, a moment later, interrupt_main only flags SIGINT: _on_sigint runs at the main
+        # thread's next bytecode, after this hook and the callback have returned (called here, it would raise
+        # inside the hook, and be lost). Swallowed again, it comes back here again.
+        _thread.start_new_thread(_interrupt_main_soon, ())
+        return
+    default(unraisable)
+
+
+def _interrupt_main_soon() -> None:
+    time.sleep(0.01)
+    _thread.interrupt_main(signal.SIGINT)
+
+
+def install_stop_handlers() -> None:
+    """Ctrl-C and SIGTERM raise in the main thread, and are never lost in a callback that swallows exceptions."""
+    signal.signal(signal.SIGINT, _on_sigint)
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    sys.unraisablehook = _raise_swallowed_stops_again
 
 
 def _private_temp() -> None:
@@ -87,7 +123,7 @@ def main() -> None:
         print(message, file=sys.stderr, flush=True)
         sys.exit(1)
     sys.argv[1:] = with_custom_options(sys.argv[1:])
-    signal.signal(signal.SIGTERM, _on_sigterm)
+    install_stop_handlers()
     try:
         hydra_main()
         callbacks.release()

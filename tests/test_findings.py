@@ -125,6 +125,7 @@ def matrix_report(tmp_path_factory):
     return report.build_report(root)
 
 
+@pytest.mark.slow
 def test_a_168_run_report_opens_with_findings_on_one_screen_and_no_long_table(matrix_report):
     text = matrix_report["report"].read_text()
     assert len(matrix_report["df"]) == 168
@@ -142,6 +143,7 @@ def test_a_168_run_report_opens_with_findings_on_one_screen_and_no_long_table(ma
     assert set(found["axis"]) == {"method", "freeze", "optimizer"}
 
 
+@pytest.mark.slow
 def test_compact_tables_pool_lr_for_costs_and_keep_what_changes_them(matrix_report):
     text = matrix_report["report"].read_text()
     memory = text.split("## Memory\n", 1)[1].split("\n## ", 1)[0]
@@ -165,6 +167,7 @@ def test_merge_rows_collapses_an_axis_that_does_not_change_a_metric_and_keeps_on
     assert merged["lr"].tolist() == ["0.001, 0.01", "0.001", "0.01"] and notes == []
 
 
+@pytest.mark.slow
 def test_program_keys_drop_an_axis_that_leaves_the_program_unchanged(matrix_report):
     df = matrix_report["df"]
     keys = frames.group_keys(df)
@@ -172,6 +175,7 @@ def test_program_keys_drop_an_axis_that_leaves_the_program_unchanged(matrix_repo
     assert tables.program_keys(df, keys) == ["method", "freeze", "optimizer"]
 
 
+@pytest.mark.slow
 def test_findings_baseline_can_be_overridden(tmp_path):
     df, _ = frames.load_records(write_matrix(tmp_path, methods=("diffstate", "reference")))
     found = findings.comparisons(df, {"method": "reference", "freeze": "head"})
@@ -183,6 +187,7 @@ def test_findings_baseline_can_be_overridden(tmp_path):
         report.main_report([str(tmp_path), "--baseline", "seed=1"])
 
 
+@pytest.mark.slow
 def test_step_time_figure_has_ci_error_bars_and_short_legends(matrix_report):
     from harness.analysis import figures
 
@@ -297,6 +302,7 @@ def test_a_call_the_os_held_up_does_not_move_a_timed_ratio():
 # --- the same report whatever the job order --------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_the_same_records_in_two_job_orders_give_the_same_report_bytes(tmp_path):
     """One sweep's runs, numbered, placed and started in two shuffled orders: report.md (but for its date) and
     findings.csv are byte-identical, tables follow the config's order of names and ascending numbers, and the

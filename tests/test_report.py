@@ -368,6 +368,7 @@ def test_an_a_a_comparison_with_noise_flags_nothing(tmp_path):
     assert table["regression"].sum() == 1 and "test MSE ×1.10 (exact) higher (regression)" in table["flags"].sum()
 
 
+@pytest.mark.slow
 def test_fail_on_regression_sets_the_exit_code(two_sweeps, tmp_path, capsys):
     a, b = map(str, two_sweeps)
     assert report.main_compare([a, b]) == 0
@@ -595,6 +596,7 @@ def test_a_point_run_twice_counts_once_in_the_findings(tmp_path):
     np.testing.assert_allclose(written["ratio"], once["ratio"])
 
 
+@pytest.mark.slow
 def test_compare_reads_a_reference_directory_that_keeps_a_reports_table_and_no_records(tmp_path, capsys):
     """results/reference/<experiment>/ keeps a report's runs.parquet, not its records: compare reads it, matches
     the configurations by the records' identity across a config leaf a later version added, says where the two

@@ -8,6 +8,7 @@ import sys
 import time
 
 import numpy as np
+import pytest
 
 from harness.analysis import findings, report
 from harness.analysis.frames import load_records
@@ -18,6 +19,7 @@ from wandb_reader import read_run
 FAST = ("tracker=disabled", "train.warmup=0", "train.repeats=1", "train.measure_dispatch=false", "report=false")
 
 
+@pytest.mark.slow
 def test_a_sweep_over_every_axis_records_every_job_and_isolates_failures(cli):
     # freeze=backbone is a bad value only found at run time: the linear model has no backbone.
     proc, recs = cli("-m", *FAST, "freeze=kernel,backbone", "optimizer=adam,adamw", "optimizer.lr=1e-3,1e-2",
@@ -50,6 +52,7 @@ def test_experiment_files_run_and_land_under_results_name_with_a_report(cli, tmp
     assert (report.parent / "runs.parquet").stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_device_index_and_data_parallel_count_on_a_two_device_host(cli):
     env = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
     proc, recs = cli("-m", *FAST, "task.n_train=56", "device.index=0,1", "device.count=1", env=env)
@@ -73,6 +76,7 @@ def test_device_index_and_data_parallel_count_on_a_two_device_host(cli):
     np.testing.assert_allclose(two["history"]["train_mse"], one["history"]["train_mse"], rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_joblib_launcher_gives_each_job_its_own_wandb_run(cli):
     proc, recs = cli("-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "tracker=offline",
                      "train.repeats=1", "report=false", "method=diffstate,stop_gradient")
@@ -83,12 +87,14 @@ def test_joblib_launcher_gives_each_job_its_own_wandb_run(cli):
     assert [w["config"]["method"]["name"] for w in runs] == [r["config"]["method"]["name"] for r in recs]
 
 
+@pytest.mark.slow
 def test_submitit_launcher_code_path_runs_locally(cli):
     proc, recs = cli("-m", "hydra/launcher=submitit_local", *FAST, "optimizer=adam,adamw")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert [r["status"] for r in recs] == ["ok", "ok"]
 
 
+@pytest.mark.slow
 def test_sigkill_mid_sweep_leaves_a_crashed_job_that_report_shows_and_resume_reruns(tmp_path):
     results = tmp_path / "results"
     args = ["-m", f"results_dir={results}", "name=killed", "tracker=disabled", "report=false", "train.steps=100000",
@@ -146,6 +152,7 @@ def test_sigkill_mid_sweep_leaves_a_crashed_job_that_report_shows_and_resume_rer
     assert report.main_report([str(sweep)]) == 0  # complete now (in-process: the command ran above)
 
 
+@pytest.mark.slow
 def test_a_shuffled_sweep_runs_its_grid_in_a_seeded_order_that_its_plan_and_resume_keep(tmp_path):
     """hydra/sweeper=shuffled: every grid point once, in the order launch_order gives for the seed, each job
     under the number its plan gives it; resume after two lost records reruns exactly those two (a resume in
@@ -179,6 +186,7 @@ def test_a_shuffled_sweep_runs_its_grid_in_a_seeded_order_that_its_plan_and_resu
         assert [o for o in overrides if o.startswith(("method=", "task.seed="))] == plan[num]["overrides"][-2:]
 
 
+@pytest.mark.slow
 def test_a_record_that_does_not_validate_is_rerun_by_resume_and_a_finished_sweep_resumes_to_nothing_new(tmp_path):
     """A malformed `ok` record is not done (resume and report agree); progress counts what is done; one W&B run per
     job and one report run, also after a resume that has nothing left to run; every file follows the umask."""
@@ -223,6 +231,7 @@ def test_a_record_that_does_not_validate_is_rerun_by_resume_and_a_finished_sweep
     assert list((sweep / "wandb").glob("offline-run-*")) == [report_run]
 
 
+@pytest.mark.slow
 def test_an_a_a_pair_of_real_seed_sweeps_is_no_regression_and_a_step_below_the_floor_is_too_short(tmp_path):
     """Issue 21's A/A pair: one seed-study sweep run twice, one after the other, each in its own process.
     `harness compare --fail-on-regression` exits 0. At 10 steps (~3 µs of work inside a ~40 µs call) the

@@ -46,6 +46,7 @@ def test_a_compile_inside_the_timed_calls_fails_the_run_instead_of_skewing_it():
         compile_and_time(_CompilesWhenCalled(), (jax.numpy.ones(3),), {}, steps=1, warmup=0, repeats=2)
 
 
+@pytest.mark.slow
 def test_persistent_cache_hit_is_reported_as_such(tmp_path):
     cache = tmp_path / "jax-cache"
     args = ("tracker=disabled", "train.repeats=1", "train.measure_dispatch=false", f"train.persistent_cache_dir={cache}",
@@ -59,6 +60,7 @@ def test_persistent_cache_hit_is_reported_as_such(tmp_path):
     assert sources == ["compiled", "persistent_cache"]
 
 
+@pytest.mark.slow
 def test_vectorized_points_match_single_runs_with_one_compile():
     spec = spec_for("train.steps=60", "train.repeats=2", "vectorize.lr=[0.001,0.03]", "vectorize.seed=[5,6]",
                     "model=mlp", "freeze=backbone")

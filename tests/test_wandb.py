@@ -110,6 +110,7 @@ def test_dashboard_save_offline_says_why_and_exits_non_zero(sweep, monkeypatch, 
     assert dashboard.main_dashboard([str(Path(sweep["dir"]) / "nope")]) == 2
 
 
+@pytest.mark.slow
 def test_wandb_environment_variables_apply_unless_the_command_line_sets_them(cli):
     proc, recs = cli("train.steps=5", "train.repeats=1", env={"WANDB_MODE": "disabled"})
     assert proc.returncode == 0, proc.stderr

@@ -59,6 +59,7 @@ def test_digits_are_few_shot_targets_with_their_own_source_classes():
     assert task.data.x_train.shape[1:] == (8, 8, 1) and 0 <= task.data.x_train.min() and task.data.x_train.max() <= 1
 
 
+@pytest.mark.slow
 def test_pretraining_is_cached_and_forgetting_is_the_source_test_accuracy_under_the_pretrained_head(tmp_path):
     """Checked by hand: the pretrained model (from its cache file) on the source test images, argmax by numpy;
     a frozen backbone forgets nothing."""

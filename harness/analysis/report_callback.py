@@ -16,8 +16,6 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from harness.analysis import report
-from harness.analysis.frames import load_records
 from harness.jobs import callbacks
 from harness.jobs.store import read_records
 from harness.jobs.tracking import sweep_group, with_environment
@@ -40,6 +38,11 @@ def write(config: DictConfig, sweep_dir: Path) -> None:
     A report that cannot be written (a full disk) is one line and makes the command exit 1: the
     records stand, and `harness report <sweep dir>` writes the report once there is room.
     """
+    # Imported when a sweep ends, not when Hydra makes its callbacks: pandas, scipy and matplotlib would add
+    # about 1.2 s to every command's start-up.
+    from harness.analysis import report
+    from harness.analysis.frames import load_records
+
     try:
         df, _ = load_records(sweep_dir)
         figures = report.write_report(sweep_dir, df)
@@ -59,6 +62,8 @@ def write(config: DictConfig, sweep_dir: Path) -> None:
 
 def _headline_and_wandb(config: DictConfig, sweep_dir: Path, df, figures) -> None:
     """The findings' headline on the terminal, and the report as the sweep's one W&B report run when W&B is on."""
+    from harness.analysis import report
+
     print("\n".join(report.headline_lines(df, sweep_dir)), flush=True)
     wandb = with_environment(OmegaConf.to_object(config.tracker.wandb),
                              OmegaConf.to_container(config.hydra.overrides.task, resolve=False))

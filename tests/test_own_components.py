@@ -4,6 +4,8 @@ PYTHONPATH), alone and in a multirun of three freeze methods, as the README's ex
 import os
 from pathlib import Path
 
+import pytest
+
 from conftest import records, run_cli
 
 BYO = Path(__file__).resolve().parent / "byo"
@@ -31,6 +33,7 @@ def test_your_own_cnn_and_task_train_with_the_backbone_frozen(tmp_path):
     assert "accuracy" in proc.stdout and "MSE" not in proc.stdout
 
 
+@pytest.mark.slow
 def test_your_own_components_in_a_multirun_of_three_freeze_methods(tmp_path):
     proc, recs = own(tmp_path, "-m", "method=diffstate,jax_split,stop_gradient")
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -20,7 +20,8 @@ from conftest import records, run_cli, wandb_file
 from wandb_reader import read_run
 
 STATE = Path("/run/harness-slurm")
-pytestmark = pytest.mark.slurm
+# Minutes of real Slurm jobs (one waits for a 1-minute time limit): with the slow checks, in .ci/run.
+pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
 
 def _cluster_problem() -> str | None:
@@ -39,7 +40,7 @@ def _cluster_problem() -> str | None:
 _problem = _cluster_problem()
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 if _problem and not IN_CI:
-    pytestmark = [pytest.mark.slurm, pytest.mark.skip(reason=_problem)]
+    pytestmark = [pytest.mark.slurm, pytest.mark.slow, pytest.mark.skip(reason=_problem)]
 
 
 @pytest.fixture(autouse=True)

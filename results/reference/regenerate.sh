@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Regenerates results/reference/<experiment>/ on this machine: the sweep, then its report.
-#   bash results/reference/regenerate.sh                 # every experiment below (about 30 minutes)
+#   bash results/reference/regenerate.sh                 # every experiment below (about an hour)
 #   bash results/reference/regenerate.sh scale           # one experiment
 # Run it on an otherwise idle machine: the step times are the point. The sweep's per-run records go
 # to a temporary dir; only the report, figures and tables are kept here.

@@ -1,7 +1,10 @@
+import atexit
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -11,7 +14,16 @@ from harness.jobs.app import spec_from_overrides
 REPO = Path(__file__).resolve().parent.parent
 
 
-spec_for = spec_from_overrides
+# Pretraining caches of in-process runs land here, never in the repository's results/.
+_RESULTS = tempfile.mkdtemp(prefix="harness-tests-")
+atexit.register(shutil.rmtree, _RESULTS, True)
+
+
+def spec_for(*overrides: str):
+    """`spec_from_overrides`, with results under a temporary directory unless `results_dir=` is given."""
+    if not any(override.startswith("results_dir=") for override in overrides):
+        overrides = (*overrides, f"results_dir={_RESULTS}")
+    return spec_from_overrides(*overrides)
 
 
 def run_cli(*args: str, cwd: Path, env: dict | None = None, timeout: float = 240) -> subprocess.CompletedProcess:

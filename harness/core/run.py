@@ -96,14 +96,14 @@ def chunk_steps(spec: Config) -> int | None:
     return spec.train.eval_every or spec.train.log_every
 
 
-def _training(spec: Config, layout: Layout, task: Task, state, key, metrics: tuple[str, ...],
+def _training(spec: Config, layout: Layout, task: Task, state, key, emitted: tuple[str, ...],
               shapes: bool = False) -> tuple[Any, tuple, dict, int]:
     """(jitted function, its arguments, its static arguments, chunks per training) of one run.
 
     With `shapes`, `task` and `state` are shapes and so are the arguments, as placed on the devices.
     """
     data, static = task.data, {"program": None, "batches": layout.batches, "steps": spec.train.steps,
-                               "metrics": metrics}
+                               "metrics": emitted}
     chunk = chunk_steps(spec)
     if chunk is None:
         jitted, args, chunks = train, (state, data.x_train, data.y_train, key), 1
@@ -136,9 +136,9 @@ def execute(spec: Config, devices: list[jax.Device], on_chunk=None) -> dict[str,
         ahead, compiled = abstract.shapes(spec), None
         if ahead is not None:
             layout = _layout(spec, devices, ahead.task)
-            metrics = step_metrics(spec, ahead.task)
+            emitted = step_metrics(spec, ahead.task)
             key = jax.eval_shape(lambda: order_key(spec.task.seed))
-            jitted, shaped, static, chunks = _training(spec, layout, ahead.task, ahead.built.state, key, metrics, True)
+            jitted, shaped, static, chunks = _training(spec, layout, ahead.task, ahead.built.state, key, emitted, True)
             static["program"] = ahead.built.program
             compiled, timing = compile_timed(jitted, shaped, static, steps=spec.train.steps, warmup=spec.train.warmup,
                                              chunks=chunks)

@@ -1,6 +1,6 @@
 """How often `harness compare` cries wolf on identical code, and how often it catches a real slowdown: measured.
 
-    python benchmarks/false_alarms.py                 # 20 rounds per case: about 45 minutes on 2 idle cores
+    python benchmarks/false_alarms.py                 # 20 rounds per case: about an hour on 2 idle cores
     python benchmarks/false_alarms.py --quick         # 3 rounds per case, about 8 minutes: checks the script
     python benchmarks/false_alarms.py --keep DIR      # keep the sweeps; --analyze DIR judges them again
 
@@ -27,7 +27,7 @@ loaded; at most 5% of configurations get a faster/slower verdict in A/A pairs; t
 20% slowdown is called a regression in at least 90% of pairs, idle.
 
 Time at the default 20 rounds on this 2-core machine: 180 sweeps, ~7 s per seed sweep and
-~15 s per MLP sweep idle, more loaded: about 45 minutes.
+~15 s per MLP sweep idle, more loaded: about an hour (64 minutes on 2026-11-30).
 """
 
 from __future__ import annotations

@@ -157,7 +157,8 @@ def checked(name: str, made: Any, what: str = "task", abstract: bool = False) ->
                 fail(f"input tokens from {low} to {top} with vocab={vocab}: tokens are 0 .. vocab - 1")
         else:
             vocab = int(made["vocab"])
-        arrays.update(x_train=_shape(arrays["x_train"], dtype=np.int32), x_test=_shape(arrays["x_test"], dtype=np.int32))
+        arrays.update(x_train=_shape(arrays["x_train"], dtype=np.int32),
+                      x_test=_shape(arrays["x_test"], dtype=np.int32))
     source = made.get("source")
     return Task(name, Data(**arrays), loss, outputs, vocab,
                 None if source is None else checked(name, source, "task.pretrain_steps", abstract))

@@ -6,7 +6,7 @@ import pytest
 
 from harness.core.batching import Minibatches, order_key
 from harness.core.plausibility import HOISTING_NOTE
-from harness.core.run import execute, execute_vectorized
+from harness.core.run import execute, execute_vectorized, points
 
 from conftest import spec_for
 
@@ -71,7 +71,7 @@ def test_vectorized_minibatched_points_match_their_single_runs(method):
     common = ("model=mlp", "freeze=backbone", "train.steps=40", "train.batch_size=11", f"method={method}",
               "train.measure_dispatch=false")
     spec = spec_for(*common, "train.repeats=1", "vectorize.lr=[0.001,0.03]", "vectorize.seed=[5,6]")
-    for point, vectorized in execute_vectorized(spec, CPU):
+    for point, vectorized in zip(points(spec), execute_vectorized(points(spec), CPU)):
         single = execute(spec_for(*common, "train.repeats=1", f"optimizer.lr={point.optimizer.lr}",
                                   f"task.seed={point.task.seed}"), CPU)
         np.testing.assert_allclose(vectorized["history"]["train_mse"], single["history"]["train_mse"], rtol=2e-5)

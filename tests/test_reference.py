@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from harness.core.checks import ConfigError
-from harness.core.run import execute, execute_vectorized
+from harness.core.run import execute, execute_vectorized, points
 from harness.core.tasks import make_task
 from harness.core.train import build
 
@@ -95,7 +95,8 @@ def test_reference_program_is_equal_across_hyperparameters():
 
 def test_reference_runs_vectorized_like_diffstate():
     sweep = ("train.steps=60", "vectorize.lr=[0.001,0.05]", "vectorize.seed=[5,6]", *FAST)
-    ref, nnx_runs = (execute_vectorized(spec_for(f"method={m}", *sweep), CPU) for m in ("reference", "diffstate"))
+    ref, nnx_runs = (list(zip(points(spec), execute_vectorized(points(spec), CPU)))
+                     for spec in (spec_for(f"method={m}", *sweep) for m in ("reference", "diffstate")))
     assert {r["timing"]["backend_compiles"] for _, r in ref} == {1}
     for (point, a), (_, b) in zip(ref, nnx_runs):
         np.testing.assert_allclose(a["history"]["train_mse"], b["history"]["train_mse"], rtol=1e-5, err_msg=str(point))

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from harness.core.hlo import loop_ops
-from harness.core.run import execute, execute_vectorized
+from harness.core.run import execute, execute_vectorized, points
 from harness.core.tasks import make_task
 from harness.core.timing import compile_and_time
 from harness.core.train import build, train
@@ -64,7 +64,7 @@ def test_persistent_cache_hit_is_reported_as_such(tmp_path):
 def test_vectorized_points_match_single_runs_with_one_compile():
     spec = spec_for("train.steps=60", "train.repeats=2", "vectorize.lr=[0.001,0.03]", "vectorize.seed=[5,6]",
                     "model=mlp", "freeze=backbone")
-    results = execute_vectorized(spec, CPU)
+    results = list(zip(points(spec), execute_vectorized(points(spec), CPU)))
     assert len(results) == 4
     assert [(p.optimizer.lr, p.task.seed) for p, _ in results] == [(0.001, 5), (0.03, 5), (0.001, 6), (0.03, 6)]
     assert {r["timing"]["backend_compiles"] for _, r in results} == {1}

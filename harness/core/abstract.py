@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 import jax
 
 from harness.core.checks import ConfigError
-from harness.core.config import Config
+from harness.core.config import Config, with_traced
 from harness.core.program import Built
 from harness.core.tasks import NeedsValues, Task, checked
 from harness.core.train import build
@@ -87,7 +87,7 @@ class Shapes(NamedTuple):
     predictions: int  # the final evaluation's predictions on the training rows
 
 
-_TRACED: dict[str, Shapes | None] = {}
+_SHAPES_BY_PROGRAM: dict[str, Shapes | None] = {}
 
 
 def shapes(spec: Config) -> Shapes | None:
@@ -98,9 +98,9 @@ def shapes(spec: Config) -> Shapes | None:
     the optimizer's hyperparameters or the seed (a sweep's usual axes) have one program and one set of
     shapes: traced once per process (`harness.core.run` still compares them with what it builds).
     """
-    key = _shape_key(spec)
-    if key in _TRACED:
-        return _TRACED[key]
+    key = program_key(spec)
+    if key in _SHAPES_BY_PROGRAM:
+        return _SHAPES_BY_PROGRAM[key]
     try:
         task = _task_shapes(spec)
         built = _built_shapes(spec, task)
@@ -108,18 +108,22 @@ def shapes(spec: Config) -> Shapes | None:
     except (ConfigError, KeyboardInterrupt):
         raise
     except (NeedsValues, Exception):  # noqa: BLE001 - not traceable: the run is built first, then checked
-        _TRACED[key] = None
+        _SHAPES_BY_PROGRAM[key] = None
         return None
     data = nbytes(task.data) + (nbytes(task.source.data) if task.source is not None else 0)
-    _TRACED[key] = Shapes(task, built, data, nbytes(built.state), largest, predictions)
-    return _TRACED[key]
+    _SHAPES_BY_PROGRAM[key] = Shapes(task, built, data, nbytes(built.state), largest, predictions)
+    return _SHAPES_BY_PROGRAM[key]
 
 
-def _shape_key(spec: Config) -> str:
-    """`spec` less what only changes values: the optimizer's hyperparameters (inject_hyperparams leaves) and the
-    task's seed."""
-    optimizer = dataclasses.replace(spec.optimizer, lr=1.0, weight_decay=0.0, b1=0.0, b2=0.0, eps=1.0)
-    return repr(dataclasses.replace(spec, optimizer=optimizer, task=dataclasses.replace(spec.task, seed=0)))
+# Any valid value of each TRACED key: a run's program key holds these in place of its own.
+_ANY_TRACED = {"optimizer.lr": 1.0, "optimizer.weight_decay": 0.0, "optimizer.b1": 0.0, "optimizer.b2": 0.0,
+               "optimizer.eps": 1.0, "task.seed": 0}
+
+
+def program_key(spec: Config) -> str:
+    """`spec` less its TRACED values (harness.core.config): runs with one key have one program and one set of
+    shapes, unless their task's shapes follow its seed (what `harness.core.run` checks once they are built)."""
+    return repr(with_traced(spec, _ANY_TRACED))
 
 
 def same_shapes(tree: Any, other: Any) -> bool:

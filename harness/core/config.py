@@ -13,6 +13,7 @@ component has (`task=transfer task.slope=3`) is one line naming it.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Any, Optional
@@ -202,22 +203,63 @@ class TrackerConfig:
         check(self.history_points >= 2, "tracker.history_points", f"must be >= 2, got {self.history_points}")
 
 
+# Values the compiled training program takes as arguments, not as constants: the optimizer's
+# `inject_hyperparams` leaves (harness/core/program.py) and the seed of the data and the initial state.
+# Runs that differ in these alone share one program: they can train as one vmapped call.
+TRACED = ("optimizer.lr", "optimizer.weight_decay", "optimizer.b1", "optimizer.b2", "optimizer.eps", "task.seed")
+
+
 @dataclass
 class VectorizeConfig:
-    """Learning rates and/or seeds run as ONE vmapped program; each point is still its own run."""
+    """Runs trained as ONE vmapped program; each point is still its own run and record.
+
+    `lr` and `seed`: every (lr, seed) pair, as one job. `points`: the runs of a job the vectorized
+    sweeper grouped (hydra_plugins/harness_vectorized_sweeper), each as its TRACED overrides
+    ("optimizer.lr=0.01 task.seed=2"). `max_points`: the most points that sweeper puts in one job.
+    """
 
     lr: list[float] = field(default_factory=list)
     seed: list[int] = field(default_factory=list)
+    points: list[str] = field(default_factory=list)
+    max_points: int = 64
 
     def __post_init__(self) -> None:
         for lr in self.lr:
             check(positive(lr), "vectorize.lr", f"every value must be a finite number > 0, got {lr}")
         for seed in self.seed:
             seed_in_range(seed, "vectorize.seed")
+        check(self.max_points >= 1, "vectorize.max_points",
+              f"must be >= 1 (the most sweep points one vectorized job trains), got {self.max_points}")
+        check(not (self.points and self.enabled), "vectorize.points",
+              "a job of the vectorized sweeper lists its own points; do not combine it with vectorize.lr / "
+              "vectorize.seed")
 
     @property
     def enabled(self) -> bool:
         return bool(self.lr or self.seed)
+
+
+def with_traced(spec: Config, values: dict[str, Any]) -> Config:
+    """`spec` with TRACED values set, each checked as the schema and the task check it.
+
+    >>> with_traced(Config(), {"optimizer.lr": 1}).optimizer.lr
+    1.0
+    """
+    changes: dict[str, dict[str, Any]] = {}
+    for key, value in values.items():
+        check(key in TRACED, key, f"is not a value a vectorized point may change; those are: {', '.join(TRACED)}")
+        section, name = key.split(".")
+        if key == "task.seed":
+            check(isinstance(value, int) and not isinstance(value, bool), key, f"must be an integer, got {value!r}")
+            seed_in_range(value, key)
+        else:
+            check(isinstance(value, (int, float)) and not isinstance(value, bool), key,
+                  f"must be a number, got {value!r}")
+            value = float(value)
+        changes.setdefault(section, {})[name] = value
+    return dataclasses.replace(spec, vectorize=dataclasses.replace(spec.vectorize, points=[]),
+                               **{section: dataclasses.replace(getattr(spec, section), **fields)
+                                  for section, fields in changes.items()})
 
 
 @dataclass

@@ -139,13 +139,25 @@ def build_nnx(spec: Config, task: Task, method_class: type[FreezeMethod]) -> Bui
     program = NnxProgram(graphdef, treedef, method, paths.index((1, "step")))
     leaves = tuple(leaves)
     try:
-        grad_paths = program.grad_paths(leaves, task.data.x_train, task.data.y_train)
+        grad_paths = _grad_paths(program, leaves, task.data.x_train, task.data.y_train)
     except (TypeError, ValueError) as err:  # e.g. a layer that tests a frozen plain array's truth (attribute)
         first = str(err).strip().splitlines()[0] if str(err).strip() else ""
         raise ConfigError("method", f"{spec.method.name} cannot train model {spec.model.name!r} with freeze="
                                     f"{spec.freeze.name}: its step does not trace with the state this method "
                                     f"makes ({type(err).__name__}: {first}); choose another method") from None
     return Built(program, leaves, paths, frozen, trainable, grad_paths, pretraining)
+
+
+_GRAD_PATHS: dict[Any, list[str]] = {}
+
+
+def _grad_paths(program: NnxProgram, leaves: tuple, x, y) -> list[str]:
+    """`program.grad_paths`, traced once per program and shapes: half of a small run's build, and the same for
+    every point of a vectorized sweep."""
+    key = (program, *((a.shape, a.dtype) for a in (*leaves, x, y)))
+    if key not in _GRAD_PATHS:
+        _GRAD_PATHS[key] = program.grad_paths(leaves, x, y)
+    return list(_GRAD_PATHS[key])
 
 
 def model_arrays(built: Built, state) -> dict[str, np.ndarray]:

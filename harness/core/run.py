@@ -218,25 +218,46 @@ def points(spec: Config) -> list[Config]:
     ]
 
 
+def shared_programs(specs: list[Config]) -> list[list[int]]:
+    """The indexes of `specs` in groups that can train as one vmapped program, in order of first index.
+
+    Runs share a program when they differ in TRACED values only (`abstract.program_key`) and
+    train in one call on one device; a run that shares with none is a group of its own.
+    """
+    groups: dict[Any, list[int]] = {}
+    for i, spec in enumerate(specs):
+        alone = spec.device.count > 1 or chunk_steps(spec) is not None
+        groups.setdefault(i if alone else abstract.program_key(spec), []).append(i)
+    return list(groups.values())
+
+
+class ProgramsDiffer(ConfigError):
+    """Points with one program key built different programs or shapes (a task whose shapes follow its seed)."""
+
+    def __init__(self):
+        super().__init__("vectorize", "points differ in program structure or shapes; vectorize lr and seed only")
+
+
 def stack(trees: list[Any]) -> Any:
     """Pytrees of one structure as one pytree with a leading axis (on device: no transfer in timed calls)."""
     return jax.tree.map(lambda *leaves: jnp.stack(leaves), *trees)
 
 
-def execute_vectorized(spec: Config, devices: list[jax.Device]) -> list[tuple[Config, dict[str, Any]]]:
-    """(point spec, result) for every point of `spec.vectorize`, trained as one vmapped program.
+def execute_vectorized(specs: list[Config], devices: list[jax.Device]) -> list[dict[str, Any]]:
+    """The result of every run in `specs` (one program: see `shared_programs`), trained as one vmapped program.
 
     Compiled from the shapes of the first point (every point has them) and checked against the
-    memory left before any point's data or state is made, as `execute` does.
+    memory left before any point's data or state is made, as `execute` does. Each result's timing
+    is the group's: `points` runs per call, `point` this run's place (harness.core.timing).
     """
+    spec = specs[0]
     use_persistent_cache(spec.train.persistent_cache_dir)
     peak = plausibility.machine_peak(devices[0])
-    specs = points(spec)
     common = {"steps": spec.train.steps, "warmup": spec.train.warmup, "points": len(specs)}
     with jax.default_device(devices[0]):
-        ahead, compiled, layout = abstract.shapes(specs[0]), None, None
+        ahead, compiled, layout = abstract.shapes(spec), None, None
         if ahead is not None:
-            layout = _layout(specs[0], devices[:1], ahead.task)
+            layout = _layout(spec, devices[:1], ahead.task)
             data = ahead.task.data
             key = jax.eval_shape(lambda: order_key(spec.task.seed))
             shaped = tuple(abstract.stacked(tree, len(specs)) for tree in (ahead.built.state, data.x_train,
@@ -249,8 +270,11 @@ def execute_vectorized(spec: Config, devices: list[jax.Device]) -> list[tuple[Co
         tasks, batches = [task for task, _ in placed], placed[0][1].batches
         data = [task.data for task in tasks]
         built = [build(s, task) for s, task in zip(specs, tasks)]
-        if any(b.program != built[0].program for b in built):
-            raise ConfigError("vectorize", "points differ in program structure; vectorize lr and seed only")
+        if any(b.program != built[0].program for b in built) or not all(
+                abstract.same_shapes((b.state, d.x_train, d.y_train), (built[0].state, data[0].x_train,
+                                                                        data[0].y_train))
+                for b, d in zip(built, data)):
+            raise ProgramsDiffer()
         args = (stack([b.state for b in built]), stack([d.x_train for d in data]), stack([d.y_train for d in data]),
                 stack([order_key(s.task.seed) for s in specs]))
         static = {"program": built[0].program, "batches": batches, "steps": spec.train.steps,
@@ -263,8 +287,8 @@ def execute_vectorized(spec: Config, devices: list[jax.Device]) -> list[tuple[Co
             timing.dispatch = dispatch_cost(train_many, args, static)
         history, timing = jax.tree.map(np.asarray, history), timing.summary()
         return [
-            (s, measurements(s, task, b, batches, tuple(leaf[i] for leaf in states),
-                             {name: values[i] for name, values in history.items()}, {**timing, "point": i}, peak))
+            measurements(s, task, b, batches, tuple(leaf[i] for leaf in states),
+                         {name: values[i] for name, values in history.items()}, {**timing, "point": i}, peak)
             for i, (s, task, b) in enumerate(zip(specs, tasks, built))
         ]
 

@@ -25,15 +25,17 @@ from omegaconf import DictConfig, OmegaConf
 
 from harness.core.checks import ConfigError, DeviceUnavailable
 from harness.core.components import with_custom_options
-from harness.core.config import Config, register, resolved, resolved_or_null, to_spec
+from harness.core.config import Config, register, resolved, resolved_or_null, to_spec, with_traced
 from harness.core.fields import config_hash
 from harness.jobs.console import run_lines
+from harness.jobs.grouping import POINTS, point_overrides
 from harness.jobs.slurm import slurm_job
 from harness.jobs.store import (
     RECORD_NAME,
     RUNNING,
     SCHEMA_VERSION,
-    already_done,
+    completed,
+    point_count,
     crashed,
     read_record,
     running_marker,
@@ -108,35 +110,97 @@ def job_info() -> dict[str, Any]:
     }
 
 
+def _point_runs(spec: Config, config: dict[str, Any], job: dict[str, Any], only: set[int] | None):
+    """(index, its Config or the ConfigError of its values, config, job) of each point of a vectorized job:
+    its place, and the config and overrides it has as a single run (what compare and reports match on)."""
+    from harness.core.run import points
+
+    if spec.vectorize.enabled:  # every (lr, seed) pair
+        point_specs = points(spec)
+        given = [({"optimizer.lr": p.optimizer.lr, "task.seed": p.task.seed},
+                  [*job["overrides"], f"optimizer.lr={p.optimizer.lr}", f"task.seed={p.task.seed}"])
+                 for p in point_specs]
+    else:  # the points the vectorized sweeper grouped, each with its own overrides
+        from hydra.core.override_parser.overrides_parser import OverridesParser
+
+        parser, base = OverridesParser.create(), [o for o in job["overrides"] if not o.startswith(f"{POINTS}=")]
+        given = [({o.key_or_group: o.value() for o in parser.parse_overrides(text.split())},
+                  point_overrides(base, text)) for text in spec.vectorize.points]
+    runs = []
+    for i, (values, overrides) in enumerate(given):
+        if only is not None and i not in only:
+            continue
+        try:
+            point = with_traced(spec, values)
+        except ConfigError as err:
+            point = err
+        point_config = copy.deepcopy(config)
+        point_config["vectorize"] = {**point_config["vectorize"], "lr": [], "seed": [], "points": []}
+        for key in values:
+            section, name = key.split(".")
+            point_config[section][name] = getattr(getattr(point, section), name) if isinstance(point, Config) \
+                else values[key]
+        runs.append((i, point, point_config, {**job, "name": f"{job['name']}-{i}",
+                                              "output_dir": str(Path(job["output_dir"]) / str(i)),
+                                              "overrides": overrides,
+                                              "vectorized": {"point": i, "points": len(given)}}))
+    return runs
+
+
 def _outcomes(cfg: DictConfig, config: dict[str, Any], job: dict[str, Any], out_dir: Path,
-              live: LiveCurves | None = None):
-    """(record dir, config, job, result) per run of this job: one, or one per vectorized point."""
+              live: LiveCurves | None = None, only: set[int] | None = None):
+    """(record dir, config, job, result) per run of this job: one, or one per vectorized point (those in `only`).
+
+    Points that share a compiled program train as one vmapped program (harness.core.run.shared_programs);
+    a point that cannot, or whose group's programs turn out to differ, trains alone. A failure is the
+    record of the points it concerns: never of a point that finished.
+    """
     spec = to_spec(cfg)
     # JAX is imported only once the config is valid: bad input is answered in about a second.
     from harness.core.devices import select
     from harness.core.environment import environment
-    from harness.core.run import execute, execute_vectorized
+    from harness.core.run import ProgramsDiffer, execute, execute_vectorized, shared_programs
 
     devices = select(spec.device)
     env = {"environment": environment(devices[0])}
-    if not spec.vectorize.enabled:
+    if not (spec.vectorize.enabled or spec.vectorize.points):
         return [(out_dir, config, job, {**env, **execute(spec, devices, on_chunk=live)})]
-    results = execute_vectorized(spec, devices)
-    outcomes = []
-    for i, (point, result) in enumerate(results):
-        point_config = copy.deepcopy(config)  # the point as a single run: what compare and reports match on
-        point_config["optimizer"]["lr"], point_config["task"]["seed"] = point.optimizer.lr, point.task.seed
-        point_config["vectorize"] = {"lr": [], "seed": []}
-        point_job = {**job, "name": f"{job['name']}-{i}", "output_dir": str(out_dir / str(i)),
-                     "overrides": [*job["overrides"], f"optimizer.lr={point.optimizer.lr}", f"task.seed={point.task.seed}"],
-                     "vectorized": {"point": i, "points": len(results)}}
-        outcomes.append((out_dir / str(i), point_config, point_job, {**env, **result}))
-    return outcomes
+    runs = _point_runs(spec, config, job, only)
+    results = {i: _failure(point) for i, point, *_ in runs if not isinstance(point, Config)}
+    trainable = [(i, point) for i, point, *_ in runs if isinstance(point, Config)]
+    for group in shared_programs([point for _, point in trainable]):
+        members = [trainable[g] for g in group]
+        if len(members) > 1:
+            try:
+                results.update(zip([i for i, _ in members],
+                                   execute_vectorized([point for _, point in members], devices)))
+                continue
+            except ProgramsDiffer:
+                pass  # each trains alone, below
+            except Exception as err:  # noqa: BLE001 - the group's failure is each of its points' record
+                results.update({i: _failure(err) for i, _ in members})
+                continue
+        for i, point in members:
+            try:
+                results[i] = execute(point, devices)
+            except Exception as err:  # noqa: BLE001 - this point's record; the job's other points go on
+                results[i] = _failure(err)
+    return [(out_dir / str(i), point_config, point_job, {**env, **results[i]})
+            for i, _, point_config, point_job in runs]
 
 
-def run_job(cfg: DictConfig, out_dir: Path, job: dict[str, Any],
-            offline_flag: Path | None = None) -> list[dict[str, Any]]:
-    """Runs one job (one run, or every vectorized point) and writes a record per run."""
+def _failure(err: Exception) -> dict[str, Any]:
+    """The result of a run that did not finish: skipped (its device is not there) or failed, with why."""
+    if isinstance(err, DeviceUnavailable):
+        return {"status": "skipped", "error": _error(err)}
+    if isinstance(err, ConfigError):
+        return {"status": "failed", "error": _error(err)}
+    return {"status": "failed", "error": {**_error(err), "traceback": traceback.format_exc(limit=-8)}}
+
+
+def run_job(cfg: DictConfig, out_dir: Path, job: dict[str, Any], offline_flag: Path | None = None,
+            only: set[int] | None = None) -> list[dict[str, Any]]:
+    """Runs one job (one run, or every vectorized point, or those in `only`) and writes a record per run."""
     try:
         config, unresolved = resolved(cfg), None
     except ConfigError as err:  # a swept value `${oops}`: this job's failed record, and the sweep goes on
@@ -148,20 +212,15 @@ def run_job(cfg: DictConfig, out_dir: Path, job: dict[str, Any],
                                            "trace)")  # a job killed from here on leaves this trace
     live = None
     chunked = cfg.train.log_every or cfg.train.eval_every
-    if (unresolved is None and chunked and not (cfg.vectorize.lr or cfg.vectorize.seed)
+    if (unresolved is None and chunked and not (cfg.vectorize.lr or cfg.vectorize.seed or cfg.vectorize.points)
             and (sink := sink_for(cfg, job, offline_flag))):
         live = LiveCurves(sink, {"status": RUNNING, "job": job, "config": config}, out_dir)
     try:
         if unresolved is not None:
             raise unresolved
-        outcomes = _outcomes(cfg, config, job, out_dir, live)
-    except DeviceUnavailable as err:
-        outcomes = [(out_dir, config, job, {"status": "skipped", "error": _error(err)})]
-    except ConfigError as err:
-        outcomes = [(out_dir, config, job, {"status": "failed", "error": _error(err)})]
+        outcomes = _outcomes(cfg, config, job, out_dir, live, only)
     except Exception as err:  # noqa: BLE001 - any failure becomes a record, never a lost sweep
-        outcomes = [(out_dir, config, job, {"status": "failed",
-                                            "error": {**_error(err), "traceback": traceback.format_exc(limit=-8)}})]
+        outcomes = [(out_dir, config, job, _failure(err))]
     except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM (harness.cli raises it as a KeyboardInterrupt)
         write_record(marker_path, crashed(marker, type(stop).__name__,
                                           str(stop) or "stopped by Ctrl-C before it finished; resume reruns it"))
@@ -234,12 +293,14 @@ def main(cfg: DictConfig) -> None:
     out_dir = Path(hc.runtime.output_dir)
     single = hc.mode != RunMode.MULTIRUN
     offline_flag = None if single else Path(hc.sweep.dir) / WANDB_OFFLINE_FLAG
+    only = None  # a vectorized job's points to run: all, or on resume those without a completed record
     if cfg.resume:
         try:
-            done, problems = already_done(out_dir, resolved(cfg))
+            config = resolved(cfg)
+            (done, problems), expected = completed(out_dir, config), point_count(config)
         except ConfigError as err:
             if err.field != "resume":  # its config does not resolve: it runs, and fails with that in its record
-                done, problems = [], []
+                done, problems, expected = [], [], 1
             else:
                 print(f"error: {err}", file=sys.stderr, flush=True)
                 sys.exit(1)  # also in a multirun: nothing of this sweep should run into another's dir
@@ -251,9 +312,14 @@ def main(cfg: DictConfig) -> None:
                 print(f"  W&B copy was missing or incomplete, logged again from the record: "
                       f"{(record.get('wandb') or {}).get('dir') or (record.get('wandb') or {}).get('error')}",
                       flush=True)
-        if done:
-            if all(path.parent != out_dir for path, _ in done):
+        vectorized = bool(cfg.vectorize.lr or cfg.vectorize.seed or cfg.vectorize.points)
+        if vectorized:
+            only = set(range(expected)) - {int(path.parent.name) for path, _ in done if path.parent.parent == out_dir
+                                           and path.parent.name.isdigit()}
+            if not only:
                 (out_dir / RECORD_NAME).unlink(missing_ok=True)  # a vectorized job's leftover marker
+                return
+        elif done:
             return
         previous = _previous(out_dir) or {}
         if previous.get("status") in ("crashed", "failed", "skipped"):
@@ -262,14 +328,18 @@ def main(cfg: DictConfig) -> None:
                 print("  it ran out of memory last time and needs as much again: it will be killed again unless "
                       "it gets more memory (free some, or hydra.launcher.mem_gb under Slurm) or needs less "
                       "(model.width, task.n_train, train.batch_size)", flush=True)
-        for wandb_dir in out_dir.rglob("wandb"):  # the rerun's record replaces the old: so does its W&B run
+        # The rerun's records replace the old: so do their W&B runs (a completed point's stay).
+        rerun = [out_dir / "wandb", *(out_dir / str(i) / "wandb" for i in sorted(only or ()))]
+        for wandb_dir in rerun if vectorized else out_dir.rglob("wandb"):
             _remove_wandb_copies(wandb_dir)
-        if cfg.vectorize.lr or cfg.vectorize.seed:
+        if vectorized:
+            if done:
+                print(f"resume runs {len(only)} of this job's {expected} points again: {sorted(only)}", flush=True)
             # A vectorized job writes one record per point, in <job>/<point>/; a record in <job>/ itself
             # is the job's earlier end (failed before its points, or crashed: harness/jobs/slurm.py). The
             # rerun replaces it, so it must not stay behind to be counted with the new ones.
             (out_dir / RECORD_NAME).unlink(missing_ok=True)
-    records = run_job(cfg, out_dir, job_info(), offline_flag)
+    records = run_job(cfg, out_dir, job_info(), offline_flag, only)
     for record in records:
         if single:
             print("\n".join(run_lines(record)), flush=True)

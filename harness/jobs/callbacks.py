@@ -34,7 +34,6 @@ from harness.jobs.sweep_plan import (
     SWEEP_FILE,
     base_hash,
     duplicates,
-    launch_order,
     missing_jobs,
     plan_difference,
     plan_problem,
@@ -65,15 +64,18 @@ def plan_jobs(config: DictConfig) -> list[dict[str, Any]] | None:
     try:
         from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
         from hydra.core.override_parser.overrides_parser import OverridesParser
+        from hydra.utils import get_class
 
         params = config.hydra.sweeper.get("params")
         params = OmegaConf.to_container(params) if params else {}
         given = OmegaConf.to_container(config.hydra.overrides.task, resolve=False)  # `${oops}` as typed: its job fails
         args = [f"{k}={v}" for k, v in params.items()] + given
         parsed = OverridesParser.create().parse_overrides(args)
-        (jobs,) = BasicSweeper.split_arguments(parsed, None)
-        shuffled = "harness_shuffled_sweeper" in str(config.hydra.sweeper.get("_target_", ""))
-        jobs = launch_order([list(overrides) for overrides in jobs], config.hydra.sweeper.seed if shuffled else None)
+        (grid,) = BasicSweeper.split_arguments(parsed, None)
+        sweeper = get_class(config.hydra.sweeper._target_)
+        jobs = [list(overrides) for overrides in grid]
+        if hasattr(sweeper, "planned"):  # the harness's sweepers say which jobs they launch, in which order
+            jobs = sweeper.planned(jobs, config.hydra.sweeper.get("seed"), config)
         return [{"num": num, "overrides": overrides} for num, overrides in enumerate(jobs)]
     except Exception:  # noqa: BLE001 - another sweeper: progress shows no total, report checks no plan
         return None

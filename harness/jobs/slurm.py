@@ -85,7 +85,7 @@ def record_killed_job(cfg: DictConfig, job: Any, err: BaseException) -> Path:
         del task_cfg["hydra"]
     config = OmegaConf.to_container(task_cfg, resolve=True)
     hc = cfg.hydra
-    if already_done(out_dir, config)[0]:
+    if already_done(out_dir, config):
         # It wrote every record and was ended afterwards (e.g. during W&B logging): the results stand.
         print(f"note: Slurm job {job.job_id} ended ({job.state}) after writing its records: {out_dir}", flush=True)
         return out_dir

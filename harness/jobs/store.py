@@ -129,16 +129,23 @@ def write_record(path: Path, record: dict[str, Any], lost: str | None = None) ->
         return False
 
 
-def already_done(out_dir: Path, config: dict[str, Any]) -> tuple[list[tuple[Path, dict[str, Any]]],
-                                                                 list[tuple[Path, str]]]:
-    """(the job's completed records as (path, record), one or one per vectorized point, if all are there, else [];
-    the records in its dir that do not validate, as (path, why)): what resume skips, and what it must run again.
+def point_count(config: dict[str, Any]) -> int:
+    """How many runs a job of `config` records: 1, or one per vectorized point."""
+    vectorize = config.get("vectorize") or {}
+    if vectorize.get("points"):
+        return len(vectorize["points"])
+    return max(len(vectorize.get("lr") or []), 1) * max(len(vectorize.get("seed") or []), 1)
+
+
+def completed(out_dir: Path, config: dict[str, Any]) -> tuple[list[tuple[Path, dict[str, Any]]],
+                                                             list[tuple[Path, str]]]:
+    """(the job's completed records as (path, record), one or some of its vectorized points'; the records in its
+    dir that do not validate, as (path, why)): what resume skips, and what it must run again.
 
     Records are read as `harness report` reads them (`read_records`): a record that does not validate
     (unreadable, or a field of the wrong kind) is not complete, whatever its status says. A completed
     record of another config in the job's dir is an error: resuming with other overrides would mix two sweeps.
     """
-    expected = max(len(config["vectorize"]["lr"]), 1) * max(len(config["vectorize"]["seed"]), 1)
     done = []
     records, problems = read_records(out_dir)
     for path, record in records:
@@ -156,7 +163,13 @@ def already_done(out_dir: Path, config: dict[str, Any]) -> tuple[list[tuple[Path
             raise ConfigError("resume", f"{path} is a completed record of another config; resume a sweep with "
                                         "the same overrides, or start a new one")
         done.append((path, record))
-    return (done if len(done) == expected and not problems else []), problems
+    return done, problems
+
+
+def already_done(out_dir: Path, config: dict[str, Any]) -> list[tuple[Path, dict[str, Any]]]:
+    """The job's completed records (see `completed`) when every run of the job has one and all validate, else []."""
+    done, problems = completed(out_dir, config)
+    return done if len(done) == point_count(config) and not problems else []
 
 
 # --- reading ---------------------------------------------------------------------------------------

@@ -20,9 +20,19 @@ class ShuffledSweeper(BasicSweeper):
         super().__init__(max_batch_size=max_batch_size, params=params)
         self.seed = seed
 
+    @staticmethod
+    def planned(jobs: list[list[str]], seed: int | None, config) -> list[list[str]]:
+        """The jobs this sweeper launches for the grid `jobs` (override lists), in order; the sweep's plan lists
+        them (harness.jobs.callbacks.plan_jobs)."""
+        return launch_order(jobs, seed)
+
     def split_arguments(self, overrides, max_batch_size):  # the basic sweeper's, an instance method here
-        (jobs,) = BasicSweeper.split_arguments(overrides, None)
-        jobs = launch_order(jobs, self.seed)
+        (grid,) = BasicSweeper.split_arguments(overrides, None)
+        jobs = self.planned([list(job) for job in grid], self.seed, self.config)
+        self.said(len(grid), jobs)
         assert max_batch_size is None or max_batch_size > 0  # as the basic sweeper asserts
         size = max_batch_size or max(len(jobs), 1)
         return [jobs[i : i + size] for i in range(0, len(jobs), size)]
+
+    def said(self, points: int, jobs: list[list[str]]) -> None:
+        """What this sweeper tells the user about its jobs: nothing here."""

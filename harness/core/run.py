@@ -18,7 +18,7 @@ from harness.core.devices import data_parallel
 from harness.core.memory import Needs, check_fits, check_needs
 from harness.core.metrics import METRICS
 from harness.core.pretraining import forgetting
-from harness.core.program import Built, model_arrays, optimizer_arrays
+from harness.core.program import Built, hyperparams, model_arrays, optimizer_arrays, set_hyperparams
 from harness.core.target import Evaluations, outcome, target_metric
 from harness.core.tasks import Data, Task, make_task
 from harness.core.timing import compile_timed, dispatch_cost, time_calls, use_persistent_cache
@@ -266,10 +266,10 @@ def execute_vectorized(specs: list[Config], devices: list[jax.Device]) -> list[d
                       "metrics": step_metrics(spec, ahead.task)}
             compiled, timing = compile_timed(train_many, shaped, static, **common)
             check_needs(_needs(spec, ahead, timing.memory, len(specs)), devices[0])
-        placed = [_placed(s, devices[:1], layout) for s in specs]
+        placed = _shared(specs, lambda s: repr(s.task), lambda s: _placed(s, devices[:1], layout))
         tasks, batches = [task for task, _ in placed], placed[0][1].batches
         data = [task.data for task in tasks]
-        built = [build(s, task) for s, task in zip(specs, tasks)]
+        built = _builds(specs, tasks)
         if any(b.program != built[0].program for b in built) or not all(
                 abstract.same_shapes((b.state, d.x_train, d.y_train), (built[0].state, data[0].x_train,
                                                                         data[0].y_train))
@@ -291,6 +291,40 @@ def execute_vectorized(specs: list[Config], devices: list[jax.Device]) -> list[d
                          {name: values[i] for name, values in history.items()}, {**timing, "point": i}, peak)
             for i, (s, task, b) in enumerate(zip(specs, tasks, built))
         ]
+
+
+def _shared(specs: list[Config], key, make) -> list[Any]:
+    """`make(spec)` for each spec, made once per `key(spec)`: points of one seed share their task's data."""
+    made: dict[str, Any] = {}
+    return [made[k] if (k := key(spec)) in made else made.setdefault(k, make(spec)) for spec in specs]
+
+
+def _builds(specs: list[Config], tasks: list[Task]) -> list[Built]:
+    """`build(spec, task)` for each point; points that differ in optimizer values alone share one build, with their
+    own values written into its `inject_hyperparams` leaves.
+
+    Checked, not assumed: the first shared build is compared with a build of its own, and a builder
+    whose state does not carry the values that way (a user's own) builds every point itself.
+    """
+    bases: dict[str, Built] = {}
+    out = []
+    for spec, task in zip(specs, tasks):
+        key = repr(dataclasses.replace(spec, optimizer=spec.optimizer.name))
+        if key not in bases:
+            out.append(bases.setdefault(key, build(spec, task)))
+            continue
+        shared = _with_optimizer(bases[key], spec)
+        if len(out) == len(bases):  # the first shared build: the check
+            own = build(spec, task)
+            if not all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(own.state), jax.tree.leaves(shared.state))):
+                return [build(s, t) for s, t in zip(specs, tasks)]
+        out.append(shared)
+    return out
+
+
+def _with_optimizer(built: Built, spec: Config) -> Built:
+    """`built` with `spec.optimizer`'s values in its state's `inject_hyperparams` leaves."""
+    return built._replace(state=tuple(set_hyperparams(list(built.state), built.paths, hyperparams(spec.optimizer))))
 
 
 def measurements(spec: Config, task: Task, built: Built, batches: FullBatch | Minibatches, state,

@@ -27,6 +27,7 @@ from harness.core.checks import ConfigError, DeviceUnavailable
 from harness.core.components import with_custom_options
 from harness.core.config import Config, register, resolved, resolved_or_null, to_spec, with_traced
 from harness.core.fields import config_hash
+from harness.jobs.callbacks import ACTIVE_DIR
 from harness.jobs.console import run_lines
 from harness.jobs.grouping import POINTS, point_overrides
 from harness.jobs.slurm import slurm_job
@@ -45,6 +46,7 @@ from harness.jobs.tracking import (
     WANDB_OFFLINE_FLAG,
     LiveCurves,
     log_record,
+    log_records,
     sink_for,
     wandb_copy_complete,
 )
@@ -159,6 +161,7 @@ def _outcomes(cfg: DictConfig, config: dict[str, Any], job: dict[str, Any], out_
     # JAX is imported only once the config is valid: bad input is answered in about a second.
     from harness.core.devices import select
     from harness.core.environment import environment
+    from harness.core.memory import InsufficientMemory
     from harness.core.run import ProgramsDiffer, execute, execute_vectorized, shared_programs
 
     devices = select(spec.device)
@@ -168,23 +171,30 @@ def _outcomes(cfg: DictConfig, config: dict[str, Any], job: dict[str, Any], out_
     runs = _point_runs(spec, config, job, only)
     results = {i: _failure(point) for i, point, *_ in runs if not isinstance(point, Config)}
     trainable = [(i, point) for i, point, *_ in runs if isinstance(point, Config)]
-    for group in shared_programs([point for _, point in trainable]):
-        members = [trainable[g] for g in group]
+
+    def train(members: list[tuple[int, Config]]) -> None:
         if len(members) > 1:
             try:
-                results.update(zip([i for i, _ in members],
-                                   execute_vectorized([point for _, point in members], devices)))
-                continue
+                results.update(zip([i for i, _ in members], execute_vectorized([p for _, p in members], devices)))
+                return
             except ProgramsDiffer:
                 pass  # each trains alone, below
+            except InsufficientMemory:  # K points do not fit: two groups of K/2, each checked again
+                half = len(members) // 2
+                train(members[:half])
+                train(members[half:])
+                return
             except Exception as err:  # noqa: BLE001 - the group's failure is each of its points' record
                 results.update({i: _failure(err) for i, _ in members})
-                continue
+                return
         for i, point in members:
             try:
                 results[i] = execute(point, devices)
             except Exception as err:  # noqa: BLE001 - this point's record; the job's other points go on
                 results[i] = _failure(err)
+
+    for group in shared_programs([point for _, point in trainable]):
+        train([trainable[g] for g in group])
     return [(out_dir / str(i), point_config, point_job, {**env, **results[i]})
             for i, _, point_config, point_job in runs]
 
@@ -225,13 +235,15 @@ def run_job(cfg: DictConfig, out_dir: Path, job: dict[str, Any], offline_flag: P
         write_record(marker_path, crashed(marker, type(stop).__name__,
                                           str(stop) or "stopped by Ctrl-C before it finished; resume reruns it"))
         raise
-    records = []
+    records, to_log = [], []  # every record is written before W&B is touched
+    no_wandb = sink_for(cfg, job, offline_flag) is None  # W&B disabled (or its config is the record's error)
     for record_dir, run_config, run_job_info, result in outcomes:
         record = {"schema_version": SCHEMA_VERSION, "status": "failed", "error": None, "job": run_job_info, "config": run_config,
                   "config_hash": config_hash(config), "started": started, **result,
                   "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        if no_wandb:
+            record["wandb"] = log_record(cfg, record, record_dir)  # says so at once: one write
         path = record_dir / RECORD_NAME
-        # The ground truth lands before W&B is touched, or the job failed.
         if not write_record(path, record, lost=f"this job's {record['status']} result is not saved; trying a "
                                                "small failed record in its place"):
             record = {**{k: record[k] for k in ("schema_version", "job", "config", "config_hash", "started",
@@ -243,9 +255,20 @@ def run_job(cfg: DictConfig, out_dir: Path, job: dict[str, Any], offline_flag: P
                                                "space, then resume the sweep)"):
                 records.append(record)  # else its marker, if written, shows it crashed; the sweep lists it
             continue
-        record["wandb"] = log_record(cfg, record, record_dir, offline_flag, live if record_dir == out_dir else None)
-        write_record(path, record, lost=W_AND_B_NOTE_LOST)  # the record above stands; resume redoes the W&B copy
         records.append(record)
+        if not no_wandb:
+            to_log.append((record, record_dir))
+
+    def written(record: dict[str, Any], record_dir: Path, info: dict[str, Any] | None) -> None:
+        record["wandb"] = info  # the record above stands; resume redoes a W&B copy this note does not reach
+        write_record(record_dir / RECORD_NAME, record, lost=W_AND_B_NOTE_LOST)
+
+    if live is not None and [record_dir for _, record_dir in to_log] == [out_dir]:
+        written(*to_log[0], log_record(cfg, to_log[0][0], out_dir, offline_flag, live))
+    else:
+        # In the sweep's own process (the basic launcher), many W&B runs are written while the next jobs
+        # train: the sweep's end waits for them (harness.jobs.callbacks); a job of its own process waits here.
+        log_records(cfg, to_log, offline_flag, written, wait=not ACTIVE_DIR)
     if all(record_dir != out_dir for record_dir, *_ in outcomes):
         marker_path.unlink(missing_ok=True)  # vectorized: the points' records are in <job>/<point>/
     return records

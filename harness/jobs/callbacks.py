@@ -40,7 +40,7 @@ from harness.jobs.sweep_plan import (
     planned_count,
     read_plan,
 )
-from harness.jobs.tracking import WANDB_OFFLINE_FLAG
+from harness.jobs.tracking import WANDB_OFFLINE_FLAG, finish_writing
 
 log = logging.getLogger("harness")
 PROGRESS_FILE = "progress.jsonl"
@@ -329,6 +329,7 @@ class SweepCallback(Callback):
               f"{c['skipped']} skipped{left})", flush=True)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        finish_writing()  # the W&B copies still being written (harness.jobs.tracking.log_records), into the records
         sweep_dir = Path(config.hydra.sweep.dir)
         mark_crashed(sweep_dir)  # every job has ended: a marker left is a job that died
         records = read_records(sweep_dir)

@@ -8,9 +8,10 @@ overrides plus `vectorize.points`, one text per point with its own TRACED overri
 as if it had run alone. Plain text in, plain text out: the sweeper, the plan and the job agree.
 
     >>> jobs = [["method=a", "optimizer.lr=0.1"], ["method=a", "optimizer.lr=0.2"], ["method=b", "optimizer.lr=0.1"]]
-    >>> group_jobs(jobs, 64)
-    [["method=a", "optimizer.lr=0.1", "vectorize.points=['optimizer.lr=0.1','optimizer.lr=0.2']"], \
-["method=b", "optimizer.lr=0.1"]]
+    >>> for job in group_jobs(jobs, 64):
+    ...     print(" ".join(job))
+    method=a optimizer.lr=0.1 vectorize.points=['optimizer.lr=0.1','optimizer.lr=0.2']
+    method=b optimizer.lr=0.1
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 from harness.core.config import TRACED
 
 POINTS = "vectorize.points"
+VECTORIZED = ("vectorize.lr", "vectorize.seed", POINTS)  # a job that sets one is vectorized already
 # A value as a point's text can carry it: a number or a word, no quotes, lists, spaces or interpolations.
 _PLAIN = re.compile(r"[A-Za-z0-9_.+-]+")
 
@@ -44,11 +46,11 @@ def group_jobs(jobs: list[list[str]], max_points: int) -> list[list[str]]:
     """`jobs` (override lists, in launch order) as the jobs to launch: each group of points that differ in TRACED
     values only, in jobs of up to `max_points`, in order of their first point; every other point as it was.
 
-    A job that sets `vectorize.*` itself is vectorized already and stays as it is.
+    A job that lists its own vectorized points (`vectorize.lr`, `vectorize.seed`) stays as it is.
     """
     groups: dict[Any, list[list[str]]] = {}
     for i, overrides in enumerate(jobs):
-        alone = any(_key(o).lstrip("+~").startswith("vectorize.") for o in overrides)
+        alone = any(_key(o).lstrip("+~") in VECTORIZED for o in overrides)
         groups.setdefault(i if alone else _template(overrides), []).append(list(overrides))
     out = []
     for points in groups.values():

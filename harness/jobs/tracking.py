@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import atexit
 import dataclasses
+import functools
 import logging
 import os
 import shutil
@@ -376,15 +377,82 @@ def sink_for(cfg: DictConfig, job: dict[str, Any], offline_flag: Path | None = N
     return None if wandb_cfg.mode == "disabled" else WandbSink(wandb_cfg, offline_flag)
 
 
-def log_record(cfg: DictConfig, record: dict[str, Any], out_dir: Path,
-               offline_flag: Path | None = None, live: LiveCurves | None = None) -> dict[str, Any] | None:
+def _wandb_config(cfg: DictConfig, record: dict[str, Any]) -> WandbConfig | None:
+    """The W&B settings a record is logged with, or None when the tracker config is bad (already its error)."""
     try:
-        overrides = (record.get("job") or {}).get("overrides", [])
-        wandb_cfg = with_environment(OmegaConf.to_object(cfg.tracker.wandb), overrides)
-    except Exception:  # noqa: BLE001 - a bad tracker config is already the record's error
+        return with_environment(OmegaConf.to_object(cfg.tracker.wandb), (record.get("job") or {}).get("overrides", []))
+    except Exception:  # noqa: BLE001
         return None
+
+
+def _logged(wandb_cfg: WandbConfig, record: dict[str, Any], out_dir: Path, offline_flag: Path | None,
+            live: LiveCurves | None = None) -> dict[str, Any]:
+    """What `WandbSink` says of the record's W&B copy; its failure as an error, never raised."""
     try:
         return WandbSink(wandb_cfg, offline_flag)(record, out_dir, live)
     except Exception as err:  # noqa: BLE001 - W&B is an observer, never a point of failure
         log.warning("W&B logging failed, the local record is kept: %s: %s", type(err).__name__, err)
         return {"mode": wandb_cfg.mode, "error": f"{type(err).__name__}: {err}"}
+
+
+def log_record(cfg: DictConfig, record: dict[str, Any], out_dir: Path,
+               offline_flag: Path | None = None, live: LiveCurves | None = None) -> dict[str, Any] | None:
+    wandb_cfg = _wandb_config(cfg, record)
+    return None if wandb_cfg is None else _logged(wandb_cfg, record, out_dir, offline_flag, live)
+
+
+# A job with at least this many records logs them from a pool of writer processes: one W&B run costs
+# ~40 ms of Python in the process that logs it (a socket message per history row), which threads
+# cannot share out. Each writer is a fresh interpreter (spawn: no JAX, no inherited threads).
+POOL_FROM = 8
+_WRITERS: list[Any] = []
+
+
+def writers():
+    """This process's pool of W&B writer processes, started on first use and shut down when the process ends."""
+    if not _WRITERS:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        _WRITERS.append(ProcessPoolExecutor(max(1, min(os.cpu_count() or 1, 4)),
+                                            mp_context=multiprocessing.get_context("spawn")))
+        atexit.register(_WRITERS[0].shutdown, cancel_futures=True)
+    return _WRITERS[0]
+
+
+def log_records(cfg: DictConfig, records: list[tuple[dict[str, Any], Path]], offline_flag: Path | None = None,
+                written=None, wait: bool = True) -> None:
+    """Logs each (record, dir) to W&B as `log_record` does, and calls `written(record, dir, W&B info)` for each as
+    its copy ends. From POOL_FROM records on, they are logged in writer processes, several at once; without
+    `wait`, this returns before they end (`finish_writing` waits for them)."""
+    wandb_cfg = _wandb_config(cfg, records[0][0]) if records else None
+    if wandb_cfg is None or wandb_cfg.mode == "disabled" or len(records) < POOL_FROM:
+        for record, out_dir in records:
+            written(record, out_dir, log_record(cfg, record, out_dir, offline_flag))
+        return
+    for record, out_dir in records:
+        future = writers().submit(_logged, wandb_cfg, record, out_dir, offline_flag)
+        future.add_done_callback(functools.partial(_ended, written, record, out_dir, wandb_cfg.mode))
+        _PENDING.append(future)
+    if wait:
+        finish_writing()
+
+
+_PENDING: list[Any] = []  # W&B copies being written in writer processes
+
+
+def _ended(written, record: dict[str, Any], out_dir: Path, mode: str, future) -> None:
+    try:
+        info = future.result()
+    except BaseException as err:  # noqa: BLE001 - a writer that died: the record stands, resume logs it again
+        info = {"mode": mode, "error": f"{type(err).__name__}: {err}"}
+    written(record, out_dir, info)
+
+
+def finish_writing() -> None:
+    """Waits until every W&B copy this process handed to its writers has ended (and its record says how)."""
+    from concurrent.futures import wait
+
+    while _PENDING:
+        wait(list(_PENDING))
+        del _PENDING[:]

@@ -182,7 +182,9 @@ def _compare_one(a: pd.Series, b: pd.Series, threshold: float, columns: list[tup
         est = findings.ratio_ci(strata(a["rows"], b["rows"], metric), exact=metric.exact or metric.paired,
                                 between=spread.get(name) or 0.0, timed=metric.timed, seed=seed)
         word = findings.verdict(est, threshold, metric)
-        if not (below := _floor(a, b, metric, threshold)).resolved:
+        if metric.timed and not findings.like_groups(a["rows"], b["rows"]):
+            word = findings.UNLIKE_GROUPS
+        elif not (below := _floor(a, b, metric, threshold)).resolved:
             word = too_short(below)  # never slower, faster or a regression
         elif metric.timed and spread.get(name) is None:
             word = findings.NO_SPREAD
@@ -201,18 +203,22 @@ def overall(left: pd.DataFrame, right: pd.DataFrame, matched: list[str], columns
     rows = []
     for name, title in columns:
         metric = findings.MEASURES[name]
-        floors = {k: _floor(left.loc[k], right.loc[k], metric, threshold) for k in matched}
-        resolved = [k for k in matched if floors[k].resolved]
+        alike = [k for k in matched if not metric.timed or findings.like_groups(left.at[k, "rows"],
+                                                                                 right.at[k, "rows"])]
+        floors = {k: _floor(left.loc[k], right.loc[k], metric, threshold) for k in alike}
+        resolved = [k for k in alike if floors[k].resolved]
         pairs = [pair for k in resolved for pair in strata(left.at[k, "rows"], right.at[k, "rows"], metric)]
         est = findings.ratio_ci(pairs, exact=metric.exact or metric.paired, between=spread.get(name) or 0.0,
                                 timed=metric.timed, seed=seed)
         word = findings.verdict(est, threshold, metric)
-        if matched and not resolved:
+        if matched and not alike:
+            word = findings.UNLIKE_GROUPS
+        elif alike and not resolved:
             word = too_short(Floor(False, max(f.steps for f in floors.values())))
         elif metric.timed and spread.get(name) is None:
             word = findings.NO_SPREAD
         rows.append({"metric": title, "column": name, "ratio": est.ratio, "low": est.low, "high": est.high,
-                     "configurations": est.strata, "too_short": len(matched) - len(resolved), "estimate": est.text(),
+                     "configurations": est.strata, "too_short": len(alike) - len(resolved), "estimate": est.text(),
                      "verdict": word, "regression": word == metric.worse, "run_to_run": spread.get(name)})
     return pd.DataFrame(rows, columns=["metric", "column", "ratio", "low", "high", "configurations", "too_short",
                                        "estimate", "verdict", "regression", "run_to_run"])

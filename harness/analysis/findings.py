@@ -102,6 +102,8 @@ NO_DIFFERENCE = "no significant difference"
 SAME_PROGRAM = "same compiled program"
 # A timed interval without a measured spread between runs holds one process's repeats only: no verdict.
 NO_SPREAD = "not tested: no spread between runs measured (add a seed)"
+# A vectorized point's time is its group's call shared by K points: the same kind of number only for equal K.
+UNLIKE_GROUPS = "not compared: trained in vectorized groups of other sizes (timing_points)"
 
 
 @dataclass(frozen=True)
@@ -473,9 +475,12 @@ def compare_axis(df: pd.DataFrame, axis: str, baseline: str, columns: Sequence[s
         for column in columns:
             measure = MEASURES[column]
             by = [*others, "seed"] if measure.paired else others
-            strata, short, same = [], [], []
+            strata, short, same, unlike = [], [], [], 0
             for _, g in (ok.groupby(by, dropna=False, sort=False) if by else [((), ok)]):
                 base, cand = g[g[axis] == baseline], g[g[axis] == candidate]
+                if measure.timed and len(base) and len(cand) and not like_groups(base, cand):
+                    unlike += 1
+                    continue
                 below = floor_of([*ok_runs(base), *ok_runs(cand)], column, threshold)
                 if not below.resolved and len(base) and len(cand):
                     short.append(below)
@@ -490,7 +495,9 @@ def compare_axis(df: pd.DataFrame, axis: str, baseline: str, columns: Sequence[s
             est = ratio_ci(strata, exact=measure.exact or measure.paired, between=between, timed=measure.timed,
                            seed=seed)
             word = verdict(est, threshold, measure)
-            if short and not est.strata:
+            if unlike and not est.strata:
+                word = UNLIKE_GROUPS
+            elif short and not est.strata:
                 word = too_short(Floor(False, max(f.steps for f in short)))
             elif measure.timed and not one_program and spread.get(column) is None and est.strata:
                 word = NO_SPREAD
@@ -504,6 +511,18 @@ def compare_axis(df: pd.DataFrame, axis: str, baseline: str, columns: Sequence[s
                          "steps_needed": max((f.steps for f in short), default=None),
                          "run_to_run": spread.get(column)})
     return pd.DataFrame(rows, columns=FINDING_COLUMNS)
+
+
+def like_groups(a: pd.DataFrame, b: pd.DataFrame) -> bool:
+    """Whether the runs of `a` and `b` trained in vectorized groups of one size (1: alone), whose times compare.
+
+    >>> like_groups(pd.DataFrame({"timing_points": [64, 64]}), pd.DataFrame({"timing_points": [None]}))
+    False
+    """
+    def sizes(runs: pd.DataFrame) -> set[int]:
+        return {int(v) for v in runs["timing_points"].fillna(1)} if "timing_points" in runs else {1}
+
+    return sizes(a) == sizes(b)
 
 
 def same_program(a: pd.DataFrame, b: pd.DataFrame) -> bool:

@@ -221,7 +221,7 @@ class VectorizeConfig:
     lr: list[float] = field(default_factory=list)
     seed: list[int] = field(default_factory=list)
     points: list[str] = field(default_factory=list)
-    max_points: int = 64
+    max_points: int = 256
 
     def __post_init__(self) -> None:
         for lr in self.lr:
@@ -363,6 +363,7 @@ def check_startup(cfg: DictConfig) -> None:
     resolved(cfg)  # `train.steps=${oops}`: one line naming the key, before anything is written
     _check_paths(str(cfg.name), str(cfg.results_dir))
     _converted(lambda: OmegaConf.to_object(cfg.tracker))
+    _converted(lambda: OmegaConf.to_object(cfg.vectorize))  # vectorize.max_points: the sweeper groups by it
 
 
 def resolved(cfg: DictConfig) -> dict[str, Any]:

@@ -78,7 +78,7 @@ class Timing:
     flops: float | None = None  # XLA's count for the program, scan body counted once: see dispatch.flops_per_step
     bytes_accessed: float | None = None
     memory: dict[str, int | None] = field(default_factory=dict)
-    points: int = 1  # > 1: a vectorized call that trains this many runs at once
+    points: int = 1  # > 1: a vectorized call that trains this many runs at once (run_s: the group's calls)
     dispatch: dict[str, float] | None = None  # see `dispatch_cost`
     flops_split: dict[str, float | None] | None = None  # where a step's flops go: harness.core.cost.split
     matmuls: dict[str, int] | None = None  # dots in the compiled loop body vs hoisted out of it (harness.core.hlo)
@@ -98,6 +98,8 @@ class Timing:
             in_loop = max(call["median"] - self.chunks * self.dispatch["one_step_call_s"], 0.0) / (
                 self.steps - self.chunks)
             out["in_loop_s_per_step"] = in_loop
+            if self.points > 1:  # in_loop_s_per_step is the group's step: every point's at once
+                out["in_loop_s_per_step_per_point"] = in_loop / self.points
             out["dispatch"] = {**self.dispatch, "overhead_s": max(self.dispatch["one_step_call_s"] - in_loop, 0.0)}
         return out
 

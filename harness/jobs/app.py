@@ -9,7 +9,6 @@ The sweep's exit code and summary come from `harness.jobs.callbacks`.
 
 from __future__ import annotations
 
-import copy
 import logging
 import shutil
 import sys
@@ -136,12 +135,12 @@ def _point_runs(spec: Config, config: dict[str, Any], job: dict[str, Any], only:
             point = with_traced(spec, values)
         except ConfigError as err:
             point = err
-        point_config = copy.deepcopy(config)
-        point_config["vectorize"] = {**point_config["vectorize"], "lr": [], "seed": [], "points": []}
+        # The job's config with the point's own values: new dicts where they differ, the rest shared (read only).
+        point_config = {**config, "vectorize": {**config["vectorize"], "lr": [], "seed": [], "points": []}}
         for key in values:
             section, name = key.split(".")
-            point_config[section][name] = getattr(getattr(point, section), name) if isinstance(point, Config) \
-                else values[key]
+            point_config[section] = {**point_config[section], name: getattr(getattr(point, section), name)
+                                     if isinstance(point, Config) else values[key]}
         runs.append((i, point, point_config, {**job, "name": f"{job['name']}-{i}",
                                               "output_dir": str(Path(job["output_dir"]) / str(i)),
                                               "overrides": overrides,

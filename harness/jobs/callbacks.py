@@ -29,6 +29,7 @@ from harness.core.checks import ConfigError
 from harness.core.config import check_startup
 from harness.core.files import atomic_path
 from harness.jobs import store
+from harness.jobs.grouping import points_of
 from harness.jobs.store import RECORD_NAME, RUNNING, STATUSES, crashed, write_json_atomic
 from harness.jobs.sweep_plan import (
     SWEEP_FILE,
@@ -223,6 +224,16 @@ def _vectorized_repeats(job: dict[str, Any], config: DictConfig) -> list[str]:
             for name, values in lists.items() for value in dict.fromkeys(values) if values.count(value) > 1]
 
 
+def _points(jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The sweep's points as jobs: a vectorized sweeper's job as one per point, numbered `<job>/<point>`."""
+    out = []
+    for job in jobs:
+        points = points_of(job["overrides"])
+        out += [{"num": job["num"] if len(points) == 1 else f"{job['num']}/{i}", "overrides": overrides}
+                for i, overrides in enumerate(points)]
+    return out
+
+
 def _warn_duplicates(repeated_jobs: list[tuple[int, int]], repeated_points: list[str]) -> None:
     """One warning naming every sweep point listed more than once: each runs, and findings count it once."""
     named = [f"job #{job} repeats job #{first}" for job, first in repeated_jobs] + repeated_points
@@ -260,7 +271,8 @@ class SweepCallback(Callback):
             _HELD.append(lock(directory))
             if multirun:
                 old, new = read_plan(directory), plan_jobs(config)
-                if old is not None and new is not None and (why := plan_difference(old, new, _base(config))):
+                if old is not None and new is not None and (why := plan_difference(
+                        old, new, _base(config), config.vectorize.max_points)):
                     _fail(f"error: resume: {why}; resume with the sweep's own overrides (see "
                           f"{directory / 'multirun.yaml'}), or start a new sweep")
             for path in mark_crashed(directory):
@@ -286,7 +298,8 @@ class SweepCallback(Callback):
         if config.resume and (why := plan_problem(sweep_dir)):
             print(f"warning: {why}; this resume writes the plan anew from its own overrides", flush=True)
         if not (config.resume and read_plan(sweep_dir) is not None):  # a resume keeps the sweep's plan
-            plan = {"planned_jobs": len(jobs) if jobs is not None else None, "jobs": jobs, "base": _base(config)}
+            plan = {"planned_jobs": len(jobs) if jobs is not None else None, "jobs": jobs, "base": _base(config),
+                    "vectorize_max_points": config.vectorize.max_points}
             try:
                 write_json_atomic(sweep_dir / SWEEP_FILE, plan)
             except OSError as err:
@@ -296,7 +309,7 @@ class SweepCallback(Callback):
         total = len(jobs) if jobs is not None else None
         print(f"sweep: {total if total is not None else '?'} jobs -> {sweep_dir}", flush=True)
         if jobs is not None:
-            _warn_duplicates(duplicates(jobs), [r for job in jobs for r in _vectorized_repeats(job, config)])
+            _warn_duplicates(duplicates(_points(jobs)), [r for job in jobs for r in _vectorized_repeats(job, config)])
 
     def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
         hc = config.hydra

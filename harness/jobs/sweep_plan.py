@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.core.fields import CHANGEABLE_ON_RESUME, digest, identity
+from harness.jobs.grouping import singles
 
 SWEEP_FILE = "sweep.json"
 
@@ -94,11 +95,16 @@ def _computed(overrides: list[str]) -> list[str]:
                   if not any(_key(o) == k or _key(o).startswith(k + ".") for k in CHANGEABLE_ON_RESUME))
 
 
-def plan_difference(old: dict[str, Any], new: list[dict[str, Any]], base: str | None = None) -> str | None:
-    """Why the jobs `new` (from a config hashing to `base`) would not be those planned in `old`, or None."""
+def plan_difference(old: dict[str, Any], new: list[dict[str, Any]], base: str | None = None,
+                    max_points: int | None = None) -> str | None:
+    """Why the jobs `new` (from a config hashing to `base`, grouped by `vectorize.max_points`) would not be those
+    planned in `old`, or None."""
     if base is not None and old.get("base") not in (None, base):
         return "the sweep's config differs from this command's (its conf/ or experiment files, or fixed overrides)"
     old_jobs = old.get("jobs")
+    if isinstance(old_jobs, list) and (why := _grouping_difference(old, [j.get("overrides") or [] for j in old_jobs],
+                                                                   [j["overrides"] for j in new], max_points)):
+        return why
     if not isinstance(old_jobs, list):
         count = planned_count(old)
         if count is not None and count != len(new):
@@ -115,6 +121,21 @@ def plan_difference(old: dict[str, Any], new: list[dict[str, Any]], base: str | 
         if _computed(before.get("overrides", [])) != _computed(now["overrides"]):
             return (f"job #{now['num']} was {' '.join(_computed(before.get('overrides', []))) or '(no overrides)'}, "
                     f"this command makes it {' '.join(_computed(now['overrides'])) or '(no overrides)'}")
+    return None
+
+
+def _grouping_difference(old: dict[str, Any], before: list[list[str]], now: list[list[str]],
+                         max_points: int | None) -> str | None:
+    """Why a resume would group the sweep's points into other jobs (harness/jobs/grouping.py), or None."""
+    grouped_before, grouped_now = (any(singles([job]) == 0 for job in jobs) for jobs in (before, now))
+    if grouped_before != grouped_now:
+        grouped, alone = "vectorized jobs (hydra/sweeper=vectorized)", "a job per point"
+        return (f"the sweep ran its points in {grouped if grouped_before else alone}, this command in "
+                f"{grouped if grouped_now else alone}: resume it with the sweeper it was started with")
+    written = old.get("vectorize_max_points")
+    if grouped_before and written not in (None, max_points) and before != now:
+        return (f"the sweep grouped its points in jobs of up to {written} (vectorize.max_points={written}), this "
+                f"command in jobs of up to {max_points}: resume with vectorize.max_points={written}")
     return None
 
 

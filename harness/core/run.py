@@ -286,9 +286,10 @@ def execute_vectorized(specs: list[Config], devices: list[jax.Device]) -> list[d
         if spec.train.measure_dispatch:
             timing.dispatch = dispatch_cost(train_many, args, static)
         history, timing = jax.tree.map(np.asarray, history), timing.summary()
-        return [
-            measurements(s, task, b, batches, tuple(leaf[i] for leaf in states),
-                         {name: values[i] for name, values in history.items()}, {**timing, "point": i}, peak)
+        return [  # no target: a target needs evaluations between chunks, and vectorized points train in one call
+            {**measurements(s, task, b, batches, tuple(leaf[i] for leaf in states),
+                            {name: values[i] for name, values in history.items()}, {**timing, "point": i}, peak),
+             "target": None}
             for i, (s, task, b) in enumerate(zip(specs, tasks, built))
         ]
 

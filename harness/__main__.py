@@ -1,3 +1,4 @@
 from harness.cli import main
 
-main()
+if __name__ == "__main__":  # not when a spawned process (the W&B writers) imports it
+    main()

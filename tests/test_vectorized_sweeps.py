@@ -104,6 +104,7 @@ def test_resume_after_a_sigkill_mid_group_reruns_exactly_the_points_without_reco
     assert sorted(r["job"]["vectorized"]["point"] for r in rerun) == [3, 4, 5]
 
 
+@pytest.mark.slow
 def test_points_that_share_no_program_run_alone_and_bad_points_fail_alone(cli):
     # Each method's single learning rate shares its program with no other point: both run alone.
     proc, recs = cli("-m", "hydra/sweeper=vectorized", "tracker=disabled", "report=false", "train.repeats=1",
@@ -123,6 +124,7 @@ def test_points_that_share_no_program_run_alone_and_bad_points_fail_alone(cli):
     assert sorted(r["timing"]["points"] for r in recs if r["status"] == "ok") == [2, 2]
 
 
+@pytest.mark.slow
 def test_a_grouped_point_that_trains_in_chunks_trains_alone_in_its_job(cli):
     proc, recs = cli("-m", "hydra/sweeper=vectorized", "tracker=disabled", "report=false", "train.repeats=1",
                      "train.steps=20", "train.log_every=10", "optimizer.lr=0.01,0.02")

@@ -289,6 +289,7 @@ class SweepCallback(Callback):
         _warn_duplicates([], _vectorized_repeats({"num": None, "overrides": given}, config))
 
     def on_run_end(self, config: DictConfig, **kwargs: Any) -> None:
+        finish_writing()  # a vectorized run's W&B copies, into its records
         release()
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:

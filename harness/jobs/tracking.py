@@ -431,7 +431,12 @@ def log_records(cfg: DictConfig, records: list[tuple[dict[str, Any], Path]], off
             written(record, out_dir, log_record(cfg, record, out_dir, offline_flag))
         return
     for record, out_dir in records:
-        future = writers().submit(_logged, wandb_cfg, record, out_dir, offline_flag)
+        try:
+            future = writers().submit(_logged, wandb_cfg, record, out_dir, offline_flag)
+        except Exception as err:  # noqa: BLE001 - a pool broken by a writer that died: a new one for the rest
+            log.warning("W&B writer processes lost (%s: %s); starting new ones", type(err).__name__, err)
+            _WRITERS.clear()
+            future = writers().submit(_logged, wandb_cfg, record, out_dir, offline_flag)
         future.add_done_callback(functools.partial(_ended, written, record, out_dir, wandb_cfg.mode))
         _PENDING.append(future)
     if wait:

@@ -35,8 +35,8 @@ from harness.jobs.store import (
     RUNNING,
     SCHEMA_VERSION,
     completed,
-    point_count,
     crashed,
+    point_count,
     read_record,
     running_marker,
     write_record,
@@ -153,8 +153,9 @@ def _outcomes(cfg: DictConfig, config: dict[str, Any], job: dict[str, Any], out_
     """(record dir, config, job, result) per run of this job: one, or one per vectorized point (those in `only`).
 
     Points that share a compiled program train as one vmapped program (harness.core.run.shared_programs);
-    a point that cannot, or whose group's programs turn out to differ, trains alone. A failure is the
-    record of the points it concerns: never of a point that finished.
+    a point that cannot, or whose group's programs turn out to differ, trains alone, and a group too large
+    for the memory left trains as two halves. A failure is the record of the points it concerns: never of a
+    point that finished.
     """
     spec = to_spec(cfg)
     # JAX is imported only once the config is valid: bad input is answered in about a second.

@@ -249,6 +249,30 @@ def test_runs_of_one_compiled_program_are_not_called_slower_and_measure_the_swee
     assert "Same compiled" not in render_findings(sweep("bbbb"), other)
 
 
+def test_a_grouped_points_time_is_compared_only_with_times_of_its_group_size():
+    """A vectorized point's time is its group's call shared by K points: against a run alone it is another kind of
+    number (not compared), against a point of a group of the same size it is compared; quality always is."""
+    from harness.analysis.findings import UNLIKE_GROUPS, comparisons
+
+    def sweep(candidate_points):
+        rows = []
+        for method, scale, points in (("diffstate", 1.0, 1), ("attribute", 1.3, candidate_points)):
+            for seed in (1, 2):
+                rows.append({"status": "ok", "method": method, "freeze": "kernel", "optimizer": "adam", "seed": seed,
+                             "steps": 101, "one_step_call_s": 1e-4, "timing_points": points,
+                             "program_fingerprint": method, "test_mse": 0.5 + 0.1 * seed,
+                             "run_s": json.dumps([scale * (0.0101 + 1e-4 * i) * (1 + 0.01 * seed) for i in range(5)])})
+        return pd.DataFrame(rows)
+
+    def verdicts(found):
+        return dict(zip(found["metric"], found["verdict"]))
+
+    unlike = verdicts(comparisons(sweep(64)))
+    assert unlike["in_loop_s_per_step"] == UNLIKE_GROUPS and unlike["run_s_per_step_median"] == UNLIKE_GROUPS
+    assert unlike["test_mse"] == "no significant difference"
+    assert verdicts(comparisons(sweep(1)))["in_loop_s_per_step"] == "slower"
+
+
 # --- the noise floor and the run-to-run spread ---------------------------------------------------
 
 

@@ -47,6 +47,7 @@ from harness.jobs.tracking import (
     log_record,
     log_records,
     sink_for,
+    start_writers,
     wandb_copy_complete,
 )
 
@@ -225,6 +226,8 @@ def run_job(cfg: DictConfig, out_dir: Path, job: dict[str, Any], offline_flag: P
     if (unresolved is None and chunked and not (cfg.vectorize.lr or cfg.vectorize.seed or cfg.vectorize.points)
             and (sink := sink_for(cfg, job, offline_flag))):
         live = LiveCurves(sink, {"status": RUNNING, "job": job, "config": config}, out_dir)
+    elif unresolved is None and sink_for(cfg, job, offline_flag):
+        start_writers(len(only) if only is not None else point_count(config))
     try:
         if unresolved is not None:
             raise unresolved

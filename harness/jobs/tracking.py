@@ -405,6 +405,7 @@ def log_record(cfg: DictConfig, record: dict[str, Any], out_dir: Path,
 # ~40 ms of Python in the process that logs it (a socket message per history row), which threads
 # cannot share out. Each writer is a fresh interpreter (spawn: no JAX, no inherited threads).
 POOL_FROM = 8
+WRITER_PROCESSES = max(1, min(os.cpu_count() or 1, 4))
 _WRITERS: list[Any] = []
 
 
@@ -414,10 +415,24 @@ def writers():
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
-        _WRITERS.append(ProcessPoolExecutor(max(1, min(os.cpu_count() or 1, 4)),
-                                            mp_context=multiprocessing.get_context("spawn")))
+        _WRITERS.append(ProcessPoolExecutor(WRITER_PROCESSES, mp_context=multiprocessing.get_context("spawn")))
         atexit.register(_WRITERS[0].shutdown, cancel_futures=True)
     return _WRITERS[0]
+
+
+def _ready() -> None:
+    """In a writer: W&B imported and its service started, before the first run arrives."""
+    _prepare_wandb()
+    import wandb
+
+    _no_wandb_analytics()
+    wandb.setup()
+
+
+def start_writers(records: int) -> None:
+    """Starts the writer processes (about a second each) while a job that will log `records` runs trains."""
+    if records >= POOL_FROM and not _PENDING:
+        _PENDING.extend(writers().submit(_ready) for _ in range(WRITER_PROCESSES))
 
 
 def log_records(cfg: DictConfig, records: list[tuple[dict[str, Any], Path]], offline_flag: Path | None = None,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import struct
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 _BLOCK = 32768
@@ -19,14 +19,12 @@ _HEADER = 7
 _FULL, _LAST = 1, 4
 
 
-def records(path: str | Path) -> Iterator:
-    """The file's wandb_internal_pb2.Record protobufs, in order; a cut-off tail ends the iteration."""
-    from wandb.proto import wandb_internal_pb2
-
+def _chunks(path: str | Path) -> list[bytes]:
+    """The file's records as their serialized bytes, in order; a cut-off tail ends the list."""
     data = Path(path).read_bytes()
     if data[:4] != b":W&B":
-        return
-    pos, chunk = 7, b""
+        return []
+    pos, chunk, out = 7, b"", []
     while pos + _HEADER <= len(data):
         left_in_block = _BLOCK - pos % _BLOCK
         if left_in_block < _HEADER:
@@ -37,17 +35,30 @@ def records(path: str | Path) -> Iterator:
             pos += left_in_block
             continue
         if pos + _HEADER + length > len(data):
-            return  # a record cut off by a kill
+            break  # a record cut off by a kill
         chunk += data[pos + _HEADER : pos + _HEADER + length]
         pos += _HEADER + length
         if kind in (_FULL, _LAST):
-            record = wandb_internal_pb2.Record()
-            try:
-                record.ParseFromString(chunk)
-            except Exception:  # noqa: BLE001 - a damaged record ends what can be read
-                return
-            yield record
+            out.append(chunk)
             chunk = b""
+    return out
+
+
+def _parsed(chunks: Iterable[bytes]) -> Iterator:
+    from wandb.proto import wandb_internal_pb2
+
+    for chunk in chunks:
+        record = wandb_internal_pb2.Record()
+        try:
+            record.ParseFromString(chunk)
+        except Exception:  # noqa: BLE001 - a damaged record ends what can be read
+            return
+        yield record
+
+
+def records(path: str | Path) -> Iterator:
+    """The file's wandb_internal_pb2.Record protobufs, in order; a cut-off tail ends the iteration."""
+    return _parsed(_chunks(path))
 
 
 def is_complete(path: str | Path | None) -> bool:
@@ -55,20 +66,22 @@ def is_complete(path: str | Path | None) -> bool:
 
     Every run the harness logs has a summary (the record's numbers and status); a run that W&B
     closed after a Ctrl-C or SIGTERM, before anything was logged, has an exit record and W&B's own
-    summary keys (`_runtime`) only.
+    summary keys (`_runtime`) only. Read from the end, where both are: a sweep's writers check every run.
     """
     if not path:
         return False
     kinds = set()
     try:
-        for record in records(path):
+        for record in _parsed(reversed(_chunks(path))):
             kind = record.WhichOneof("record_type")
             if kind != "summary" or any(not (item.key or item.nested_key[0]).startswith("_")
                                         for item in record.summary.update):  # W&B's own keys start with _
                 kinds.add(kind)
+            if {"exit", "summary"} <= kinds:
+                return True
     except OSError:
         return False
-    return {"exit", "summary"} <= kinds
+    return False
 
 
 def job_type(path: str | Path | None) -> str | None:

@@ -3,10 +3,11 @@
 import json
 
 import pytest
-from conftest import records, run_cli, run_injected, wandb_file
-from wandb_reader import read_run
 
 from harness.jobs.tracking import POOL_FROM, run_name, run_tags
+
+from conftest import records, run_cli, run_injected, wandb_file
+from wandb_reader import read_run
 
 GRID = ("optimizer.lr=0.001,0.01,0.1", "task.seed=1,2")
 # What differs between a point run alone and in a group: how it was launched and timed, not what it computed.

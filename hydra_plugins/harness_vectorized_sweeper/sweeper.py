@@ -8,10 +8,9 @@ and W&B run. Every other point is launched alone, as the shuffled sweeper launch
 
 from __future__ import annotations
 
-from hydra_plugins.harness_shuffled_sweeper.sweeper import ShuffledSweeper
-
 from harness.core.config import TRACED
 from harness.jobs.grouping import group_jobs, singles
+from hydra_plugins.harness_shuffled_sweeper.sweeper import ShuffledSweeper
 
 
 class VectorizedSweeper(ShuffledSweeper):

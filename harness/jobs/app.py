@@ -200,6 +200,11 @@ def _outcomes(cfg: DictConfig, config: dict[str, Any], job: dict[str, Any], out_
             for i, _, point_config, point_job in runs]
 
 
+def _vectorized(cfg: DictConfig) -> bool:
+    """Whether a job trains vectorized points (its records in <job>/<point>/), however many."""
+    return bool(cfg.vectorize.lr or cfg.vectorize.seed or cfg.vectorize.points)
+
+
 def _failure(err: Exception) -> dict[str, Any]:
     """The result of a run that did not finish: skipped (its device is not there) or failed, with why."""
     if isinstance(err, DeviceUnavailable):
@@ -221,13 +226,12 @@ def run_job(cfg: DictConfig, out_dir: Path, job: dict[str, Any], offline_flag: P
     marker = running_marker(job, config, config_hash(config), started)
     write_record(marker_path, marker, lost="the job runs without its `running` marker (killed, it would leave no "
                                            "trace)")  # a job killed from here on leaves this trace
-    live = None
-    chunked = cfg.train.log_every or cfg.train.eval_every
-    if (unresolved is None and chunked and not (cfg.vectorize.lr or cfg.vectorize.seed or cfg.vectorize.points)
-            and (sink := sink_for(cfg, job, offline_flag))):
-        live = LiveCurves(sink, {"status": RUNNING, "job": job, "config": config}, out_dir)
-    elif unresolved is None and sink_for(cfg, job, offline_flag):
-        start_writers(len(only) if only is not None else point_count(config))
+    live, sink = None, sink_for(cfg, job, offline_flag)  # None: W&B disabled (or its config is the record's error)
+    if unresolved is None and sink is not None:
+        if (cfg.train.log_every or cfg.train.eval_every) and not _vectorized(cfg):
+            live = LiveCurves(sink, {"status": RUNNING, "job": job, "config": config}, out_dir)
+        else:
+            start_writers(len(only) if only is not None else point_count(config))
     try:
         if unresolved is not None:
             raise unresolved
@@ -239,12 +243,11 @@ def run_job(cfg: DictConfig, out_dir: Path, job: dict[str, Any], offline_flag: P
                                           str(stop) or "stopped by Ctrl-C before it finished; resume reruns it"))
         raise
     records, to_log = [], []  # every record is written before W&B is touched
-    no_wandb = sink_for(cfg, job, offline_flag) is None  # W&B disabled (or its config is the record's error)
     for record_dir, run_config, run_job_info, result in outcomes:
         record = {"schema_version": SCHEMA_VERSION, "status": "failed", "error": None, "job": run_job_info, "config": run_config,
                   "config_hash": config_hash(config), "started": started, **result,
                   "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-        if no_wandb:
+        if sink is None:
             record["wandb"] = log_record(cfg, record, record_dir)  # says so at once: one write
         path = record_dir / RECORD_NAME
         if not write_record(path, record, lost=f"this job's {record['status']} result is not saved; trying a "
@@ -259,7 +262,7 @@ def run_job(cfg: DictConfig, out_dir: Path, job: dict[str, Any], offline_flag: P
                 records.append(record)  # else its marker, if written, shows it crashed; the sweep lists it
             continue
         records.append(record)
-        if not no_wandb:
+        if sink is not None:
             to_log.append((record, record_dir))
 
     def written(record: dict[str, Any], record_dir: Path, info: dict[str, Any] | None) -> None:
@@ -338,7 +341,7 @@ def main(cfg: DictConfig) -> None:
                 print(f"  W&B copy was missing or incomplete, logged again from the record: "
                       f"{(record.get('wandb') or {}).get('dir') or (record.get('wandb') or {}).get('error')}",
                       flush=True)
-        vectorized = bool(cfg.vectorize.lr or cfg.vectorize.seed or cfg.vectorize.points)
+        vectorized = _vectorized(cfg)
         if vectorized:
             only = set(range(expected)) - {int(path.parent.name) for path, _ in done if path.parent.parent == out_dir
                                            and path.parent.name.isdigit()}

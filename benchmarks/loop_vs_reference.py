@@ -50,7 +50,7 @@ import numpy as np
 from harness.core.program import Built
 from harness.core.tasks import make_task
 from harness.core.train import build, train
-from harness.jobs.app import spec_from_overrides as seed_spec
+from harness.jobs.compose import spec_from_overrides as seed_spec
 
 HARNESS, REFERENCE, HARNESS_REF, AGAIN = "harness", "reference", "harness(ref body)", "reference again"
 

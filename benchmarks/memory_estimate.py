@@ -29,7 +29,7 @@ import json, resource, sys
 from harness.core import memory, run
 from harness.core.devices import select
 from harness.core.plausibility import machine_peak
-from harness.jobs.app import spec_from_overrides
+from harness.jobs.compose import spec_from_overrides
 
 seen = {}
 check = run.check_needs

@@ -42,7 +42,7 @@ from harness.core.models import build_model
 from harness.core.plausibility import machine_peak
 from harness.core.tasks import make_task
 from harness.core.train import build, train
-from harness.jobs.app import spec_from_overrides
+from harness.jobs.compose import spec_from_overrides
 
 HARNESS, PLAIN, SEQUENTIAL, FULL = "harness", "plain JAX", "plain JAX, sequential", "harness, full batch"
 

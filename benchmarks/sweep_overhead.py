@@ -7,11 +7,11 @@
    offline, alternated per round; per extra job = (wall of N jobs - wall of 1 job) / (N - 1).
    Every job after the first is a compile-cache hit: the learning rate is a traced value.
 2. The same per-job cost split in one process, for cache-hit jobs:
-   - Hydra: composing the job's config, twice (the basic sweeper composes each job once to
-     validate the batch and once to run it);
-   - harness: `harness.jobs.app.run_job` with W&B disabled, less the time spent in the training
-     program's own calls (warm-up, timed repeats, the 1-step dispatch probe), which is the
-     training the job exists to do;
+   - Hydra: composing the job's config once (the launcher's compose; the harness's sweepers no longer
+     compose every job a second time to validate the batch);
+   - harness: `harness.jobs.job.start` and `harness.jobs.app.run_job` with W&B disabled, less the time
+     spent in the training program's own calls (warm-up, timed repeats, the 1-step dispatch probe),
+     which is the training the job exists to do;
    - W&B: one offline run logged from the finished record (`harness.jobs.tracking.WandbSink`).
 Targets (issue 13): harness <= 50 ms per cache-hit job, W&B offline <= 100 ms per run.
 """
@@ -49,25 +49,32 @@ def in_process_split(jobs: int, out: Path) -> dict[str, list[float]]:
     import jax
     from hydra import compose, initialize_config_dir
 
+    from omegaconf import open_dict
+
     from harness.core.config import WandbConfig
-    from harness.jobs.app import CONF_DIR, run_job
+    from harness.jobs.app import run_job
+    from harness.jobs.compose import CONF_DIR
+    from harness.jobs.job import start
     from harness.jobs.tracking import WandbSink
 
     split = {"hydra": [], "harness": [], "wandb": []}
-    job = {"name": "bench", "num": 0, "overrides": [], "override_dirname": "", "output_dir": str(out)}
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         for i in range(jobs + 1):
             overrides = [f"optimizer.lr={1e-3 * (i + 1)}", "tracker=disabled"]
-            start = time.perf_counter()
-            for _ in range(2):
-                cfg = compose("config", overrides=overrides)
-            hydra_s = time.perf_counter() - start
-            start = time.perf_counter()
-            (record,) = run_job(cfg, out / str(i), job)
-            job_s = time.perf_counter() - start
-            start = time.perf_counter()
+            began = time.perf_counter()
+            cfg = compose("config", overrides=overrides, return_hydra_config=True)  # the launcher's compose
+            hydra_s = time.perf_counter() - began
+            hc = cfg.hydra  # as @hydra.main hands a job its config: Hydra's node apart
+            with open_dict(cfg):
+                del cfg["hydra"]
+            with open_dict(hc):
+                hc.runtime.output_dir = str(out / str(i))
+            began = time.perf_counter()
+            (record,) = run_job(start(cfg, hc, multirun=False))
+            job_s = time.perf_counter() - began
+            began = time.perf_counter()
             WandbSink(WandbConfig(mode="offline"))(record, out / str(i))
-            wandb_s = time.perf_counter() - start
+            wandb_s = time.perf_counter() - began
             if i == 0:
                 continue  # the first job compiles and starts W&B's service: not a cache-hit job
             split["hydra"].append(hydra_s)

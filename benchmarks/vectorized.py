@@ -20,7 +20,7 @@ import numpy as np
 from harness.core.batching import order_key
 from harness.core.run import _placed, points, stack
 from harness.core.train import build, train, train_many
-from harness.jobs.app import spec_from_overrides as spec_for
+from harness.jobs.compose import spec_from_overrides as spec_for
 
 
 def one_by_one(specs, devices, steps):

@@ -39,7 +39,7 @@ from harness.core.models import build_model
 from harness.core.plausibility import machine_peak
 from harness.core.tasks import make_task
 from harness.core.train import build, train
-from harness.jobs.app import spec_from_overrides
+from harness.jobs.compose import spec_from_overrides
 
 WORKLOADS = {
     "cnn on digits": ("task=digits", "model=cnn", "task.per_class=null", "task.pretrain_steps=0"),

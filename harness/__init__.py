@@ -8,7 +8,7 @@ imported lazily: `harness --help` and config errors answer without importing JAX
 """
 
 _API = {
-    "spec_from_overrides": "harness.jobs.app",  # a validated Config, composed as the command line would
+    "spec_from_overrides": "harness.jobs.compose",  # a validated Config, composed as the command line would
     "Config": "harness.core.config",
     "ConfigError": "harness.core.config",
     "execute": "harness.core.run",  # one run: Config in, plain measurements out

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.jobs.app import spec_from_overrides
+from harness.jobs.compose import spec_from_overrides
 
 REPO = Path(__file__).resolve().parent.parent
 

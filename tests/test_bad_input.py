@@ -155,7 +155,7 @@ def test_bad_input_inside_a_multirun_is_a_failed_record_and_the_sweep_goes_on(cl
 def test_every_option_of_a_component_group_names_an_importable_component_under_its_own_name():
     """The config groups are the registry: each option's `_target_` imports, and its `name` is its file's."""
     from harness.core.components import load
-    from harness.jobs.app import CONF_DIR
+    from harness.jobs.compose import CONF_DIR
 
     for group in ("task", "model", "method"):
         for path in sorted((CONF_DIR / group).glob("*.yaml")):

@@ -36,7 +36,7 @@ def test_wheel_installed_in_a_fresh_venv_runs_the_seed_study_from_another_direct
     work.mkdir()
     # As a user runs it: no PYTHONPATH pointing at a checkout (the developers' own runs set one).
     clean = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    where = subprocess.run([str(python), "-c", "import harness.jobs.app as a; print(a.__file__); print(a.CONF_DIR)"],
+    where = subprocess.run([str(python), "-c", "import harness.jobs.compose as a; print(a.__file__); print(a.CONF_DIR)"],
                            cwd=work, check=True, capture_output=True, text=True, env=clean).stdout.split()
     assert all(path.startswith(site) for path in where), where
 

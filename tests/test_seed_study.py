@@ -57,7 +57,7 @@ def _config() -> dict:
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
-    from harness.jobs.app import CONF_DIR
+    from harness.jobs.compose import CONF_DIR
 
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         return OmegaConf.to_container(compose("config"), resolve=False)

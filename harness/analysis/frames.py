@@ -26,7 +26,8 @@ from harness.core.fields import (
     dotted_keys,
     is_under,
 )
-from harness.jobs.store import RUNNING, STATUSES, read_records
+from harness.jobs.record import RUNNING, STATUSES
+from harness.jobs.store import read_records
 
 AXIS_COLUMNS = tuple(f.column for f in AXES)
 RUNS_TABLE = "runs.parquet"  # a report's table of every run, all that a committed reference keeps

@@ -30,7 +30,8 @@ from harness.core.config import check_startup
 from harness.core.files import atomic_path
 from harness.jobs import store
 from harness.jobs.grouping import points_of
-from harness.jobs.store import RECORD_NAME, RUNNING, STATUSES, crashed, write_json_atomic
+from harness.jobs.record import COMPLETE, RUNNING, STATUSES, crashed
+from harness.jobs.store import RECORD_NAME, write_json_atomic
 from harness.jobs.sweep_plan import (
     SWEEP_FILE,
     base_hash,
@@ -250,7 +251,7 @@ def _restart_progress(sweep_dir: Path) -> None:
         statuses.setdefault(record.get("job", {}).get("num"), set()).add(record["status"])
     invalid = {path.relative_to(sweep_dir).parts[0] for path, _ in problems}
     done = [{"num": num, "status": "diverged" if "diverged" in seen else "ok"} for num, seen in statuses.items()
-            if isinstance(num, int) and seen <= set(store.COMPLETE) and str(num) not in invalid]
+            if isinstance(num, int) and seen <= set(COMPLETE) and str(num) not in invalid]
     try:
         with atomic_path(sweep_dir / PROGRESS_FILE) as tmp:
             tmp.write_text("".join(json.dumps(entry) + "\n" for entry in done))

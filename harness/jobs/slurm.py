@@ -20,15 +20,14 @@ import copy
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-from harness.core import fields
-from harness.jobs.store import RECORD_NAME, SCHEMA_VERSION, already_done, write_json_atomic
-from harness.jobs.tracking import log_record
+from harness.jobs import record as records
+from harness.jobs.store import RECORD_NAME, already_done, write_json_atomic
+from harness.jobs.tracking import log_record, wandb_settings
 
 STDERR_LINES = 40
 _SACCT_FIELDS = {"State": "state", "ExitCode": "exit_code", "Elapsed": "elapsed", "Start": "start", "End": "end",
@@ -101,22 +100,15 @@ def record_killed_job(cfg: DictConfig, job: Any, err: BaseException) -> Path:
     job_info = {"name": f"{hc.job.name}-{hc.job.num}", "num": hc.job.num,
                 "overrides": OmegaConf.to_container(hc.overrides.task, resolve=False),
                 "override_dirname": hc.job.override_dirname, "output_dir": str(out_dir), "slurm": slurm}
-    record = {
-        "schema_version": SCHEMA_VERSION,
-        "status": "crashed",
-        "error": {"type": "SlurmJobEnded", **({"out_of_memory": True} if "OUT_OF_MEMORY" in state else {}),
-                  "message": f"Slurm job {job.job_id} ended {state} before the job wrote its result "
-                             f"({type(err).__name__}); its log: {slurm['stderr']}",
-                  "stderr_tail": tail(job.paths.stderr)},
-        "job": job_info,
-        "config": config,
-        "config_hash": fields.config_hash(config),
-        "started": slurm.get("start"),
-        "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
+    record = records.ended(job_info, config, {
+        "type": "SlurmJobEnded", **({"out_of_memory": True} if "OUT_OF_MEMORY" in state else {}),
+        "message": f"Slurm job {job.job_id} ended {state} before the job wrote its result ({type(err).__name__}); "
+                   f"its log: {slurm['stderr']}",
+        "stderr_tail": tail(job.paths.stderr)}, slurm.get("start"))
     path = out_dir / RECORD_NAME
     write_json_atomic(path, record)
-    record["wandb"] = log_record(cfg, record, out_dir)  # a crashed W&B run (offline: synced with the rest)
+    settings = wandb_settings(config, job_info["overrides"])
+    record["wandb"] = log_record(settings, record, out_dir)  # a crashed W&B run (offline: synced with the rest)
     write_json_atomic(path, record)
     print(f"crashed: {path}", flush=True)
     print(f"error: {record['error']['type']}: {record['error']['message']}", file=sys.stderr, flush=True)

@@ -1,7 +1,6 @@
 """A job's record on disk: `result.json`, written atomically, and read back by everything after it.
 
-Record statuses: a job writes a `running` marker (RUNNING) before it trains and
-replaces it atomically with its final record, one of STATUSES. A marker whose
+The records themselves are built in harness/jobs/record.py. A `running` marker whose
 process is gone is a job that died (killed, out of memory, machine down): readers
 show it, and the sweep's end and `resume` rewrite it, as `crashed`.
 
@@ -17,19 +16,15 @@ import os
 import re
 import socket
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 from harness.core.checks import ConfigError
 from harness.core.fields import CHANGEABLE_ON_RESUME, FIELDS, config_hash
 from harness.core.files import atomic_path
+from harness.jobs.record import COMPLETE, RUNNING, SCHEMA_VERSION, crashed
 
 RECORD_NAME = "result.json"
-# 2: task and model settings per component (harness/core/components.py), so configs of schema 1 hash differently.
-SCHEMA_VERSION = 2
-STATUSES = ("ok", "diverged", "failed", "skipped", "crashed")  # crashed: a job that died (also by Slurm)
-RUNNING = "running"  # the marker of a job in progress: not a final status
 
 
 def finite_or_null(obj: Any) -> Any:
@@ -49,27 +44,6 @@ def write_json_atomic(path: Path, obj: Any) -> None:
         json.dump(finite_or_null(obj), f, indent=1, allow_nan=False)
 
 
-def running_marker(job: dict[str, Any], config: dict[str, Any], config_hash: str, started: str) -> dict[str, Any]:
-    """What a job writes before it trains: who runs it, so a reader can tell a live job from a dead one, and the
-    host's count of OOM kills, so a reader can tell whether the kernel killed something for memory meanwhile."""
-    return {"schema_version": SCHEMA_VERSION, "status": RUNNING, "error": None, "job": job, "config": config,
-            "config_hash": config_hash, "started": started,
-            "process": {"host": socket.gethostname(), "pid": os.getpid(), "oom_kills": oom_kills()}}
-
-
-def oom_kills(proc: Path = Path("/proc")) -> int | None:
-    """How many processes the kernel's OOM killer has killed on this host since it booted (also a memory cgroup's
-    limit), or None where the kernel does not say (/proc/vmstat's oom_kill, Linux 4.13 and later)."""
-    try:
-        for line in (proc / "vmstat").read_text().splitlines():
-            name, _, value = line.partition(" ")
-            if name == "oom_kill":
-                return int(value)
-    except (OSError, ValueError):
-        pass
-    return None
-
-
 def writer_alive(record: dict[str, Any]) -> bool | None:
     """Whether the process that wrote a `running` marker still runs: None when it ran on another host."""
     process = record.get("process") if isinstance(record.get("process"), dict) else {}
@@ -86,32 +60,6 @@ def writer_alive(record: dict[str, Any]) -> bool | None:
     except OverflowError:
         return None
     return True
-
-
-def crashed(marker: dict[str, Any], error_type: str = "Crashed", message: str | None = None) -> dict[str, Any]:
-    """The record of a job that ended without writing its own: its marker with status `crashed` and why.
-
-    When the kernel's OOM killer killed a process on the marker's host since the marker was written
-    (/proc/vmstat), the job most likely ran out of memory: the record says so (`error.out_of_memory`),
-    and a resume says why it may crash again.
-    """
-    process = marker.get("process") if isinstance(marker.get("process"), dict) else {}
-    where = f"pid {process.get('pid')} on {process.get('host')}" if process else "its process"
-    error = {"type": error_type}
-    before, now = process.get("oom_kills"), oom_kills()
-    if (message is None and process.get("host") == socket.gethostname() and isinstance(before, int)
-            and now is not None and now > before):
-        error["out_of_memory"] = True
-        message = (f"the job's process ({where}) ended without writing its result, and the kernel's OOM killer "
-                   f"killed {now - before} process(es) on this host meanwhile (oom_kill {before} -> {now} in "
-                   "/proc/vmstat): most likely it ran out of memory; resume reruns it")
-    message = message or (f"the job's process ({where}) ended without writing its result: killed (out of memory, "
-                          "SIGKILL, a scheduler's time limit) or its machine stopped; resume reruns it")
-    return {**marker, "status": "crashed", "error": {**error, "message": message},
-            "crash_detected": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-
-
-COMPLETE = ("ok", "diverged")  # what resume does not run again
 
 
 def write_record(path: Path, record: dict[str, Any], lost: str | None = None) -> bool:

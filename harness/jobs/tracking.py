@@ -3,10 +3,9 @@
 The record is written atomically first; `WandbSink` runs after it, and whatever it
 raises is reported in the record (harness/jobs/app.py), never costing the local result.
 
-Record statuses: a job writes a `running` marker (RUNNING) before it trains and
-replaces it atomically with its final record, one of STATUSES. A marker whose
-process is gone is a job that died (killed, out of memory, machine down): readers
-show it, and the sweep's end and `resume` rewrite it, as `crashed`.
+Tracking is given the job's W&B settings (`WandbConfig`, resolved once at the job's
+start: harness/jobs/job.py) and finished records (harness/jobs/record.py); it never
+reads the job's Hydra config.
 """
 
 from __future__ import annotations
@@ -24,8 +23,6 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
-
-from omegaconf import DictConfig, OmegaConf
 
 from harness.core.config import WandbConfig
 from harness.core.fields import NOT_COMPUTED, axes, wandb_summary
@@ -127,6 +124,19 @@ def with_environment(cfg: WandbConfig, overrides: Iterable[str], environ: Mappin
     except ValueError as err:  # e.g. WANDB_MODE=typo: W&B is an observer, the run goes on with the config's
         log.warning("ignoring W&B environment: %s", err)
         return cfg
+
+
+def wandb_settings(config: dict[str, Any], overrides: Iterable[str]) -> WandbConfig | None:
+    """A run's W&B settings from its resolved config (plain data) and its overrides, W&B's environment variables
+    applied (`with_environment`); None when they do not validate (the run's record already says why).
+
+    >>> wandb_settings({"tracker": {"wandb": {"mode": "offline", "project": "p"}}}, ["tracker=offline"]).project
+    'p'
+    """
+    try:
+        return with_environment(WandbConfig(**config["tracker"]["wandb"]), overrides)
+    except Exception:  # noqa: BLE001
+        return None
 
 
 def run_tags(record: dict[str, Any], extra: list[str] = ()) -> list[str]:
@@ -368,37 +378,21 @@ class LiveCurves:
             log.warning("W&B live curves stopped: %s: %s", type(err).__name__, err)
 
 
-def sink_for(cfg: DictConfig, job: dict[str, Any], offline_flag: Path | None = None) -> WandbSink | None:
-    """The job's W&B sink, or None when the tracker config is bad (already the record's error) or disabled."""
-    try:
-        wandb_cfg = with_environment(OmegaConf.to_object(cfg.tracker.wandb), (job or {}).get("overrides", []))
-    except Exception:  # noqa: BLE001
-        return None
-    return None if wandb_cfg.mode == "disabled" else WandbSink(wandb_cfg, offline_flag)
-
-
-def _wandb_config(cfg: DictConfig, record: dict[str, Any]) -> WandbConfig | None:
-    """The W&B settings a record is logged with, or None when the tracker config is bad (already its error)."""
-    try:
-        return with_environment(OmegaConf.to_object(cfg.tracker.wandb), (record.get("job") or {}).get("overrides", []))
-    except Exception:  # noqa: BLE001
-        return None
-
-
-def _logged(wandb_cfg: WandbConfig, record: dict[str, Any], out_dir: Path, offline_flag: Path | None,
+def _logged(settings: WandbConfig, record: dict[str, Any], out_dir: Path, offline_flag: Path | None,
             live: LiveCurves | None = None) -> dict[str, Any]:
     """What `WandbSink` says of the record's W&B copy; its failure as an error, never raised."""
     try:
-        return WandbSink(wandb_cfg, offline_flag)(record, out_dir, live)
+        return WandbSink(settings, offline_flag)(record, out_dir, live)
     except Exception as err:  # noqa: BLE001 - W&B is an observer, never a point of failure
         log.warning("W&B logging failed, the local record is kept: %s: %s", type(err).__name__, err)
-        return {"mode": wandb_cfg.mode, "error": f"{type(err).__name__}: {err}"}
+        return {"mode": settings.mode, "error": f"{type(err).__name__}: {err}"}
 
 
-def log_record(cfg: DictConfig, record: dict[str, Any], out_dir: Path,
+def log_record(settings: WandbConfig | None, record: dict[str, Any], out_dir: Path,
                offline_flag: Path | None = None, live: LiveCurves | None = None) -> dict[str, Any] | None:
-    wandb_cfg = _wandb_config(cfg, record)
-    return None if wandb_cfg is None else _logged(wandb_cfg, record, out_dir, offline_flag, live)
+    """Logs one record to W&B with the job's `settings` (None: its tracker config is bad, already the record's
+    error); what the copy came to, never raised."""
+    return None if settings is None else _logged(settings, record, out_dir, offline_flag, live)
 
 
 # A job with at least this many records logs them from a pool of writer processes: one W&B run costs
@@ -435,24 +429,23 @@ def start_writers(records: int) -> None:
         _PENDING.extend(writers().submit(_ready) for _ in range(WRITER_PROCESSES))
 
 
-def log_records(cfg: DictConfig, records: list[tuple[dict[str, Any], Path]], offline_flag: Path | None = None,
-                written=None, wait: bool = True) -> None:
+def log_records(settings: WandbConfig | None, records: list[tuple[dict[str, Any], Path]],
+                offline_flag: Path | None = None, written=None, wait: bool = True) -> None:
     """Logs each (record, dir) to W&B as `log_record` does, and calls `written(record, dir, W&B info)` for each as
     its copy ends. From POOL_FROM records on, they are logged in writer processes, several at once; without
     `wait`, this returns before they end (`finish_writing` waits for them)."""
-    wandb_cfg = _wandb_config(cfg, records[0][0]) if records else None
-    if wandb_cfg is None or wandb_cfg.mode == "disabled" or len(records) < POOL_FROM:
+    if settings is None or settings.mode == "disabled" or len(records) < POOL_FROM:
         for record, out_dir in records:
-            written(record, out_dir, log_record(cfg, record, out_dir, offline_flag))
+            written(record, out_dir, log_record(settings, record, out_dir, offline_flag))
         return
     for record, out_dir in records:
         try:
-            future = writers().submit(_logged, wandb_cfg, record, out_dir, offline_flag)
+            future = writers().submit(_logged, settings, record, out_dir, offline_flag)
         except Exception as err:  # noqa: BLE001 - a pool broken by a writer that died: a new one for the rest
             log.warning("W&B writer processes lost (%s: %s); starting new ones", type(err).__name__, err)
             _WRITERS.clear()
-            future = writers().submit(_logged, wandb_cfg, record, out_dir, offline_flag)
-        future.add_done_callback(functools.partial(_ended, written, record, out_dir, wandb_cfg.mode))
+            future = writers().submit(_logged, settings, record, out_dir, offline_flag)
+        future.add_done_callback(functools.partial(_ended, written, record, out_dir, settings.mode))
         _PENDING.append(future)
     if wait:
         finish_writing()

@@ -1,4 +1,4 @@
-"""`harness`: run or sweep (Hydra), or `harness report|compare|dashboard ...` on finished sweeps.
+"""`harness`: run or sweep (Hydra), `harness report|compare|dashboard ...` on finished sweeps, `harness options`.
 
 Stopping: Ctrl-C (SIGINT) and SIGTERM stop a run or sweep at the next Python
 bytecode, i.e. between compiled calls (between chunks with train.log_every), with
@@ -11,6 +11,8 @@ from __future__ import annotations
 import _thread
 import atexit
 import os
+import re
+import shlex
 import shutil
 import signal
 import sys
@@ -73,6 +75,81 @@ def _private_temp() -> None:
     atexit.register(shutil.rmtree, root, True)
 
 
+COMMANDS = (
+    ("harness [OVERRIDE ...]", "one run: the seed study, or what the overrides choose (model=mlp freeze=backbone)"),
+    ("harness -m [OVERRIDE ...]", "a sweep: the product of comma-separated values (method=diffstate,jax_split)"),
+    ("harness report SWEEP_DIR", "report.md, tables, figures and Parquet of a finished sweep (report -h)"),
+    ("harness compare DIR_A DIR_B", "two sweeps matched config by config, ratios B/A with 95% CIs (compare -h)"),
+    ("harness dashboard SWEEP_DIR", "a W&B workspace for a sweep, as code (needs the dashboard extra)"),
+    ("harness options [GROUP ...]", "what each config group offers, one line per option (options freeze)"),
+)
+
+
+def _help() -> str:
+    """`harness --help`: the commands, the config groups and their options, and where Hydra's help is."""
+    from harness.jobs.options import GROUPS, _defaults, _repository
+
+    try:
+        repo = _repository(None, [])
+        from hydra.core.object_type import ObjectType
+
+        chosen = {"hydra/launcher": "basic", "hydra/sweeper": "basic", **_defaults(repo)}
+        groups = [f"  {g:<16}" + " ".join(f"{o}*" if o == chosen.get(g) else o
+                                          for o in repo.get_group_options(g, ObjectType.CONFIG)) for g in GROUPS]
+    except Exception as err:  # noqa: BLE001 - the help still names the commands
+        groups = [f"  (cannot list them: {type(err).__name__}: {err})"]
+    width = max(len(c) for c, _ in COMMANDS) + 2
+    return "\n".join([
+        "harness: a benchmark harness for parameter freezing in flax.nnx (README.md has the whole story)",
+        "",
+        "commands:",
+        *(f"  {c.ljust(width)}{what}" for c, what in COMMANDS),
+        "",
+        "config groups (choose with GROUP=OPTION, * the default; `harness options GROUP` says what each does):",
+        *groups,
+        "  settings: KEY=VALUE (train.steps=1000 optimizer.lr=1e-2 task.seed=7), quoted when it has spaces or",
+        "  special characters: harness 'freeze.patterns=[\"^backbone/\"]'",
+        "",
+        "more:",
+        "  harness --cfg job [OVERRIDE ...]   the composed config, without running it",
+        "  harness --config-dir DIR ...       options of your own in DIR/<group>/<name>.yaml (README, \"Bring your own\")",
+        "  harness --hydra-help               Hydra's own help: its flags (--multirun, --cfg, --info, ...)",
+    ])
+
+
+def _quoted_lists(value: str) -> str | None:
+    """`value` as one or more lists with each item in double quotes, or None when it is not lists.
+
+    >>> _quoted_lists("[^attn/],[^embed/, ^pos$],[]")
+    '["^attn/"],["^embed/","^pos$"],[]'
+    """
+    if not re.fullmatch(r"\s*\[[^\[\]]*\](\s*,\s*\[[^\[\]]*\])*\s*", value):
+        return None
+    lists = []
+    for body in re.findall(r"\[([^\[\]]*)\]", value):
+        items = [item.strip().strip("'\"") for item in body.split(",") if item.strip()]
+        if any('"' in item or "\\" in item for item in items):
+            return None
+        lists.append("[" + ",".join(f'"{item}"' for item in items) + "]")
+    return ",".join(lists)
+
+
+def _list_hint(key: str, value: str, parser) -> str | None:
+    """The exact argument that gives `value`'s list (or sweep over lists) to `key`, checked by Hydra's parser."""
+    quoted = _quoted_lists(value)
+    if quoted is None:
+        return None
+    try:
+        (override,) = parser.parse_overrides([f"{key}={quoted}"])
+    except Exception:  # noqa: BLE001 - no hint rather than a wrong one
+        return None
+    argument = shlex.quote(f"{key}={quoted}")
+    if override.is_sweep_override():
+        return (f"a sweep over lists, one list per job, each item quoted inside its list: "
+                f"harness -m {argument}")
+    return f"each item quoted inside the list: harness {argument}"
+
+
 def _unreadable_override(overrides: list[str]) -> str | None:
     """One line for the first command-line override Hydra's grammar cannot read, or None.
 
@@ -87,6 +164,11 @@ def _unreadable_override(overrides: list[str]) -> str | None:
         args, _ = get_args_parser().parse_known_args(overrides)
     except SystemExit:  # Hydra's own flags, used wrongly: Hydra says so itself
         return None
+    modes = [flag for flag, on in (("--multirun", args.multirun), ("--cfg", args.cfg), ("--info", args.info),
+                                   ("--run", args.run), ("--shell-completion", args.shell_completion)) if on]
+    if len(modes) > 1:
+        return (f"error: {' and '.join(modes)} cannot go together: one of --run, --multirun, --cfg, --info, "
+                "--shell-completion")
     parser = OverridesParser.create()
     for i, override in enumerate(args.overrides):
         try:
@@ -98,12 +180,23 @@ def _unreadable_override(overrides: list[str]) -> str | None:
                         f"it, quote the whole value: harness \"{key}='{value} {override}'\"")
             key, _, value = override.partition("=")
             reason = str(err).strip().splitlines()[0]
-            return (f"error: {key}: cannot read the value {value!r} ({reason}); quote a value with spaces or "
-                    f"special characters, quotes inside the argument: harness \"{key}='{value}'\"")
+            hint = _list_hint(key, value, parser) or (
+                f"quote a value with spaces or special characters, quotes inside the argument: "
+                f"harness \"{key}='{value}'\"")
+            return f"error: {key}: cannot read the value {value!r} ({reason}); {hint}"
     return None
 
 
 def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "options":
+        from harness.jobs.options import main_options
+
+        sys.argv.pop(1)
+        sys.exit(main_options())
+    if any(a in ("--help", "-h") for a in sys.argv[1:]) and sys.argv[1:2] not in (["report"], ["compare"],
+                                                                                    ["dashboard"]):
+        print(_help())
+        sys.exit(0)
     _private_temp()
     if len(sys.argv) > 1 and sys.argv[1] == "dashboard":
         from harness.analysis.dashboard import main_dashboard
@@ -118,8 +211,9 @@ def main() -> None:
     from harness.core.components import with_custom_options
     from harness.jobs import callbacks
     from harness.jobs.app import main as hydra_main
+    from harness.jobs.options import missing_extra
 
-    if message := _unreadable_override(sys.argv[1:]):
+    if message := _unreadable_override(sys.argv[1:]) or missing_extra(sys.argv[1:]):
         print(message, file=sys.stderr, flush=True)
         sys.exit(1)
     sys.argv[1:] = with_custom_options(sys.argv[1:])

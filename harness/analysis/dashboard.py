@@ -6,7 +6,7 @@ drift, each test metric (harness.core.metrics), and a parallel-coordinates panel
 over the swept axes. Its spec is written as JSON next to the report with no
 network; `--save` saves it to W&B when W&B is online and prints its URL. The
 metric names come from harness.core.fields (the keys the W&B sink logs), and a
-panel names only metrics the runs have. Needs the `dashboard` extra: `pip install 'harness[dashboard]'`.
+panel names only metrics the runs have. Needs the `dashboard` extra: `pip install 'harness[dashboard]'` (from a clone: `pip install '.[dashboard]'`).
 """
 
 from __future__ import annotations
@@ -133,7 +133,9 @@ def main_dashboard(argv: list[str] | None = None) -> int:
     try:
         import wandb_workspaces  # noqa: F401
     except ImportError:
-        print("harness dashboard: needs wandb-workspaces: pip install 'harness[dashboard]'", file=sys.stderr)
+        from harness.jobs.options import install_hint
+
+        print(f"harness dashboard {install_hint('dashboard')}", file=sys.stderr)
         return 2
     if not args.sweep_dir.is_dir():
         print(f"harness dashboard: not a directory: {args.sweep_dir}", file=sys.stderr)

@@ -43,6 +43,8 @@ HARNESS_KEYS = {"task": ("_target_", "name", "seed", "pretrain_steps", "pretrain
                 "model": ("_target_", "name")}
 # What the harness passes a target itself, besides its settings.
 PROVIDED = {"task": ("seed",), "model": ("in_shape", "out_dim", "rngs", "vocab")}
+# The seed of a task whose config sets none (an own task YAML without `seed:`); every built-in sets it.
+DEFAULT_SEED = 123
 
 
 def with_custom_options(overrides: list[str]) -> list[str]:
@@ -93,7 +95,7 @@ class Chosen:
 class TaskSpec(Chosen):
     """The task: its component, the seed its data is drawn from, and pretraining steps on its source task."""
 
-    seed: int = 123
+    seed: int = DEFAULT_SEED
     pretrain_steps: int = 0  # AdamW steps on the task's source task before the run; 0: start from a fresh model
     pretrain_lr: float = 1e-2  # their learning rate (AdamW, full batch)
     pretrain_weight_decay: float = 0.0  # their weight decay
@@ -119,7 +121,7 @@ def choose(group: str, node: dict[str, Any]) -> TaskSpec | ModelSpec:
     settings = _checked(group, name, obj, given)
     if group == "model":
         return ModelSpec(name, target, settings)
-    seed, steps = node.get("seed", 123), node.get("pretrain_steps", 0)
+    seed, steps = node.get("seed", DEFAULT_SEED), node.get("pretrain_steps", 0)
     lr, decay = node.get("pretrain_lr", 1e-2), node.get("pretrain_weight_decay", 0.0)
     check(isinstance(seed, int) and not isinstance(seed, bool), "task.seed", f"must be an integer, got {seed!r}")
     seed_in_range(seed, "task.seed")

@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from harness.core.components import DEFAULT_SEED
 from harness.core.metrics import METRICS
 
 
@@ -119,6 +120,22 @@ def _field(column: str, path: str, kind: type, wandb: str | None = None, spread:
     return Field(column, (path,), kind, wandb, spread, **kw)
 
 
+@dataclass(frozen=True)
+class _SeedField(Field):
+    """The task's seed; a task config without a `seed` key (an own task YAML) ran with DEFAULT_SEED.
+
+    >>> seed = _SeedField("seed", ("config.task.seed",), int)
+    >>> [seed.get({"config": {"task": t}}) for t in ({"seed": 7}, {"_target_": "my_pkg.data.make"}, {"seed": None})]
+    [7, 123, None]
+    """
+
+    def get(self, record: dict[str, Any]) -> Any:
+        task = nested_get(record, "config", "task")
+        if isinstance(task, dict) and task and "seed" not in task:
+            return DEFAULT_SEED  # what harness.core.components.choose ran it with
+        return super().get(record)
+
+
 def _device(platform: Any, index: Any) -> str:
     return f"{platform}:{index}"
 
@@ -157,7 +174,7 @@ AXES = (
     _field("lr", "config.optimizer.lr", float),
     _field("weight_decay", "config.optimizer.weight_decay", float),
     _field("steps", "config.train.steps", int),
-    _field("seed", "config.task.seed", int),
+    _SeedField("seed", ("config.task.seed",), int),
     Field("device", ("config.device.platform", "config.device.index"), str, derive=_device),
 )
 

@@ -84,7 +84,7 @@ def test_hydra_modes_that_cannot_go_together_are_one_line_not_a_traceback(tmp_pa
 def test_an_own_task_without_seed_reports_the_seed_it_ran_with_and_built_in_tasks_all_set_it():
     from harness.core.components import DEFAULT_SEED, TaskSpec, choose
     from harness.core.fields import FIELD
-    from harness.jobs.app import CONF_DIR
+    from harness.jobs.compose import CONF_DIR
 
     node = {k: v for k, v in yaml.safe_load((CONF_DIR / "task" / "seed.yaml").read_text()).items() if k != "seed"}
     assert choose("task", node).seed == DEFAULT_SEED == TaskSpec("t", "x").seed  # what it runs with

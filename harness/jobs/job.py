@@ -118,6 +118,8 @@ def start(cfg: DictConfig, hc: DictConfig, multirun: bool) -> Job:
             spec = to_spec(cfg)
         except Exception as err:  # noqa: BLE001 - a value out of range, a component that fails to load: the same
             spec = err
+        if isinstance(spec, Config) and isinstance(config.get("task"), dict) and "seed" not in config["task"]:
+            config["task"]["seed"] = spec.task.seed  # an own task YAML without one: the record says what it ran with
     out_dir = Path(hc.runtime.output_dir)
     job = Job(config, spec, wandb_settings(config, info["overrides"]), info, out_dir,
               Path(hc.sweep.dir) / WANDB_OFFLINE_FLAG if multirun else None, now(), whole)

@@ -81,7 +81,10 @@ def _repository(config_dir: str | None, overrides: list[str]):
     from hydra.core.config_search_path import SearchPathQuery
     from hydra.core.plugins import Plugins
 
-    from harness.jobs.app import CONF_DIR  # also registers the schema (a config, not an option)
+    from harness.core.config import register
+    from harness.jobs.compose import CONF_DIR
+
+    register()  # the schema: a config, not an option
 
     Plugins.instance()  # imports hydra_plugins.*: the launchers and sweepers they register
     search_path = create_config_search_path(str(CONF_DIR))

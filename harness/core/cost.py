@@ -11,7 +11,9 @@ or is not, faster.
     rest            step - forward - gradient: the optimizer update, and any gradient the method computes
                     that the freeze does not need (stop_gradient's frozen gradients)
 
-XLA counts a program's flops once, not per loop trip, so each is its own one-batch program. Input- and
+XLA counts a program's flops once, not per loop trip, so each is its own one-batch program, compiled once
+per training program and batch shape (`split_once`): a sweep's runs that differ in traced values only
+(learning rates, seeds) share one count. Input- and
 weight-gradient work share one backward pass and XLA reports its total only, so they are not split.
 The gradients are taken over the program's own state leaves, whatever the method does, so two methods of
 one freeze mask give the same forward and gradient: only their step differs.
@@ -68,6 +70,18 @@ def split(built: Built, loss: str, x: jax.Array, y: jax.Array) -> dict[str, Any]
              "full_gradient": None if None in (full, forward) else full - forward}
     parts["rest"] = None if None in (step, needed) else step - needed
     return parts
+
+
+_SPLIT_BY_PROGRAM: dict[Any, dict[str, Any]] = {}
+
+
+def split_once(program_key: str, built: Built, loss: str, x: jax.Array, y: jax.Array) -> dict[str, Any]:
+    """`split`, computed once per process for each training program (`program_key`: harness.core.abstract) and
+    batch shape: its four small compiles cost more than a cache-hit run's own training."""
+    key = (program_key, loss, x.shape, str(x.dtype), y.shape, str(y.dtype))
+    if key not in _SPLIT_BY_PROGRAM:
+        _SPLIT_BY_PROGRAM[key] = split(built, loss, x, y)
+    return dict(_SPLIT_BY_PROGRAM[key])
 
 
 def _with(leaves: list, indices: list[int], values) -> tuple:

@@ -165,7 +165,8 @@ def execute(spec: Config, devices: list[jax.Device], on_chunk=None) -> dict[str,
         if spec.train.measure_dispatch:
             timing.dispatch = dispatch_cost(jitted, args, static)
             rows = spec.train.batch_size or data.x_train.shape[0]
-            timing.flops_split = cost.split(built, task.loss, data.x_train[:rows], data.y_train[:rows])
+            timing.flops_split = cost.split_once(abstract.program_key(spec), built, task.loss, data.x_train[:rows],
+                                                 data.y_train[:rows])
         parts = history if isinstance(history, list) else [history]
         history = {name: np.concatenate([np.asarray(part[name]) for part in parts]) for name in parts[0]}
         summary = timing.summary()

@@ -13,9 +13,10 @@ from __future__ import annotations
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 
 from harness.jobs.sweep_plan import launch_order
+from hydra_plugins.harness_grid_sweeper.sweeper import GridSweeper
 
 
-class ShuffledSweeper(BasicSweeper):
+class ShuffledSweeper(GridSweeper):
     def __init__(self, max_batch_size: int | None = None, params: dict[str, str] | None = None, seed: int = 0):
         super().__init__(max_batch_size=max_batch_size, params=params)
         self.seed = seed

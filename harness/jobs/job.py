@@ -42,6 +42,8 @@ class Point:
 
 @dataclass(frozen=True)
 class Job:
+    """One Hydra job as plain data and typed settings (see the module's docstring); made by `start`."""
+
     config: dict[str, Any]
     spec: Config | Exception  # an Exception: the job's failed record says it
     wandb: WandbConfig | None

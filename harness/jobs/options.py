@@ -226,9 +226,8 @@ def listing(groups: list[str], config_dir: str | None = None, overrides: list[st
                 lines.append(f"  {option.ljust(width)}not installed: {install_hint(missing[option])}")
                 continue
             line, origin = describe(repo, group, option)
-            if origin:
-                line = f"{line} [{origin}]" if line else f"[{origin}]"
-            lines.append(_shorten(f"  {option.ljust(width)}{line}".rstrip()))
+            line = _shorten(f"  {option.ljust(width)}{line}".rstrip(), WIDTH - (len(origin) + 3 if origin else 0))
+            lines.append(f"{line} [{origin}]" if origin else line)  # where it comes from, never cut
     return lines
 
 

@@ -11,9 +11,10 @@ import pytest
 from harness.analysis import dashboard
 from harness.core.fields import FIELDS
 from harness.core.metrics import METRICS
+from harness.jobs import wandb_file as framing
 
 from conftest import records, run_cli, wandb_file
-from wandb_reader import read_finished_run, read_run
+from wandb_reader import leet_records, read_finished_run, read_run
 
 
 @pytest.fixture(scope="module")
@@ -50,6 +51,20 @@ def test_define_metric_puts_curves_on_train_step_and_summarizes_min_and_last(swe
         assert [h["train/step"] for h in run["history"]] == record["history"]["step"]
         assert run["summary"]["train/mse"] == {"min": min(history), "last": history[-1]}
         assert run["summary"]["final/train_mse"] == record["metrics"]["train"]["mse"]  # the final evaluation
+
+
+def test_the_harness_framing_of_wandb_files_agrees_with_wandb_own_reader(sweep):
+    """harness.jobs.wandb_file (is_complete, and read_run here) against `wandb leet inspect`: record for record."""
+    (report_file,) = sweep["dir"].glob("wandb/offline-run-*/run-*.wandb")
+    read_finished_run(report_file)  # its exit record written
+    for path in [*(wandb_file(r) for r in sweep["records"]), report_file]:
+        leet = leet_records(path)
+        assert [r["type"] for r in leet] == [r.WhichOneof("record_type") for r in framing.records(path)]
+        assert leet[-1]["type"] == "exit" and framing.is_complete(path)
+        if path != report_file:  # its Tables and images are held under nested keys, which leet joins with "."
+            # Training rows: flat keys, finite numbers (these runs converge), as W&B holds them in either reader.
+            history = [r["history"]["item"] for r in leet if r["type"] == "history"]
+            assert history and history == read_run(path)["history"]
 
 
 def test_every_record_field_reads_from_a_real_record_and_reaches_the_wandb_summary(sweep):

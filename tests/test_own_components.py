@@ -51,3 +51,42 @@ def test_a_setting_your_task_or_model_does_not_take_is_named(tmp_path):
     assert record["status"] == "failed" and "Traceback" not in proc.stderr
     proc, _ = own(tmp_path, "+model.width=4")
     assert "model.width: not a setting of model 'TinyCNN'; model 'TinyCNN' has: channels" in proc.stderr
+
+
+FUSSY = ("task._target_=my_pkg.data.fussy", "train.steps=20", "train.repeats=1", "report=false", "tracker=disabled")
+
+
+def fussy(tmp_path, *args):
+    """The seed study's model on my own task that fails for one seed (my_pkg.data.fussy)."""
+    env = {"PYTHONPATH": os.pathsep.join([str(BYO), os.environ.get("PYTHONPATH", "")])}
+    proc = run_cli(*args, *FUSSY, f"results_dir={tmp_path / 'results'}", cwd=tmp_path, env=env)
+    return proc, records(tmp_path / "results")
+
+
+def test_a_point_whose_own_task_raises_fails_alone_in_a_vectorized_group(tmp_path):
+    """One seed's task raises inside a group of six points: that seed's points fail, the others' records are
+    what they would be job by job (the group trains each point alone once it fails)."""
+    proc, recs = fussy(tmp_path, "-m", "hydra/sweeper=vectorized", "+task.fail_on=2", "task.seed=1,2,3",
+                       "optimizer.lr=1e-3,2e-3")
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert "6 points in 1 jobs" in proc.stdout
+    by_seed = {}
+    for record in recs:
+        by_seed.setdefault(record["config"]["task"]["seed"], []).append(record)
+    assert [r["status"] for r in by_seed[1] + by_seed[3]] == ["ok"] * 4
+    assert [r["status"] for r in by_seed[2]] == ["failed"] * 2
+    assert all("no data for seed 2" in r["error"]["message"] for r in by_seed[2])
+    assert "6 runs recorded: 4 ok, 0 diverged, 2 failed" in proc.stdout
+
+
+def test_sys_exit_in_your_own_task_is_its_jobs_failed_record_and_the_sweep_goes_on(tmp_path):
+    proc, recs = fussy(tmp_path, "-m", "+task.exit_on=2", "task.seed=1,2,3")
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert sorted(r["status"] for r in recs) == ["failed", "ok", "ok"]
+    (exited,) = [r for r in recs if r["status"] == "failed"]
+    assert exited["error"]["type"] == "SystemExit" and exited["error"]["exit_code"] == 3
+    assert "sys.exit(3)" in exited["error"]["message"] and "failed #" in proc.stdout
+    assert "sweep finished: 3 jobs, 3 runs recorded: 2 ok" in proc.stdout
+    (tmp_path / "single").mkdir()
+    proc, _ = fussy(tmp_path / "single", "+task.exit_on=123")  # a single run: its record, one line, exit 1
+    assert proc.returncode == 1 and "error: SystemExit: the run's code called sys.exit(3)" in proc.stderr

@@ -72,8 +72,8 @@ def _outcomes(job: Job, live: LiveCurves | None = None, only: set[int] | None = 
 
     Points that share a compiled program train as one vmapped program (harness.core.run.shared_programs);
     a point that cannot, or whose group's programs turn out to differ, trains alone, and a group too large
-    for the memory left trains as two halves. A failure is the record of the points it concerns: never of a
-    point that finished.
+    for the memory left trains as two halves. A group that fails trains each of its points alone: a point
+    whose own task or run raises fails alone, as it would job by job, and the others' records stand.
     """
     if not isinstance(job.spec, Config):
         raise job.spec
@@ -103,13 +103,12 @@ def _outcomes(job: Job, live: LiveCurves | None = None, only: set[int] | None = 
                 train(members[:half])
                 train(members[half:])
                 return
-            except Exception as err:  # noqa: BLE001 - the group's failure is each of its points' record
-                results.update({i: record.failed(err) for i, _ in members})
-                return
+            except (Exception, SystemExit):  # noqa: BLE001 - one point's task, build or run may have raised:
+                pass  # each trains alone, below, so each record is what it would be job by job
         for i, point in members:
             try:
                 results[i] = execute(point, devices)
-            except Exception as err:  # noqa: BLE001 - this point's record; the job's other points go on
+            except (Exception, SystemExit) as err:  # noqa: BLE001 - this point's record; the job's others go on
                 results[i] = record.failed(err)
 
     for group in shared_programs([point for _, point in trainable]):
@@ -131,7 +130,8 @@ def run_job(job: Job, only: set[int] | None = None) -> list[dict[str, Any]]:
             start_writers(len(only) if only is not None else job.runs)
     try:
         outcomes = _outcomes(job, live, only)
-    except Exception as err:  # noqa: BLE001 - any failure becomes a record, never a lost sweep
+    except (Exception, SystemExit) as err:  # noqa: BLE001 - any failure becomes a record, never a lost sweep;
+        # also a sys.exit() in a user's own task or model: that job's failed record, and the sweep goes on
         outcomes = [(Point(None, err, job.config, job.info), record.failed(err))]
     except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM (harness.cli raises it as a KeyboardInterrupt)
         write_record(marker_path, record.crashed(marker, type(stop).__name__, str(stop) or

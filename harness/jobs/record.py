@@ -87,9 +87,15 @@ def error_of(err: BaseException) -> dict[str, str]:
     return {"type": type(err).__name__, "message": text.splitlines()[0] if text else ""}
 
 
-def failed(err: Exception) -> dict[str, Any]:
+def failed(err: Exception | SystemExit) -> dict[str, Any]:
     """The result of a run that did not finish: skipped (its device is not there) or failed, with why; a failure
     that is not a config error keeps the end of its traceback (call it where the exception is handled)."""
+    if isinstance(err, SystemExit):  # user code that called sys.exit(): it ends this run, not the sweep
+        return {"status": "failed", "error": {
+            "type": "SystemExit", "message": f"the run's code called sys.exit({err.code!r}) (exit code "
+                                             f"{err.code if isinstance(err.code, int) else 1}); recorded as this "
+                                             "run's failure",
+            "exit_code": err.code if isinstance(err.code, int) else 1, "traceback": traceback.format_exc(limit=-8)}}
     if isinstance(err, DeviceUnavailable):
         return {"status": "skipped", "error": error_of(err)}
     if isinstance(err, ConfigError):

@@ -13,3 +13,17 @@ def quadrants(seed: int, rows: int = 512, noise: float = 0.5) -> dict:
         images[i, top + 1:top + 3, left + 1:left + 3, 0] += 1.0
     return {"x_train": images[:rows], "y_train": labels[:rows], "x_test": images[rows:], "y_test": labels[rows:],
             "loss": "cross_entropy", "classes": 4}
+
+
+def fussy(seed: int, rows: int = 32, fail_on: int | None = None, exit_on: int | None = None) -> dict:
+    """A line with noise that fails for one seed: raises for `fail_on`, calls sys.exit(3) for `exit_on`."""
+    import sys
+
+    if seed == fail_on:
+        raise ValueError(f"no data for seed {seed}")
+    if seed == exit_on:
+        sys.exit(3)
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-1, 1, size=(2 * rows, 1)).astype(np.float32)
+    y = (2 * x + rng.normal(0, 0.1, size=x.shape)).astype(np.float32)
+    return {"x_train": x[:rows], "y_train": y[:rows], "x_test": x[rows:], "y_test": y[rows:], "loss": "mse"}

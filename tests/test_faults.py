@@ -349,6 +349,31 @@ def test_a_full_disk_while_writing_a_record_is_one_line_a_failed_job_and_the_swe
     assert "failed #1" in proc.stdout and "sweep: 3/3 done" in proc.stdout
 
 
+FULL_DISK_FOR_POINT_1 = """
+import errno
+import harness.jobs.store
+
+real_write = harness.jobs.store.write_json_atomic
+
+def write_or_disk_full(path, record):
+    if (record.get("job", {}).get("vectorized") or {}).get("point") == 1:  # neither its record nor the small one
+        raise OSError(errno.ENOSPC, "No space left on device")
+    return real_write(path, record)
+
+harness.jobs.store.write_json_atomic = write_or_disk_full
+"""
+
+
+def test_a_point_of_a_vectorized_job_whose_records_do_not_fit_is_listed_missing_and_fails_the_sweep(tmp_path):
+    results = tmp_path / "results"
+    proc = run_injected(FULL_DISK_FOR_POINT_1, "-m", "hydra/sweeper=vectorized", f"results_dir={results}",
+                        "tracker=disabled", "report=false", *FAST, "optimizer.lr=1e-3,2e-3,3e-3", cwd=tmp_path)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert [r["job"]["vectorized"]["point"] for r in records(results)] == [0, 2]
+    assert "sweep finished: 1 jobs, 2 runs recorded: 2 ok" in proc.stdout
+    assert "1 planned runs left no record:" in proc.stdout and "missing #0/1: " in proc.stdout
+
+
 @contextlib.contextmanager
 def small_tmpfs(where: Path, size: str):
     """A tmpfs of `size` mounted at `where` for the test; skipped with the reason where this process cannot mount."""

@@ -36,7 +36,7 @@ from harness.jobs.sweep_plan import (
     SWEEP_FILE,
     base_hash,
     duplicates,
-    missing_jobs,
+    missing_runs,
     plan_difference,
     plan_problem,
     planned_count,
@@ -124,7 +124,7 @@ def summary_lines(records: list[dict[str, Any]], total: int | None, missing: lis
             lines.append(f"  {r['status']} #{r.get('job', {}).get('num')}: {overrides}\n"
                          f"      {error.get('type')}: {error.get('message')}")
     if missing:
-        lines.append(f"  {len(missing)} planned jobs left no record:")
+        lines.append(f"  {len(missing)} planned runs left no record:")
         lines += [f"  missing #{job['num']}: {' '.join(job.get('overrides') or [])}" for job in missing]
     return lines + _wandb_lines(records, sweep_dir)
 
@@ -349,7 +349,7 @@ class SweepCallback(Callback):
         mark_crashed(sweep_dir)  # every job has ended: a marker left is a job that died
         records = read_records(sweep_dir)
         plan = read_plan(sweep_dir)
-        missing = missing_jobs(plan, {r.get("job", {}).get("num") for r in records})
+        missing = missing_runs(plan, records)
         print("\n".join(summary_lines(records, planned_count(plan), missing, sweep_dir)), flush=True)
         c = counts(records)
         SWEEP_EXIT.append(1 if c["failed"] or c["crashed"] or missing else 0)

@@ -150,6 +150,44 @@ def missing_jobs(plan: dict[str, Any] | None, recorded_nums: set[int]) -> list[d
     return [job for job in jobs if isinstance(job, dict) and job.get("num") not in recorded_nums]
 
 
+def recorded_runs(records: list[dict[str, Any]]) -> dict[Any, dict[int | None, int | None]]:
+    """{job number: {point: how many points its job has}} of `records`: None for a job's own record (one run, or
+    a vectorized job that failed before its points)."""
+    runs: dict[Any, dict[int | None, int | None]] = {}
+    for record in records:
+        job = record.get("job") if isinstance(record.get("job"), dict) else {}
+        vectorized = job.get("vectorized") if isinstance(job.get("vectorized"), dict) else {}
+        runs.setdefault(job.get("num"), {})[vectorized.get("point")] = vectorized.get("points")
+    return runs
+
+
+def missing_runs(plan: dict[str, Any] | None, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The planned runs with no record, in job order: a job with none ({"num", "overrides"}), and each point of a
+    vectorized job that has records for some of its points only ({"num": "<job>/<point>", "overrides"}).
+
+    >>> plan = {"jobs": [{"num": 0, "overrides": ["a=1", "vectorize.points=['optimizer.lr=1','optimizer.lr=2']"]},
+    ...                  {"num": 1, "overrides": ["a=2"]}]}
+    >>> [run["num"] for run in missing_runs(plan, [{"job": {"num": 0, "vectorized": {"point": 1, "points": 2}}}])]
+    ['0/0', 1]
+    """
+    from harness.jobs.grouping import points_of
+
+    runs = recorded_runs(records)
+    out = []
+    for job in missing_jobs(plan, set()):
+        num, overrides = job.get("num"), job.get("overrides")
+        if num not in runs:
+            out.append(job)
+            continue
+        if None in runs[num]:  # the job's own record stands for all of it
+            continue
+        points = points_of(overrides) if isinstance(overrides, list) else []
+        count = max([len(points), *(n for n in runs[num].values() if isinstance(n, int))])
+        out += [{"num": f"{num}/{i}", "overrides": points[i] if i < len(points) else overrides}
+                for i in range(count) if i not in runs[num]]
+    return out
+
+
 def launch_order(jobs: list[Any], seed: int | None) -> list[Any]:
     """`jobs` in the order a sweeper with `seed` launches them: as given for None, else a seeded shuffle.
 

@@ -18,6 +18,9 @@ import signal
 import sys
 import tempfile
 import time
+from pathlib import Path
+
+from harness.jobs.lifetime import COMMAND_PID
 
 
 class Terminated(KeyboardInterrupt):
@@ -187,6 +190,17 @@ def _unreadable_override(overrides: list[str]) -> str | None:
     return None
 
 
+def _analysis(command: str) -> int:
+    """`harness report|compare|dashboard ...`: pandas and matplotlib, no JAX."""
+    if command == "dashboard":
+        from harness.analysis.dashboard import main_dashboard
+
+        return main_dashboard()
+    from harness.analysis import report
+
+    return report.main_report() if command == "report" else report.main_compare()
+
+
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "options":
         from harness.jobs.options import main_options
@@ -198,16 +212,15 @@ def main() -> None:
         print(_help())
         sys.exit(0)
     _private_temp()
-    if len(sys.argv) > 1 and sys.argv[1] == "dashboard":
-        from harness.analysis.dashboard import main_dashboard
-
-        sys.argv.pop(1)
-        sys.exit(main_dashboard())
-    if len(sys.argv) > 1 and sys.argv[1] in ("report", "compare"):
-        from harness.analysis import report
-
+    os.environ[COMMAND_PID] = str(os.getpid())  # the processes it starts end with it (harness.jobs.lifetime)
+    if len(sys.argv) > 1 and sys.argv[1] in ("report", "compare", "dashboard"):
         command = sys.argv.pop(1)
-        sys.exit(report.main_report() if command == "report" else report.main_compare())
+        try:
+            sys.exit(_analysis(command))
+        except KeyboardInterrupt:  # a report is written atomically: stopped, it leaves the old one or none
+            print(f"harness {command}: interrupted by Ctrl-C; nothing half-written is left", file=sys.stderr,
+                  flush=True)
+            sys.exit(130)
     from harness.core.components import with_custom_options
     from harness.jobs import callbacks
     from harness.jobs.app import main as hydra_main
@@ -225,6 +238,8 @@ def main() -> None:
     except KeyboardInterrupt as stop:
         how = "SIGTERM" if isinstance(stop, Terminated) else "Ctrl-C"
         where = f"resume={callbacks.ACTIVE_DIR[-1]}" if callbacks.ACTIVE_DIR else "resume=<its directory>"
+        if callbacks.ACTIVE_DIR:  # jobs of other processes (joblib's workers) left their markers: say why they ended
+            callbacks.mark_stopped(Path(callbacks.ACTIVE_DIR[-1]), how)
         print(f"interrupted by {how}: finished jobs keep their records, the job in progress is recorded as "
               f"crashed; {where} runs what is left", file=sys.stderr, flush=True)
         sys.exit(143 if isinstance(stop, Terminated) else 130)

@@ -525,6 +525,39 @@ def test_sigterm_to_a_joblib_sweep_ends_its_workers(tmp_path):
     shown = run_cli("report", str(sweep), cwd=tmp_path)  # the workers' jobs: crashed, not "running"
     assert shown.returncode == 1 and "2 runs: 0 ok, 0 diverged, 0 failed, 0 skipped, 2 crashed" in shown.stdout
     assert list(temp.iterdir()) == [], "temporary files left behind"
+    # Their records say what ended them, not a guess at memory.
+    assert all(r["status"] == "crashed" and r["error"]["type"] == "Stopped" and "stopped by SIGTERM" in
+               r["error"]["message"] and not r["error"].get("out_of_memory") for r in on_disk(results))
+
+
+def _children_end_with_the_command(proc: subprocess.Popen, children: list[psutil.Process]) -> None:
+    """SIGKILLs the command (nothing of it can clean up), then waits for every process it had started to end."""
+    proc.kill()
+    proc.communicate(timeout=60)
+    gone, alive = psutil.wait_procs(children, timeout=30)
+    assert not alive, [(p.pid, p.name()) for p in alive]
+
+
+@pytest.mark.slow
+def test_sigkill_of_a_sweep_leaves_no_joblib_worker_or_wandb_writer_behind(tmp_path):
+    """The workers of hydra/launcher=joblib and the W&B writer processes of a vectorized sweep (with their
+    wandb-core) watch the command, and end themselves within seconds once it is gone."""
+    results = tmp_path / "joblib"
+    proc = start("-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", f"results_dir={results}",
+                 "tracker=disabled", "report=false", "train.steps=100000", "train.warmup=0", "train.repeats=1000",
+                 "train.measure_dispatch=false", "optimizer.lr=1e-3,2e-3", cwd=tmp_path)
+    wait_for(lambda: len([r for r in on_disk(results) if r["status"] == "running"]) == 2, proc, "two workers' jobs")
+    _children_end_with_the_command(proc, psutil.Process(proc.pid).children(recursive=True))
+
+    results = tmp_path / "vectorized"
+    lrs = ",".join(str(0.001 * (i + 1)) for i in range(8))
+    proc = start("-m", "hydra/sweeper=vectorized", f"results_dir={results}", "tracker=offline", "report=false",
+                 "train.steps=200000", "train.repeats=50", "train.measure_dispatch=false", f"optimizer.lr={lrs}",
+                 cwd=tmp_path)
+    writers = lambda: [c for c in psutil.Process(proc.pid).children(recursive=True)  # noqa: E731
+                       if "wandb-core" in c.name() or "spawn" in " ".join(c.cmdline())]
+    wait_for(lambda: len(writers()) >= 2, proc, "W&B writer processes started")
+    _children_end_with_the_command(proc, psutil.Process(proc.pid).children(recursive=True))
 
 
 

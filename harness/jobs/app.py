@@ -31,6 +31,7 @@ from harness.jobs.callbacks import ACTIVE_DIR
 from harness.jobs.compose import CONF_DIR
 from harness.jobs.console import run_lines
 from harness.jobs.job import Job, Point, start
+from harness.jobs.lifetime import watch_command
 from harness.jobs.store import RECORD_NAME, completed, read_record, write_record
 from harness.jobs.tracking import LiveCurves, WandbSink, log_record, log_records, start_writers, wandb_copy_complete
 
@@ -252,6 +253,7 @@ def _resume(job: Job) -> set[int] | None:
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def main(cfg: DictConfig) -> None:
+    watch_command()  # in a launcher's worker process (joblib): it ends when the command does
     hc = HydraConfig.get()
     single = hc.mode != RunMode.MULTIRUN
     job = start(cfg, hc, multirun=not single)

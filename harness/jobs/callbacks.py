@@ -199,6 +199,30 @@ def mark_crashed(directory: Path) -> list[Path]:
     return found
 
 
+def mark_stopped(directory: Path, how: str, wait_s: float = 10.0) -> list[Path]:
+    """After a Ctrl-C or SIGTERM of the command: every `running` marker under `directory` rewritten as a `crashed`
+    record that says so (not a guess at memory), once the process that wrote it has ended (a launcher's worker
+    is ended with the command, within `wait_s`); returns their paths. A marker whose writer still runs stays."""
+    import time
+
+    found, deadline = [], time.monotonic() + wait_s
+    for path in sorted(directory.rglob(RECORD_NAME)):
+        record, _ = store.read_record(path)
+        if record is None or record["status"] != RUNNING:
+            continue
+        while store.writer_alive(record) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if store.writer_alive(record):
+            continue
+        try:
+            write_json_atomic(path, crashed(record, "Stopped", f"stopped by {how} before it finished; resume reruns "
+                                                               "it"))
+            found.append(path)
+        except OSError as err:
+            log.warning("cannot mark %s as stopped: %s", path, err.strerror or err)
+    return found
+
+
 def release() -> None:
     """Releases the directory lock this command holds (also released when the process ends)."""
     while _HELD:

@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 
 from harness.core.config import WandbConfig
 from harness.core.fields import NOT_COMPUTED, axes, wandb_summary
+from harness.jobs.lifetime import end_with
 
 log = logging.getLogger(__name__)
 WANDB_OFFLINE_FLAG = ".harness-wandb-offline"  # in a sweep dir: W&B online was not reached, later jobs go offline
@@ -409,7 +410,8 @@ def writers():
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
-        _WRITERS.append(ProcessPoolExecutor(WRITER_PROCESSES, mp_context=multiprocessing.get_context("spawn")))
+        _WRITERS.append(ProcessPoolExecutor(WRITER_PROCESSES, mp_context=multiprocessing.get_context("spawn"),
+                                            initializer=end_with, initargs=(os.getpid(),)))
         atexit.register(_WRITERS[0].shutdown, cancel_futures=True)
     return _WRITERS[0]
 

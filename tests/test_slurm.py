@@ -154,7 +154,10 @@ def test_jobs_slurm_ends_are_recorded_crashed_and_resume_reruns_exactly_them(tmp
     kinds = ["ok", "huge_data", "short", "endless"] if ENFORCED_MEMORY else ["ok", "short", "endless"]
     num = {kind: i for i, kind in enumerate(kinds)}
     results = tmp_path / "results"
-    args = ["-cd", str(tmp_path / "conf"), "-m", *SLURM, "hydra.launcher.timeout_min=1", f"results_dir={results}",
+    # A warning signal asked for 90 s before a 1-minute limit: Slurm sends it as each job starts, before its Python
+    # has a handler; it must kill none (the ok job completes, the endless one ends by its time limit).
+    args = ["-cd", str(tmp_path / "conf"), "-m", *SLURM, "hydra.launcher.timeout_min=1",
+            "hydra.launcher.signal_delay_s=90", f"results_dir={results}",
             "name=killed", "tracker=disabled", "report=true", "experiment=" + ",".join(f"slurm_{k}" for k in kinds)]
 
     proc = popen_cli(*args, cwd=tmp_path, log=tmp_path / "sweep")

@@ -8,7 +8,7 @@ ended without a result gets a `crashed` record in its job dir (harness/jobs/slur
 the tail of the job's error stream), and the sweep goes on. `resume=<sweep dir>` reruns it.
 
 In the job, submitit's warning signal (USR2, `signal_delay_s` before the time limit, or on
-preemption) is logged and ignored: submitit would raise UncompletedJobError at whatever Python
+preemption) is ignored until Python runs, then logged and ignored: submitit would raise UncompletedJobError at whatever Python
 line runs then (a job that would have finished in time becomes a failure), and the harness does
 not checkpoint, so the job runs until it ends or Slurm ends it.
 
@@ -18,7 +18,9 @@ Imports stay light: Hydra imports every module under hydra_plugins at each start
 from __future__ import annotations
 
 import logging
+import shlex
 import signal
+import sys
 from pathlib import Path
 from typing import Any, List, Sequence
 
@@ -55,7 +57,13 @@ if SlurmLauncher is not None:
 
             assert self.config is not None and len(job_overrides) > 0
             init_keys = {"submitit_folder", "max_num_timeout"}
-            init = {"folder": self.params["submitit_folder"]}
+            # Slurm sends its warning signal (USR2) up to 60 s before `signal_delay_s` asks: with a short time limit,
+            # at once, before Python has a handler, and USR2's default action kills the job. The job's Python
+            # starts with USR2 ignored (an ignored signal stays ignored across exec) until submitit's handler and
+            # then ours (`__call__`) are installed.
+            init = {"folder": self.params["submitit_folder"],
+                    f"{self._EXECUTOR}_python": "/bin/sh -c 'trap \"\" USR2; exec \"$@\"' sh "
+                                                + shlex.quote(sys.executable)}
             if "max_num_timeout" in self.params:
                 init[f"{self._EXECUTOR}_max_num_timeout"] = self.params["max_num_timeout"]
             executor = submitit.AutoExecutor(cluster=self._EXECUTOR, **init)

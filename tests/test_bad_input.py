@@ -164,3 +164,13 @@ def test_every_option_of_a_component_group_names_an_importable_component_under_i
                 continue
             assert callable(load(node["_target_"])), path
             assert node["name"] == path.stem, path
+
+
+def test_a_sweep_with_a_bad_option_or_value_is_refused_before_any_job_and_leaves_no_sweep_directory(tmp_path):
+    """Checked with one compose per choice of config groups (hydra/sweeper=grid, the default), not one per job."""
+    for args, said in ((["method=diffstate,difstate"], "Could not find 'method/difstate'"),
+                       (["optimizer.lr=0.1,abc", "task.seed=1,2"], "optimizer.lr")):
+        proc = run_cli("-m", "tracker=disabled", f"results_dir={tmp_path / 'results'}", *args, cwd=tmp_path,
+                       timeout=60)
+        assert proc.returncode == 1 and said in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+        assert [p for p in tmp_path.rglob("*") if p.is_file()] == []

@@ -8,13 +8,16 @@ composes one job per distinct choice of config groups (`method=`, `freeze=`, `ex
 distinct override: the same checks (an unknown option, a key typo, a value of the wrong type)
 at the cost of one compose per group choice. What passes here is composed again, whole, by the
 launcher; an override this check cannot apply on its own (`+key=...` repeated) is checked by a
-compose of its job, as Hydra checks it.
+compose of its job, as Hydra checks it. A new sweep refused here (`method=diffstate,difstate`) leaves
+no sweep directory behind.
 """
 
 from __future__ import annotations
 
 import copy
+import shutil
 from collections.abc import Sequence
+from pathlib import Path
 
 from hydra._internal.config_loader_impl import ConfigLoaderImpl
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
@@ -25,8 +28,26 @@ from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
 
+# What a new sweep's directory holds before its first job runs (harness.jobs.callbacks, Hydra's multirun.yaml).
+BEFORE_ANY_JOB = {".harness-claim", ".harness.lock", "sweep.json", "multirun.yaml"}
+
+
 class GridSweeper(BasicSweeper):
     def validate_batch_is_legal(self, batch: Sequence[Sequence[str]]) -> None:
+        try:
+            self._check(batch)
+        except Exception:
+            self._discard_unused_directory()
+            raise
+
+    def _discard_unused_directory(self) -> None:
+        """A new sweep refused before any job ran leaves no directory behind (a resume's is never touched)."""
+        directory = Path(str(self.config.hydra.sweep.dir))
+        if self.batch_index == 1 and not self.config.get("resume") and directory.is_dir() and {
+                p.name for p in directory.iterdir()} <= BEFORE_ANY_JOB:
+            shutil.rmtree(directory, ignore_errors=True)
+
+    def _check(self, batch: Sequence[Sequence[str]]) -> None:
         loader = self.hydra_context.config_loader
         parser = OverridesParser.create()
         checked: dict[tuple[str, ...], tuple[DictConfig, set[str]]] = {}

@@ -572,3 +572,15 @@ def test_config_identity_resume_keeps_what_it_wrote_and_reports_match_on_what_ru
     assert config_hash({**config, "train": {"steps": 5, "repeats": 4}}) != config_hash(config)
     assert config_key(config) == '{"task.seed": 1, "train.steps": 5}'
     assert config_key({**config, "name": "y", "train": {"steps": 5, "repeats": 4}}) == config_key(config)
+
+
+def test_with_home_unset_wandb_logs_nothing_to_the_terminal(tmp_path):
+    """wandb-core places its own log by XDG_CACHE_HOME or HOME; with neither it wrote ~30 lines to the terminal."""
+    env = {k: v for k, v in os.environ.items() if k not in ("HOME", "XDG_CACHE_HOME", "WANDB_MODE")
+           and not k.startswith("PYTEST")}
+    proc = subprocess.run([sys.executable, "-m", "harness", "tracker=offline", f"results_dir={tmp_path / 'r'}",
+                           *FAST], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (record,) = records(tmp_path / "r")
+    assert record["wandb"]["mode"] == "offline" and record["wandb"]["file_complete"] is True
+    assert "INFO" not in proc.stderr + proc.stdout and "ERROR" not in proc.stderr, proc.stderr[-3000:]

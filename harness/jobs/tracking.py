@@ -192,6 +192,9 @@ def _prepare_wandb() -> None:
             atexit.register(shutil.rmtree, temp, True)
         except OSError:
             pass
+    if not (os.environ.get("XDG_CACHE_HOME") or os.environ.get("HOME")):
+        # wandb-core finds its log's place from these alone; with neither, it logs to the terminal instead.
+        os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="wandb-cache-")
     from wandb.env import get_cache_dir
 
     cache = get_cache_dir()

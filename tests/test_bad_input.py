@@ -95,6 +95,7 @@ CASES = {
     "report removed": (["~report"], ["report: cannot be removed (~report)"]),
     "name with a path": (["name=../../escape"], ["name: must be one directory name", "'../../escape'"]),
     "empty name": (["name="], ["name: must be one directory name", "got ''"]),
+    "name longer than a W&B tag": ([f"name={'a' * 65}"], ["name: must have at most 64 characters", "got 65"]),
     "empty results dir": (["results_dir="], ["results_dir: must name a directory"]),
     "resume of nothing": (["resume=/nonexistent/sweep"], ["resume: /nonexistent/sweep does not exist"]),
     "resume of a file": (["resume=/etc/hostname"], ["resume: /etc/hostname is a file, not a sweep"]),
@@ -115,7 +116,8 @@ CASES = {
 TWO_DEVICES = {"uneven data-parallel split", "batch uneven over devices"}
 # Refused before anything is written: no run directory anywhere.
 AT_START_UP = {"unknown key added with +", "unknown top-level key", "name removed", "report removed",
-               "name with a path", "empty name", "empty results dir", "resume of nothing", "resume of a file",
+               "name with a path", "empty name", "name longer than a W&B tag", "empty results dir", "resume of nothing",
+               "resume of a file",
                "resume of a foreign dir", "W&B project", "W&B entity", "W&B tag", "W&B timeout", "bad interpolation",
                "unquoted space and a special character", "a value split by the shell"}
 

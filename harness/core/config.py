@@ -41,6 +41,8 @@ def _check_paths(name: str, results_dir: str) -> None:
     check(bool(name.strip()) and not any(c in name for c in "/\\\0") and name not in (".", ".."), "name",
            f"must be one directory name (results go to results_dir/<name>/): not empty, no '/', "
            f"not '.' or '..'; got {name!r}")
+    check(len(name) <= WANDB_TAG_MAX, "name", f"must have at most {WANDB_TAG_MAX} characters: it is a tag of every "
+                                              f"W&B run of the study (W&B's limit); got {len(name)}")
     check(bool(results_dir.strip()), "results_dir",
            "must name a directory (empty would write to the filesystem root); e.g. results_dir=results")
 

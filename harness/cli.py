@@ -115,7 +115,7 @@ def _help() -> str:
         "",
         "more:",
         "  harness --cfg job [OVERRIDE ...]   the composed config, without running it",
-        "  harness --config-dir DIR ...       options of your own in DIR/<group>/<name>.yaml (README, \"Bring your own\")",
+        "  harness --config-dir DIR ...       options of your own in DIR/<group>/<name>.yaml (harness options GROUP)",
         "  harness --hydra-help               Hydra's own help: its flags (--multirun, --cfg, --info, ...)",
     ])
 
@@ -190,6 +190,25 @@ def _unreadable_override(overrides: list[str]) -> str | None:
     return None
 
 
+# Config groups every run needs an option of (conf/config.yaml's defaults): `~optimizer` would silently fall back on
+# the schema's values, `~method` fail each job.
+REQUIRED_GROUPS = ("task", "model", "freeze", "method", "optimizer", "device", "tracker")
+
+
+def _removed_group(overrides: list[str]) -> str | None:
+    """One line for a `~group` of a group every run needs, or None.
+
+    >>> _removed_group(["~optimizer"]).split(";")[0], _removed_group(["~experiment", "~train.steps"])
+    ('error: optimizer: a group every run needs cannot be removed (~optimizer)', None)
+    """
+    for override in overrides:
+        group = override.partition("=")[0].removeprefix("~") if override.startswith("~") else None
+        if group in REQUIRED_GROUPS:
+            return (f"error: {group}: a group every run needs cannot be removed (~{group}); choose one of its options "
+                    f"instead, e.g. {group}=<option> (harness options {group} lists them)")
+    return None
+
+
 def _analysis(command: str) -> int:
     """`harness report|compare|dashboard ...`: pandas and matplotlib, no JAX."""
     if command == "dashboard":
@@ -226,7 +245,7 @@ def main() -> None:
     from harness.jobs.app import main as hydra_main
     from harness.jobs.options import missing_extra
 
-    if message := _unreadable_override(sys.argv[1:]) or missing_extra(sys.argv[1:]):
+    if message := _unreadable_override(sys.argv[1:]) or _removed_group(sys.argv[1:]) or missing_extra(sys.argv[1:]):
         print(message, file=sys.stderr, flush=True)
         sys.exit(1)
     sys.argv[1:] = with_custom_options(sys.argv[1:])

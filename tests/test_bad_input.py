@@ -93,6 +93,8 @@ CASES = {
     "unknown top-level key": (["+colour=red"], ["colour: not a setting", "the top level has: name"]),
     "name removed": (["~name"], ["name: cannot be removed (~name)"]),
     "report removed": (["~report"], ["report: cannot be removed (~report)"]),
+    "a required group removed": (["~optimizer"], ["optimizer: a group every run needs cannot be removed",
+                                                  "optimizer=<option>"]),
     "name with a path": (["name=../../escape"], ["name: must be one directory name", "'../../escape'"]),
     "empty name": (["name="], ["name: must be one directory name", "got ''"]),
     "name longer than a W&B tag": ([f"name={'a' * 65}"], ["name: must have at most 64 characters", "got 65"]),
@@ -116,6 +118,7 @@ CASES = {
 TWO_DEVICES = {"uneven data-parallel split", "batch uneven over devices"}
 # Refused before anything is written: no run directory anywhere.
 AT_START_UP = {"unknown key added with +", "unknown top-level key", "name removed", "report removed",
+               "a required group removed",
                "name with a path", "empty name", "name longer than a W&B tag", "empty results dir", "resume of nothing",
                "resume of a file",
                "resume of a foreign dir", "W&B project", "W&B entity", "W&B tag", "W&B timeout", "bad interpolation",

@@ -90,3 +90,10 @@ def test_sys_exit_in_your_own_task_is_its_jobs_failed_record_and_the_sweep_goes_
     (tmp_path / "single").mkdir()
     proc, _ = fussy(tmp_path / "single", "+task.exit_on=123")  # a single run: its record, one line, exit 1
     assert proc.returncode == 1 and "error: SystemExit: the run's code called sys.exit(3)" in proc.stderr
+
+
+def test_a_huge_error_message_is_cut_on_the_terminal_and_kept_whole_in_the_record(tmp_path):
+    proc, (record,) = fussy(tmp_path, "+task.fail_on=123", "+task.padding=10000000")
+    assert proc.returncode == 1 and len(proc.stderr) < 5000, len(proc.stderr)
+    assert "characters; result.json holds them all" in proc.stderr
+    assert len(record["error"]["message"]) > 10_000_000

@@ -269,7 +269,6 @@ def main(cfg: DictConfig) -> None:
             print(f"  W&B ({finished['wandb']['mode']}): {Path(finished['wandb']['dir']).parent}", flush=True)
         if finished.get("error"):
             label = "reason" if finished["status"] == "skipped" else "error"
-            print(f"{label}: {finished['error']['type']}: {finished['error']['message']}", file=sys.stderr,
-                  flush=True)
+            print(f"{label}: {record.error_line(finished['error'])}", file=sys.stderr, flush=True)
     if single and (not records or any(r["status"] in ("failed", "skipped") for r in records)):
         sys.exit(1)  # no record at all: a full disk, said above

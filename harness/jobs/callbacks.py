@@ -30,7 +30,7 @@ from harness.core.config import check_startup
 from harness.core.files import atomic_path
 from harness.jobs import store
 from harness.jobs.grouping import points_of
-from harness.jobs.record import COMPLETE, RUNNING, STATUSES, crashed
+from harness.jobs.record import COMPLETE, RUNNING, STATUSES, crashed, error_line
 from harness.jobs.store import RECORD_NAME, write_json_atomic
 from harness.jobs.sweep_plan import (
     SWEEP_FILE,
@@ -122,7 +122,7 @@ def summary_lines(records: list[dict[str, Any]], total: int | None, missing: lis
             error = r.get("error") or {}
             overrides = " ".join(r.get("job", {}).get("overrides", []))
             lines.append(f"  {r['status']} #{r.get('job', {}).get('num')}: {overrides}\n"
-                         f"      {error.get('type')}: {error.get('message')}")
+                         f"      {error_line(error)}")
     if missing:
         lines.append(f"  {len(missing)} planned runs left no record:")
         lines += [f"  missing #{job['num']}: {' '.join(job.get('overrides') or [])}" for job in missing]

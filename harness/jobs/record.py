@@ -87,6 +87,20 @@ def error_of(err: BaseException) -> dict[str, str]:
     return {"type": type(err).__name__, "message": text.splitlines()[0] if text else ""}
 
 
+def error_line(error: dict[str, Any] | None, limit: int = 500) -> str:
+    """A record's error as one line for a terminal: 'Type: message', cut at `limit` characters (the record holds
+    it whole: a user's exception may carry megabytes).
+
+    >>> error_line({"type": "ValueError", "message": "x" * 600}, limit=40)
+    'ValueError: xxxxxxxxxxxxxxxx ... (612 characters; result.json holds them all)'
+    """
+    error = error or {}
+    text = f"{error.get('type')}: {error.get('message')}"
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit - 12]} ... ({len(text)} characters; result.json holds them all)"
+
+
 def failed(err: Exception | SystemExit) -> dict[str, Any]:
     """The result of a run that did not finish: skipped (its device is not there) or failed, with why; a failure
     that is not a config error keeps the end of its traceback (call it where the exception is handled)."""

@@ -15,12 +15,14 @@ def quadrants(seed: int, rows: int = 512, noise: float = 0.5) -> dict:
             "loss": "cross_entropy", "classes": 4}
 
 
-def fussy(seed: int, rows: int = 32, fail_on: int | None = None, exit_on: int | None = None) -> dict:
-    """A line with noise that fails for one seed: raises for `fail_on`, calls sys.exit(3) for `exit_on`."""
+def fussy(seed: int, rows: int = 32, fail_on: int | None = None, exit_on: int | None = None,
+          padding: int = 0) -> dict:
+    """A line with noise that fails for one seed: raises for `fail_on` (its message `padding` characters longer),
+    calls sys.exit(3) for `exit_on`."""
     import sys
 
     if seed == fail_on:
-        raise ValueError(f"no data for seed {seed}")
+        raise ValueError(f"no data for seed {seed}" + "!" * padding)
     if seed == exit_on:
         sys.exit(3)
     rng = np.random.default_rng(seed)

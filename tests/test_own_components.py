@@ -97,3 +97,14 @@ def test_a_huge_error_message_is_cut_on_the_terminal_and_kept_whole_in_the_recor
     assert proc.returncode == 1 and len(proc.stderr) < 5000, len(proc.stderr)
     assert "characters; result.json holds them all" in proc.stderr
     assert len(record["error"]["message"]) > 10_000_000
+
+
+def test_a_sweep_over_task_targets_runs_each(tmp_path):
+    """The sweep's own config holds no target yet (task._target_ is required): each job's does."""
+    env = {"PYTHONPATH": os.pathsep.join([str(BYO), os.environ.get("PYTHONPATH", "")])}
+    proc = run_cli("-m", "task._target_=my_pkg.data.fussy,my_pkg.data.line", *FUSSY[1:],
+                   f"results_dir={tmp_path / 'results'}", cwd=tmp_path, env=env)
+    recs = records(tmp_path / "results")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert sorted(r["config"]["task"]["name"] for r in recs) == ["fussy", "line"]
+    assert all(r["status"] == "ok" for r in recs)

@@ -362,14 +362,20 @@ def check_keys(cfg: DictConfig) -> None:
                                       f"e.g. {removed[0]}=<value>")
 
 
-def check_startup(cfg: DictConfig) -> None:
+def check_startup(cfg: DictConfig, swept: tuple[str, ...] = ()) -> None:
     """What must hold before a command writes anything: known keys, the result paths, the tracker.
 
     Run once per command by harness.jobs.callbacks, before any directory is made; the full
-    check (`to_spec`) runs again in each job, where a swept value can still be wrong.
+    check (`to_spec`) runs again in each job, where a swept value can still be wrong. A sweep's
+    config holds no value yet for its `swept` keys (`task._target_=a,b`): what follows from one of
+    them is checked by each job.
     """
     check_keys(cfg)
-    resolved(cfg)  # `train.steps=${oops}`: one line naming the key, before anything is written
+    try:
+        resolved(cfg)  # `train.steps=${oops}`: one line naming the key, before anything is written
+    except ConfigError as err:
+        if not any(key in f"{err.field} {err.message}" for key in swept):
+            raise
     _check_paths(str(cfg.name), str(cfg.results_dir))
     _converted(lambda: OmegaConf.to_object(cfg.tracker))
     _converted(lambda: OmegaConf.to_object(cfg.vectorize))  # vectorize.max_points: the sweeper groups by it

@@ -283,11 +283,23 @@ def _restart_progress(sweep_dir: Path) -> None:
         log.warning("progress not recorded: %s", err.strerror or err)
 
 
+def _swept_keys(config: DictConfig) -> tuple[str, ...]:
+    """The keys a sweep's command line gives several values (`task._target_=a,b`)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    given = OmegaConf.to_container(config.hydra.overrides.task, resolve=False)
+    try:
+        parsed = OverridesParser.create().parse_overrides(given)
+    except Exception:  # noqa: BLE001 - Hydra has said so already
+        return ()
+    return tuple(o.key_or_group for o in parsed if o.is_sweep_override())
+
+
 class SweepCallback(Callback):
     def _start(self, config: DictConfig, directory_key: str, multirun: bool) -> Path:
         """Checks, then the lock: nothing is written before a command is known to be good."""
         try:
-            check_startup(config)
+            check_startup(config, _swept_keys(config) if multirun else ())
         except ConfigError as err:
             _fail(f"error: {err}")
         directory = Path(OmegaConf.select(config, directory_key))

@@ -70,6 +70,8 @@ CASES = {
     "a setting of another model": (["model=mlp", "model.pretrained_kernel=5"],
                                    ["model.pretrained_kernel: not a setting of model 'mlp'", "has: depth, width"]),
     "a task setting's type": (["task.n_train=many"], ["task.n_train", "could not be converted to Integer"]),
+    "a component that is not callable": (["model._target_=math.pi"],
+                                         ["model._target_: 'math.pi' is a float, not a class or function"]),
     "a component that does not import": (["model._target_=no_such_pkg.Net"],
                                          ["model._target_: cannot import 'no_such_pkg.Net'"]),
     "your own model without its required setting": (["model._target_=harness.core.models.mlp.MLP"],

@@ -117,6 +117,8 @@ def choose(group: str, node: dict[str, Any]) -> TaskSpec | ModelSpec:
         obj = load(target)
     except (ImportError, AttributeError, ValueError) as err:
         raise ConfigError(f"{group}._target_", f"cannot import {target!r}: {type(err).__name__}: {err}") from None
+    check(callable(obj), f"{group}._target_", f"{target!r} is a {type(obj).__name__}, not a class or function "
+                                              f"that makes a {group}")
     given = {k: _plain(v) for k, v in node.items() if k not in HARNESS_KEYS[group]}
     settings = _checked(group, name, obj, given)
     if group == "model":

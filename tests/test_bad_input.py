@@ -82,6 +82,8 @@ CASES = {
                                        ["task.pretrain_steps: pretraining trains a `backbone` and model 'linear'"]),
     "lora rank zero": (["model=mlp", "model.lora_rank=0"], ["model.lora_rank: must be in [1, model.width=16], got 0"]),
     "lora rank over the width": (["model=mlp", "model.lora_rank=17"], ["model.lora_rank: must be in [1, model.width=16]"]),
+    "lora rank over the layer it adapts": (["task=digits", "model=cnn", "model.lora_rank=100000"],
+                                           ["model.lora_rank: must be in [1, ", "got 100000"]),
     "lora without a rank": (["model=mlp", "freeze=lora"], ["freeze: lora freezes the base weights", "model.lora_rank"]),
     "reference without a plain-JAX forward": (["model._target_=flax.nnx.Linear", "+model.in_features=1",
                                                "+model.out_features=1", "method=reference"],

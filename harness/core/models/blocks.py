@@ -13,10 +13,19 @@ import math
 import jax
 from flax import nnx
 
+from harness.core.checks import check
+
 
 def adapter_rngs(rngs: nnx.Rngs, lora_rank: int | None) -> nnx.Rngs | None:
     """The Rngs adapters draw from: the model's `lora` stream (harness/core/models/__init__.py)."""
     return nnx.Rngs(rngs.lora.key[...]) if lora_rank is not None else None
+
+
+def check_rank(lora_rank: int, n_in: int, n_out: int) -> None:
+    """A rank above both sides of the layer it adapts adds parameters and no expressiveness: refused (a run is
+    checked as its shapes are traced, before anything is allocated)."""
+    check(1 <= lora_rank <= max(n_in, n_out), "lora_rank",  # build_model names it model.lora_rank
+          f"must be in [1, {max(n_in, n_out)}] (the larger side of the {n_in}x{n_out} layer it adapts), got {lora_rank}")
 
 
 def dense(n_in: int, n_out: int, lora_rank: int | None, rngs: nnx.Rngs, lora_rngs: nnx.Rngs | None):
@@ -24,6 +33,7 @@ def dense(n_in: int, n_out: int, lora_rank: int | None, rngs: nnx.Rngs, lora_rng
     base = nnx.Linear(n_in, n_out, rngs=rngs)
     if lora_rank is None:
         return base
+    check_rank(lora_rank, n_in, n_out)
     layer = nnx.LoRALinear(n_in, n_out, lora_rank=lora_rank, rngs=lora_rngs)
     layer.kernel[...], layer.bias[...] = base.kernel[...], base.bias[...]
     return layer
@@ -34,6 +44,7 @@ class LoRALinearGeneral(nnx.LinearGeneral):
 
     def __init__(self, base: nnx.LinearGeneral, lora_rank: int, lora_rngs: nnx.Rngs):
         in_features, out_features = tuple(base.in_features), tuple(base.out_features)
+        check_rank(lora_rank, math.prod(in_features), math.prod(out_features))
         super().__init__(in_features, out_features, axis=base.axis, rngs=lora_rngs)
         self.kernel[...], self.bias[...] = base.kernel[...], base.bias[...]
         self.lora = nnx.LoRA(math.prod(in_features), lora_rank, math.prod(out_features), rngs=lora_rngs)

@@ -108,3 +108,13 @@ def test_a_sweep_over_task_targets_runs_each(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert sorted(r["config"]["task"]["name"] for r in recs) == ["fussy", "line"]
     assert all(r["status"] == "ok" for r in recs)
+
+
+def test_an_integer_param_of_your_model_is_named_with_what_to_do(tmp_path):
+    env = {"PYTHONPATH": os.pathsep.join([str(BYO), os.environ.get("PYTHONPATH", "")])}
+    args = ("model._target_=my_pkg.models.CountingLinear", *FUSSY, f"results_dir={tmp_path / 'results'}")
+    proc = run_cli(*args, cwd=tmp_path, env=env)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert "freeze: parameter 'count' is an integer nnx.Param" in proc.stderr and "freeze.patterns" in proc.stderr
+    proc = run_cli(*args, "freeze=paths", 'freeze.patterns=["^count$"]', cwd=tmp_path, env=env)  # frozen: it trains
+    assert proc.returncode == 0, proc.stderr[-3000:]

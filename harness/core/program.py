@@ -141,6 +141,12 @@ def build_nnx(spec: Config, task: Task, method_class: type[FreezeMethod]) -> Bui
     try:
         grad_paths = _grad_paths(program, leaves, task.data.x_train, task.data.y_train)
     except (TypeError, ValueError) as err:  # e.g. a layer that tests a frozen plain array's truth (attribute)
+        integers = [path_str(path[1:]) for path, leaf in zip(paths, leaves) if path[0] == 0
+                    and path_str(path[1:]) in trainable and jnp.issubdtype(leaf.dtype, jnp.integer)]
+        if integers:  # no method can: jax.grad takes floating inputs only
+            raise ConfigError("freeze", f"parameter {integers[0]!r} is an integer nnx.Param, which has no gradient "
+                                        "under any method: freeze it (add it to freeze.patterns), or hold it in an "
+                                        "nnx.Variable, which is not trained") from None
         first = str(err).strip().splitlines()[0] if str(err).strip() else ""
         raise ConfigError("method", f"{spec.method.name} cannot train model {spec.model.name!r} with freeze="
                                     f"{spec.freeze.name}: its step does not trace with the state this method "

@@ -19,7 +19,11 @@ class VectorizedSweeper(ShuffledSweeper):
         return group_jobs(ShuffledSweeper.planned(jobs, seed, config), int(config.vectorize.max_points))
 
     def said(self, points: int, jobs: list[list[str]]) -> None:
-        alone = singles(jobs)
+        alone, most = singles(jobs), self.config.vectorize.max_points
+        if most == 1:
+            print(f"vectorized sweeper: {points} points in {len(jobs)} jobs, each alone (vectorize.max_points=1)",
+                  flush=True)
+            return
         print(f"vectorized sweeper: {points} points in {len(jobs)} jobs: {points - alone} points in "
               f"{len(jobs) - alone} vectorized jobs of up to {self.config.vectorize.max_points} "
               f"(vectorize.max_points), {alone} alone (no other point differs from them only in traced values: "

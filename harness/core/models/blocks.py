@@ -25,7 +25,8 @@ def check_rank(lora_rank: int, n_in: int, n_out: int) -> None:
     """A rank above both sides of the layer it adapts adds parameters and no expressiveness: refused (a run is
     checked as its shapes are traced, before anything is allocated)."""
     check(1 <= lora_rank <= max(n_in, n_out), "lora_rank",  # build_model names it model.lora_rank
-          f"must be in [1, {max(n_in, n_out)}] (the larger side of the {n_in}x{n_out} layer it adapts), got {lora_rank}")
+          f"must be in [1, {max(n_in, n_out)}] (the larger side of the {n_in}x{n_out} layer it adapts), "
+          f"got {lora_rank}")
 
 
 def dense(n_in: int, n_out: int, lora_rank: int | None, rngs: nnx.Rngs, lora_rngs: nnx.Rngs | None):

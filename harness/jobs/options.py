@@ -226,7 +226,8 @@ def listing(groups: list[str], config_dir: str | None = None, overrides: list[st
                 lines.append(f"  {option.ljust(width)}not installed: {install_hint(missing[option])}")
                 continue
             line, origin = describe(repo, group, option)
-            line = _shorten(f"  {option.ljust(width)}{line}".rstrip(), WIDTH - (len(origin) + 3 if origin else 0))
+            room = max(WIDTH - len(origin) - 3, 60) if origin else WIDTH  # a long directory: a longer line
+            line = _shorten(f"  {option.ljust(width)}{line}".rstrip(), room)
             lines.append(f"{line} [{origin}]" if origin else line)  # where it comes from, never cut
     return lines
 

@@ -56,7 +56,7 @@ CASES = {
     "a setting digits does not have": (["task=digits", "model=cnn", "task.modulus=23"],
                                        ["task.modulus: not a setting of task 'digits'"]),
     "evaluations every 0 steps": (["train.eval_every=0", "train.target=0.5"],
-                                  ["train.eval_every: must be in [1, train.steps=123] and divide it", "got 0"]),
+                                  ["train.eval_every: must be in [1, train.steps=123]", "got 0"]),
     "evaluations beyond the steps": (["train.steps=100", "train.eval_every=200"],
                                      ["train.eval_every: must be in [1, train.steps=100]", "got 200"]),
     "a target with no evaluations": (["train.target=0.9"], ["train.target: needs train.eval_every"]),
@@ -110,6 +110,11 @@ CASES = {
                                                                    "quote a value", "harness \"name='my run!'\""]),
     "a value split by the shell": (["name=my", "run"], ["'run' is not an override (key=value)",
                                                         "harness \"name='my run'\""]),
+    # Time to a target reads validation (issue 27): a target it cannot reach by definition.
+    "an accuracy target above 1": (["task=digits", "model=cnn", "train.eval_every=10", "train.target=1.5"],
+                                   ["train.target: accuracy lies in [0, 1]; the validation metric cannot reach 1.5"]),
+    "a negative MSE target": (["train.eval_every=10", "train.target=-0.1"],
+                              ["train.target: mse lies in [0, inf]; the validation metric cannot reach -0.1"]),
 }
 # Run on a machine of two CPU devices (XLA's host platform split in two): device.count=2 exists.
 TWO_DEVICES = {"uneven data-parallel split", "batch uneven over devices"}

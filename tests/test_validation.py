@@ -43,13 +43,15 @@ def test_a_task_without_validation_rows_holds_out_the_last_share_of_its_training
     held = round(DEFAULT_VAL_FRACTION * 55)
     np.testing.assert_array_equal(task.data.x_val, np.asarray(whole["x_train"])[55 - held:])
     np.testing.assert_array_equal(task.data.x_train, np.asarray(whole["x_train"])[:55 - held])
-    assert make_task(spec_for(*own, "+task.own_val=false", "+task.val_fraction=0.5").task).data.x_val.shape[0] == 28
+    half = make_task(spec_for(*own, "+task.own_val=false", "+task.val_fraction=0.5").task)
+    assert half.data.x_val.shape[0] == 28
     with pytest.raises(ConfigError, match="task.val_fraction: task 'line_with_test' returns its own validation rows"):
         make_task(spec_for(*own, "+task.val_fraction=0.5").task)
 
 
 def test_the_target_reads_validation_so_a_poisoned_test_split_changes_only_the_test_metrics():
-    common = (*FAST, "task=custom", "task._target_=test_validation.line_with_test", "train.eval_every=41", "train.target=5.0")
+    common = (*FAST, "task=custom", "task._target_=test_validation.line_with_test", "train.eval_every=41",
+              "train.target=5.0")
     clean = execute(spec_for(*common), CPU)
     poisoned = execute(spec_for(*common, "+task.test_offset=1000.0"), CPU)
     assert clean["target"]["evaluations"] == poisoned["target"]["evaluations"]

@@ -137,7 +137,7 @@ def choose(group: str, node: dict[str, Any]) -> TaskSpec | ModelSpec:
           "task.pretrain_weight_decay", f"must be a finite number >= 0, got {decay!r}")
     val = node.get("val_fraction")
     check(val is None or (isinstance(val, (int, float)) and not isinstance(val, bool) and 0 < val < 1),
-          "task.val_fraction", f"must be a number in (0, 1) (the share of training rows held out), or null, got {val!r}")
+          "task.val_fraction", f"must be a number in (0, 1) (the share of training rows held out) or null, got {val!r}")
     return TaskSpec(name, target, settings, seed=seed, pretrain_steps=steps, pretrain_lr=float(lr),
                     pretrain_weight_decay=float(decay), val_fraction=None if val is None else float(val))
 

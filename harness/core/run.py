@@ -137,6 +137,8 @@ def execute(spec: Config, devices: list[jax.Device], on_chunk=None) -> dict[str,
     with jax.default_device(devices[0]):
         ahead, compiled = abstract.shapes(spec), None
         if ahead is not None:
+            if spec.train.eval_every:  # a target the metric cannot reach: refused before compiling or pretraining
+                target_metric(spec, ahead.task)
             layout = _layout(spec, devices, ahead.task)
             emitted = step_metrics(spec, ahead.task)
             key = jax.eval_shape(lambda: order_key(spec.task.seed))
@@ -146,6 +148,8 @@ def execute(spec: Config, devices: list[jax.Device], on_chunk=None) -> dict[str,
                                              chunks=chunks)
             check_needs(_needs(spec, ahead, timing.memory), devices[0])
         task, layout = _placed(spec, devices, layout if ahead is not None else None)
+        if spec.train.eval_every:
+            target_metric(spec, task)
         built = build(spec, task)
         key = jax.device_put(order_key(spec.task.seed), layout.replicated)
         state = jax.device_put(built.state, layout.replicated)

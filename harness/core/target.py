@@ -45,7 +45,10 @@ def target_metric(spec, task: Task) -> str:
 
 
 class Evaluations:
-    """The validation metric at step 0 and after each chunk of the first training call: {"step": [...], "value": [...]}."""
+    """The validation metric at step 0 and after each chunk of the first training call.
+
+    {"step": [...], "value": [...]}: what `outcome` reads. The test rows are never evaluated here.
+    """
 
     def __init__(self, program: Any, task: Task, metric: str):
         self.metric, self.task = METRICS[metric], task

@@ -99,7 +99,8 @@ def with_validation(name: str, made: Any, val_fraction: float | None) -> Any:
         return made  # `checked` names what is missing
     own = [k for k in ("x_val", "y_val") if k in made]
     if own:
-        check(len(own) == 2, "task", f"task {name!r} returned {own[0]} without {'y_val' if own[0] == 'x_val' else 'x_val'}")
+        other = "y_val" if own[0] == "x_val" else "x_val"
+        check(len(own) == 2, "task", f"task {name!r} returned {own[0]} without {other}")
         check(val_fraction is None, "task.val_fraction",
               f"task {name!r} returns its own validation rows (x_val, y_val); leave task.val_fraction unset")
         return made

@@ -93,3 +93,14 @@ def test_a_tuned_value_set_by_the_command_is_refused_in_one_line(tmp_path):
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "error: optimizer.lr: is set by hydra/sweeper=tuned (trials and studies); remove 'optimizer.lr=0.1'" in \
         proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_by_time_to_target_the_fastest_trial_that_reached_the_validation_target_is_best():
+    rows = [{"status": "ok", "method": "m", "seed": 0, "val_accuracy": acc, "test_accuracy": test,
+             "overrides": f"optimizer.lr={lr}", "time_to_target_s": t, "target_reached": t is not None,
+             "config_key": f'{{"method.name": "m", "optimizer.lr": {lr}, "task.seed": 0}}'}
+            for lr, acc, test, t in ((1e-3, 0.99, 0.2, None), (3e-3, 0.9, 0.9, 2.0), (1e-2, 0.8, 0.5, 1.0))]
+    (best,) = best_trials(pd.DataFrame(rows), {"lr": SPACE["lr"]}, by="time_to_target").to_dict("records")
+    assert best["lr"] == 1e-2 and best["test_accuracy"] == 0.5  # not the best val (not reached), nor the best test
+    with pytest.raises(ValueError, match="choose on 'val' or 'time_to_target'"):
+        best_trials(pd.DataFrame(rows), {"lr": SPACE["lr"]}, by="test")

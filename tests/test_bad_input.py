@@ -128,7 +128,11 @@ CASES = {
     "an accuracy target above 1": (["task=digits", "model=cnn", "train.eval_every=10", "train.target=1.5"],
                                    ["train.target: accuracy lies in [0, 1]; the validation metric cannot reach 1.5"]),
     "a negative MSE target": (["train.eval_every=10", "train.target=-0.1"],
-                              ["train.target: mse lies in [0, inf]; the validation metric cannot reach -0.1"]),
+                              ["train.target: mse lies in [0, inf] and accuracy lies in [0, 1]; the validation "
+                               "metric cannot reach -0.1"]),
+    "an accuracy target above 1, said": (["train.eval_every=10", "train.target=1.5", "train.target_metric=accuracy"],
+                                         ["train.target: accuracy lies in [0, 1]; the validation metric cannot "
+                                          "reach 1.5"]),
 }
 # Run on a machine of two CPU devices (XLA's host platform split in two): device.count=2 exists.
 TWO_DEVICES = {"uneven data-parallel split", "batch uneven over devices"}
@@ -138,7 +142,8 @@ AT_START_UP = {"unknown key added with +", "unknown top-level key", "name remove
                "resume of a foreign dir", "W&B project", "W&B entity", "W&B tag", "W&B timeout", "bad interpolation",
                "unquoted space and a special character", "a value split by the shell",
                "a search space with low >= high", "a negative bound under log scale", "no trials",
-               "an unknown key in the space", "an unknown sampler"}
+               "an unknown key in the space", "an unknown sampler", "a negative MSE target",
+               "an accuracy target above 1, said"}
 
 
 @pytest.mark.parametrize("case", CASES.keys())

@@ -456,9 +456,24 @@ def check_startup(cfg: DictConfig) -> None:
     _check_paths(str(cfg.name), str(cfg.results_dir))
     _converted(lambda: OmegaConf.to_object(cfg.tracker))
     _converted(lambda: OmegaConf.to_object(cfg.vectorize))  # vectorize.max_points: the sweeper groups by it
+    _check_target_reachable(cfg)
     tune = OmegaConf.select(cfg, "hydra.sweeper.tune", default=None)
     if tune is not None:  # hydra/sweeper=tuned: its search space, before a trial is planned
         tune_config(tune)
+
+
+def _check_target_reachable(cfg: DictConfig) -> None:
+    """A train.target outside the bounds of every metric it may be a value of (train.target_metric, else the main
+    metric of either kind of task) is refused before anything is written; the task's own metric is known, and
+    checked (harness.core.target.target_metric), once the job makes the task."""
+    target, name = OmegaConf.select(cfg, "train.target"), OmegaConf.select(cfg, "train.target_metric")
+    if not isinstance(target, (int, float)) or isinstance(target, bool) or not math.isfinite(target):
+        return  # no target, or one the schema refuses with its own message
+    candidates = [name] if name in METRICS else [m for m, metric in METRICS.items() if metric.main]
+    bounds = {m: METRICS[m].bounds for m in candidates}
+    check(any(low <= target <= high for low, high in bounds.values()), "train.target",
+          " and ".join(f"{m} lies in [{low:g}, {high:g}]" for m, (low, high) in bounds.items())
+          + f"; the validation metric cannot reach {target:g}")
 
 
 def resolved(cfg: DictConfig) -> dict[str, Any]:

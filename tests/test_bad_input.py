@@ -7,6 +7,7 @@ import yaml
 
 from conftest import run_cli
 
+TUNED = ("hydra.mode=MULTIRUN", "hydra/sweeper=tuned")  # a sweep (-m must come first; the CLI adds overrides first)
 CASES = {
     "unknown optimizer": (["optimizer=sgd"], ["Could not find 'optimizer/sgd'", "adamw"]),
     "unknown method": (["method=magic"], ["Could not find 'method/magic'", "diffstate"]),
@@ -56,7 +57,7 @@ CASES = {
     "a setting digits does not have": (["task=digits", "model=cnn", "task.modulus=23"],
                                        ["task.modulus: not a setting of task 'digits'"]),
     "evaluations every 0 steps": (["train.eval_every=0", "train.target=0.5"],
-                                  ["train.eval_every: must be in [1, train.steps=123] and divide it", "got 0"]),
+                                  ["train.eval_every: must be in [1, train.steps=123]", "got 0"]),
     "evaluations beyond the steps": (["train.steps=100", "train.eval_every=200"],
                                      ["train.eval_every: must be in [1, train.steps=100]", "got 200"]),
     "a target with no evaluations": (["train.target=0.9"], ["train.target: needs train.eval_every"]),
@@ -117,6 +118,28 @@ CASES = {
                                                                    "quote a value", "harness \"name='my run!'\""]),
     "a value split by the shell": (["name=my", "run"], ["'run' is not an override (key=value)",
                                                         "harness \"name='my run'\""]),
+    # Tuning (issue 27): the search space and the budget, at start-up; a target the validation metric cannot reach.
+    "a search space with low >= high": ([*TUNED, "hydra.sweeper.tune.space.adamw.lr.low=0.5",
+                                         "hydra.sweeper.tune.space.adamw.lr.high=0.1"],
+                                        ["hydra.sweeper.tune.space.adamw.lr: needs low < high, got low=0.5 high=0.1"]),
+    "a negative bound under log scale": ([*TUNED, "hydra.sweeper.tune.space.adam.lr.low=-1"],
+                                         ["hydra.sweeper.tune.space.adam.lr.low: must be > 0 on a log scale, got -1"]),
+    "no trials": ([*TUNED, "hydra.sweeper.tune.trials=0"],
+                  ["hydra.sweeper.tune.trials: must be >= 1", "got 0"]),
+    "an unknown key in the space": ([*TUNED, "+hydra.sweeper.tune.space.adamw.momentum.low=0.1",
+                                     "+hydra.sweeper.tune.space.adamw.momentum.high=0.9"],
+                                    ["hydra.sweeper.tune.space.adamw.momentum: is not a value tuning may search",
+                                     "lr, weight_decay, one_minus_b1"]),
+    "an unknown sampler": ([*TUNED, "hydra.sweeper.tune.sampler=grid"],
+                           ["hydra.sweeper.tune.sampler: got 'grid', allowed: halton, sobol"]),
+    "an accuracy target above 1": (["task=digits", "model=cnn", "train.eval_every=10", "train.target=1.5"],
+                                   ["train.target: accuracy lies in [0, 1]; the validation metric cannot reach 1.5"]),
+    "a negative MSE target": (["train.eval_every=10", "train.target=-0.1"],
+                              ["train.target: mse lies in [0, inf] and accuracy lies in [0, 1]; the validation "
+                               "metric cannot reach -0.1"]),
+    "an accuracy target above 1, said": (["train.eval_every=10", "train.target=1.5", "train.target_metric=accuracy"],
+                                         ["train.target: accuracy lies in [0, 1]; the validation metric cannot "
+                                          "reach 1.5"]),
 }
 # Run on a machine of two CPU devices (XLA's host platform split in two): device.count=2 exists.
 TWO_DEVICES = {"uneven data-parallel split", "batch uneven over devices"}
@@ -126,7 +149,10 @@ AT_START_UP = {"unknown key added with +", "unknown top-level key", "name remove
                "name with a path", "empty name", "name longer than a W&B tag", "empty results dir", "resume of nothing",
                "resume of a file",
                "resume of a foreign dir", "W&B project", "W&B entity", "W&B tag", "W&B timeout", "bad interpolation",
-               "unquoted space and a special character", "a value split by the shell"}
+               "unquoted space and a special character", "a value split by the shell",
+               "a search space with low >= high", "a negative bound under log scale", "no trials",
+               "an unknown key in the space", "an unknown sampler", "a negative MSE target",
+               "an accuracy target above 1, said"}
 
 
 @pytest.mark.parametrize("case", CASES.keys())

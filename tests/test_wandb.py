@@ -72,7 +72,7 @@ def test_every_record_field_reads_from_a_real_record_and_reaches_the_wandb_summa
     # mae is not a per-step metric by default (train.step_metrics), so there is no last-step mae; a
     # regression task has no classification metrics.
     classification = {f"{prefix}{m}" for m in ("cross_entropy", "accuracy")
-                      for prefix in ("train_", "test_", "last_step_train_")}
+                      for prefix in ("train_", "val_", "test_", "last_step_train_")}
     unpretrained = {"forgetting", *(f"source_test_{m}{when}" for m in METRICS for when in ("", "_before"))}
     untargeted = {"target_metric", "target_value", "target_reached", "target_step", "time_to_target_s",
                   "time_to_target_with_compile_s"}

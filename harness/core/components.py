@@ -39,7 +39,8 @@ from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 from harness.core.checks import ConfigError, check, positive, seed_in_range
 
 GROUPS = ("task", "model")  # groups whose options carry their own settings
-HARNESS_KEYS = {"task": ("_target_", "name", "seed", "pretrain_steps", "pretrain_lr", "pretrain_weight_decay"),
+HARNESS_KEYS = {"task": ("_target_", "name", "seed", "pretrain_steps", "pretrain_lr", "pretrain_weight_decay",
+                         "val_fraction"),
                 "model": ("_target_", "name")}
 # What the harness passes a target itself, besides its settings.
 PROVIDED = {"task": ("seed",), "model": ("in_shape", "out_dim", "rngs", "vocab")}
@@ -99,6 +100,9 @@ class TaskSpec(Chosen):
     pretrain_steps: int = 0  # AdamW steps on the task's source task before the run; 0: start from a fresh model
     pretrain_lr: float = 1e-2  # their learning rate (AdamW, full batch)
     pretrain_weight_decay: float = 0.0  # their weight decay
+    # The share of the training rows held out for validation (harness.core.tasks); None: the task's own
+    # validation rows when it returns them, else DEFAULT_VAL_FRACTION of its training rows.
+    val_fraction: float | None = None
 
 
 @dataclass
@@ -133,8 +137,11 @@ def choose(group: str, node: dict[str, Any]) -> TaskSpec | ModelSpec:
           f"must be a finite number > 0, got {lr!r}")
     check(isinstance(decay, (int, float)) and not isinstance(decay, bool) and (decay == 0 or positive(decay)),
           "task.pretrain_weight_decay", f"must be a finite number >= 0, got {decay!r}")
+    val = node.get("val_fraction")
+    check(val is None or (isinstance(val, (int, float)) and not isinstance(val, bool) and 0 < val < 1),
+          "task.val_fraction", f"must be a number in (0, 1) (the share of training rows held out) or null, got {val!r}")
     return TaskSpec(name, target, settings, seed=seed, pretrain_steps=steps, pretrain_lr=float(lr),
-                    pretrain_weight_decay=float(decay))
+                    pretrain_weight_decay=float(decay), val_fraction=None if val is None else float(val))
 
 
 def _plain(value: Any) -> Any:

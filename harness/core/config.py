@@ -117,8 +117,9 @@ class TrainConfig:
     # Per-step metrics the timed loop emits besides the task's loss (alone by default, as a user's loop emits it).
     step_metrics: list[str] = field(default_factory=list)
     log_every: Optional[int] = None  # steps per compiled call, with a progress bar; null: all steps in one call
-    # Time to a target (MLCommons AlgoPerf's rule): the test metric is evaluated every `eval_every` steps of the
-    # untimed warm-up call; the record states the first step that reached `target` and the time to it.
+    # Time to a target (MLCommons AlgoPerf's rule): the VALIDATION metric is evaluated every `eval_every` steps (and
+    # after the last) of the untimed warm-up call; the record states the first evaluated step that reached
+    # `target` (resolution: eval_every steps) and the time to it, with and without the cold compile.
     eval_every: Optional[int] = None
     target: Optional[float] = None  # a value of `target_metric`; null: no target, only the evaluations
     target_metric: Optional[str] = None  # default: the task's main metric (accuracy, MSE)
@@ -139,16 +140,16 @@ class TrainConfig:
                                   f"program), got {self.log_every}")
         check(self.warmup >= 0, "train.warmup", f"must be >= 0, got {self.warmup}")
         if self.eval_every is not None:
-            check(1 <= self.eval_every <= self.steps and self.steps % self.eval_every == 0, "train.eval_every",
-                  f"must be in [1, train.steps={self.steps}] and divide it (every chunk shares one program), "
-                  f"got {self.eval_every}")
+            check(1 <= self.eval_every <= self.steps, "train.eval_every",
+                  f"must be in [1, train.steps={self.steps}], got {self.eval_every}")
             check(self.log_every in (None, self.eval_every), "train.log_every",
-                  f"trains in chunks of train.eval_every={self.eval_every} steps; leave it unset or equal, "
-                  f"got {self.log_every}")
+                  f"trains in chunks that fall on every train.eval_every={self.eval_every} steps; leave it unset "
+                  f"or equal, got {self.log_every}")
             check(self.warmup >= 1, "train.warmup", "must be >= 1 with train.eval_every: the evaluations run in the "
                                                     "untimed warm-up call")
         check(self.target is None or (self.eval_every is not None and math.isfinite(self.target)), "train.target",
-              f"needs train.eval_every (how often the test metric is evaluated) and a finite value, got {self.target}")
+              f"needs train.eval_every (how often the validation metric is evaluated) and a finite value, "
+              f"got {self.target}")
         if self.target_metric is not None:
             one_of(self.target_metric, STEP_METRICS, "train.target_metric")
         check(self.repeats >= 1, "train.repeats", f"must be >= 1, got {self.repeats}")
@@ -240,6 +241,90 @@ class VectorizeConfig:
     @property
     def enabled(self) -> bool:
         return bool(self.lr or self.seed)
+
+
+# Tuning (hydra/sweeper=tuned, MLCommons AlgoPerf's external tuning ruleset): per optimizer, a search space of
+# the TRACED optimizer values, each drawn log- or linearly uniform in [low, high]. `one_minus_b1` draws 1 - b1
+# (Adam's b1 near 1 is searched as its distance from 1, as AlgoPerf's baselines search it).
+TUNABLE = {"lr": "optimizer.lr", "weight_decay": "optimizer.weight_decay", "one_minus_b1": "optimizer.b1",
+           "one_minus_b2": "optimizer.b2", "eps": "optimizer.eps"}
+SAMPLERS = ("halton", "sobol")
+SCALES = ("log", "linear")
+
+
+@dataclass(frozen=True)
+class Dimension:
+    """One searched value: uniform in [low, high] on a log or a linear scale."""
+
+    low: float
+    high: float
+    scale: str = "log"
+
+
+def _dimension(node: Any, at: str) -> Dimension:
+    """A space's entry as a Dimension, each key and value checked (a typo is named, not ignored)."""
+    check(isinstance(node, dict), at, f"must be a mapping with low, high and scale (log or linear), got {node!r}")
+    for key in node:
+        check(key in ("low", "high", "scale"), f"{at}.{key}", "not a setting of a searched value; it has: low, high, "
+                                                              "scale")
+    for key in ("low", "high"):
+        value = node.get(key)
+        check(isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value), f"{at}.{key}",
+              f"must be a finite number, got {value!r}")
+    d = Dimension(float(node["low"]), float(node["high"]), node.get("scale", "log"))
+    one_of(d.scale, SCALES, f"{at}.scale")
+    check(d.low < d.high, at, f"needs low < high, got low={d.low:g} high={d.high:g}")
+    check(d.scale != "log" or d.low > 0, f"{at}.low", f"must be > 0 on a log scale, got {d.low:g} (or scale: linear)")
+    return d
+
+
+@dataclass
+class TuneConfig:
+    """`hydra.sweeper.tune` of conf/hydra/sweeper/tuned.yaml: `trials` quasi-random draws (`sampler`, seeded) from
+    the chosen optimizer's `space`, shared by every method of the sweep so that their trials pair, `studies` times
+    (study k: the draws of seed `seed + k`, and task.seed + k). `space` once checked: {optimizer: {name: Dimension}}."""
+
+    trials: int = 16
+    studies: int = 1
+    sampler: str = "halton"
+    seed: int = 0
+    space: Any = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        key = "hydra.sweeper.tune"
+        check(self.trials >= 1, f"{key}.trials", f"must be >= 1 (quasi-random draws per study), got {self.trials}")
+        check(self.studies >= 1, f"{key}.studies", f"must be >= 1 (repeats of the whole search), got {self.studies}")
+        one_of(self.sampler, SAMPLERS, f"{key}.sampler")
+        seed_in_range(self.seed, f"{key}.seed")
+        space = OmegaConf.to_container(self.space) if OmegaConf.is_config(self.space) else self.space
+        check(isinstance(space, dict) and bool(space), f"{key}.space",
+              f"needs a search space per optimizer ({', '.join(OPTIMIZERS)})")
+        checked = {}
+        for optimizer, dimensions in space.items():
+            one_of(optimizer, OPTIMIZERS, f"{key}.space")
+            at = f"{key}.space.{optimizer}"
+            check(isinstance(dimensions, dict) and bool(dimensions), at,
+                  f"searches nothing; it may search: {', '.join(TUNABLE)}")
+            for name in dimensions:
+                check(name in TUNABLE, f"{at}.{name}", f"is not a value tuning may search; those are: "
+                                                       f"{', '.join(TUNABLE)}")
+                check(optimizer != "adam" or name != "weight_decay", f"{at}.{name}",
+                      "optimizer=adam does not decay weights")
+            checked[optimizer] = {name: _dimension(d, f"{at}.{name}") for name, d in dimensions.items()}
+        self.space = checked
+
+
+def tune_config(node: Any) -> TuneConfig:
+    """`hydra.sweeper.tune` checked: a TuneConfig, or one ConfigError naming the field and what is allowed."""
+    def make():
+        merged = OmegaConf.merge(OmegaConf.structured(TuneConfig), node)
+        return OmegaConf.to_object(merged)
+
+    try:
+        return _converted(make)
+    except ConfigError as err:
+        field_name = err.field if err.field.startswith("hydra.") else f"hydra.sweeper.tune.{err.field}"
+        raise ConfigError(field_name, err.message) from None
 
 
 def with_traced(spec: Config, values: dict[str, Any]) -> Config:
@@ -379,6 +464,24 @@ def check_startup(cfg: DictConfig, swept: tuple[str, ...] = ()) -> None:
     _check_paths(str(cfg.name), str(cfg.results_dir))
     _converted(lambda: OmegaConf.to_object(cfg.tracker))
     _converted(lambda: OmegaConf.to_object(cfg.vectorize))  # vectorize.max_points: the sweeper groups by it
+    _check_target_reachable(cfg)
+    tune = OmegaConf.select(cfg, "hydra.sweeper.tune", default=None)
+    if tune is not None:  # hydra/sweeper=tuned: its search space, before a trial is planned
+        tune_config(tune)
+
+
+def _check_target_reachable(cfg: DictConfig) -> None:
+    """A train.target outside the bounds of every metric it may be a value of (train.target_metric, else the main
+    metric of either kind of task) is refused before anything is written; the task's own metric is known, and
+    checked (harness.core.target.target_metric), once the job makes the task."""
+    target, name = OmegaConf.select(cfg, "train.target"), OmegaConf.select(cfg, "train.target_metric")
+    if not isinstance(target, (int, float)) or isinstance(target, bool) or not math.isfinite(target):
+        return  # no target, or one the schema refuses with its own message
+    candidates = [name] if name in METRICS else [m for m, metric in METRICS.items() if metric.main]
+    bounds = {m: METRICS[m].bounds for m in candidates}
+    check(any(low <= target <= high for low, high in bounds.values()), "train.target",
+          " and ".join(f"{m} lies in [{low:g}, {high:g}]" for m, (low, high) in bounds.items())
+          + f"; the validation metric cannot reach {target:g}")
 
 
 def resolved(cfg: DictConfig) -> dict[str, Any]:

@@ -185,6 +185,7 @@ MEASURED = (
     _field("error", "error", str, "error", derive=_error_text),
     _field("diverged_at_step", "divergence.first_nonfinite_step", int),
     *(_field(f"train_{m}", f"metrics.train.{m}", float, f"final/train_{m}", spread=True) for m in METRICS),
+    *(_field(f"val_{m}", f"metrics.val.{m}", float, f"val/{m}", spread=True) for m in METRICS),
     *(_field(f"test_{m}", f"metrics.test.{m}", float, f"test/{m}", spread=True) for m in METRICS),
     *(_field(f"last_step_train_{m}", f"metrics.last_step_train_{m}", float) for m in METRICS),
     # Forgetting (tasks with a source task, pretrained): the source task's test metrics under the pretrained

@@ -50,7 +50,8 @@ class Metric:
     fn: (predictions, targets) -> a scalar, on jax or numpy arrays; kind: the tasks it applies
     to ("regression" or "classification"); better: "lower" or "higher"; loss: a task can train
     on it (differentiable);
-    main: the headline quality of its kind of task (findings compare it, the console shows it).
+    main: the headline quality of its kind of task (findings compare it, the console shows it);
+    bounds: the values it can take at all (a target outside them cannot be reached by definition).
     """
 
     name: str
@@ -60,13 +61,15 @@ class Metric:
     better: str = "lower"
     loss: bool = False
     main: bool = False
+    bounds: tuple[float, float] = (0.0, float("inf"))
 
 
 METRICS = {m.name: m for m in (
     Metric("mse", "MSE", mse, "regression", loss=True, main=True),
     Metric("mae", "MAE", mae, "regression"),
     Metric("cross_entropy", "cross-entropy", cross_entropy, "classification", loss=True),
-    Metric("accuracy", "accuracy", accuracy, "classification", better="higher", main=True),
+    Metric("accuracy", "accuracy", accuracy, "classification", better="higher", main=True,
+           bounds=(0.0, 1.0)),
 )}
 
 

@@ -19,7 +19,7 @@ from harness.core.memory import Needs, check_fits, check_needs
 from harness.core.metrics import METRICS
 from harness.core.pretraining import forgetting
 from harness.core.program import Built, hyperparams, model_arrays, optimizer_arrays, set_hyperparams
-from harness.core.target import Evaluations, outcome, target_metric
+from harness.core.target import Evaluations, cold_compile_s, compile_cold, outcome, target_metric
 from harness.core.tasks import Data, Task, make_task
 from harness.core.timing import compile_timed, dispatch_cost, time_calls, use_persistent_cache
 from harness.core.train import build, train, train_chunk, train_many
@@ -72,7 +72,7 @@ def _placed(spec: Config, devices: list[jax.Device], layout: Layout | None = Non
     layout = layout or _layout(spec, devices, task)
     data = task.data
     placed = Data(jax.device_put(data.x_train, layout.train), jax.device_put(data.y_train, layout.train),
-                  jax.device_put(data.x_test, layout.replicated), jax.device_put(data.y_test, layout.replicated))
+                  *(jax.device_put(a, layout.replicated) for a in (data.x_test, data.y_test, data.x_val, data.y_val)))
     return dataclasses.replace(task, data=placed), layout
 
 
@@ -92,7 +92,9 @@ def step_metrics(spec: Config, task: Task) -> tuple[str, ...]:
 
 
 def chunk_steps(spec: Config) -> int | None:
-    """Steps per call of a chunked training (train.eval_every, else train.log_every), or None: one call."""
+    """Steps per call of a chunked training (train.eval_every, else train.log_every), or None: one call.
+
+    train.eval_every need not divide train.steps: the last call trains the remainder (`execute`)."""
     return spec.train.eval_every or spec.train.log_every
 
 
@@ -108,7 +110,7 @@ def _training(spec: Config, layout: Layout, task: Task, state, key, emitted: tup
     if chunk is None:
         jitted, args, chunks = train, (state, data.x_train, data.y_train, key), 1
     else:
-        static["steps"], jitted, chunks = chunk, train_chunk, spec.train.steps // chunk
+        static["steps"], jitted, chunks = chunk, train_chunk, -(-spec.train.steps // chunk)  # the last: the rest
         rows = data.x_train.shape[0]
         order = jax.eval_shape(lambda k: layout.batches.start(k, rows), key) if shapes else jax.device_put(
             layout.batches.start(key, rows), layout.replicated)
@@ -135,6 +137,8 @@ def execute(spec: Config, devices: list[jax.Device], on_chunk=None) -> dict[str,
     with jax.default_device(devices[0]):
         ahead, compiled = abstract.shapes(spec), None
         if ahead is not None:
+            if spec.train.eval_every:  # a target the metric cannot reach: refused before compiling or pretraining
+                target_metric(spec, ahead.task)
             layout = _layout(spec, devices, ahead.task)
             emitted = step_metrics(spec, ahead.task)
             key = jax.eval_shape(lambda: order_key(spec.task.seed))
@@ -144,6 +148,8 @@ def execute(spec: Config, devices: list[jax.Device], on_chunk=None) -> dict[str,
                                              chunks=chunks)
             check_needs(_needs(spec, ahead, timing.memory), devices[0])
         task, layout = _placed(spec, devices, layout if ahead is not None else None)
+        if spec.train.eval_every:
+            target_metric(spec, task)
         built = build(spec, task)
         key = jax.device_put(order_key(spec.task.seed), layout.replicated)
         state = jax.device_put(built.state, layout.replicated)
@@ -154,12 +160,16 @@ def execute(spec: Config, devices: list[jax.Device], on_chunk=None) -> dict[str,
             compiled, timing = compile_timed(jitted, args, static, steps=spec.train.steps, warmup=spec.train.warmup,
                                              chunks=chunks)
             check_fits(timing.memory, devices[0])
-        evaluations = None
+        evaluations, rest = None, spec.train.steps % (chunk_steps(spec) or spec.train.steps)
         if spec.train.eval_every:
             evaluations = Evaluations(built.program, task, target_metric(spec, task))
             evaluations(0, state)  # compiles the evaluation here, not inside the (warm-up) calls
+        tail = None  # the last chunk's program, when train.eval_every does not divide train.steps
+        if rest:
+            tail, tail_timing = compile_timed(jitted, args, {**static, "steps": rest}, steps=rest, warmup=0)
         call = None if chunk_steps(spec) is None else in_chunks(
-            args, chunks, chunk_steps(spec), spec.train.warmup + spec.train.repeats, on_chunk, evaluations)
+            args, chunks, chunk_steps(spec), spec.train.warmup + spec.train.repeats, on_chunk, evaluations,
+            tail=tail, total=spec.train.steps)
         (state, history), timing = time_calls(compiled, args, timing, repeats=spec.train.repeats, call=call)
         data = task.data
         if spec.train.measure_dispatch:
@@ -171,11 +181,20 @@ def execute(spec: Config, devices: list[jax.Device], on_chunk=None) -> dict[str,
         history = {name: np.concatenate([np.asarray(part[name]) for part in parts]) for name in parts[0]}
         summary = timing.summary()
         result = measurements(spec, task, built, layout.batches, state, history, summary, peak)
-        return {**result, "target": evaluations and outcome(spec, evaluations, summary)}
+
+        def cold() -> float:  # every program the run trains with, each at its cold compile time
+            programs = [(timing, static)] + ([(tail_timing, {**static, "steps": rest})] if tail else [])
+            return sum(cold_compile_s(t.program, t.compile_s, t.compile_source,
+                                      lambda s=s: compile_cold(jitted, args, s)) for t, s in programs)
+
+        return {**result, "target": evaluations and outcome(spec, evaluations, summary, cold)}
 
 
-def in_chunks(args: tuple, chunks: int, steps: int, calls: int, on_chunk=None, evaluate=None):
+def in_chunks(args: tuple, chunks: int, steps: int, calls: int, on_chunk=None, evaluate=None, tail=None,
+              total: int | None = None):
     """One training as `chunks` calls of a compiled `train_chunk` program, with a progress bar on a terminal.
+
+    `tail`: the program of the last call, for the rest of `total` steps when `steps` does not divide it.
 
     Each chunk is waited for before the bar moves, so the bar shows steps done, not steps queued;
     that wait is part of the timed training, as it is of a user's loop that logs as it goes.
@@ -193,16 +212,18 @@ def in_chunks(args: tuple, chunks: int, steps: int, calls: int, on_chunk=None, e
         current, current_order, parts = state, order, []
         with Progress(console=Console(stderr=True), transient=True,
                       disable=not Console(stderr=True).is_terminal) as progress:
-            task = progress.add_task(f"training call {len(made)}/{calls}", total=chunks * steps)
+            task = progress.add_task(f"training call {len(made)}/{calls}", total=total or chunks * steps)
             for chunk in range(chunks):
-                current, current_order, history = compiled(current, current_order, x, y, key,
-                                                           np.int32(chunk * steps))
+                program = tail if tail is not None and chunk == chunks - 1 else compiled
+                current, current_order, history = program(current, current_order, x, y, key,
+                                                          np.int32(chunk * steps))
                 parts.append(jax.block_until_ready(history))
-                progress.advance(task, steps)
+                done = min((chunk + 1) * steps, total or (chunk + 1) * steps)
+                progress.advance(task, done - chunk * steps)
                 if on_chunk is not None and len(made) == 1:
                     on_chunk(chunk * steps, {name: np.asarray(values) for name, values in history.items()})
                 if evaluate is not None and len(made) == 1:
-                    evaluate((chunk + 1) * steps, current)
+                    evaluate(done, current)
         return current, parts  # joined on the host, after the timed calls (a device concat would compile)
 
     return call
@@ -335,6 +356,7 @@ def measurements(spec: Config, task: Task, built: Built, batches: FullBatch | Mi
     data = task.data
     pred_train = built.program.predict(state, data.x_train)
     pred_test = built.program.predict(state, data.x_test)
+    pred_val = built.program.predict(state, data.x_val)
     initial, final = model_arrays(built, built.state), model_arrays(built, state)
     steps = metrics.subsample(spec.train.steps, spec.tracker.history_points)
     diverged = divergence(history)
@@ -343,6 +365,8 @@ def measurements(spec: Config, task: Task, built: Built, batches: FullBatch | Mi
         "divergence": diverged,
         "metrics": {
             "train": metrics.evaluate(pred_train, data.y_train, task.kind),
+            # Validation: what time to a target and any selection (harness.analysis.tuning) read; test is reported.
+            "val": metrics.evaluate(pred_val, data.y_val, task.kind),
             "test": metrics.evaluate(pred_test, data.y_test, task.kind),
             # The loss the seed prints: before the last update.
             **{f"last_step_train_{name}": float(values[-1]) for name, values in history.items()},

@@ -4,6 +4,10 @@ A task is a callable named by `task._target_` (harness/core/components.py), call
 with its settings and `seed=<task.seed>`. It returns a mapping:
 
     x_train, y_train, x_test, y_test   arrays (numpy, or anything numpy.asarray takes)
+    x_val, y_val   optional: validation rows, what time to a target and every selection (a tuned
+               learning rate) read; the test rows are only reported. Without them, the last
+               `task.val_fraction` of the training rows (DEFAULT_VAL_FRACTION unless set) are held out
+               as validation: the rows of a seeded order, so the split is deterministic.
     loss       "mse": regression, y of shape (rows, outputs) (or (rows,) for one output);
                "cross_entropy": classification, y integer class labels of shape (rows,)
     classes    optional, classification: the number of classes (default: the largest label + 1)
@@ -25,7 +29,7 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 
-from harness.core.checks import ConfigError
+from harness.core.checks import ConfigError, check
 from harness.core.components import TaskSpec
 from harness.core.metrics import METRICS
 
@@ -39,6 +43,8 @@ class Data(NamedTuple):
     y_train: Any
     x_test: Any
     y_test: Any
+    x_val: Any = None  # None: no validation rows (a source task's data)
+    y_val: Any = None
 
 
 @dataclass(frozen=True)
@@ -63,13 +69,50 @@ class Task:
         return tuple(self.data.x_train.shape[1:])
 
 
+# The share of training rows held out for validation when a task returns no x_val / y_val of its own.
+DEFAULT_VAL_FRACTION = 0.2
+SPLITS = ("train", "val", "test")
+
+
 def make_task(spec: TaskSpec) -> Task:
     """The task `spec` names, made and checked."""
     try:
         made = spec.load()(seed=spec.seed, **spec.settings)
     except ConfigError as err:
         raise ConfigError(f"task.{err.field}", err.message) from None
-    return checked(spec.name, made)
+    return checked(spec.name, made, val_fraction=spec.val_fraction)
+
+
+def _rows(a: Any, start: int, stop: int | None = None) -> Any:
+    """Rows start:stop of an array or of a shape (jax.ShapeDtypeStruct)."""
+    if isinstance(a, jax.ShapeDtypeStruct):
+        stop = a.shape[0] if stop is None else stop
+        return jax.ShapeDtypeStruct((stop - start, *a.shape[1:]), a.dtype)
+    return a[start:stop]
+
+
+def with_validation(name: str, made: Any, val_fraction: float | None) -> Any:
+    """`made` with x_val / y_val: its own, or the last `val_fraction` (default DEFAULT_VAL_FRACTION) of its
+    training rows held out. A task's own validation rows and a `val_fraction` are not both allowed: which
+    rows validate would be ambiguous."""
+    if not isinstance(made, Mapping) or not all(k in made for k in ("x_train", "y_train")):
+        return made  # `checked` names what is missing
+    own = [k for k in ("x_val", "y_val") if k in made]
+    if own:
+        other = "y_val" if own[0] == "x_val" else "x_val"
+        check(len(own) == 2, "task", f"task {name!r} returned {own[0]} without {other}")
+        check(val_fraction is None, "task.val_fraction",
+              f"task {name!r} returns its own validation rows (x_val, y_val); leave task.val_fraction unset")
+        return made
+    fraction = DEFAULT_VAL_FRACTION if val_fraction is None else val_fraction
+    rows = made["x_train"].shape[0] if hasattr(made["x_train"], "shape") else len(made["x_train"])
+    held = max(1, round(fraction * rows))
+    check(rows - held >= 1, "task.val_fraction",
+          f"holds out {held} of the {rows} training rows of task {name!r} for validation and leaves none to train on")
+    x, y = (made[k] if hasattr(made[k], "shape") else np.asarray(made[k]) for k in ("x_train", "y_train"))
+    cut = rows - held
+    return {**made, "x_train": _rows(x, 0, cut), "y_train": _rows(y, 0, cut), "x_val": _rows(x, cut),
+            "y_val": _rows(y, cut)}
 
 
 class NeedsValues(Exception):
@@ -86,12 +129,14 @@ def _shape(a: Any, shape: tuple[int, ...] | None = None, dtype: Any = None) -> A
     return a.astype(dtype) if a.dtype != dtype else a
 
 
-def checked(name: str, made: Any, what: str = "task", abstract: bool = False) -> Task:
+def checked(name: str, made: Any, what: str = "task", abstract: bool = False, val_fraction: float | None = None,
+            validation: bool = True) -> Task:
     """A task's mapping as a `Task`; a ConfigError naming the task and the key when it breaks the contract.
 
     With `abstract`, arrays may be shapes (jax.ShapeDtypeStruct, from jax.eval_shape of the task):
     the same checks, less those that need the values (class labels in range); a classification task
-    that does not say its `classes` raises NeedsValues.
+    that does not say its `classes` raises NeedsValues. With `validation` (not for a source task) the
+    task gets its validation rows (`with_validation`).
     """
 
     def fail(message: str):
@@ -102,63 +147,67 @@ def checked(name: str, made: Any, what: str = "task", abstract: bool = False) ->
     missing = [k for k in ("x_train", "y_train", "x_test", "y_test", "loss") if k not in made]
     if missing:
         fail(f"no {', '.join(missing)} (a task returns x_train, y_train, x_test, y_test and loss)")
+    if validation:
+        made = with_validation(name, made, val_fraction)
+    splits = SPLITS if validation else ("train", "test")
     loss = made["loss"]
     if loss not in LOSSES:
         fail(f"loss={loss!r}; a task trains on one of: {', '.join(LOSSES)}")
     # A jax array stays one (no host copy: it is placed on its device as it is); shapes stay shapes.
     arrays = {k: made[k] if isinstance(made[k], (jax.Array, jax.ShapeDtypeStruct)) else np.asarray(made[k])
-              for k in ("x_train", "y_train", "x_test", "y_test")}
-    for split in ("train", "test"):
+              for s in splits for k in (f"x_{s}", f"y_{s}")}
+    for split in splits:
         x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
         if x.ndim < 2 or not x.shape[0]:
             fail(f"x_{split} of shape {x.shape}: need (rows, ...) with at least one row")
         if not y.ndim or y.shape[0] != x.shape[0]:
             fail(f"{x.shape[0]} rows of x_{split} and {y.shape[0] if y.ndim else 0} of y_{split}")
-    if arrays["x_train"].shape[1:] != arrays["x_test"].shape[1:]:
-        fail(f"x_train rows of shape {arrays['x_train'].shape[1:]} and x_test rows of {arrays['x_test'].shape[1:]}")
-    for key in ("x_train", "x_test"):
+    xs, ys = tuple(f"x_{s}" for s in splits), tuple(f"y_{s}" for s in splits)
+    for key in xs[1:]:
+        if arrays["x_train"].shape[1:] != arrays[key].shape[1:]:
+            fail(f"x_train rows of shape {arrays['x_train'].shape[1:]} and {key} rows of {arrays[key].shape[1:]}")
+    for key in xs:
         if not np.issubdtype(arrays[key].dtype, np.floating) and not np.issubdtype(arrays[key].dtype, np.integer):
             fail(f"{key} of dtype {arrays[key].dtype}: numbers expected")
     if METRICS[loss].kind == "regression":
-        for key in ("y_train", "y_test"):
+        for key in ys:
             y = arrays[key]
             arrays[key] = _shape(y, (y.shape[0], 1)) if y.ndim == 1 else y
             if arrays[key].ndim != 2:
                 fail(f"{key} of shape {y.shape}: regression targets are (rows, outputs)")
         outputs = arrays["y_train"].shape[1]
-        if arrays["y_test"].shape[1] != outputs:
-            fail(f"{outputs} outputs in y_train and {arrays['y_test'].shape[1]} in y_test")
+        for key in ys[1:]:
+            if arrays[key].shape[1] != outputs:
+                fail(f"{outputs} outputs in y_train and {arrays[key].shape[1]} in {key}")
     else:
-        for key in ("y_train", "y_test"):
+        for key in ys:
             y = arrays[key]
             if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
                 fail(f"{key} of shape {y.shape} and dtype {y.dtype}: class labels are integers of shape (rows,)")
         if abstract and not made.get("classes"):
             raise NeedsValues(name)
-        if not any(isinstance(arrays[k], jax.ShapeDtypeStruct) for k in ("y_train", "y_test")):
-            top = int(max(arrays["y_train"].max(), arrays["y_test"].max()))
+        if not any(isinstance(arrays[k], jax.ShapeDtypeStruct) for k in ys):
+            top = int(max(arrays[k].max() for k in ys))
             outputs = int(made.get("classes") or top + 1)
-            low = int(min(arrays["y_train"].min(), arrays["y_test"].min()))
+            low = int(min(arrays[k].min() for k in ys))
             if low < 0 or top >= outputs:
                 fail(f"labels from {low} to {top} with classes={outputs}: labels are 0 .. classes - 1")
         else:
             outputs = int(made["classes"])
-        arrays = {**arrays, "y_train": _shape(arrays["y_train"], dtype=np.int32),
-                  "y_test": _shape(arrays["y_test"], dtype=np.int32)}
+        arrays = {**arrays, **{k: _shape(arrays[k], dtype=np.int32) for k in ys}}
     vocab = None
     if np.issubdtype(arrays["x_train"].dtype, np.integer):
         if abstract and not made.get("vocab"):
             raise NeedsValues(name)
-        if not any(isinstance(arrays[k], jax.ShapeDtypeStruct) for k in ("x_train", "x_test")):
-            low = int(min(arrays["x_train"].min(), arrays["x_test"].min()))
-            top = int(max(arrays["x_train"].max(), arrays["x_test"].max()))
+        if not any(isinstance(arrays[k], jax.ShapeDtypeStruct) for k in xs):
+            low = int(min(arrays[k].min() for k in xs))
+            top = int(max(arrays[k].max() for k in xs))
             vocab = int(made.get("vocab") or top + 1)
             if low < 0 or top >= vocab:
                 fail(f"input tokens from {low} to {top} with vocab={vocab}: tokens are 0 .. vocab - 1")
         else:
             vocab = int(made["vocab"])
-        arrays.update(x_train=_shape(arrays["x_train"], dtype=np.int32),
-                      x_test=_shape(arrays["x_test"], dtype=np.int32))
+        arrays.update({k: _shape(arrays[k], dtype=np.int32) for k in xs})
     source = made.get("source")
     return Task(name, Data(**arrays), loss, outputs, vocab,
-                None if source is None else checked(name, source, "task.pretrain_steps", abstract))
+                None if source is None else checked(name, source, "task.pretrain_steps", abstract, validation=False))

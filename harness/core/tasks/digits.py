@@ -42,25 +42,27 @@ def _split(digits: tuple[int, ...], seed: int, per_class: int | None) -> dict:
     """Train and test images of `digits`, labelled 0..len(digits)-1, in a seeded order."""
     images, labels = _images()
     rng = np.random.default_rng(seed)
-    train, test = [], []
+    train, test, val = [], [], []
     for digit in digits:
         rows = rng.permutation(np.flatnonzero(labels == digit))
         cut = len(rows) // 3
         test.append(rows[:cut])
         train.append(rows[cut:][:per_class])
-    train, test = rng.permutation(np.concatenate(train)), np.concatenate(test)
+        val.append(rows[cut:][per_class:] if per_class is not None else rows[:0])
+    train, test, val = rng.permutation(np.concatenate(train)), np.concatenate(test), np.concatenate(val)
     relabel = np.zeros(10, np.int32)
     relabel[list(digits)] = np.arange(len(digits))
+    own_val = {"x_val": images[val], "y_val": relabel[labels[val]]} if len(val) else {}
     return {"x_train": images[train], "y_train": relabel[labels[train]], "x_test": images[test],
-            "y_test": relabel[labels[test]], "loss": "cross_entropy", "classes": len(digits)}
+            "y_test": relabel[labels[test]], **own_val, "loss": "cross_entropy", "classes": len(digits)}
 
 
 def digits_task(seed: int, per_class: int | None) -> dict:
     """Digits 5-9 (few-shot with `per_class`), with digits 0-4 as the source task.
 
     >>> d = digits_task(0, per_class=10)
-    >>> d["x_train"].shape, d["x_test"].shape, d["source"]["x_train"].shape, d["classes"]
-    ((50, 8, 8, 1), (297, 8, 8, 1), (602, 8, 8, 1), 5)
+    >>> d["x_train"].shape, d["x_val"].shape, d["x_test"].shape, d["source"]["x_train"].shape, d["classes"]
+    ((50, 8, 8, 1), (549, 8, 8, 1), (297, 8, 8, 1), (602, 8, 8, 1), 5)
     """
     return {**_split(TARGET, seed, per_class), "source": _split(SOURCE, seed + 1, None)}
 

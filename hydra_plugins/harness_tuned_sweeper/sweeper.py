@@ -1,0 +1,74 @@
+"""`hydra/sweeper=tuned`: every point of the grid tuned on the same quasi-random trials, trained as vectorized groups.
+
+Each job of the grid (a method, a strategy, ...) becomes `tune.trials` trials per study: draws from the
+search space of its optimizer (`hydra.sweeper.tune.space.<optimizer>`, harness.core.config.TuneConfig),
+each as TRACED overrides (`optimizer.lr=0.0031 task.seed=0`). Draws depend on the study alone, so every
+method gets the same trials and they pair. Trials of one job differ only in traced values: the vectorized
+sweeper trains them as one vmapped program (harness/jobs/grouping.py), each trial still its own record.
+Study k draws with seed `tune.seed + k` and trains with `task.seed` + k.
+
+The best trial per method is chosen on validation by harness.analysis.tuning, never on test.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from omegaconf import OmegaConf
+
+from harness.core.checks import ConfigError
+from harness.core.config import TUNABLE, tune_config
+from harness.jobs.grouping import points_of
+from hydra_plugins.harness_tuned_sweeper.trials import draws
+from hydra_plugins.harness_vectorized_sweeper.sweeper import VectorizedSweeper
+
+_TUNED = {*TUNABLE.values(), "task.seed"}  # what the sweeper sets: a job may not set it itself
+
+
+def _value(job: list[str], key: str) -> str | None:
+    found = [o.partition("=")[2] for o in job if o.partition("=")[0].lstrip("+") == key]
+    return found[-1] if found else None
+
+
+def trials(jobs: list[list[str]], config) -> list[list[str]]:
+    """Each job of the grid as its trials, study by study; a ConfigError naming what is wrong."""
+    tune = tune_config(config.hydra.sweeper.tune)
+    out = []
+    for job in jobs:
+        for o in job:
+            key = o.partition("=")[0].lstrip("+~")
+            if key in _TUNED:
+                raise ConfigError(key, f"is set by hydra/sweeper=tuned (trials and studies); remove {o!r}")
+        optimizer = _value(job, "optimizer") or str(OmegaConf.select(config, "optimizer.name"))
+        if optimizer not in tune.space:
+            raise ConfigError("hydra.sweeper.tune.space", f"has no search space for optimizer={optimizer}; it has: "
+                                                          f"{', '.join(tune.space)}")
+        base_seed = int(OmegaConf.select(config, "task.seed", default=0) or 0)
+        for study in range(tune.studies):
+            for trial in draws(tune.space[optimizer], tune.trials, tune.sampler, tune.seed + study):
+                out.append([*job, *trial, f"task.seed={base_seed + study}"])
+    return out
+
+
+class TunedSweeper(VectorizedSweeper):
+    def __init__(self, max_batch_size: int | None = None, params: dict[str, str] | None = None, seed: int = 0,
+                 tune=None):
+        super().__init__(max_batch_size=max_batch_size, params=params, seed=seed)  # `tune`: read from the config
+
+    @staticmethod
+    def planned(jobs: list[list[str]], seed: int | None, config) -> list[list[str]]:
+        return VectorizedSweeper.planned(trials(jobs, config), seed, config)
+
+    def split_arguments(self, overrides, max_batch_size):
+        try:
+            return super().split_arguments(overrides, max_batch_size)
+        except ConfigError as err:  # one line, as every bad input (harness.core.checks)
+            print(f"error: {err}", file=sys.stderr, flush=True)
+            sys.exit(1)
+
+    def said(self, points: int, jobs: list[list[str]]) -> None:
+        tune = tune_config(self.config.hydra.sweeper.tune)
+        trained = sum(len(points_of(job)) for job in jobs)
+        print(f"tuned sweeper: {points} grid points x {tune.trials} trials x {tune.studies} studies = {trained} "
+              f"runs in {len(jobs)} jobs (trials of one point train as one vectorized job of up to "
+              f"vectorize.max_points={self.config.vectorize.max_points})", flush=True)

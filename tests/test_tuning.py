@@ -1,0 +1,106 @@
+"""Tuning (issue 27, item 2): hydra/sweeper=tuned draws the same quasi-random trials for every method, trains a
+method's trials as vectorized jobs, and harness.analysis.tuning picks the best trial per method on validation."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import run_cli
+from harness.analysis.frames import load_records
+from harness.analysis.tuning import best_trials, on_edge
+from harness.core.config import Dimension
+from hydra_plugins.harness_tuned_sweeper.trials import draws, position
+
+SPACE = {"lr": {"low": 1e-4, "high": 1e-1, "scale": "log"}, "weight_decay": {"low": 1e-5, "high": 1e-1},
+         "one_minus_b1": {"low": 1e-2, "high": 0.5}}  # conf/hydra/sweeper/tuned.yaml's adamw space
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory):
+    """Two methods x 3 trials x 2 studies on the seed task: 12 runs."""
+    tmp = tmp_path_factory.mktemp("tuned")
+    proc = run_cli("-m", "hydra/sweeper=tuned", "method=diffstate,jax_split", "hydra.sweeper.tune.trials=3",
+                   "hydra.sweeper.tune.studies=2", "tracker=disabled", "report=false", "train.repeats=1",
+                   f"results_dir={tmp}", cwd=tmp)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (sweep_dir,) = (tmp / "default").iterdir()
+    df, problems = load_records(sweep_dir)
+    assert not problems
+    return proc, sweep_dir, df
+
+
+def test_every_method_gets_the_same_trials_per_study_and_they_train_as_vectorized_jobs(sweep):
+    proc, sweep_dir, df = sweep
+    # One job per method, its studies too: the seed is a traced value.
+    assert "tuned sweeper: 2 grid points x 3 trials x 2 studies = 12 runs in 2 jobs" in proc.stdout
+    assert len(df) == 12 and (df["status"] == "ok").all() and (df["timing_points"] == 6).all()
+    trials = {method: sorted(zip(g["seed"], g["lr"], g["weight_decay"])) for method, g in df.groupby("method")}
+    assert trials["diffstate"] == trials["jax_split"]  # paired: the same draws and seeds
+    assert sorted(df["seed"].unique()) == [123, 124]  # study k trains with task.seed + k
+    first, second = (set(g["lr"]) for _, g in df[df["method"] == "diffstate"].groupby("seed"))
+    assert first.isdisjoint(second)  # study k draws with seed + k
+
+
+def test_the_best_trial_is_chosen_on_validation_and_a_poisoned_test_split_changes_nothing_chosen(sweep):
+    _, _, df = sweep
+    best = best_trials(df, SPACE)
+    assert len(best) == 4 and (best["trials"] == 3).all()  # per method and study
+    for _, row in best.iterrows():
+        group = df[(df["method"] == row["method"]) & (df["seed"] == row["study_seed"])]
+        assert row["val_mse"] == group["val_mse"].min()
+        assert row["test_mse"] == group.loc[group["val_mse"].idxmin(), "test_mse"]  # reported, of that trial
+    poisoned = df.copy()
+    rng = np.random.default_rng(0)
+    for column in [c for c in df if c.startswith("test_")]:
+        if pd.api.types.is_float_dtype(df[column]):
+            poisoned[column] = rng.permutation(df[column].to_numpy()) * -1e6  # the best test is now any trial
+    chosen = ["method", "study_seed", "lr", "weight_decay", "one_minus_b1", "val_mse", "rerun"]
+    pd.testing.assert_frame_equal(best_trials(poisoned, SPACE)[chosen], best[chosen])
+    blind = best_trials(df.drop(columns=[c for c in df if c.startswith("test_")]), SPACE)
+    pd.testing.assert_frame_equal(blind[chosen], best[chosen])  # chosen without any test column at all
+
+
+def test_a_best_value_on_the_edge_of_the_space_is_flagged():
+    rows = [{"status": "ok", "method": "m", "seed": 0, "val_accuracy": acc, "test_accuracy": 0.5,
+             "overrides": f"optimizer.lr={lr}", "time_to_target_s": None, "target_reached": None,
+             "config_key": f'{{"method.name": "m", "optimizer.lr": {lr}, "task.seed": 0}}'}
+            for lr, acc in ((1.1e-4, 0.9), (3e-3, 0.8), (5e-2, 0.7))]
+    space = {"lr": SPACE["lr"]}
+    (edge,) = best_trials(pd.DataFrame(rows), space)["edge"]
+    assert edge == "widen lr's range: the best value 0.00011 lies in the lowest 10% of [0.0001, 0.1] (log)"
+    rows[1]["val_accuracy"] = 0.95
+    assert best_trials(pd.DataFrame(rows), space)["edge"].tolist() == [None]
+    assert on_edge(space, {"lr": 0.09})[0].startswith("widen lr's range: the best value 0.09 lies in the highest")
+
+
+@pytest.mark.parametrize("sampler", ["halton", "sobol"])
+def test_draws_are_seeded_quasi_random_and_inside_the_space(sampler):
+    space = {name: Dimension(d["low"], d["high"]) for name, d in SPACE.items()}
+    trials = draws(space, 16, sampler, seed=3)
+    assert trials == draws(space, 16, sampler, seed=3) != draws(space, 16, sampler, seed=4)
+    lrs = [float(t[0].partition("=")[2]) for t in trials]
+    where = sorted(position(space["lr"], lr) for lr in lrs)
+    assert 0 <= where[0] and where[-1] < 1 and len(set(lrs)) == 16
+    # Quasi-random: every sixteenth of the (log) range holds about one draw, unlike 16 independent draws.
+    assert max(np.histogram(where, bins=4, range=(0, 1))[0]) <= 6
+    b1 = [float(t[2].partition("=")[2]) for t in trials]
+    assert all(0.5 <= b < 0.99 + 1e-9 for b in b1)  # one_minus_b1 in [0.01, 0.5]
+
+
+def test_a_tuned_value_set_by_the_command_is_refused_in_one_line(tmp_path):
+    proc = run_cli("-m", "hydra/sweeper=tuned", "optimizer.lr=0.1,0.2", "tracker=disabled",
+                   f"results_dir={tmp_path / 'r'}", cwd=tmp_path, timeout=60)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "error: optimizer.lr: is set by hydra/sweeper=tuned (trials and studies); remove 'optimizer.lr=0.1'" in \
+        proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_by_time_to_target_the_fastest_trial_that_reached_the_validation_target_is_best():
+    rows = [{"status": "ok", "method": "m", "seed": 0, "val_accuracy": acc, "test_accuracy": test,
+             "overrides": f"optimizer.lr={lr}", "time_to_target_s": t, "target_reached": t is not None,
+             "config_key": f'{{"method.name": "m", "optimizer.lr": {lr}, "task.seed": 0}}'}
+            for lr, acc, test, t in ((1e-3, 0.99, 0.2, None), (3e-3, 0.9, 0.9, 2.0), (1e-2, 0.8, 0.5, 1.0))]
+    (best,) = best_trials(pd.DataFrame(rows), {"lr": SPACE["lr"]}, by="time_to_target").to_dict("records")
+    assert best["lr"] == 1e-2 and best["test_accuracy"] == 0.5  # not the best val (not reached), nor the best test
+    with pytest.raises(ValueError, match="choose on 'val' or 'time_to_target'"):
+        best_trials(pd.DataFrame(rows), {"lr": SPACE["lr"]}, by="test")

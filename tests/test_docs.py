@@ -82,3 +82,14 @@ def test_relative_links_point_to_files(page):
         if not (page.parent / path).exists():
             broken.append(target)
     assert not broken, f"{page.relative_to(ROOT)}: links to nothing: {broken}"
+
+
+@pytest.mark.parametrize("module", ["store", "tracking", "record"])
+def test_architecture_page_holds_neither_store_nor_tracking_reads_the_hydra_config(module):
+    """docs/architecture.md: the record is built from plain data; the store and tracking never see Hydra's config."""
+    import ast
+
+    tree = ast.parse((ROOT / "harness" / "jobs" / f"{module}.py").read_text())
+    imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    imported |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+    assert not {name for name in imported if name.split(".")[0] in ("hydra", "omegaconf")}, imported

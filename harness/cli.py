@@ -103,7 +103,7 @@ def _help() -> str:
         groups = [f"  (cannot list them: {type(err).__name__}: {err})"]
     width = max(len(c) for c, _ in COMMANDS) + 2
     return "\n".join([
-        "harness: a benchmark harness for parameter freezing in flax.nnx (README.md has the whole story)",
+        "harness: a benchmark harness for parameter freezing in flax.nnx (docs/: getting started, studies, reports)",
         "",
         "commands:",
         *(f"  {c.ljust(width)}{what}" for c, what in COMMANDS),

@@ -9,10 +9,9 @@ are known before any of them is allocated: a run that cannot fit is refused as a
 `failed` record (InsufficientMemory) naming what it needs, what is available and
 which setting to lower.
 
-The estimate is the run's peak as this harness makes it, measured on CPU (README,
-"What the harness guarantees"): the task's arrays while it makes them (the task's own
-draw and the copy placed on the device), the training call (arguments, outputs and
-temporaries, XLA), the initial state kept to measure drift (and the outputs of the
+The estimate is the run's peak as this harness makes it, measured on CPU (docs/guarantees.md):
+the task's arrays while it makes them (the task's own draw and the copy placed on the device), the
+training call (arguments, outputs and temporaries, XLA), the initial state kept to measure drift (and the outputs of the
 1-step program timed after training), and the final evaluation, which runs the model
 on every training row op by op and computes the metrics in float64.
 """

@@ -1,1 +1,1 @@
-"""A user's own package, outside the harness: the README's "Bring your own model and task" example."""
+"""A user's own package, outside the harness: docs/own-model.md's example."""

@@ -37,7 +37,7 @@ from harness.analysis.frames import (
     summarize,
     sweep_order,
 )
-from harness.analysis.tables import compact, program_keys
+from harness.analysis.tables import compact, pooled_axes, program_keys
 from harness.analysis.tradeoffs import flops_table, main_metric, peft_table
 from harness.core.fields import PACKAGES, nested_get
 from harness.core.files import atomic_path
@@ -318,7 +318,7 @@ def render_report(sweep_dir: Path, df: pd.DataFrame, records: list[dict], proble
     summary = summarize(df, keys)
     costs = program_keys(df, keys)  # step time, memory, FLOP/s: pooled over axes the program does not see
     cost_summary = summarize(df, costs)
-    pooled = [k for k in keys if k not in costs]
+    pooled = pooled_axes(df, keys, costs)
 
     def table(make, rows: pd.DataFrame, by: list[str], pool: list[str] = ()) -> list[str]:
         parts, note = compact(make(rows, by), by, pool)

@@ -48,3 +48,19 @@ def test_a_pooled_table_never_mixes_compiled_programs_when_two_axes_co_vary(tmp_
     rows = [line for line in throughput.splitlines() if line.startswith("| diffstate")]
     assert len(rows) == 2, throughput  # the probe and the full fine-tune apart, each with its own step time
     assert any("4.00e-04" in r for r in rows) and any("0.00520" in r for r in rows), rows
+
+
+def test_the_console_time_line_carries_the_plausibility_verdict():
+    from harness.jobs.console import run_lines
+
+    hoisted = make_record(0, "diffstate", "adam", 50, 1, peak_fraction=5.7)
+    hoisted["plausibility"]["warning"] = ("faster than this machine's measured peak (5.7x its f32 matmul FLOP/s): "
+                                          "XLA likely hoisted or removed work; use a per-step batch "
+                                          "(train.batch_size)")
+    text = "\n".join(run_lines(hoisted))
+    time_line = next(line for line in text.splitlines() if line.lstrip().startswith("time"))
+    assert "in the loop (NOT PLAUSIBLE, below)" in time_line
+    assert "NOT PLAUSIBLE  faster than this machine's measured peak (5.7x" in text
+    assert "use a per-step batch (train.batch_size): do not cite this step time" in text
+    honest = "\n".join(run_lines(make_record(0, "diffstate", "adam", 50, 1, peak_fraction=0.02)))
+    assert "NOT PLAUSIBLE" not in honest and "plausible      0.02x the calibrated peak (flagged above 1.5x)" in honest

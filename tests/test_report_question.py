@@ -64,3 +64,33 @@ def test_the_console_time_line_carries_the_plausibility_verdict():
     assert "use a per-step batch (train.batch_size): do not cite this step time" in text
     honest = "\n".join(run_lines(make_record(0, "diffstate", "adam", 50, 1, peak_fraction=0.02)))
     assert "NOT PLAUSIBLE" not in honest and "plausible      0.02x the calibrated peak (flagged above 1.5x)" in honest
+
+
+def test_compare_refuses_a_reference_of_another_record_schema_in_one_line(tmp_path, capsys):
+    from test_report import write_sweep
+
+    report.build_report(write_sweep(tmp_path / "made", steps=(50,), broken=False), tmp_path / "reference")
+    runs = pd.read_parquet(tmp_path / "reference" / frames.RUNS_TABLE)
+    # A reference written before runs.parquet kept the schema, from schema-1 configs (no task._target_ leaf).
+    runs = runs.drop(columns="schema_version")
+    runs["config_key"] = [json.dumps({k: v for k, v in json.loads(key).items() if not k.endswith("._target_")})
+                          for key in runs["config_key"]]
+    runs.to_parquet(tmp_path / "reference" / frames.RUNS_TABLE, index=False)
+    rerun = write_sweep(tmp_path / "rerun", steps=(50,), broken=False)
+    assert report.main_compare([str(tmp_path / "reference"), str(rerun)]) == 1
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1
+    assert err == (f"harness compare: A ({tmp_path / 'reference'}) holds records of schema 1, this harness writes "
+                   "schema 2: their configurations cannot match; regenerate it (results/reference/regenerate.sh)\n")
+
+
+def test_compare_matching_nothing_is_an_error_naming_the_leaves_that_differ(tmp_path, capsys):
+    from test_report import write_sweep
+
+    a = write_sweep(tmp_path / "a", steps=(50,), broken=False)
+    b = write_sweep(tmp_path / "b", steps=(200,), broken=False)
+    assert report.main_compare([str(a), str(b)]) == 1
+    out, err = capsys.readouterr()
+    assert "| diffstate" not in out  # no empty table printed as if something was compared
+    assert "no configuration is in both sweeps (8 in one only): config leaves with no value in common: " in err
+    assert "train.steps: A 50; B 200" in err

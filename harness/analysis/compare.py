@@ -15,6 +15,7 @@ says where each side was measured.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 from collections.abc import Collection
@@ -47,6 +48,7 @@ from harness.analysis.resolution import IN_LOOP, Floor, floor_of, too_short
 from harness.core.fields import ENVIRONMENT
 from harness.core.files import atomic_path
 from harness.core.metrics import METRICS
+from harness.jobs.record import SCHEMA_VERSION
 
 # (column, name in the table): costs (higher is worse), then each quality metric of harness.core.metrics
 # that runs of both sweeps have. The step time is in-loop when both sweeps measured it.
@@ -269,6 +271,39 @@ def compare(a: pd.DataFrame, b: pd.DataFrame, threshold: float = findings.THRESH
     return table, typed(pd.DataFrame(unmatched, columns=["only in", *axes, "status", "overrides"]))
 
 
+REGENERATE = "results/reference/regenerate.sh"
+
+
+def stale_schema(df: pd.DataFrame) -> int | None:
+    """The record schema of `df`'s runs when it is not the one this harness writes (their config keys cannot match
+    a current sweep's), else None."""
+    found = {int(v) for v in df["schema_version"].dropna()} if "schema_version" in df else set()
+    return next((v for v in sorted(found) if v != SCHEMA_VERSION), None)
+
+
+def why_unmatched(a: pd.DataFrame, b: pd.DataFrame, shown: int = 4) -> str:
+    """Why no configuration of A is in B: the config leaves both sides have whose values the two sides never share
+    (e.g. 'model.width: A 16, 64; B 128'), the seed aside."""
+    def values(df: pd.DataFrame) -> dict[str, set[str]]:
+        out: dict[str, set[str]] = {}
+        for key in df["config_key"].dropna():
+            try:
+                leaves = json.loads(key)
+            except (TypeError, ValueError):
+                continue
+            for leaf, value in leaves.items():
+                out.setdefault(leaf, set()).add(json.dumps(value, sort_keys=True))
+        return out
+
+    left, right = values(a), values(b)
+    differ = [f"{leaf}: A {', '.join(sorted(left[leaf]))}; B {', '.join(sorted(right[leaf]))}"
+              for leaf in sorted(left.keys() & right.keys()) if leaf != "task.seed" and not left[leaf] & right[leaf]]
+    if not differ:
+        return "no single config leaf parts them; their combinations of values differ"
+    more = f" (and {len(differ) - shown} more)" if len(differ) > shown else ""
+    return "config leaves with no value in common: " + " | ".join(differ[:shown]) + more
+
+
 def _shown_axes(*frames: pd.DataFrame) -> list[str]:
     """Axis columns worth a column in a printed table: method, freeze, optimizer and whatever varies."""
     names = list(dict.fromkeys(c for f in frames for c in [*(k for k in f.columns if k in AXIS_COLUMNS),
@@ -394,9 +429,18 @@ def main_compare(argv: list[str] | None = None) -> int:
             print(f"harness compare: {side} ({path}) holds no readable record: nothing to compare"
                   + (f" ({len(problems)} unreadable)" if problems else ""), file=sys.stderr, flush=True)
             return 1
+        if (stale := stale_schema(df)) is not None:
+            print(f"harness compare: {side} ({path}) holds records of schema {stale}, this harness writes schema "
+                  f"{SCHEMA_VERSION}: their configurations cannot match; regenerate it ({REGENERATE})",
+                  file=sys.stderr, flush=True)
+            return 1
         frames.append(natural_order(df, sweep_order(path)))
         sources.append(source)
     table, unmatched = compare(*frames, threshold=threshold)
+    if not len(table):  # an empty table printed as if compared hides the reason: say it instead
+        print(f"harness compare: no configuration is in both sweeps ({len(unmatched)} in one only): "
+              f"{why_unmatched(*frames)}", file=sys.stderr, flush=True)
+        return 1
     header = [f"Read: A {sources[0]}, B {sources[1]}.", *environment_lines(*frames)]
     text = compare_markdown(table, unmatched, threshold, args.a, args.b, header)
     print(text, flush=True)
@@ -419,7 +463,4 @@ def main_compare(argv: list[str] | None = None) -> int:
     print(f"{len(table)} matched, {regressed} with a regression, {len(unmatched)} unmatched"
           + (f" ({lost} only in A: a regression)" if lost else "")
           + (f"; overall regression in {', '.join(worse)}" if worse else ""), flush=True)
-    if not len(table):
-        print("harness compare: no configuration is in both sweeps: nothing was compared", file=sys.stderr, flush=True)
-        return 1
     return 1 if (regressions(table) or lost) and args.fail_on_regression else 0

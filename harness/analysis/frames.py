@@ -35,7 +35,8 @@ RUNS_TABLE = "runs.parquet"  # a report's table of every run, all that a committ
 AXIS_PATHS = tuple(p.removeprefix("config.") for f in AXES for p in f.paths)
 _PANDAS = {int: "Int64", bool: "boolean", str: "str", float: "float64"}
 # Column -> (pandas dtype, cast): the same dtypes in parquet and CSV whatever is missing.
-DTYPES = {**{f.column: (_PANDAS[f.kind], f.kind) for f in FIELDS}, "path": ("str", str)}
+DTYPES = {**{f.column: (_PANDAS[f.kind], f.kind) for f in FIELDS}, "schema_version": ("Int64", int),
+          "path": ("str", str)}
 # Always rows of the summary; the others become rows only where they split the sweep further.
 ALWAYS_KEYS = ("method", "freeze", "optimizer")
 MAYBE_KEYS = ("task", "model", "lr", "weight_decay", "steps", "device", "experiment")
@@ -49,7 +50,8 @@ MAYBE_KEYS = ("task", "model", "lr", "weight_decay", "steps", "device", "experim
 
 def row(path: Path, record: dict) -> dict[str, Any]:
     """One run as flat columns (harness/core/fields.py): its axes, status, measurements and bookkeeping."""
-    return {**{f.column: f.get(record) for f in FIELDS}, "path": str(path)}
+    return {**{f.column: f.get(record) for f in FIELDS}, "schema_version": record.get("schema_version", 1),
+            "path": str(path)}
 
 
 def _extra_axes(records: list[tuple[Path, dict]]) -> dict[str, list]:
@@ -152,6 +154,22 @@ def load_records(sweep_dir: str | Path) -> tuple[pd.DataFrame, list[tuple[Path, 
     return frame(records), problems
 
 
+def schema_from_keys(keys: Iterable[Any]) -> int:
+    """The record schema of runs known only by their `config_key`s: schema 2 (harness/jobs/record.py) gave the task
+    and the model their components' settings, `_target_` included; a schema-1 config has no `task._target_`.
+
+    >>> schema_from_keys(['{"task._target_": "t", "task.seed": 1}']), schema_from_keys(['{"task.seed": 1}'])
+    (2, 1)
+    """
+    for key in keys:
+        try:
+            if "task._target_" in json.loads(key):
+                return 2
+        except (TypeError, ValueError):
+            continue
+    return 1
+
+
 def load_runs(sweep_dir: str | Path) -> tuple[pd.DataFrame, list[tuple[Path, str]], str]:
     """`load_records`, or in a directory without records (a committed reference, results/reference/<experiment>/)
     the RUNS_TABLE its report wrote; and what the runs were read from.
@@ -163,6 +181,8 @@ def load_runs(sweep_dir: str | Path) -> tuple[pd.DataFrame, list[tuple[Path, str
     if len(df) or problems or not table.is_file():
         return df, problems, f"{len(df)} records"
     runs = pd.read_parquet(table)
+    if "schema_version" not in runs:  # a table written before it kept the schema: read it from the config keys
+        runs["schema_version"] = schema_from_keys(runs["config_key"])
     runs = runs.assign(**{name: None for name in frame([]).columns if name not in runs})
     return typed(runs), [], f"{RUNS_TABLE} of a report ({len(runs)} runs, no records)"
 

@@ -4,6 +4,7 @@ stale reference in one line. Synthetic records (tests/test_report.py's make_reco
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -94,3 +95,44 @@ def test_compare_matching_nothing_is_an_error_naming_the_leaves_that_differ(tmp_
     assert "| diffstate" not in out  # no empty table printed as if something was compared
     assert "no configuration is in both sweeps (8 in one only): config leaves with no value in common: " in err
     assert "train.steps: A 50; B 200" in err
+
+
+def _every_figure(df, histories):
+    from harness.analysis import figures
+    from harness.analysis.tradeoffs import pareto_figure
+
+    keys = frames.group_keys(df)
+    summary = frames.summarize(df, keys)
+    drawn = {"step_time": figures.step_time_figure(df), "training_curves": figures.training_curves_figure(df, histories),
+             "time_vs_steps": figures.time_vs_steps_figure(summary, keys),
+             "frozen_drift": figures.frozen_drift_figure(summary, keys),
+             "compile_vs_run": figures.compile_vs_run_figure(summary, keys),
+             "cost_vs_params": figures.cost_vs_params_figure(summary, keys), "pareto": pareto_figure(df)}
+    return {name: fig for name, fig in drawn.items() if not isinstance(fig, str)}
+
+
+def test_no_log_axis_carries_bars_and_point_labels_never_overlap(tmp_path):
+    """Bars on a log axis have lengths that mean nothing; labels piled on one another are a smear. Eight
+    configurations of two model sizes with close costs and one quality put every label on the same spot."""
+    from matplotlib.patches import Rectangle
+
+    from test_report import write_sweep
+
+    for width, frozen in ((16, 256), (64, 4096)):
+        write_sweep(tmp_path / "sweep" / str(width), broken=False, width=width, frozen=frozen, test_mse=0.5)
+    df, _ = frames.load_records(tmp_path / "sweep")
+    records = [json.loads(Path(p).read_text()) for p in df["path"]]
+    drawn = _every_figure(df, {p: r["history"] for p, r in zip(df["path"], records)})
+    assert {"step_time", "compile_vs_run", "cost_vs_params", "pareto"} <= set(drawn)
+    for name, fig in drawn.items():
+        fig.canvas.draw()
+        for ax in fig.axes:
+            bars = [p for p in ax.patches if isinstance(p, Rectangle)]
+            assert not (bars and "log" in (ax.get_xscale(), ax.get_yscale())), f"{name}: bars on a log axis"
+    renderer = drawn["pareto"].canvas.get_renderer()
+    for ax in drawn["pareto"].axes:
+        labels = [t for t in ax.texts if t.get_text()]
+        shown = [t.get_window_extent(renderer) for t in labels if t.get_visible()]
+        assert len(shown) >= 2, "labels hidden rather than placed"
+        for i, box in enumerate(shown):
+            assert not any(box.overlaps(other) for other in shown[i + 1:]), f"overlapping labels: {box}"

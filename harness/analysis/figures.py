@@ -8,7 +8,7 @@ live on their own Agg canvas: no pyplot, no global state, no display needed.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, NullFormatter
 
-from harness.analysis.findings import CONFIDENCE, mean_ci, samples, step_time_column
+from harness.analysis.findings import CONFIDENCE, run_to_run, samples, side_ci, step_time_column
 from harness.analysis.frames import (
     ALWAYS_KEYS,
     group_keys,
@@ -27,13 +27,13 @@ from harness.analysis.frames import (
     number_text,
     summarize,
 )
-from harness.analysis.tables import program_keys
+from harness.analysis.tables import pooled_axes, program_keys
 from harness.analysis.tradeoffs import pareto_figure
 from harness.core.files import atomic_path
 from harness.core.metrics import METRICS
 
 FIGURE_TITLES = {
-    "step_time": "Step time per method, with 95% confidence intervals",
+    "step_time": "Step time per compiled program, with the findings' 95% confidence intervals",
     "training_curves": "Training curves",
     "time_vs_steps": "Run and compile time against step count",
     "frozen_drift": "Drift of the frozen parameters",
@@ -42,7 +42,8 @@ FIGURE_TITLES = {
     "pareto": "Test quality against step time, memory and trainable parameters",
 }
 # Axes that change the parameter count (or only add points along a line): not what separates the lines.
-SIZE_KEYS = ("model", "model.width", "model.depth", "lr", "steps", "experiment")
+# A model's name is not a size: a CNN and a ViT are two models, never one line through two sizes.
+SIZE_KEYS = ("model.width", "model.depth", "lr", "steps", "experiment")
 FIGURES = {name: f"fig_{name}.png" for name in FIGURE_TITLES}
 
 
@@ -142,46 +143,85 @@ def training_curves_figure(df: pd.DataFrame, histories: Mapping[str, dict]) -> F
     return fig
 
 
-def step_time_figure(df: pd.DataFrame) -> Figure | str:
-    """Mean step time per method with its bootstrap CI (repeats and seeds), one bar colour per freeze option.
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+PANEL_KEYS = ("task", "model")  # one panel per workload: step times of two models share no scale worth reading
 
-    Runs of the other axes are pooled: the title names them.
+
+def step_time_figure(df: pd.DataFrame, question: Sequence[str] = ()) -> Figure | str:
+    """Mean step time per compiled program with its bootstrap CI as the findings resample it (`side_ci`: runs,
+    repeats, the spread between runs), one panel per workload, colour and marker keyed to the question's axes in
+    config order; flagged timings left out.
+
+    Dots with whiskers, never bars: the axis turns log only when the times span more than 10x, and says so.
+    A point pools only runs of one program (`program_keys`); the title names what it pools and each tick
+    how many runs it holds.
     """
     ok = df[df["status"] == "ok"]
     column = step_time_column(ok)
-    keys = program_keys(ok, group_keys(ok)) if len(ok) else []
-    series = next((k for k in keys if k != "method" and ok[k].nunique() > 1), None)
-    methods = list(dict.fromkeys(ok["method"]))
-    values = list(dict.fromkeys(ok[series])) if series else [None]
-    width = 0.8 / len(values)
-    fig = _new_figure(max(6.0, 1.0 * len(methods) * max(1.0, len(values) / 2)), 4.4)
-    ax = fig.subplots()
-    drawn = False
-    for j, value in enumerate(values):
-        means, low, high = [], [], []
-        for method in methods:
-            rows = ok[(ok["method"] == method) & ((ok[series] == value) if series else True)]
-            mean, lo, hi = mean_ci([v for run in samples(rows, column) for v in run])
-            means.append(mean * 1e6)
-            low.append((mean - lo) * 1e6 if math.isfinite(lo) else 0.0)
-            high.append((hi - mean) * 1e6 if math.isfinite(hi) else 0.0)
-        x = np.arange(len(methods)) + (j - (len(values) - 1) / 2) * width
-        if np.isfinite(means).any():
+    flagged = ok["warning"].notna() if "warning" in ok else pd.Series(False, index=ok.index)
+    shown = ok[~flagged]
+    if shown.empty:
+        return "no ok run recorded a plausible step time"
+    all_keys = group_keys(shown)
+    keys = program_keys(shown, all_keys)
+    panel_keys = [k for k in PANEL_KEYS if k in keys and shown[k].nunique(dropna=False) > 1]
+    point_keys = [k for k in keys if k not in panel_keys and shown[k].nunique(dropna=False) > 1]
+    ranked = [k for k in question if k in point_keys]
+    point_keys = ranked + [k for k in point_keys if k not in ranked]
+    colour_key = point_keys[0] if point_keys else None
+    marker_key = point_keys[1] if len(point_keys) > 1 and shown[point_keys[1]].nunique() <= len(MARKERS) else None
+    colours = {v: f"C{i % 10}" for i, v in enumerate(dict.fromkeys(shown[colour_key]))} if colour_key else {}
+    markers = {v: MARKERS[i] for i, v in enumerate(dict.fromkeys(shown[marker_key]))} if marker_key else {}
+    between = run_to_run(shown, column) or 0.0  # the spread between runs the findings' intervals hold
+    panels = list(groups(shown, panel_keys)) if panel_keys else [({}, shown)]
+    points = max(len(list(groups(rows, point_keys))) if point_keys else 1 for _, rows in panels)
+    width = min(16.0, max(6.0, 0.7 * points * len(panels) + 1.5))
+    fig = _new_figure(width, 5.0)
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    drawn, spans = False, {}
+    for ax, (panel, rows) in zip(axes, panels):
+        labels = []
+        for x, (values, g) in enumerate(groups(rows, point_keys) if point_keys else [({}, rows)]):
+            mean, lo, hi = side_ci(samples(g, column), between=between)
+            labels.append(" · ".join(key_text(values[k]) for k in point_keys) + f" (n={len(g)})")
+            if not math.isfinite(mean):
+                continue
             drawn = True
-            ax.bar(x, means, width, yerr=[low, high], capsize=3, color=f"C{j % 10}",
-                   label=f"{series}={key_text(value)}" if series else None)
+            spans.setdefault(id(ax), []).append(mean * 1e6)
+            ax.errorbar([x], [mean * 1e6], yerr=[[(mean - lo) * 1e6 if math.isfinite(lo) else 0.0],
+                                                 [(hi - mean) * 1e6 if math.isfinite(hi) else 0.0]],
+                        fmt=markers.get(values.get(marker_key), "o"), ms=6, capsize=4,
+                        color=colours.get(values.get(colour_key), "C0"))
+        ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right", fontsize="small")
+        ax.set_xlim(-0.6, len(labels) - 0.4)
+        ax.set_title(" · ".join(f"{k}={key_text(panel[k])}" for k in panel_keys) or None, fontsize="medium")
+        ax.grid(True, axis="y", which="both", alpha=0.3)
     if not drawn:
-        return "no ok run recorded a step time"
-    pooled = [k for k in group_keys(ok) if k not in ("method", series) and ok[k].nunique() > 1]
-    ax.set_xticks(np.arange(len(methods)), methods, rotation=20, ha="right")
-    ax.set(yscale="log", xlabel="freeze method",
-           ylabel=("in-loop step time" if column == "in_loop_s_per_step" else "run time / step") + " (µs, log)",
-           title=f"Mean step time, bars: {CONFIDENCE:.0%} bootstrap CI over repeats and seeds"
-                 + (f"\n(pooled over {', '.join(pooled)})" if pooled else ""))
-    _plain_log_labels(ax.yaxis)
-    ax.grid(True, axis="y", which="both", alpha=0.3)
-    if series:
-        fig.legend(loc="outside lower center", ncols=min(6, len(values)), fontsize="x-small")
+        return "no ok run recorded a plausible step time"
+    name = "in-loop step time" if column == "in_loop_s_per_step" else "run time / step"
+    for ax in axes:
+        means = spans.get(id(ax), [1.0])
+        log = max(means) / max(min(means), 1e-12) > 10  # each panel its own scale: linear unless it spans 10x
+        ax.set_ylabel(f"{name} (µs{', log scale' if log else ''})")
+        if log:
+            ax.set_yscale("log")
+            _plain_log_labels(ax.yaxis)
+        else:
+            ax.set_ylim(bottom=0)
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], color=c, marker="o", ls="", label=f"{colour_key}={key_text(v)}")
+               for v, c in colours.items()]
+    handles += [Line2D([], [], color="0.3", marker=m, ls="", label=f"{marker_key}={key_text(v)}")
+                for v, m in markers.items()]
+    if handles:
+        fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), max(2, int(width / 2.4))),
+                   fontsize="small")
+    pooled = pooled_axes(shown, all_keys, keys)
+    fig.suptitle(f"Mean {name} per compiled program\nwhiskers: the findings' {CONFIDENCE:.0%} bootstrap CI"
+                 + (f"; pooled over {', '.join(pooled)}" if pooled else "")
+                 + (f"; {int(flagged.sum())} implausible runs left out" if flagged.any() else ""),
+                 fontsize="medium")
     return fig
 
 
@@ -256,11 +296,13 @@ def compile_vs_run_figure(summary: pd.DataFrame, keys: list[str]) -> Figure | st
     y = np.arange(len(labels))
     fig = _new_figure(9, 1.2 + 0.38 * len(labels))
     ax = fig.subplots()
-    ax.barh(y - 0.2, ok["compile_s_median"].to_numpy(float), 0.4, color="C3", label="compile (AOT, once)")
-    ax.barh(y + 0.2, ok["run_s_per_call_median"].to_numpy(float), 0.4, color="C0", label="run (one call, all steps)")
+    # Dots, not bars: the axis is log (compile and run differ by orders of magnitude), where a bar's length means
+    # nothing.
+    ax.plot(ok["compile_s_median"].to_numpy(float), y, "D", color="C3", label="compile (AOT, once)")
+    ax.plot(ok["run_s_per_call_median"].to_numpy(float), y, "o", color="C0", label="run (one call, all steps)")
     ax.set_yticks(y, labels, fontsize="x-small")
     ax.invert_yaxis()
-    ax.set(title="Compile vs run time (medians; compile: cold compiles)", xlabel="time (s, log)", xscale="log")
+    ax.set(title="Compile vs run time (medians; compile: cold compiles)", xlabel="time (s, log scale)", xscale="log")
     ax.grid(True, axis="x", which="both", alpha=0.3)
     fig.legend(loc="outside lower center", ncols=2, fontsize="x-small")
     return fig
@@ -293,19 +335,20 @@ def cost_vs_params_figure(summary: pd.DataFrame, keys: list[str]) -> Figure | st
     for ax in (left, right):
         _plain_log_labels(ax.yaxis)
         ax.grid(True, which="both", alpha=0.3)
-    fig.legend(*left.get_legend_handles_labels(), loc="outside lower center", ncols=4, fontsize="x-small")
+    fig.legend(*left.get_legend_handles_labels(), loc="outside lower center", ncols=2, fontsize="x-small")
     fig.suptitle("Cost against model size (medians per configuration)")
     return fig
 
 
-def write_figures(df: pd.DataFrame, histories: Mapping[str, dict], out_dir: Path) -> dict[str, Path | str]:
+def write_figures(df: pd.DataFrame, histories: Mapping[str, dict], out_dir: Path,
+                  question: Sequence[str] = ()) -> dict[str, Path | str]:
     """Draws every figure into `out_dir`: {name: PNG path written, or the reason it was skipped}."""
     if not (df["status"] == "ok").any():
         return {name: "no run finished ok" for name in FIGURES}
     keys = group_keys(df)
     summary = summarize(df, keys)
     drawn = {
-        "step_time": step_time_figure(df),
+        "step_time": step_time_figure(df, question),
         "training_curves": training_curves_figure(df, histories),
         "time_vs_steps": time_vs_steps_figure(summary, keys),
         "frozen_drift": frozen_drift_figure(summary, keys),

@@ -272,6 +272,29 @@ def ratio_ci(strata: Iterable[tuple[Side, Side]], *, exact: bool = False, betwee
     return Estimate(point, float(low), float(high), len(pairs), smallest)
 
 
+def side_ci(side: Side, *, between: float = 0.0, timed: bool = True, confidence: float = CONFIDENCE,
+            seed: int = SEED, resamples: int = RESAMPLES) -> tuple[float, float, float]:
+    """(mean, low, high) of one side as `ratio_ci` resamples it: runs drawn when there are several, else one run's
+    repeats, topped up to the run-to-run spread `between`, held-up calls left out. What a figure's whisker must
+    show so that it agrees with the findings' verdicts. NaN bounds when there is nothing to resample.
+
+    >>> side_ci([[1.0, 1.0, 1.0]])
+    (1.0, 1.0, 1.0)
+    """
+    runs = _runs(side, timed)
+    if not runs:
+        return math.nan, math.nan, math.nan
+    mean = _side_mean(runs)
+    if sum(len(r) for r in runs) < 2:
+        return mean, math.nan, math.nan
+    if not between and np.ptp(np.concatenate(runs)) == 0:
+        return mean, mean, mean
+    means = _resampled_means(runs, np.random.default_rng(seed), resamples, between)
+    tail = (1 - confidence) / 2 * 100
+    low, high = np.percentile(means, [tail, 100 - tail])
+    return mean, float(low), float(high)
+
+
 def mean_ci(values: Sequence[float], *, confidence: float = CONFIDENCE, seed: int = SEED,
             resamples: int = RESAMPLES) -> tuple[float, float, float]:
     """(mean, low, high): a seeded percentile bootstrap CI of the mean; zero-width for constant values,

@@ -262,6 +262,37 @@ def natural_order(df: pd.DataFrame, order: dict[str, list[str]] | None = None) -
     return df.iloc[sorted(range(len(df)), key=keys.__getitem__)].reset_index(drop=True)
 
 
+def question_axes(df: pd.DataFrame, order: dict[str, list[str]] | None = None,
+                  declared: Iterable[str] = ()) -> list[str]:
+    """The axes the sweep asks about, first what its config declares (`question`, a list of columns), then every
+    other column that varies across the runs (the swept config leaves), in the order the sweep's overrides name
+    them (`sweep_order`), the rest after in column order. The findings, first figure and tables lead with them.
+
+    A column that follows from those before it (the strategy sets the freeze option) is left out.
+
+    >>> df = pd.DataFrame({"method": ["a", "a", "b", "b"], "freeze": ["x", "y", "x", "y"],
+    ...                    "fine_tuning": ["p", "f", "p", "f"], "seed": [1, 2, 1, 2]})
+    >>> question_axes(df, {"+strategy": ["p", "f"], "method": ["a", "b"]})
+    ['fine_tuning', 'method']
+    >>> question_axes(df, {}, declared=["method"])
+    ['method', 'freeze']
+    """
+    order = order or {}
+    columns = [c for c in [*AXIS_COLUMNS, *extra_axes(df)]
+               if c in df and c not in ("seed", "experiment") and df[c].nunique(dropna=False) > 1]
+    listed = list(order)
+
+    def rank(name: str) -> int:
+        values = _column_order(df, name, order)
+        key = next((k for k, v in order.items() if values and v == values), None)
+        return listed.index(key) if key in listed else len(listed)
+
+    declared = [c for c in declared if c in df]
+    ordered = declared + sorted((c for c in columns if c not in declared), key=lambda c: (rank(c), columns.index(c)))
+    # A leaf that follows from those before it (a strategy's freeze patterns, a model's channels) asks nothing new.
+    return declared + [c for c in splitting_keys(df, declared, ordered) if c not in declared]
+
+
 # --- per-configuration summary -------------------------------------------------------------------
 
 

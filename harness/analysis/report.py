@@ -32,6 +32,7 @@ from harness.analysis.frames import (
     nan_to_none,
     natural_order,
     number_text,
+    question_axes,
     splitting_keys,
     status_counts,
     summarize,
@@ -39,7 +40,7 @@ from harness.analysis.frames import (
 )
 from harness.analysis.tables import compact, pooled_axes, program_keys
 from harness.analysis.tradeoffs import flops_table, main_metric, peft_table
-from harness.core.fields import PACKAGES, nested_get
+from harness.core.fields import AXES, PACKAGES, nested_get
 from harness.core.files import atomic_path
 from harness.core.metrics import METRICS
 from harness.jobs.store import RECORD_NAME, read_record, read_records
@@ -397,7 +398,8 @@ def write_report(sweep_dir: str | Path, df: pd.DataFrame, out_dir: str | Path | 
     with atomic_path(out_dir / "runs.csv") as tmp:
         table.to_csv(tmp, index=False)
     histories = {path: record.get("history") for path, record in zip(df["path"], records)}
-    figures = write_figures(df, histories, out_dir)
+    question = question_axes(df, sweep_order(sweep_dir), declared_question(records))
+    figures = write_figures(df, histories, out_dir, question)
     found = findings.comparisons(distinct_runs(df), baselines, threshold=threshold)
     with atomic_path(out_dir / FINDINGS_NAME) as tmp:
         found.to_csv(tmp, index=False)
@@ -406,6 +408,19 @@ def write_report(sweep_dir: str | Path, df: pd.DataFrame, out_dir: str | Path | 
         tmp.write_text(render_report(sweep_dir, df, records, list(problems), figures, date, found, threshold,
                                      missing(sweep_dir, df)))
     return figures
+
+
+QUESTION_KEY = "question"  # a top-level config list of the axes an experiment asks about, e.g. [fine_tuning, model]
+
+
+def declared_question(records: Iterable[dict]) -> list[str]:
+    """The axes the sweep's config declares it asks about (`question`), as report columns; [] when none does.
+    Config paths name their column: `method.name` -> method, `optimizer.lr` -> lr, `+strategy` -> fine_tuning is
+    the experiment's to write as `fine_tuning`."""
+    declared = next((q for r in records if isinstance(q := (r.get("config") or {}).get(QUESTION_KEY), list)), [])
+    columns = {p.removeprefix("config."): f.column for f in AXES for p in f.paths}
+    columns.update({p.removesuffix(".name"): c for p, c in list(columns.items())})
+    return list(dict.fromkeys(columns.get(str(name), str(name)) for name in declared))
 
 
 def headline_lines(df: pd.DataFrame, out_dir: str | Path) -> list[str]:

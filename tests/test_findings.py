@@ -140,7 +140,7 @@ def test_a_168_run_report_opens_with_findings_on_one_screen_and_no_long_table(ma
     for cell in re.findall(r"×[0-9.e+-]+[^|]*", section):
         assert "[" in cell or "(exact)" in cell, cell
     found = pd.read_csv(matrix_report["report"].parent / "findings.csv")
-    assert set(found["axis"]) == {"method", "freeze", "optimizer"}
+    assert set(found["axis"]) == {"method", "freeze", "optimizer", "lr"}  # every swept leaf is an axis
 
 
 @pytest.mark.slow

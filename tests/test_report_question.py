@@ -136,3 +136,57 @@ def test_no_log_axis_carries_bars_and_point_labels_never_overlap(tmp_path):
         assert len(shown) >= 2, "labels hidden rather than placed"
         for i, box in enumerate(shown):
             assert not any(box.overlaps(other) for other in shown[i + 1:]), f"overlapping labels: {box}"
+
+
+def patterns_sweep(root):
+    """An own sweep over `freeze.patterns`: one method, one freeze option name, one optimizer."""
+    for num, (patterns, step_s) in enumerate([([], 5e-6), (["^backbone/"], 1e-6)] * 2):
+        rec = make_record(num, "diffstate", "adam", 50, 1 + num // 2, per_step_s=step_s)
+        rec["config"]["freeze"] = {"name": "own", "patterns": patterns}
+        rec["timing"]["program"] = f"hlo-{len(patterns)}"
+        rec["job"]["overrides"] = [f"freeze.patterns={json.dumps(patterns)}", f"task.seed={1 + num // 2}"]
+        _write(root / str(num) / "result.json", json.dumps(rec))
+    return root
+
+
+def test_a_swept_config_leaf_is_an_axis_of_the_findings_and_the_baseline(tmp_path, capsys):
+    sweep = patterns_sweep(tmp_path / "sweep")
+    df, _ = frames.load_records(sweep)
+    assert frames.question_axes(df) == ["freeze.patterns"]
+    assert report.main_report([str(sweep), "--baseline", 'freeze.patterns=["^backbone/"]']) == 0
+    text = (sweep / "report.md").read_text()
+    assert "The sweep compares nothing" not in text
+    found = pd.read_csv(sweep / report.FINDINGS_NAME)
+    assert set(found["axis"]) == {"freeze.patterns"} and set(found["baseline"]) == {'["^backbone/"]'}
+    assert report.main_report([str(sweep), "--baseline", "model.width=3"]) == 2
+    assert "no run of this sweep has an axis model.width; the axes it varies: freeze.patterns" in capsys.readouterr().err
+
+
+def test_flagged_step_times_take_no_part_in_a_verdict(tmp_path):
+    from harness.analysis import findings
+
+    sweep = patterns_sweep(tmp_path / "sweep")
+    for path in sweep.rglob("result.json"):  # the frozen-backbone runs read faster than the machine can compute
+        rec = json.loads(path.read_text())
+        if rec["config"]["freeze"]["patterns"]:
+            rec["plausibility"]["warning"] = "faster than this machine's measured peak (5.7x ...)"
+            path.write_text(json.dumps(rec))
+    df, _ = frames.load_records(sweep)
+    found = findings.comparisons(df, axes=["freeze.patterns"])
+    timed = found[found["metric"].map(lambda m: findings.MEASURES[m].timed)]
+    assert len(timed) and (timed["strata"] == 0).all() and timed["verdict"].eq("no data").all()
+    assert found.loc[found["metric"] == "memory_bytes", "strata"].item() == 1  # untimed measures still compare
+
+
+def test_the_dashboard_groups_by_the_swept_axes(tmp_path):
+    import warnings
+
+    from harness.analysis import dashboard
+
+    with warnings.catch_warnings():  # wandb_workspaces' own pydantic V1 validators warn on import
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pytest.importorskip("wandb_workspaces")
+        workspace = dashboard.build_workspace(patterns_sweep(tmp_path / "sweep"))
+    assert dashboard.swept_axes(dashboard._runs(tmp_path / "sweep")) == ["freeze.patterns"]
+    assert [s.name for s in workspace.sections][1] == "Cost, drift and fit per freeze.patterns"
+    assert "config:freeze.patterns" in dashboard.panel_metrics(workspace)

@@ -400,7 +400,7 @@ def write_report(sweep_dir: str | Path, df: pd.DataFrame, out_dir: str | Path | 
     histories = {path: record.get("history") for path, record in zip(df["path"], records)}
     question = question_axes(df, sweep_order(sweep_dir), declared_question(records))
     figures = write_figures(df, histories, out_dir, question)
-    found = findings.comparisons(distinct_runs(df), baselines, threshold=threshold)
+    found = findings.comparisons(distinct_runs(df), baselines, threshold=threshold, axes=question)
     with atomic_path(out_dir / FINDINGS_NAME) as tmp:
         found.to_csv(tmp, index=False)
     date = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
@@ -446,7 +446,11 @@ class UnknownBaseline(ValueError):
 def check_baselines(df: pd.DataFrame, baselines: Mapping[str, str]) -> None:
     """UnknownBaseline, naming the values that exist, when a `--baseline AXIS=VALUE` names none of the sweep's."""
     for axis, value in baselines.items():
-        values = [key_text(v) for v in dict.fromkeys(df[axis]) if nan_to_none(v) is not None] if axis in df else []
+        if axis not in df:
+            swept = [c for c in question_axes(df) if c in df]
+            raise UnknownBaseline(f"--baseline {axis}={value}: no run of this sweep has an axis {axis}; the axes it varies: "
+                                  f"{', '.join(swept) or 'none'}")
+        values = [key_text(v) for v in dict.fromkeys(df[axis]) if nan_to_none(v) is not None]
         if value not in values:
             raise UnknownBaseline(f"--baseline {axis}={value}: no run of this sweep has {axis}={value}; its {axis} "
                                   f"values: {', '.join(values) or 'none'}")
@@ -601,10 +605,12 @@ def _report_lines(made: dict[str, Any]) -> list[str]:
 
 
 def _axis_value(text: str) -> tuple[str, str]:
-    """'method=reference' -> ('method', 'reference'), for the axes findings compare."""
+    """'method=reference' -> ('method', 'reference'): any axis the sweep varies (a report column: method, lr,
+    fine_tuning, or a swept config leaf such as freeze.patterns); `check_baselines` checks it against the runs."""
     axis, sep, value = text.partition("=")
-    if not sep or axis not in findings.COMPARED_AXES or not value:
-        raise ValueError(f"--baseline {text!r}: give AXIS=VALUE with AXIS one of {', '.join(findings.COMPARED_AXES)}")
+    if not sep or not axis or not value or axis == "seed":
+        raise ValueError(f"--baseline {text!r}: give AXIS=VALUE with AXIS a swept axis other than the seed, e.g. "
+                         f"{', '.join(findings.COMPARED_AXES)}, lr or a config leaf such as freeze.patterns")
     return axis, value
 
 

@@ -683,6 +683,22 @@ def spread_lines(found: pd.DataFrame) -> list[str]:
              f"±{spread.max():.1%} (the log standard deviation of a run's mean beyond its repeats).")]
 
 
+def verdict_legend(threshold: float = THRESHOLD) -> str:
+    """Every word a verdict can be (`verdict` and `compare_axis`), defined in one line: none is left to guess."""
+    words = [
+        ("slower / faster, more / less, higher / lower", f"the whole CI lies beyond ±{threshold:.0%}"),
+        (NO_DIFFERENCE, "the CI holds 1"),
+        (f"within ±{threshold:.0%}", "the CI excludes 1 but lies inside the threshold: a change too small to matter"),
+        ("inconclusive", "the CI straddles the threshold: it neither rules a change in nor out (more seeds narrow it)"),
+        ("identical", "every run of both sides gave the same value"),
+        (SAME_PROGRAM, "both sides ran one XLA program (one HLO fingerprint): their time ratio is drift between runs"),
+        (TOO_SHORT, "the timed work is within the jitter of a call: use more steps"),
+        ("not tested", "no interval can be drawn (one sample, or no spread between runs measured)"),
+        ("not compared", "the sides trained in vectorized groups of other sizes"),
+    ]
+    return "Legend: " + "; ".join(f"**{word}**: {meaning}" for word, meaning in words) + "."
+
+
 def render_findings(df: pd.DataFrame, found: pd.DataFrame, threshold: float = THRESHOLD) -> str:
     """The report's "Findings" section as markdown: one compact table per compared axis, then drift."""
     parts = ["## Findings\n",
@@ -692,6 +708,7 @@ def render_findings(df: pd.DataFrame, found: pd.DataFrame, threshold: float = TH
              f"lies beyond ±{threshold:.0%}; \"(exact)\": the value does not vary between runs; "
              f"\"{SAME_PROGRAM}\": both ran one XLA program, so their times differ by drift alone; "
              f"\"{TOO_SHORT}\": the timed work is within the jitter of a call.\n"]
+    parts.append(verdict_legend(threshold) + "\n")
     for axis in dict.fromkeys(found["axis"]):
         parts.append(markdown_table(findings_table(found, axis)))
     lines = [*same_program_lines(found), *spread_lines(found), *floor_lines(found), *drift_lines(df)]

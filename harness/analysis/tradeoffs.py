@@ -178,7 +178,9 @@ def pareto_figure(df: pd.DataFrame) -> Figure | str:
         ax.set_xlabel(title)
         ax.set_ylabel(f"test {metric.title}")
         ax.grid(True, alpha=0.3)
-    axes[0].legend(fontsize="x-small")
+    # Below the panels: a legend inside would cover points, and place_labels draws before the figure is saved.
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center",
+               ncols=min(len(workloads), 6), fontsize="x-small")
     fig.suptitle(f"Test {metric.title} against cost (ringed: Pareto-optimal within a workload; step times and "
                  f"memory within {THRESHOLD:.0%}, or of one compiled program, are ties)")
     place_labels(fig, placed)

@@ -190,3 +190,37 @@ def test_the_dashboard_groups_by_the_swept_axes(tmp_path):
     assert dashboard.swept_axes(dashboard._runs(tmp_path / "sweep")) == ["freeze.patterns"]
     assert [s.name for s in workspace.sections][1] == "Cost, drift and fit per freeze.patterns"
     assert "config:freeze.patterns" in dashboard.panel_metrics(workspace)
+
+
+def test_compare_across_two_machines_says_so_and_divides_by_their_calibration(tmp_path, capsys):
+    """B ran on a CPU whose calibrated matmul peak is 0.644 of A's: every configuration reads ~1/0.644 slower,
+    and seed 1's loss rounds differently there. Raw verdicts gate by default; quality is numerics, not a
+    regression; --calibrated gates on the ratio divided by the machines' time ratio."""
+    from test_report import write_sweep
+
+    a = write_sweep(tmp_path / "a", steps=(200,), broken=False)
+    b = write_sweep(tmp_path / "b", steps=(200,), broken=False)
+    for path in b.rglob("result.json"):
+        rec = json.loads(path.read_text())
+        rec["environment"]["cpu_model"] = "Other CPU"
+        rec["environment"]["calibration"]["matmul_flops_per_s"] *= 0.644
+        rec["timing"]["in_loop_s_per_step"] /= 0.644
+        rec["timing"]["run_s"] = [t / 0.644 for t in rec["timing"]["run_s"]]
+        for name in ("run_s_per_call", "run_s_per_step"):
+            rec["timing"][name] = {k: v / 0.644 for k, v in rec["timing"][name].items()}
+        rec["metrics"]["test"]["mse"] *= 1.24  # seed by seed: the pretraining rounds differently on this CPU
+        path.write_text(json.dumps(rec))
+    assert report.main_compare([str(a), str(b), "--fail-on-regression"]) == 1  # the raw ratio gates
+    out = capsys.readouterr().out
+    machine_line = next(line for line in out.splitlines() if line.startswith("**Two machines**"))
+    assert "cpu_model A Test CPU, B Other CPU" in machine_line and "×1.55" in machine_line
+    assert out.index("**Two machines**") < out.index("Measured alike")
+    assert "÷ machine (estimate)" in out and "| in-loop step | ×1.55 [" in out and "(÷ machine: ×1.00 [" in out
+    assert "| test MSE | ×1.24 (exact) | numerics differ between these machines |" in out
+    assert out.splitlines()[-1] == ("4 matched, 0 with a regression, 0 unmatched; overall regression in in-loop step, "
+                                    "run time / step")  # the raw time ratio, not the quality, fails the gate
+    assert report.main_compare([str(a), str(b), "--fail-on-regression", "--calibrated"]) == 0
+    assert "| in-loop step | ×1.55 [1.14, 2.12] (÷ machine: ×1.00 [0.736, 1.36]) | no significant difference |" \
+        in capsys.readouterr().out
+    assert report.main_compare([str(a), str(b), "--fail-on-regression", "--calibrated", "--exact-quality"]) == 1
+    assert "| test MSE | ×1.24 (exact) | **higher** |" in capsys.readouterr().out

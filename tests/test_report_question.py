@@ -224,3 +224,25 @@ def test_compare_across_two_machines_says_so_and_divides_by_their_calibration(tm
         in capsys.readouterr().out
     assert report.main_compare([str(a), str(b), "--fail-on-regression", "--calibrated", "--exact-quality"]) == 1
     assert "| test MSE | ×1.24 (exact) | **higher** |" in capsys.readouterr().out
+
+
+def test_training_curves_show_the_test_metric_beside_train_and_tell_the_strategies_apart(tmp_path):
+    from harness.analysis import figures
+
+    sweep = strategy_sweep(tmp_path / "sweep")
+    for path in sweep.rglob("result.json"):
+        rec = json.loads(path.read_text())
+        rec["target"] = {"metric": "mse", "every": 10, "evaluations": {"step": [10, 20, 30, 40],
+                                                                       "value": [3.0, 2.5, 2.2, 2.1]}}
+        path.write_text(json.dumps(rec))
+    df, _ = frames.load_records(sweep)
+    records = {p: json.loads(Path(p).read_text()) for p in df["path"]}
+    fig = figures.training_curves_figure(df, {p: r["history"] for p, r in records.items()}, ["fine_tuning"],
+                                         {p: {**r["target"]["evaluations"], "metric": "mse"}
+                                          for p, r in records.items()})
+    train, test = fig.axes
+    assert len(train.lines) == len(test.lines) == len(df)  # every run's test curve beside its train curve
+    assert "test" in test.get_title() and test.get_ylabel() == "test mse"
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert legend == [f"fine_tuning={s}" for s in STRATEGIES]  # freeze follows the strategy: not a second key
+    assert "not told apart" not in fig._suptitle.get_text()

@@ -25,6 +25,7 @@ from harness.analysis.frames import (
     groups,
     key_text,
     number_text,
+    splitting_keys,
     summarize,
 )
 from harness.analysis.tables import pooled_axes, program_keys
@@ -84,62 +85,89 @@ def _new_figure(width: float, height: float) -> Figure:
 STYLES = ("-", "--", ":", "-.")
 
 
-def training_curves_figure(df: pd.DataFrame, histories: Mapping[str, dict]) -> Figure | str:
-    """The training loss against step (the first loss metric of harness.core.metrics a run logged), one panel
-    per method, one line per run.
+def training_curves_figure(df: pd.DataFrame, histories: Mapping[str, dict], question: Sequence[str] = (),
+                           evaluations: Mapping[str, dict] | None = None) -> Figure | str:
+    """The training loss against step (the first loss metric of harness.core.metrics a run logged) and, beside it,
+    the test metric the run evaluated during training (its `target.evaluations`), one row of panels per workload,
+    one line per run.
 
-    Colour tells the first other axis that varies, line style the second; any
-    further axis is not told apart, so the legend stays a few entries below the panels.
+    Colour tells the first question axis that varies, line style the second; axes that follow from those (a
+    strategy's freeze option) need no telling apart, and any other is named in the title.
     """
+    evaluations = evaluations or {}
     runs = df[df["status"].isin(["ok", "diverged"]) & df["path"].map(lambda p: bool(histories.get(p)))]
     if runs.empty:
         return "no run has a training history"
-    methods = list(dict.fromkeys(runs["method"]))
-    others = _varying(runs, [k for k in group_keys(runs) if k != "method"])
+    panel_keys = [k for k in PANEL_KEYS if k in runs and runs[k].nunique(dropna=False) > 1]
+    varying = _varying(runs, [k for k in group_keys(runs) if k not in panel_keys])
+    ordered = [k for k in question if k in varying] + [k for k in varying if k not in question]
+    others = [k for k in splitting_keys(runs, panel_keys, ordered) if k not in panel_keys]
+    # More lines than a reader can follow in one panel: the first question axis gets a panel per value instead.
+    while others and max(len(rows) for _, rows in (groups(runs, panel_keys) if panel_keys else [({}, runs)])) > 24:
+        panel_keys.append(others.pop(0))
     colour_key = others[0] if others else None
     style_key = others[1] if len(others) > 1 and runs[others[1]].nunique() <= len(STYLES) else None
     colours = {v: f"C{i % 10}" for i, v in enumerate(dict.fromkeys(runs[colour_key]))} if colour_key else {}
     styles = {v: STYLES[i] for i, v in enumerate(dict.fromkeys(runs[style_key]))} if style_key else {}
-    ncols = min(3, len(methods))
-    nrows = math.ceil(len(methods) / ncols)
-    fig = _new_figure(4.2 * ncols, 3.2 * nrows + 0.9)
-    grid = fig.subplots(nrows, ncols, sharex=True, sharey=True, squeeze=False)
-    losses = [m for m in METRICS.values() if m.loss]
-    titles = set()
-    for ax, method in zip(grid.flat, methods):
-        drawn = False
-        for _, run in runs[runs["method"] == method].iterrows():
-            history = histories[run["path"]]
-            metric = next((m for m in losses if f"train_{m.name}" in history), None)
-            if metric is None:
-                continue
-            step = np.asarray(history.get("step", []), dtype=float)
-            loss = np.asarray(history[f"train_{metric.name}"], dtype=float)
-            keep = np.isfinite(loss) & (loss > 0)
-            if len(step) != len(loss) or not keep.any():
-                continue
-            ax.plot(step[keep], loss[keep], color=colours.get(run[colour_key], "C0") if colour_key else "C0",
-                    ls=styles.get(run[style_key], "-") if style_key else "-", alpha=0.7, lw=1.1)
-            titles.add(metric.title)
-            drawn = True
-        ax.set_title(method)
-        ax.set_yscale("log")
-        ax.set_xlabel("step")
-        ax.set_ylabel(f"train {' / '.join(sorted(titles)) or 'loss'} (log)")
-        ax.grid(True, alpha=0.3)
-        if drawn:
-            _plain_log_labels(ax.yaxis)
-    for ax in list(grid.flat)[len(methods):]:
+    evaluated = {p: e for p, e in evaluations.items() if e and e.get("step") and p in set(runs["path"])}
+    panels = list(groups(runs, panel_keys)) if panel_keys else [({}, runs)]
+    # Each panel's train and test side by side; without test curves, train panels wrap three to a row.
+    per_panel = 2 if evaluated else 1
+    ncols = 2 if evaluated else min(3, len(panels))
+    nrows = math.ceil(len(panels) * per_panel / ncols)
+    width = max(7.5, 4.6 * ncols + 0.5)
+    fig = _new_figure(width, 2.9 * nrows + 1.5)
+    grid = fig.subplots(nrows, ncols, sharex=True, squeeze=False)
+    cells = list(grid.flat)
+    for ax in cells[len(panels) * per_panel:]:
         ax.set_visible(False)
+    pairs = [cells[i * per_panel:(i + 1) * per_panel] for i in range(len(panels))]
+    losses = [m for m in METRICS.values() if m.loss]
+    titles, tested = set(), set()
+    for (panel, rows), (left, *right) in zip(panels, pairs):
+        drawn = False
+        for _, run in rows.iterrows():
+            history = histories[run["path"]]
+            colour = colours.get(run[colour_key], "C0") if colour_key else "C0"
+            style = styles.get(run[style_key], "-") if style_key else "-"
+            metric = next((m for m in losses if f"train_{m.name}" in history), None)
+            if metric is not None:
+                step = np.asarray(history.get("step", []), dtype=float)
+                loss = np.asarray(history[f"train_{metric.name}"], dtype=float)
+                keep = np.isfinite(loss) & (loss > 0)
+                if len(step) == len(loss) and keep.any():
+                    left.plot(step[keep], loss[keep], color=colour, ls=style, alpha=0.7, lw=1.1)
+                    titles.add(metric.title)
+                    drawn = True
+            if right and (curve := evaluated.get(run["path"])):
+                right[0].plot(curve["step"], curve["value"], color=colour, ls=style, alpha=0.8, lw=1.1, marker=".",
+                              ms=3)
+                tested.add(curve.get("metric") or "metric")
+        name = " · ".join(key_text(panel[k]) if k in ALWAYS_KEYS else f"{k}={key_text(panel[k])}" for k in panel_keys)
+        left.set_title(f"{name}: train" if name else "train", fontsize="medium")
+        left.set_yscale("log")
+        left.set_ylabel(f"train {' / '.join(sorted(titles)) or 'loss'} (log scale)")
+        if drawn:
+            _plain_log_labels(left.yaxis)
+        if right:
+            right[0].set_title(f"{name}: test, evaluated during training" if name else
+                               "test, evaluated during training", fontsize="medium")
+            right[0].set_ylabel(f"test {' / '.join(sorted(tested)) or 'metric'}")
+        for ax in (left, *right):
+            ax.grid(True, alpha=0.3)
+    for ax in cells[:len(panels) * per_panel]:
+        ax.set_xlabel("step")
     from matplotlib.lines import Line2D
 
     handles = [Line2D([], [], color=c, label=f"{colour_key}={key_text(v)}") for v, c in colours.items()]
     handles += [Line2D([], [], color="0.3", ls=ls, label=f"{style_key}={key_text(v)}") for v, ls in styles.items()]
     if handles:
-        fig.legend(handles=handles, loc="outside lower center", ncols=min(6, len(handles)), fontsize="x-small")
+        fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), max(2, int(width / 2.6))),
+                   fontsize="small")
     rest = [k for k in others if k not in (colour_key, style_key)]
-    fig.suptitle(f"Training curves: train {' / '.join(sorted(titles)) or 'loss'} per step (one line per run"
-                 + (f"; {', '.join(rest)} not told apart)" if rest else ")"))
+    fig.suptitle("Training curves, one line per run" + ("" if evaluated else "\n(no test metric was evaluated "
+                                                        "during training: set train.eval_every)")
+                 + (f"\n{', '.join(rest)} not told apart" if rest else ""), fontsize="medium")
     return fig
 
 
@@ -183,7 +211,10 @@ def step_time_figure(df: pd.DataFrame, question: Sequence[str] = ()) -> Figure |
         labels = []
         for x, (values, g) in enumerate(groups(rows, point_keys) if point_keys else [({}, rows)]):
             mean, lo, hi = side_ci(samples(g, column), between=between)
-            labels.append(" · ".join(key_text(values[k]) for k in point_keys) + f" (n={len(g)})")
+            # A question axis the point pools (scratch and finetune: one program) is named with the values it holds.
+            held = [f"{q}: {', '.join(dict.fromkeys(key_text(v) for v in g[q]))}" for q in question
+                    if q in g and q not in point_keys and shown[q].nunique(dropna=False) > 1]
+            labels.append(" · ".join([*(key_text(values[k]) for k in point_keys), *held]) + f" (n={len(g)})")
             if not math.isfinite(mean):
                 continue
             drawn = True
@@ -341,7 +372,7 @@ def cost_vs_params_figure(summary: pd.DataFrame, keys: list[str]) -> Figure | st
 
 
 def write_figures(df: pd.DataFrame, histories: Mapping[str, dict], out_dir: Path,
-                  question: Sequence[str] = ()) -> dict[str, Path | str]:
+                  question: Sequence[str] = (), evaluations: Mapping[str, dict] | None = None) -> dict[str, Path | str]:
     """Draws every figure into `out_dir`: {name: PNG path written, or the reason it was skipped}."""
     if not (df["status"] == "ok").any():
         return {name: "no run finished ok" for name in FIGURES}
@@ -349,7 +380,7 @@ def write_figures(df: pd.DataFrame, histories: Mapping[str, dict], out_dir: Path
     summary = summarize(df, keys)
     drawn = {
         "step_time": step_time_figure(df, question),
-        "training_curves": training_curves_figure(df, histories),
+        "training_curves": training_curves_figure(df, histories, question, evaluations),
         "time_vs_steps": time_vs_steps_figure(summary, keys),
         "frozen_drift": frozen_drift_figure(summary, keys),
         "compile_vs_run": compile_vs_run_figure(summary, keys),

@@ -389,7 +389,11 @@ def write_report(sweep_dir: str | Path, df: pd.DataFrame, out_dir: str | Path | 
         table.to_csv(tmp, index=False)
     histories = {path: record.get("history") for path, record in zip(df["path"], records)}
     question = question_axes(df, sweep_order(sweep_dir), declared_question(records))
-    figures = write_figures(df, histories, out_dir, question)
+    # The test metric each run evaluated during training (train.eval_every), drawn beside its train loss.
+    evaluations = {path: {**((record.get("target") or {}).get("evaluations") or {}),
+                          "metric": (record.get("target") or {}).get("metric")}
+                   for path, record in zip(df["path"], records)}
+    figures = write_figures(df, histories, out_dir, question, evaluations)
     found = findings.comparisons(distinct_runs(df), baselines, threshold=threshold, axes=question)
     with atomic_path(out_dir / FINDINGS_NAME) as tmp:
         found.to_csv(tmp, index=False)

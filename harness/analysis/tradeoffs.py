@@ -181,8 +181,11 @@ def pareto_figure(df: pd.DataFrame) -> Figure | str:
     # Below the panels: a legend inside would cover points, and place_labels draws before the figure is saved.
     fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center",
                ncols=min(len(workloads), 6), fontsize="x-small")
-    fig.suptitle(f"Test {metric.title} against cost (ringed: Pareto-optimal within a workload; step times and "
-                 f"memory within {THRESHOLD:.0%}, or of one compiled program, are ties)")
+    runs = sorted(set(table["runs"]))
+    fig.suptitle(f"Test {metric.title} against cost: each point a configuration's medians over its runs "
+                 f"(n = {runs[0] if len(runs) == 1 else f'{runs[0]}–{runs[-1]}'})\n(ringed: Pareto-optimal within a "
+                 f"workload; step times and memory within {THRESHOLD:.0%}, or of one compiled program, are ties)",
+                 fontsize="medium")
     place_labels(fig, placed)
     return fig
 

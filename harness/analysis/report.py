@@ -321,7 +321,8 @@ def render_report(sweep_dir: Path, df: pd.DataFrame, records: list[dict], proble
                   "target (train.target; runs that reached it of all), test quality (* Pareto-optimal against "
                   f"the step time within its workload; step times within {findings.THRESHOLD:.0%}, or of one "
                   "compiled program, are ties) and forgetting (the source task's main metric lost under "
-                  "the pretrained head).\n", *table(lambda *_: peft, df, peft_keys)]
+                  "the pretrained head). A step time the plausibility check flags (faster than the machine can "
+                  "compute) is left out: —.\n", *table(lambda *_: peft, df, peft_keys)]
     parts.append("## Figures\n")
     for key, title in FIGURE_TITLES.items():
         where = figures.get(key, "not drawn")

@@ -211,16 +211,18 @@ def test_report_writes_tables_markdown_and_png_figures(built):
     assert len(pd.read_parquet(out / "runs.parquet")) == N_OK + 2
     assert len(pd.read_csv(out / "runs.csv")) == N_OK + 2
     text = built["report"].read_text()
-    for section in ("## Environment", "## Runs that did not finish ok", "## What each method does", "## Fit",
-                    "## Frozen parameters", "## Cost", "## Figures"):
-        assert section in text, section
-    assert "| jax | 0.10.2 |" in text and "Test CPU (2 cores)" in text and "abc123" in text
+    sections = ("## Findings", "## Figures", "## Tables", "### Frozen parameters: what each method does", "### Fit",
+                "### Cost", "### Memory", "## Environment", "## Runs that did not finish ok")
+    assert [text.index(section) for section in sections] == sorted(text.index(section) for section in sections)
+    assert "## Throughput" not in text  # its columns are the Cost table's: one table per fact
+    assert "| versions | jax 0.10.2 · jaxlib" in text and "Test CPU (2 cores)" in text and "abc123" in text
     assert "planted failed run" in text and "planted skipped run" in text
     assert "corrupt" in text and "half" in text
-    assert "No run is faster than the calibrated peak" in text and "## Throughput" in text and "## Memory" in text
+    assert "No run is faster than the calibrated peak" in text and "achieved GFLOP/s" in text
     for name, file in figures.FIGURES.items():
         if name == "cost_vs_params":
             assert built["figures"][name].startswith("the sweep has a single model size")
+            assert f"]({file})" not in text and "the sweep has a single model size" in text
             continue
         assert built["figures"][name] == out / file
         data = (out / file).read_bytes()
@@ -271,7 +273,8 @@ def test_figure_without_data_is_skipped_with_a_line(tmp_path):
         assert isinstance(made["figures"][name], str)
         assert not (tmp_path / "sweep" / figures.FIGURES[name]).exists()
     text = made["report"].read_text()
-    assert "_Skipped: the sweep has a single step count" in text and "_Skipped: no ok run has frozen" in text
+    not_drawn = next(line for line in text.splitlines() if line.startswith("_Not drawn: "))
+    assert "(the sweep has a single step count" in not_drawn and "(no ok run has frozen" in not_drawn
     assert made["figures"]["training_curves"].is_file()
 
 

@@ -15,7 +15,9 @@ says where each side was measured.
 from __future__ import annotations
 
 import argparse
+import json
 import math
+from dataclasses import dataclass
 import sys
 from collections.abc import Collection
 from pathlib import Path
@@ -47,6 +49,7 @@ from harness.analysis.resolution import IN_LOOP, Floor, floor_of, too_short
 from harness.core.fields import ENVIRONMENT
 from harness.core.files import atomic_path
 from harness.core.metrics import METRICS
+from harness.jobs.record import SCHEMA_VERSION
 
 # (column, name in the table): costs (higher is worse), then each quality metric of harness.core.metrics
 # that runs of both sweeps have. The step time is in-loop when both sweeps measured it.
@@ -169,7 +172,8 @@ def between_sweeps(left: pd.DataFrame, right: pd.DataFrame, matched: list[str], 
 
 
 def _compare_one(a: pd.Series, b: pd.Series, threshold: float, columns: list[tuple[str, str]],
-                 spread: dict[str, float | None], seed: int) -> dict[str, Any]:
+                 spread: dict[str, float | None], seed: int, machine: Machines | None = None,
+                 gate: str = "raw") -> dict[str, Any]:
     """Ratios B/A of one configuration with CIs and verdicts; flags for worse-beyond-threshold and status."""
     out: dict[str, Any] = {"status": a["status"] if a["status"] == b["status"] else f"{a['status']} → {b['status']}"}
     flags = []
@@ -188,6 +192,10 @@ def _compare_one(a: pd.Series, b: pd.Series, threshold: float, columns: list[tup
             word = too_short(below)  # never slower, faster or a regression
         elif metric.timed and spread.get(name) is None:
             word = findings.NO_SPREAD
+        else:
+            word, adjusted = _machine_word(metric, est, word, threshold, machine, gate)
+            if adjusted is not None:
+                out[f"{name}_per_machine"] = adjusted.text()
         out.update({f"{name}_ratio": est.ratio, f"{name}_low": est.low, f"{name}_high": est.high,
                     f"{name}_verdict": word, f"{name}_text": est.text()})
         if word in (metric.higher, metric.lower):
@@ -198,7 +206,8 @@ def _compare_one(a: pd.Series, b: pd.Series, threshold: float, columns: list[tup
 
 
 def overall(left: pd.DataFrame, right: pd.DataFrame, matched: list[str], columns: list[tuple[str, str]],
-            threshold: float, spread: dict[str, float | None], seed: int) -> pd.DataFrame:
+            threshold: float, spread: dict[str, float | None], seed: int, machine: Machines | None = None,
+            gate: str = "raw") -> pd.DataFrame:
     """Per metric, B/A over every matched configuration that resolves it: geometric mean, stratified CI, verdict."""
     rows = []
     for name, title in columns:
@@ -217,15 +226,19 @@ def overall(left: pd.DataFrame, right: pd.DataFrame, matched: list[str], columns
             word = too_short(Floor(False, max(f.steps for f in floors.values())))
         elif metric.timed and spread.get(name) is None:
             word = findings.NO_SPREAD
+        else:
+            word, adjusted = _machine_word(metric, est, word, threshold, machine, gate)
         rows.append({"metric": title, "column": name, "ratio": est.ratio, "low": est.low, "high": est.high,
-                     "configurations": est.strata, "too_short": len(alike) - len(resolved), "estimate": est.text(),
+                     "configurations": est.strata, "too_short": len(alike) - len(resolved),
+                     "estimate": est.text() + (f" (÷ machine: {adjusted.text()})"
+                                               if metric.timed and (adjusted := per_machine(est, machine)) else ""),
                      "verdict": word, "regression": word == metric.worse, "run_to_run": spread.get(name)})
     return pd.DataFrame(rows, columns=["metric", "column", "ratio", "low", "high", "configurations", "too_short",
                                        "estimate", "verdict", "regression", "run_to_run"])
 
 
 def compare(a: pd.DataFrame, b: pd.DataFrame, threshold: float = findings.THRESHOLD, *,
-            seed: int = findings.SEED) -> tuple[pd.DataFrame, pd.DataFrame]:
+            seed: int = findings.SEED, gate: str = "raw") -> tuple[pd.DataFrame, pd.DataFrame]:
     """(matched configurations with B/A ratios, CIs and flags, configurations found in one sweep only).
 
     A configuration whose runs were all ok in A and are not in B is a regression
@@ -253,8 +266,10 @@ def compare(a: pd.DataFrame, b: pd.DataFrame, threshold: float = findings.THRESH
             measured = [findings.run_to_run(pd.concat([a, b], ignore_index=True), name, threshold),
                         between_sweeps(left, right, matched, name, threshold)]
             spread[name] = max((m for m in measured if m is not None), default=None)
+    machine = machines(a, b)
     rows = [{**axes_of(left, key), "seeds": int(min(left.at[key, "seeds"], right.at[key, "seeds"])),
-             **_compare_one(left.loc[key], right.loc[key], threshold, columns, spread, seed)} for key in matched]
+             **_compare_one(left.loc[key], right.loc[key], threshold, columns, spread, seed, machine, gate)}
+            for key in matched]
     unmatched = [{"only in": name, **axes_of(side, key), "status": side.at[key, "status"],
                   "overrides": side.at[key, "overrides"]}
                  for name, side, other in (("A", left, right), ("B", right, left))
@@ -262,11 +277,102 @@ def compare(a: pd.DataFrame, b: pd.DataFrame, threshold: float = findings.THRESH
     table = pd.DataFrame(rows, columns=[*axes, "seeds", "status",
                                         *(f"{name}_{part}" for name, _ in columns for part in (*PARTS, "text")),
                                         "regression", "flags"])
+    per_machine_columns = [f"{name}_per_machine" for name, _ in columns if any(f"{name}_per_machine" in r for r in rows)]
+    table = table.assign(**{c: [r.get(c) for r in rows] for c in per_machine_columns})
     table = typed(table)
-    table.attrs["overall"] = overall(left, right, matched, columns, threshold, spread, seed)
+    table.attrs["machines"] = machine
+    table.attrs["overall"] = overall(left, right, matched, columns, threshold, spread, seed, machine, gate)
     table.attrs["columns"] = columns
     table.attrs["left_out"] = {side: sorted(found - common) for side, found in leaves.items()}
     return table, typed(pd.DataFrame(unmatched, columns=["only in", *axes, "status", "overrides"]))
+
+
+REGENERATE = "results/reference/regenerate.sh"
+NUMERICS = "numerics differ between these machines"
+MACHINE_FIELDS = ("cpu_model", "device_kind")  # what makes two sides two machines (not two processes of one)
+
+
+@dataclass(frozen=True)
+class Machines:
+    """Where the two sides ran when they ran on two machines: what differs, and the machine's own time ratio B/A
+    (each side's calibrated matmul peak, A's over B's: above 1, B's machine is slower), None when not calibrated."""
+
+    differ: str
+    time_ratio: float | None
+
+
+def machines(a: pd.DataFrame, b: pd.DataFrame) -> Machines | None:
+    """The two machines when the sides ran on different CPU models or devices, else None."""
+    def values(df: pd.DataFrame, name: str) -> str:
+        return ", ".join(sorted({key_text(v) for v in df[name] if nan_to_none(v) is not None})) if name in df else ""
+
+    differ = [f"{name} A {values(a, name)}, B {values(b, name)}" for name in MACHINE_FIELDS
+              if values(a, name) and values(b, name) and values(a, name) != values(b, name)]
+    if not differ:
+        return None
+    peaks = [pd.to_numeric(df["calibrated_flops_per_s"], errors="coerce").median()
+             if "calibrated_flops_per_s" in df else math.nan for df in (a, b)]
+    ratio = peaks[0] / peaks[1] if all(math.isfinite(p) and p > 0 for p in peaks) else None
+    return Machines("; ".join(differ), ratio)
+
+
+def per_machine(est: findings.Estimate, machine: Machines | None) -> findings.Estimate | None:
+    """A timed ratio B/A divided by the machines' own time ratio: an estimate of what the code changed, were the
+    two machines to differ on this work as they do on a matmul. None without two calibrated machines."""
+    if machine is None or machine.time_ratio is None:
+        return None
+    return findings.Estimate(est.ratio / machine.time_ratio, est.low / machine.time_ratio,
+                             est.high / machine.time_ratio, est.strata, est.samples)
+
+
+def _machine_word(metric: findings.Measure, est: findings.Estimate, word: str, threshold: float,
+                  machine: Machines | None, gate: str) -> tuple[str, findings.Estimate | None]:
+    """(the verdict once the two machines are taken into account, the per-machine estimate of a timed ratio).
+
+    Quality that differs between two machines is their numerics (another CPU rounds a pretraining differently),
+    unless `gate` holds "exact"; a timed verdict is the raw ratio's unless `gate` holds "calibrated"
+    (e.g. "calibrated+exact")."""
+    if machine is None:
+        return word, None
+    adjusted = per_machine(est, machine) if metric.timed else None
+    quality = metric.column.startswith(("train_", "test_"))
+    if quality and "exact" not in gate and word in (metric.higher, metric.lower):
+        return NUMERICS, None
+    if adjusted is not None and "calibrated" in gate and word in (metric.higher, metric.lower,
+                                                                   findings.NO_DIFFERENCE, "inconclusive",
+                                                                   f"within ±{threshold:.0%}"):
+        return findings.verdict(adjusted, threshold, metric), adjusted
+    return word, adjusted
+
+
+def stale_schema(df: pd.DataFrame) -> int | None:
+    """The record schema of `df`'s runs when it is not the one this harness writes (their config keys cannot match
+    a current sweep's), else None."""
+    found = {int(v) for v in df["schema_version"].dropna()} if "schema_version" in df else set()
+    return next((v for v in sorted(found) if v != SCHEMA_VERSION), None)
+
+
+def why_unmatched(a: pd.DataFrame, b: pd.DataFrame, shown: int = 4) -> str:
+    """Why no configuration of A is in B: the config leaves both sides have whose values the two sides never share
+    (e.g. 'model.width: A 16, 64; B 128'), the seed aside."""
+    def values(df: pd.DataFrame) -> dict[str, set[str]]:
+        out: dict[str, set[str]] = {}
+        for key in df["config_key"].dropna():
+            try:
+                leaves = json.loads(key)
+            except (TypeError, ValueError):
+                continue
+            for leaf, value in leaves.items():
+                out.setdefault(leaf, set()).add(json.dumps(value, sort_keys=True))
+        return out
+
+    left, right = values(a), values(b)
+    differ = [f"{leaf}: A {', '.join(sorted(left[leaf]))}; B {', '.join(sorted(right[leaf]))}"
+              for leaf in sorted(left.keys() & right.keys()) if leaf != "task.seed" and not left[leaf] & right[leaf]]
+    if not differ:
+        return "no single config leaf parts them; their combinations of values differ"
+    more = f" (and {len(differ) - shown} more)" if len(differ) > shown else ""
+    return "config leaves with no value in common: " + " | ".join(differ[:shown]) + more
 
 
 def _shown_axes(*frames: pd.DataFrame) -> list[str]:
@@ -326,7 +432,16 @@ def compare_markdown(table: pd.DataFrame, unmatched: pd.DataFrame, threshold: fl
              + (f" (±{max(spread):.1%}, log scale)" if len(spread) else "")
              + "; a change is called only when the whole CI lies beyond the threshold, and a step time whose work is "
              f"within the jitter of a call is {findings.TOO_SHORT}, never a change. Higher is worse for every "
-             "column.\n", *(line + "\n" for line in header)]
+             "column.\n"]
+    if (machine := table.attrs.get("machines")) is not None:
+        lines.append(f"**Two machines**: {machine.differ}. Every timed verdict compares the machines as well as "
+                     "the code; "
+                     + (f"the machines' own time ratio B/A on a matmul is ×{number_text(machine.time_ratio)} (each "
+                        "side's calibrated peak), and '÷ machine (estimate)' divides each timed ratio by it: an "
+                        "estimate, since work other than a matmul need not scale alike. "
+                        if machine.time_ratio else "neither side's calibrated peak is known to divide by. ")
+                     + f"Quality that differs reads \"{NUMERICS}\" (--exact-quality to call it).\n")
+    lines += [line + "\n" for line in header]
     if (timed["configurations"] > 0).any() and timed.loc[timed["configurations"] > 0, "run_to_run"].isna().any():
         lines.append("**No spread between runs could be measured** (fewer than three matched configurations resolve "
                      "a step time, and no two runs of one compiled program): the step-time intervals hold each run's "
@@ -349,6 +464,8 @@ def compare_markdown(table: pd.DataFrame, unmatched: pd.DataFrame, threshold: fl
             worse = findings.MEASURES[name].worse
             shown[f"{title} B/A"] = [f"**{text} {word}**" if word == worse else f"{text} {word}"
                                      for text, word in zip(table[f"{name}_text"], table[f"{name}_verdict"])]
+            if f"{name}_per_machine" in table:
+                shown[f"{title} ÷ machine (estimate)"] = [key_text(v) for v in table[f"{name}_per_machine"]]
         shown["flags"] = table["flags"]
         lines.append(markdown_table(pd.DataFrame(shown)))
     else:
@@ -377,6 +494,11 @@ def main_compare(argv: list[str] | None = None) -> int:
                         help="exit 1 when a cost is higher beyond the threshold with its whole 95%% CI, or a "
                              "configuration of A is missing from B")
     parser.add_argument("--out", type=Path, help="also write the table: .csv for CSV, anything else markdown")
+    parser.add_argument("--calibrated", action="store_true",
+                        help="on two machines, give timed verdicts (and --fail-on-regression) on the ratio divided "
+                             "by the machines' calibrated time ratio, an estimate (default: the raw ratio)")
+    parser.add_argument("--exact-quality", action="store_true",
+                        help="on two machines, call a quality difference higher / lower (default: numerics differ)")
     args = parser.parse_args(with_option_values(sys.argv[1:] if argv is None else argv, ("--threshold",)))
     try:
         threshold = parse_threshold(args.threshold)
@@ -394,9 +516,20 @@ def main_compare(argv: list[str] | None = None) -> int:
             print(f"harness compare: {side} ({path}) holds no readable record: nothing to compare"
                   + (f" ({len(problems)} unreadable)" if problems else ""), file=sys.stderr, flush=True)
             return 1
+        if (stale := stale_schema(df)) is not None:
+            print(f"harness compare: {side} ({path}) holds records of schema {stale}, this harness writes schema "
+                  f"{SCHEMA_VERSION}: their configurations cannot match; regenerate it ({REGENERATE})",
+                  file=sys.stderr, flush=True)
+            return 1
         frames.append(natural_order(df, sweep_order(path)))
         sources.append(source)
-    table, unmatched = compare(*frames, threshold=threshold)
+    table, unmatched = compare(*frames, threshold=threshold,
+                               gate="+".join(name for asked, name in ((args.calibrated, "calibrated"),
+                                                                      (args.exact_quality, "exact")) if asked) or "raw")
+    if not len(table):  # an empty table printed as if compared hides the reason: say it instead
+        print(f"harness compare: no configuration is in both sweeps ({len(unmatched)} in one only): "
+              f"{why_unmatched(*frames)}", file=sys.stderr, flush=True)
+        return 1
     header = [f"Read: A {sources[0]}, B {sources[1]}.", *environment_lines(*frames)]
     text = compare_markdown(table, unmatched, threshold, args.a, args.b, header)
     print(text, flush=True)
@@ -419,7 +552,4 @@ def main_compare(argv: list[str] | None = None) -> int:
     print(f"{len(table)} matched, {regressed} with a regression, {len(unmatched)} unmatched"
           + (f" ({lost} only in A: a regression)" if lost else "")
           + (f"; overall regression in {', '.join(worse)}" if worse else ""), flush=True)
-    if not len(table):
-        print("harness compare: no configuration is in both sweeps: nothing was compared", file=sys.stderr, flush=True)
-        return 1
     return 1 if (regressions(table) or lost) and args.fail_on_regression else 0

@@ -54,7 +54,13 @@ def logged_metrics(records: list[dict]) -> set[str]:
 
 
 def swept_axes(records: list[dict]) -> list[str]:
-    """The axes (fields.axes) that take more than one value in the sweep, in AXES order."""
+    """The axes the sweep varies, as W&B config keys: the report's question axes (frames.question_axes: any swept
+    config leaf, e.g. freeze.patterns, less those that follow from another), else the AXES that vary."""
+    from harness.analysis.frames import frame, question_axes
+
+    asked = question_axes(frame([(Path(), r) for r in records]))
+    if asked:
+        return asked
     values = [axes(r) for r in records]
     return [a for a in AXES if len({str(v.get(a)) for v in values}) > 1]
 
@@ -72,24 +78,28 @@ def build_workspace(sweep_dir: str | Path, *, entity: str | None = None, project
     entity = entity or os.environ.get("WANDB_ENTITY") or wandb_cfg.get("entity") or ""
     project = project or os.environ.get("WANDB_PROJECT") or wandb_cfg.get("project") or "nnx-freeze-bench"
     metrics = logged_metrics(records)
-    by_method = wr.Config("method")
-    curves = [wr.LinePlot(title=f"{name} per step, mean and min–max per method", x=STEP, y=[name], log_y=True,
-                          groupby=by_method, groupby_aggfunc="mean", groupby_rangefunc="minmax")
+    swept = swept_axes(records)
+    # Panels group by the sweep's first question axis: a sweep of one method grouped by method shows one bar.
+    first = swept[0] if swept else "method"
+    by_axis = wr.Config(first)
+    curves = [wr.LinePlot(title=f"{name} per step, mean and min–max per {first}", x=STEP, y=[name], log_y=True,
+                          groupby=by_axis, groupby_aggfunc="mean", groupby_rangefunc="minmax")
               for name in CURVES if name in metrics]
-    bars = [wr.BarPlot(title=title, metrics=[name], groupby=by_method, groupby_aggfunc="mean",
-                       groupby_rangefunc="minmax") for name, title in BY_METHOD if name in metrics]
-    columns = [wr.ParallelCoordinatesPlotColumn(metric=wr.Config(a)) for a in swept_axes(records)]
+    bars = [wr.BarPlot(title=title.replace("per method", f"per {first}"), metrics=[name], groupby=by_axis,
+                       groupby_aggfunc="mean", groupby_rangefunc="minmax") for name, title in BY_METHOD
+            if name in metrics]
+    columns = [wr.ParallelCoordinatesPlotColumn(metric=wr.Config(a)) for a in swept]
     columns += [wr.ParallelCoordinatesPlotColumn(metric=wr.SummaryMetric(name), log=name.startswith("time/"))
                 for name in AGAINST if name in metrics]
     sections = [ws.Section(name="Training curves", panels=curves, is_open=True),
-                ws.Section(name="Cost, drift and fit per method", panels=bars, is_open=True),
+                ws.Section(name=f"Cost, drift and fit per {first}", panels=bars, is_open=True),
                 ws.Section(name="Swept axes", panels=[wr.ParallelCoordinatesPlot(
                     title="Swept axes against step time and test quality", columns=columns)], is_open=True)]
     return ws.Workspace(
         entity=entity, project=project, name=f"{group} (harness dashboard)",
         sections=[s for s in sections if s.panels],
         runset_settings=ws.RunsetSettings(filters=ws.And(ws.Metric("Group") == group, ws.Metric("JobType") == "train"),
-                                          groupby=[ws.Config("method")]),
+                                          groupby=[ws.Config(a) for a in swept or ["method"]]),
     )
 
 

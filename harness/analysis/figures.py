@@ -8,7 +8,7 @@ live on their own Agg canvas: no pyplot, no global state, no display needed.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,22 +18,23 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, NullFormatter
 
-from harness.analysis.findings import CONFIDENCE, mean_ci, samples, step_time_column
+from harness.analysis.findings import CONFIDENCE, run_to_run, samples, side_ci, step_time_column
 from harness.analysis.frames import (
     ALWAYS_KEYS,
     group_keys,
     groups,
     key_text,
     number_text,
+    splitting_keys,
     summarize,
 )
-from harness.analysis.tables import program_keys
+from harness.analysis.tables import pooled_axes, program_keys
 from harness.analysis.tradeoffs import pareto_figure
 from harness.core.files import atomic_path
 from harness.core.metrics import METRICS
 
 FIGURE_TITLES = {
-    "step_time": "Step time per method, with 95% confidence intervals",
+    "step_time": "Step time per compiled program, with the findings' 95% confidence intervals",
     "training_curves": "Training curves",
     "time_vs_steps": "Run and compile time against step count",
     "frozen_drift": "Drift of the frozen parameters",
@@ -42,7 +43,8 @@ FIGURE_TITLES = {
     "pareto": "Test quality against step time, memory and trainable parameters",
 }
 # Axes that change the parameter count (or only add points along a line): not what separates the lines.
-SIZE_KEYS = ("model", "model.width", "model.depth", "lr", "steps", "experiment")
+# A model's name is not a size: a CNN and a ViT are two models, never one line through two sizes.
+SIZE_KEYS = ("model.width", "model.depth", "lr", "steps", "experiment")
 FIGURES = {name: f"fig_{name}.png" for name in FIGURE_TITLES}
 
 
@@ -83,105 +85,174 @@ def _new_figure(width: float, height: float) -> Figure:
 STYLES = ("-", "--", ":", "-.")
 
 
-def training_curves_figure(df: pd.DataFrame, histories: Mapping[str, dict]) -> Figure | str:
-    """The training loss against step (the first loss metric of harness.core.metrics a run logged), one panel
-    per method, one line per run.
+def training_curves_figure(df: pd.DataFrame, histories: Mapping[str, dict], question: Sequence[str] = (),
+                           evaluations: Mapping[str, dict] | None = None) -> Figure | str:
+    """The training loss against step (the first loss metric of harness.core.metrics a run logged) and, beside it,
+    the test metric the run evaluated during training (its `target.evaluations`), one row of panels per workload,
+    one line per run.
 
-    Colour tells the first other axis that varies, line style the second; any
-    further axis is not told apart, so the legend stays a few entries below the panels.
+    Colour tells the first question axis that varies, line style the second; axes that follow from those (a
+    strategy's freeze option) need no telling apart, and any other is named in the title.
     """
+    evaluations = evaluations or {}
     runs = df[df["status"].isin(["ok", "diverged"]) & df["path"].map(lambda p: bool(histories.get(p)))]
     if runs.empty:
         return "no run has a training history"
-    methods = list(dict.fromkeys(runs["method"]))
-    others = _varying(runs, [k for k in group_keys(runs) if k != "method"])
+    panel_keys = [k for k in PANEL_KEYS if k in runs and runs[k].nunique(dropna=False) > 1]
+    varying = _varying(runs, [k for k in group_keys(runs) if k not in panel_keys])
+    ordered = [k for k in question if k in varying] + [k for k in varying if k not in question]
+    others = [k for k in splitting_keys(runs, panel_keys, ordered) if k not in panel_keys]
+    # More lines than a reader can follow in one panel: the first question axis gets a panel per value instead.
+    while others and max(len(rows) for _, rows in (groups(runs, panel_keys) if panel_keys else [({}, runs)])) > 24:
+        panel_keys.append(others.pop(0))
     colour_key = others[0] if others else None
     style_key = others[1] if len(others) > 1 and runs[others[1]].nunique() <= len(STYLES) else None
     colours = {v: f"C{i % 10}" for i, v in enumerate(dict.fromkeys(runs[colour_key]))} if colour_key else {}
     styles = {v: STYLES[i] for i, v in enumerate(dict.fromkeys(runs[style_key]))} if style_key else {}
-    ncols = min(3, len(methods))
-    nrows = math.ceil(len(methods) / ncols)
-    fig = _new_figure(4.2 * ncols, 3.2 * nrows + 0.9)
-    grid = fig.subplots(nrows, ncols, sharex=True, sharey=True, squeeze=False)
-    losses = [m for m in METRICS.values() if m.loss]
-    titles = set()
-    for ax, method in zip(grid.flat, methods):
-        drawn = False
-        for _, run in runs[runs["method"] == method].iterrows():
-            history = histories[run["path"]]
-            metric = next((m for m in losses if f"train_{m.name}" in history), None)
-            if metric is None:
-                continue
-            step = np.asarray(history.get("step", []), dtype=float)
-            loss = np.asarray(history[f"train_{metric.name}"], dtype=float)
-            keep = np.isfinite(loss) & (loss > 0)
-            if len(step) != len(loss) or not keep.any():
-                continue
-            ax.plot(step[keep], loss[keep], color=colours.get(run[colour_key], "C0") if colour_key else "C0",
-                    ls=styles.get(run[style_key], "-") if style_key else "-", alpha=0.7, lw=1.1)
-            titles.add(metric.title)
-            drawn = True
-        ax.set_title(method)
-        ax.set_yscale("log")
-        ax.set_xlabel("step")
-        ax.set_ylabel(f"train {' / '.join(sorted(titles)) or 'loss'} (log)")
-        ax.grid(True, alpha=0.3)
-        if drawn:
-            _plain_log_labels(ax.yaxis)
-    for ax in list(grid.flat)[len(methods):]:
+    evaluated = {p: e for p, e in evaluations.items() if e and e.get("step") and p in set(runs["path"])}
+    panels = list(groups(runs, panel_keys)) if panel_keys else [({}, runs)]
+    # Each panel's train and test side by side; without test curves, train panels wrap three to a row.
+    per_panel = 2 if evaluated else 1
+    ncols = 2 if evaluated else min(3, len(panels))
+    nrows = math.ceil(len(panels) * per_panel / ncols)
+    width = max(7.5, 4.6 * ncols + 0.5)
+    fig = _new_figure(width, 2.9 * nrows + 1.5)
+    grid = fig.subplots(nrows, ncols, sharex=True, squeeze=False)
+    cells = list(grid.flat)
+    for ax in cells[len(panels) * per_panel:]:
         ax.set_visible(False)
+    pairs = [cells[i * per_panel:(i + 1) * per_panel] for i in range(len(panels))]
+    losses = [m for m in METRICS.values() if m.loss]
+    titles, tested = set(), set()
+    for (panel, rows), (left, *right) in zip(panels, pairs):
+        drawn = False
+        for _, run in rows.iterrows():
+            history = histories[run["path"]]
+            colour = colours.get(run[colour_key], "C0") if colour_key else "C0"
+            style = styles.get(run[style_key], "-") if style_key else "-"
+            metric = next((m for m in losses if f"train_{m.name}" in history), None)
+            if metric is not None:
+                step = np.asarray(history.get("step", []), dtype=float)
+                loss = np.asarray(history[f"train_{metric.name}"], dtype=float)
+                keep = np.isfinite(loss) & (loss > 0)
+                if len(step) == len(loss) and keep.any():
+                    left.plot(step[keep], loss[keep], color=colour, ls=style, alpha=0.7, lw=1.1)
+                    titles.add(metric.title)
+                    drawn = True
+            if right and (curve := evaluated.get(run["path"])):
+                right[0].plot(curve["step"], curve["value"], color=colour, ls=style, alpha=0.8, lw=1.1, marker=".",
+                              ms=3)
+                tested.add(curve.get("metric") or "metric")
+        name = " · ".join(key_text(panel[k]) if k in ALWAYS_KEYS else f"{k}={key_text(panel[k])}" for k in panel_keys)
+        left.set_title(f"{name}: train" if name else "train", fontsize="medium")
+        left.set_yscale("log")
+        left.set_ylabel(f"train {' / '.join(sorted(titles)) or 'loss'} (log scale)")
+        if drawn:
+            _plain_log_labels(left.yaxis)
+        if right:
+            right[0].set_title(f"{name}: test, evaluated during training" if name else
+                               "test, evaluated during training", fontsize="medium")
+            right[0].set_ylabel(f"test {' / '.join(sorted(tested)) or 'metric'}")
+        for ax in (left, *right):
+            ax.grid(True, alpha=0.3)
+    for ax in cells[:len(panels) * per_panel]:
+        ax.set_xlabel("step")
     from matplotlib.lines import Line2D
 
     handles = [Line2D([], [], color=c, label=f"{colour_key}={key_text(v)}") for v, c in colours.items()]
     handles += [Line2D([], [], color="0.3", ls=ls, label=f"{style_key}={key_text(v)}") for v, ls in styles.items()]
     if handles:
-        fig.legend(handles=handles, loc="outside lower center", ncols=min(6, len(handles)), fontsize="x-small")
+        fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), max(2, int(width / 2.6))),
+                   fontsize="small")
     rest = [k for k in others if k not in (colour_key, style_key)]
-    fig.suptitle(f"Training curves: train {' / '.join(sorted(titles)) or 'loss'} per step (one line per run"
-                 + (f"; {', '.join(rest)} not told apart)" if rest else ")"))
+    fig.suptitle("Training curves, one line per run" + ("" if evaluated else "\n(no test metric was evaluated "
+                                                        "during training: set train.eval_every)")
+                 + (f"\n{', '.join(rest)} not told apart" if rest else ""), fontsize="medium")
     return fig
 
 
-def step_time_figure(df: pd.DataFrame) -> Figure | str:
-    """Mean step time per method with its bootstrap CI (repeats and seeds), one bar colour per freeze option.
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+PANEL_KEYS = ("task", "model")  # one panel per workload: step times of two models share no scale worth reading
 
-    Runs of the other axes are pooled: the title names them.
+
+def step_time_figure(df: pd.DataFrame, question: Sequence[str] = ()) -> Figure | str:
+    """Mean step time per compiled program with its bootstrap CI as the findings resample it (`side_ci`: runs,
+    repeats, the spread between runs), one panel per workload, colour and marker keyed to the question's axes in
+    config order; flagged timings left out.
+
+    Dots with whiskers, never bars: the axis turns log only when the times span more than 10x, and says so.
+    A point pools only runs of one program (`program_keys`); the title names what it pools and each tick
+    how many runs it holds.
     """
     ok = df[df["status"] == "ok"]
     column = step_time_column(ok)
-    keys = program_keys(ok, group_keys(ok)) if len(ok) else []
-    series = next((k for k in keys if k != "method" and ok[k].nunique() > 1), None)
-    methods = list(dict.fromkeys(ok["method"]))
-    values = list(dict.fromkeys(ok[series])) if series else [None]
-    width = 0.8 / len(values)
-    fig = _new_figure(max(6.0, 1.0 * len(methods) * max(1.0, len(values) / 2)), 4.4)
-    ax = fig.subplots()
-    drawn = False
-    for j, value in enumerate(values):
-        means, low, high = [], [], []
-        for method in methods:
-            rows = ok[(ok["method"] == method) & ((ok[series] == value) if series else True)]
-            mean, lo, hi = mean_ci([v for run in samples(rows, column) for v in run])
-            means.append(mean * 1e6)
-            low.append((mean - lo) * 1e6 if math.isfinite(lo) else 0.0)
-            high.append((hi - mean) * 1e6 if math.isfinite(hi) else 0.0)
-        x = np.arange(len(methods)) + (j - (len(values) - 1) / 2) * width
-        if np.isfinite(means).any():
+    flagged = ok["warning"].notna() if "warning" in ok else pd.Series(False, index=ok.index)
+    shown = ok[~flagged]
+    if shown.empty:
+        return "no ok run recorded a plausible step time"
+    all_keys = group_keys(shown)
+    keys = program_keys(shown, all_keys)
+    panel_keys = [k for k in PANEL_KEYS if k in keys and shown[k].nunique(dropna=False) > 1]
+    point_keys = [k for k in keys if k not in panel_keys and shown[k].nunique(dropna=False) > 1]
+    ranked = [k for k in question if k in point_keys]
+    point_keys = ranked + [k for k in point_keys if k not in ranked]
+    colour_key = point_keys[0] if point_keys else None
+    marker_key = point_keys[1] if len(point_keys) > 1 and shown[point_keys[1]].nunique() <= len(MARKERS) else None
+    colours = {v: f"C{i % 10}" for i, v in enumerate(dict.fromkeys(shown[colour_key]))} if colour_key else {}
+    markers = {v: MARKERS[i] for i, v in enumerate(dict.fromkeys(shown[marker_key]))} if marker_key else {}
+    between = run_to_run(shown, column) or 0.0  # the spread between runs the findings' intervals hold
+    panels = list(groups(shown, panel_keys)) if panel_keys else [({}, shown)]
+    points = max(len(list(groups(rows, point_keys))) if point_keys else 1 for _, rows in panels)
+    width = min(16.0, max(6.0, 0.7 * points * len(panels) + 1.5))
+    fig = _new_figure(width, 5.0)
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    drawn, spans = False, {}
+    for ax, (panel, rows) in zip(axes, panels):
+        labels = []
+        for x, (values, g) in enumerate(groups(rows, point_keys) if point_keys else [({}, rows)]):
+            mean, lo, hi = side_ci(samples(g, column), between=between)
+            # A question axis the point pools (scratch and finetune: one program) is named with the values it holds.
+            held = [f"{q}: {', '.join(dict.fromkeys(key_text(v) for v in g[q]))}" for q in question
+                    if q in g and q not in point_keys and shown[q].nunique(dropna=False) > 1]
+            labels.append(" · ".join([*(key_text(values[k]) for k in point_keys), *held]) + f" (n={len(g)})")
+            if not math.isfinite(mean):
+                continue
             drawn = True
-            ax.bar(x, means, width, yerr=[low, high], capsize=3, color=f"C{j % 10}",
-                   label=f"{series}={key_text(value)}" if series else None)
+            spans.setdefault(id(ax), []).append(mean * 1e6)
+            ax.errorbar([x], [mean * 1e6], yerr=[[(mean - lo) * 1e6 if math.isfinite(lo) else 0.0],
+                                                 [(hi - mean) * 1e6 if math.isfinite(hi) else 0.0]],
+                        fmt=markers.get(values.get(marker_key), "o"), ms=6, capsize=4,
+                        color=colours.get(values.get(colour_key), "C0"))
+        ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right", fontsize="small")
+        ax.set_xlim(-0.6, len(labels) - 0.4)
+        ax.set_title(" · ".join(f"{k}={key_text(panel[k])}" for k in panel_keys) or None, fontsize="medium")
+        ax.grid(True, axis="y", which="both", alpha=0.3)
     if not drawn:
-        return "no ok run recorded a step time"
-    pooled = [k for k in group_keys(ok) if k not in ("method", series) and ok[k].nunique() > 1]
-    ax.set_xticks(np.arange(len(methods)), methods, rotation=20, ha="right")
-    ax.set(yscale="log", xlabel="freeze method",
-           ylabel=("in-loop step time" if column == "in_loop_s_per_step" else "run time / step") + " (µs, log)",
-           title=f"Mean step time, bars: {CONFIDENCE:.0%} bootstrap CI over repeats and seeds"
-                 + (f"\n(pooled over {', '.join(pooled)})" if pooled else ""))
-    _plain_log_labels(ax.yaxis)
-    ax.grid(True, axis="y", which="both", alpha=0.3)
-    if series:
-        fig.legend(loc="outside lower center", ncols=min(6, len(values)), fontsize="x-small")
+        return "no ok run recorded a plausible step time"
+    name = "in-loop step time" if column == "in_loop_s_per_step" else "run time / step"
+    for ax in axes:
+        means = spans.get(id(ax), [1.0])
+        log = max(means) / max(min(means), 1e-12) > 10  # each panel its own scale: linear unless it spans 10x
+        ax.set_ylabel(f"{name} (µs{', log scale' if log else ''})")
+        if log:
+            ax.set_yscale("log")
+            _plain_log_labels(ax.yaxis)
+        else:
+            ax.set_ylim(bottom=0)
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], color=c, marker="o", ls="", label=f"{colour_key}={key_text(v)}")
+               for v, c in colours.items()]
+    handles += [Line2D([], [], color="0.3", marker=m, ls="", label=f"{marker_key}={key_text(v)}")
+                for v, m in markers.items()]
+    if handles:
+        fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), max(2, int(width / 2.4))),
+                   fontsize="small")
+    pooled = pooled_axes(shown, all_keys, keys)
+    fig.suptitle(f"Mean {name} per compiled program\nwhiskers: the findings' {CONFIDENCE:.0%} bootstrap CI"
+                 + (f"; pooled over {', '.join(pooled)}" if pooled else "")
+                 + (f"; {int(flagged.sum())} implausible runs left out" if flagged.any() else ""),
+                 fontsize="medium")
     return fig
 
 
@@ -256,11 +327,13 @@ def compile_vs_run_figure(summary: pd.DataFrame, keys: list[str]) -> Figure | st
     y = np.arange(len(labels))
     fig = _new_figure(9, 1.2 + 0.38 * len(labels))
     ax = fig.subplots()
-    ax.barh(y - 0.2, ok["compile_s_median"].to_numpy(float), 0.4, color="C3", label="compile (AOT, once)")
-    ax.barh(y + 0.2, ok["run_s_per_call_median"].to_numpy(float), 0.4, color="C0", label="run (one call, all steps)")
+    # Dots, not bars: the axis is log (compile and run differ by orders of magnitude), where a bar's length means
+    # nothing.
+    ax.plot(ok["compile_s_median"].to_numpy(float), y, "D", color="C3", label="compile (AOT, once)")
+    ax.plot(ok["run_s_per_call_median"].to_numpy(float), y, "o", color="C0", label="run (one call, all steps)")
     ax.set_yticks(y, labels, fontsize="x-small")
     ax.invert_yaxis()
-    ax.set(title="Compile vs run time (medians; compile: cold compiles)", xlabel="time (s, log)", xscale="log")
+    ax.set(title="Compile vs run time (medians; compile: cold compiles)", xlabel="time (s, log scale)", xscale="log")
     ax.grid(True, axis="x", which="both", alpha=0.3)
     fig.legend(loc="outside lower center", ncols=2, fontsize="x-small")
     return fig
@@ -293,20 +366,21 @@ def cost_vs_params_figure(summary: pd.DataFrame, keys: list[str]) -> Figure | st
     for ax in (left, right):
         _plain_log_labels(ax.yaxis)
         ax.grid(True, which="both", alpha=0.3)
-    fig.legend(*left.get_legend_handles_labels(), loc="outside lower center", ncols=4, fontsize="x-small")
+    fig.legend(*left.get_legend_handles_labels(), loc="outside lower center", ncols=2, fontsize="x-small")
     fig.suptitle("Cost against model size (medians per configuration)")
     return fig
 
 
-def write_figures(df: pd.DataFrame, histories: Mapping[str, dict], out_dir: Path) -> dict[str, Path | str]:
+def write_figures(df: pd.DataFrame, histories: Mapping[str, dict], out_dir: Path,
+                  question: Sequence[str] = (), evaluations: Mapping[str, dict] | None = None) -> dict[str, Path | str]:
     """Draws every figure into `out_dir`: {name: PNG path written, or the reason it was skipped}."""
     if not (df["status"] == "ok").any():
         return {name: "no run finished ok" for name in FIGURES}
     keys = group_keys(df)
     summary = summarize(df, keys)
     drawn = {
-        "step_time": step_time_figure(df),
-        "training_curves": training_curves_figure(df, histories),
+        "step_time": step_time_figure(df, question),
+        "training_curves": training_curves_figure(df, histories, question, evaluations),
         "time_vs_steps": time_vs_steps_figure(summary, keys),
         "frozen_drift": frozen_drift_figure(summary, keys),
         "compile_vs_run": compile_vs_run_figure(summary, keys),

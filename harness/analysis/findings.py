@@ -272,6 +272,29 @@ def ratio_ci(strata: Iterable[tuple[Side, Side]], *, exact: bool = False, betwee
     return Estimate(point, float(low), float(high), len(pairs), smallest)
 
 
+def side_ci(side: Side, *, between: float = 0.0, timed: bool = True, confidence: float = CONFIDENCE,
+            seed: int = SEED, resamples: int = RESAMPLES) -> tuple[float, float, float]:
+    """(mean, low, high) of one side as `ratio_ci` resamples it: runs drawn when there are several, else one run's
+    repeats, topped up to the run-to-run spread `between`, held-up calls left out. What a figure's whisker must
+    show so that it agrees with the findings' verdicts. NaN bounds when there is nothing to resample.
+
+    >>> side_ci([[1.0, 1.0, 1.0]])
+    (1.0, 1.0, 1.0)
+    """
+    runs = _runs(side, timed)
+    if not runs:
+        return math.nan, math.nan, math.nan
+    mean = _side_mean(runs)
+    if sum(len(r) for r in runs) < 2:
+        return mean, math.nan, math.nan
+    if not between and np.ptp(np.concatenate(runs)) == 0:
+        return mean, mean, mean
+    means = _resampled_means(runs, np.random.default_rng(seed), resamples, between)
+    tail = (1 - confidence) / 2 * 100
+    low, high = np.percentile(means, [tail, 100 - tail])
+    return mean, float(low), float(high)
+
+
 def mean_ci(values: Sequence[float], *, confidence: float = CONFIDENCE, seed: int = SEED,
             resamples: int = RESAMPLES) -> tuple[float, float, float]:
     """(mean, low, high): a seeded percentile bootstrap CI of the mean; zero-width for constant values,
@@ -434,19 +457,24 @@ def run_to_run(runs: pd.DataFrame, column: str, threshold: float = THRESHOLD) ->
 # --- comparisons within a sweep ------------------------------------------------------------------
 
 
-def baselines_for(df: pd.DataFrame, overrides: Mapping[str, str] | None = None) -> dict[str, str]:
-    """{axis: baseline value} for each compared axis with two or more values among the ok runs.
+def baselines_for(df: pd.DataFrame, overrides: Mapping[str, str] | None = None,
+                  axes: Sequence[str] = ()) -> dict[str, Any]:
+    """{axis: baseline value} for each compared axis with two or more values among the ok runs: the question's
+    `axes` first (every swept config leaf: own freeze patterns, `+model.x`), then COMPARED_AXES, then any axis an
+    override names.
 
-    The baseline is the override, else diffstate for methods, else the sweep's first value.
+    The baseline is the override (matched as its text: `lr=0.01`, `freeze.patterns=[]`), else diffstate for
+    methods, else the sweep's first value.
     """
     ok = df[df["status"] == "ok"]
+    overrides = overrides or {}
     out = {}
-    for axis in COMPARED_AXES:
+    for axis in dict.fromkeys([*axes, *COMPARED_AXES, *overrides]):
         values = [v for v in dict.fromkeys(ok[axis]) if nan_to_none(v) is not None] if axis in ok else []
         if len(values) < 2:
             continue
-        wanted = (overrides or {}).get(axis, DEFAULT_BASELINES.get(axis))
-        out[axis] = wanted if wanted in values else values[0]
+        wanted = overrides.get(axis, DEFAULT_BASELINES.get(axis))
+        out[axis] = next((v for v in values if key_text(v) == wanted), values[0])
     return out
 
 
@@ -465,9 +493,12 @@ def compare_axis(df: pd.DataFrame, axis: str, baseline: str, columns: Sequence[s
     by the sweep's own run-to-run spread (`run_to_run`); without one, it calls nothing (NO_SPREAD).
     """
     ok = df[df["status"] == "ok"]
+    # A step time faster than the machine can compute (plausibility's warning: XLA hoisted the work) is no cost of
+    # the training: such runs take no part in any timed verdict, nor in the spread between runs.
+    plausible = ok[ok["warning"].isna()] if "warning" in ok else ok
     # Settings that follow from the compared value (the freeze mask of a fine-tuning strategy) are no strata.
     others = [k for k in group_keys(ok) if k != axis and not _follows(ok, axis, k)]
-    spread = {column: run_to_run(ok, column, threshold) for column in columns if MEASURES[column].timed}
+    spread = {column: run_to_run(plausible, column, threshold) for column in columns if MEASURES[column].timed}
     rows = []
     for candidate in dict.fromkeys(ok[axis]):
         if candidate == baseline or nan_to_none(candidate) is None:
@@ -476,7 +507,8 @@ def compare_axis(df: pd.DataFrame, axis: str, baseline: str, columns: Sequence[s
             measure = MEASURES[column]
             by = [*others, "seed"] if measure.paired else others
             strata, short, same, unlike = [], [], [], 0
-            for _, g in (ok.groupby(by, dropna=False, sort=False) if by else [((), ok)]):
+            runs = plausible if measure.timed else ok
+            for _, g in (runs.groupby(by, dropna=False, sort=False) if by else [((), runs)]):
                 base, cand = g[g[axis] == baseline], g[g[axis] == candidate]
                 if measure.timed and len(base) and len(cand) and not like_groups(base, cand):
                     unlike += 1
@@ -554,11 +586,12 @@ def finding_columns(df: pd.DataFrame, threshold: float = THRESHOLD) -> list[str]
 
 
 def comparisons(df: pd.DataFrame, baselines: Mapping[str, str] | None = None, *, threshold: float = THRESHOLD,
-                seed: int = SEED) -> pd.DataFrame:
-    """Every comparison the sweep supports (methods, freeze options, optimizers), one row per metric."""
+                seed: int = SEED, axes: Sequence[str] = ()) -> pd.DataFrame:
+    """Every comparison the sweep supports (the question's `axes`, methods, freeze options, optimizers), one row
+    per metric."""
     columns = finding_columns(df, threshold)
     parts = [compare_axis(df, axis, base, columns, threshold=threshold, seed=seed)
-             for axis, base in baselines_for(df, baselines).items()]
+             for axis, base in baselines_for(df, baselines, axes).items()]
     parts = [p for p in parts if len(p) and (p["strata"] > 0).any()]  # no setting run with both: nothing to say
     return pd.concat(parts, ignore_index=True) if parts else compare_axis(df.iloc[:0], "method", "", columns)
 
@@ -650,6 +683,22 @@ def spread_lines(found: pd.DataFrame) -> list[str]:
              f"±{spread.max():.1%} (the log standard deviation of a run's mean beyond its repeats).")]
 
 
+def verdict_legend(threshold: float = THRESHOLD) -> str:
+    """Every word a verdict can be (`verdict` and `compare_axis`), defined in one line: none is left to guess."""
+    words = [
+        ("slower / faster, more / less, higher / lower", f"the whole CI lies beyond ±{threshold:.0%}"),
+        (NO_DIFFERENCE, "the CI holds 1"),
+        (f"within ±{threshold:.0%}", "the CI excludes 1 but lies inside the threshold: a change too small to matter"),
+        ("inconclusive", "the CI straddles the threshold: it neither rules a change in nor out (more seeds narrow it)"),
+        ("identical", "every run of both sides gave the same value"),
+        (SAME_PROGRAM, "both sides ran one XLA program (one HLO fingerprint): their time ratio is drift between runs"),
+        (TOO_SHORT, "the timed work is within the jitter of a call: use more steps"),
+        ("not tested", "no interval can be drawn (one sample, or no spread between runs measured)"),
+        ("not compared", "the sides trained in vectorized groups of other sizes"),
+    ]
+    return "Legend: " + "; ".join(f"**{word}**: {meaning}" for word, meaning in words) + "."
+
+
 def render_findings(df: pd.DataFrame, found: pd.DataFrame, threshold: float = THRESHOLD) -> str:
     """The report's "Findings" section as markdown: one compact table per compared axis, then drift."""
     parts = ["## Findings\n",
@@ -659,12 +708,13 @@ def render_findings(df: pd.DataFrame, found: pd.DataFrame, threshold: float = TH
              f"lies beyond ±{threshold:.0%}; \"(exact)\": the value does not vary between runs; "
              f"\"{SAME_PROGRAM}\": both ran one XLA program, so their times differ by drift alone; "
              f"\"{TOO_SHORT}\": the timed work is within the jitter of a call.\n"]
+    parts.append(verdict_legend(threshold) + "\n")
     for axis in dict.fromkeys(found["axis"]):
         parts.append(markdown_table(findings_table(found, axis)))
     lines = [*same_program_lines(found), *spread_lines(found), *floor_lines(found), *drift_lines(df)]
     parts += [line + "\n" for line in lines]
     if not len(found):
-        parts.append("The sweep compares nothing: it has one method, one freeze option and one optimizer.\n")
+        parts.append("The sweep compares nothing: no config leaf but the seed takes two values among its ok runs.\n")
     return "\n".join(parts)
 
 

@@ -35,7 +35,8 @@ RUNS_TABLE = "runs.parquet"  # a report's table of every run, all that a committ
 AXIS_PATHS = tuple(p.removeprefix("config.") for f in AXES for p in f.paths)
 _PANDAS = {int: "Int64", bool: "boolean", str: "str", float: "float64"}
 # Column -> (pandas dtype, cast): the same dtypes in parquet and CSV whatever is missing.
-DTYPES = {**{f.column: (_PANDAS[f.kind], f.kind) for f in FIELDS}, "path": ("str", str)}
+DTYPES = {**{f.column: (_PANDAS[f.kind], f.kind) for f in FIELDS}, "schema_version": ("Int64", int),
+          "path": ("str", str)}
 # Always rows of the summary; the others become rows only where they split the sweep further.
 ALWAYS_KEYS = ("method", "freeze", "optimizer")
 MAYBE_KEYS = ("task", "model", "lr", "weight_decay", "steps", "device", "experiment")
@@ -49,7 +50,8 @@ MAYBE_KEYS = ("task", "model", "lr", "weight_decay", "steps", "device", "experim
 
 def row(path: Path, record: dict) -> dict[str, Any]:
     """One run as flat columns (harness/core/fields.py): its axes, status, measurements and bookkeeping."""
-    return {**{f.column: f.get(record) for f in FIELDS}, "path": str(path)}
+    return {**{f.column: f.get(record) for f in FIELDS}, "schema_version": record.get("schema_version", 1),
+            "path": str(path)}
 
 
 def _extra_axes(records: list[tuple[Path, dict]]) -> dict[str, list]:
@@ -152,6 +154,22 @@ def load_records(sweep_dir: str | Path) -> tuple[pd.DataFrame, list[tuple[Path, 
     return frame(records), problems
 
 
+def schema_from_keys(keys: Iterable[Any]) -> int:
+    """The record schema of runs known only by their `config_key`s: schema 2 (harness/jobs/record.py) gave the task
+    and the model their components' settings, `_target_` included; a schema-1 config has no `task._target_`.
+
+    >>> schema_from_keys(['{"task._target_": "t", "task.seed": 1}']), schema_from_keys(['{"task.seed": 1}'])
+    (2, 1)
+    """
+    for key in keys:
+        try:
+            if "task._target_" in json.loads(key):
+                return 2
+        except (TypeError, ValueError):
+            continue
+    return 1
+
+
 def load_runs(sweep_dir: str | Path) -> tuple[pd.DataFrame, list[tuple[Path, str]], str]:
     """`load_records`, or in a directory without records (a committed reference, results/reference/<experiment>/)
     the RUNS_TABLE its report wrote; and what the runs were read from.
@@ -163,6 +181,8 @@ def load_runs(sweep_dir: str | Path) -> tuple[pd.DataFrame, list[tuple[Path, str
     if len(df) or problems or not table.is_file():
         return df, problems, f"{len(df)} records"
     runs = pd.read_parquet(table)
+    if "schema_version" not in runs:  # a table written before it kept the schema: read it from the config keys
+        runs["schema_version"] = schema_from_keys(runs["config_key"])
     runs = runs.assign(**{name: None for name in frame([]).columns if name not in runs})
     return typed(runs), [], f"{RUNS_TABLE} of a report ({len(runs)} runs, no records)"
 
@@ -240,6 +260,37 @@ def natural_order(df: pd.DataFrame, order: dict[str, list[str]] | None = None) -
     ties = [c for c in ("config_key", "started", "job_num", "path") if c in df.columns]
     keys = [tuple(ranks[name][i] for name in axes) + tuple(str(df[c].iloc[i]) for c in ties) for i in range(len(df))]
     return df.iloc[sorted(range(len(df)), key=keys.__getitem__)].reset_index(drop=True)
+
+
+def question_axes(df: pd.DataFrame, order: dict[str, list[str]] | None = None,
+                  declared: Iterable[str] = ()) -> list[str]:
+    """The axes the sweep asks about, first what its config declares (`question`, a list of columns), then every
+    other column that varies across the runs (the swept config leaves), in the order the sweep's overrides name
+    them (`sweep_order`), the rest after in column order. The findings, first figure and tables lead with them.
+
+    A column that follows from those before it (the strategy sets the freeze option) is left out.
+
+    >>> df = pd.DataFrame({"method": ["a", "a", "b", "b"], "freeze": ["x", "y", "x", "y"],
+    ...                    "fine_tuning": ["p", "f", "p", "f"], "seed": [1, 2, 1, 2]})
+    >>> question_axes(df, {"+strategy": ["p", "f"], "method": ["a", "b"]})
+    ['fine_tuning', 'method']
+    >>> question_axes(df, {}, declared=["method"])
+    ['method', 'freeze']
+    """
+    order = order or {}
+    columns = [c for c in [*AXIS_COLUMNS, *extra_axes(df)]
+               if c in df and c not in ("seed", "experiment") and df[c].nunique(dropna=False) > 1]
+    listed = list(order)
+
+    def rank(name: str) -> int:
+        values = _column_order(df, name, order)
+        key = next((k for k, v in order.items() if values and v == values), None)
+        return listed.index(key) if key in listed else len(listed)
+
+    declared = [c for c in declared if c in df]
+    ordered = declared + sorted((c for c in columns if c not in declared), key=lambda c: (rank(c), columns.index(c)))
+    # A leaf that follows from those before it (a strategy's freeze patterns, a model's channels) asks nothing new.
+    return declared + [c for c in splitting_keys(df, declared, ordered) if c not in declared]
 
 
 # --- per-configuration summary -------------------------------------------------------------------

@@ -32,14 +32,15 @@ from harness.analysis.frames import (
     nan_to_none,
     natural_order,
     number_text,
+    question_axes,
     splitting_keys,
     status_counts,
     summarize,
     sweep_order,
 )
-from harness.analysis.tables import compact, program_keys
+from harness.analysis.tables import compact, pooled_axes, program_keys
 from harness.analysis.tradeoffs import flops_table, main_metric, peft_table
-from harness.core.fields import PACKAGES, nested_get
+from harness.core.fields import AXES, PACKAGES, nested_get
 from harness.core.files import atomic_path
 from harness.core.metrics import METRICS
 from harness.jobs.store import RECORD_NAME, read_record, read_records
@@ -102,19 +103,15 @@ def fit_table(summary: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     return _with_keys(summary, keys, columns)
 
 
-def frozen_table(summary: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
-    return _with_keys(summary, keys, {"drift L2": _spread(summary, "drift_l2"),
-                                      "bitwise unchanged": _unchanged(summary),
-                                      "optimizer state (bytes)": _spread(summary, "opt_state_bytes", _int_text)})
-
-
 def cost_table(summary: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     return _with_keys(summary, keys, {"compile (s)": _spread(summary, "compile_s"),
                                       "compile source": summary["compile_sources"],
                                       "call / steps (µs)": _spread(summary, "run_s_per_step", scale=1e6),
                                       "in-loop step (µs)": _spread(summary, "in_loop_s_per_step", scale=1e6),
                                       "per-call overhead (µs)": _spread(summary, "dispatch_overhead_s", scale=1e6),
-                                      "run time / call (ms)": _spread(summary, "run_s_per_call", scale=1e3)})
+                                      "run time / call (ms)": _spread(summary, "run_s_per_call", scale=1e3),
+                                      "achieved GFLOP/s": _spread(summary, "achieved_flops_per_s", scale=1e-9),
+                                      "fraction of peak": _spread(summary, "peak_fraction")})
 
 
 def _mb(value: Any) -> str:
@@ -126,14 +123,7 @@ def memory_table(summary: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     return _with_keys(summary, keys, {"trainable params": _spread(summary, "trainable_params", _int_text),
                                       "frozen params": _spread(summary, "frozen_params", _int_text),
                                       "memory (MiB)": _spread(summary, "memory_bytes", _mb),
-                                      "temp memory (MiB)": _spread(summary, "temp_bytes", _mb),
-                                      "optimizer state (bytes)": _spread(summary, "opt_state_bytes", _int_text)})
-
-
-def throughput_table(summary: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
-    return _with_keys(summary, keys, {"in-loop step (ms)": _spread(summary, "in_loop_s_per_step", scale=1e3),
-                                      "achieved GFLOP/s": _spread(summary, "achieved_flops_per_s", scale=1e-9),
-                                      "fraction of peak": _spread(summary, "peak_fraction")})
+                                      "temp memory (MiB)": _spread(summary, "temp_bytes", _mb)})
 
 
 def methods_table(df: pd.DataFrame) -> pd.DataFrame:
@@ -166,9 +156,10 @@ def environment_table(df: pd.DataFrame, date: str) -> pd.DataFrame:
     def column(name: str) -> pd.Series:
         return df[name] if name in df else pd.Series([None] * len(df), dtype=object)
 
-    rows = [(package, _distinct(column(f"{package.replace('-', '_')}_version"))) for package in PACKAGES]
+    # One row for the versions: the table is the report's last detail, not a page of its own.
+    rows = [("versions", " · ".join(f"{package} {_distinct(column(package.replace('-', '_') + '_version'))}"
+                                    for package in (*PACKAGES, "python")))]
     rows += [
-        ("python", _distinct(column("python_version"))),
         ("platform / device kind", _distinct(f"{p} / {k}" for p, k in zip(column("platform"), column("device_kind"))
                                              if nan_to_none(p) is not None)),
         ("device", _distinct(column("device_name"))),
@@ -292,33 +283,25 @@ def render_report(sweep_dir: Path, df: pd.DataFrame, records: list[dict], proble
     ]
     if found is not None and (df["status"] == "ok").any():
         parts.append(findings.render_findings(distinct_runs(df), found, threshold))
-    parts += [
-        "## Tables\n",
-        "Numbers are medians over the ok runs of each configuration (seeds, identical repeats), "
-        "with [min, max] when they differ: the observed spread, not a confidence interval (the findings above "
-        "carry those). Run times span every timed call of every run, compile times count cold compiles only "
-        "(a second seed is usually a cache hit). Rows that read the same merge; every run is in "
-        "`runs.parquet`, `runs.csv`; the findings with their intervals in `findings.csv`.\n",
-        "## Environment\n",
-        markdown_table(environment_table(df, date)),
-        "## Runs that did not finish ok\n",
-        markdown_table(not_ok_table(df)) if (df["status"] != "ok").any() else "None.\n",
-    ]
+    # What did not run, or not well, comes after the figures and detail tables: the counts above say it first.
+    status = ["## Environment\n", markdown_table(environment_table(df, date)),
+              "## Runs that did not finish ok\n",
+              markdown_table(not_ok_table(df)) if (df["status"] != "ok").any() else "None.\n"]
     if problems:
-        parts += ["Unreadable records (skipped):\n",
-                  "\n".join(f"- `{_relative(p, sweep_dir)}`: {why}" for p, why in sorted(problems)) + "\n"]
+        status += ["Unreadable records (skipped):\n",
+                   "\n".join(f"- `{_relative(p, sweep_dir)}`: {why}" for p, why in sorted(problems)) + "\n"]
     if missing_jobs:
-        parts += ["## Planned jobs with no record\n",
-                  "In the sweep's plan (sweep.json) but without a readable result.json: never run, or lost. "
-                  "`resume=<sweep dir>` with the sweep's overrides runs them.\n",
-                  markdown_table(missing_table(list(missing_jobs)))]
+        status += ["## Planned jobs with no record\n",
+                   "In the sweep's plan (sweep.json) but without a readable result.json: never run, or lost. "
+                   "`resume=<sweep dir>` with the sweep's overrides runs them.\n",
+                   markdown_table(missing_table(list(missing_jobs)))]
     if not (df["status"] == "ok").any():
-        return "\n".join([*parts, "No run finished ok: no tables or figures.\n"])
+        return "\n".join([*parts, *status, "No run finished ok: no tables or figures.\n"])
     keys = group_keys(df)
     summary = summarize(df, keys)
-    costs = program_keys(df, keys)  # step time, memory, FLOP/s: pooled over axes the program does not see
+    costs = program_keys(df, keys)  # step time, memory, FLOP/s: pooled only over runs of one compiled program
     cost_summary = summarize(df, costs)
-    pooled = [k for k in keys if k not in costs]
+    pooled = pooled_axes(df, keys, costs)
 
     def table(make, rows: pd.DataFrame, by: list[str], pool: list[str] = ()) -> list[str]:
         parts, note = compact(make(rows, by), by, pool)
@@ -336,39 +319,48 @@ def render_report(sweep_dir: Path, df: pd.DataFrame, records: list[dict], proble
                   "Per workload and configuration, medians over its ok runs (Hugging Face PEFT's comparison): "
                   "trainable parameters, optimizer state, memory of one call, in-loop step time, time to the "
                   "target (train.target; runs that reached it of all), test quality (* Pareto-optimal against "
-                  "the step time within its workload) and forgetting (the source task's main metric lost under "
-                  "the pretrained head).\n", *table(lambda *_: peft, df, peft_keys)]
+                  f"the step time within its workload; step times within {findings.THRESHOLD:.0%}, or of one "
+                  "compiled program, are ties) and forgetting (the source task's main metric lost under "
+                  "the pretrained head). A step time the plausibility check flags (faster than the machine can "
+                  "compute) is left out: —.\n", *table(lambda *_: peft, df, peft_keys)]
+    parts.append("## Figures\n")
+    for key, title in FIGURE_TITLES.items():
+        where = figures.get(key, "not drawn")
+        if isinstance(where, Path):  # a figure with nothing to draw is named once below, not given a heading
+            parts += [f"### {title}\n", f"![{title}]({Path(where).name})\n"]
+    skipped = [f"{FIGURE_TITLES[k]} ({why})" for k, why in figures.items() if not isinstance(why, Path)]
+    parts += [f"_Not drawn: {'; '.join(skipped)}._\n"] if skipped else []
+    parts += [
+        "## Tables\n",
+        "Numbers are medians over the ok runs of each configuration (seeds, identical repeats), "
+        "with [min, max] when they differ: the observed spread, not a confidence interval (the findings above "
+        "carry those). Rows that read the same merge; every run is in `runs.parquet`, `runs.csv`; the findings "
+        "with their intervals in `findings.csv`.\n",
+    ]
     if "step_flops" in df and df["step_flops"].notna().any():
         flops_keys, flops = flops_table(df)
-        parts += ["## Where the flops go\n",
+        parts += ["### Where the flops go\n",
                   "XLA's flops of one step's parts on one batch (harness/core/cost.py): the forward pass, the "
                   "gradient the freeze needs, the rest of the compiled step (optimizer update, and gradients the "
                   "method computes that the freeze does not need), the step itself; and the backward work that "
                   "freezing removed against a full fine-tune.\n",
                   *table(lambda *_: flops, df, flops_keys)]
     parts += [
-        "## What each method does\n", METHOD_NOTES + "\n", *table(lambda rows, _: methods_table(rows), df, method_keys),
-        "## Fit\n", "Final train / test value of each quality metric over the task's data and, for 1-D "
-                    "inputs, the line fitted through the test predictions.\n", *table(fit_table, summary, keys),
-        "## Frozen parameters\n", "Drift: L2 norm of final − initial over all frozen leaves.\n",
-        *table(frozen_table, summary, keys),
-        "## Is the timed work real?\n", *plausibility_lines(df, records),
-        "## Throughput\n", "In-loop step time, XLA's flop count per step over it, and that rate as a fraction "
-                            "of the machine's calibrated f32 matmul peak.\n",
-        *table(throughput_table, cost_summary, costs, pooled),
-        "## Memory\n", "XLA's memory analysis of the compiled training program: memory is what one call holds at "
-                        "most (arguments + outputs + temporaries − aliased buffers), temp the temporaries alone; "
-                        "and the optimizer state.\n", *table(memory_table, cost_summary, costs, pooled),
-        "## Cost\n", "Compile: ahead-of-time XLA compile of the whole training program, cold compiles only (runs "
-                     "served from a compile cache have none). Run: one jitted call (all steps), after warm-up. "
-                     "In-loop step: (call − 1-step call) / (steps − 1); per-call overhead: 1-step call − one "
-                     "in-loop step.\n", *table(cost_table, cost_summary, costs, pooled),
-        "## Figures\n",
+        "### Frozen parameters: what each method does\n", METHOD_NOTES + "\n",
+        *table(lambda rows, _: methods_table(rows), df, method_keys),
+        "### Fit\n", "Final train / test value of each quality metric over the task's data and, for 1-D "
+                     "inputs, the line fitted through the test predictions.\n", *table(fit_table, summary, keys),
+        "### Is the timed work real?\n", *plausibility_lines(df, records),
+        "### Cost\n", "Compile: ahead-of-time XLA compile of the whole training program, cold compiles only (runs "
+                       "served from a compile cache have none). Run: one jitted call (all steps), after warm-up. "
+                       "In-loop step: (call − 1-step call) / (steps − 1); per-call overhead: 1-step call − one "
+                       "in-loop step; XLA's flop count per step over the in-loop step, and that rate as a fraction "
+                       "of the machine's calibrated f32 matmul peak.\n", *table(cost_table, cost_summary, costs, pooled),
+        "### Memory\n", "XLA's memory analysis of the compiled training program: memory is what one call holds at "
+                         "most (arguments + outputs + temporaries − aliased buffers), temp the temporaries alone.\n",
+        *table(memory_table, cost_summary, costs, pooled),
+        *status,
     ]
-    for key, title in FIGURE_TITLES.items():
-        where = figures.get(key, "not drawn")
-        parts.append(f"### {title}\n")
-        parts.append(f"![{title}]({Path(where).name})\n" if isinstance(where, Path) else f"_Skipped: {where}._\n")
     return "\n".join(parts)
 
 
@@ -397,8 +389,13 @@ def write_report(sweep_dir: str | Path, df: pd.DataFrame, out_dir: str | Path | 
     with atomic_path(out_dir / "runs.csv") as tmp:
         table.to_csv(tmp, index=False)
     histories = {path: record.get("history") for path, record in zip(df["path"], records)}
-    figures = write_figures(df, histories, out_dir)
-    found = findings.comparisons(distinct_runs(df), baselines, threshold=threshold)
+    question = question_axes(df, sweep_order(sweep_dir), declared_question(records))
+    # The test metric each run evaluated during training (train.eval_every), drawn beside its train loss.
+    evaluations = {path: {**((record.get("target") or {}).get("evaluations") or {}),
+                          "metric": (record.get("target") or {}).get("metric")}
+                   for path, record in zip(df["path"], records)}
+    figures = write_figures(df, histories, out_dir, question, evaluations)
+    found = findings.comparisons(distinct_runs(df), baselines, threshold=threshold, axes=question)
     with atomic_path(out_dir / FINDINGS_NAME) as tmp:
         found.to_csv(tmp, index=False)
     date = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
@@ -406,6 +403,19 @@ def write_report(sweep_dir: str | Path, df: pd.DataFrame, out_dir: str | Path | 
         tmp.write_text(render_report(sweep_dir, df, records, list(problems), figures, date, found, threshold,
                                      missing(sweep_dir, df)))
     return figures
+
+
+QUESTION_KEY = "question"  # a top-level config list of the axes an experiment asks about, e.g. [fine_tuning, model]
+
+
+def declared_question(records: Iterable[dict]) -> list[str]:
+    """The axes the sweep's config declares it asks about (`question`), as report columns; [] when none does.
+    Config paths name their column: `method.name` -> method, `optimizer.lr` -> lr, `+strategy` -> fine_tuning is
+    the experiment's to write as `fine_tuning`."""
+    declared = next((q for r in records if isinstance(q := (r.get("config") or {}).get(QUESTION_KEY), list)), [])
+    columns = {p.removeprefix("config."): f.column for f in AXES for p in f.paths}
+    columns.update({p.removesuffix(".name"): c for p, c in list(columns.items())})
+    return list(dict.fromkeys(columns.get(str(name), str(name)) for name in declared))
 
 
 def headline_lines(df: pd.DataFrame, out_dir: str | Path) -> list[str]:
@@ -431,7 +441,11 @@ class UnknownBaseline(ValueError):
 def check_baselines(df: pd.DataFrame, baselines: Mapping[str, str]) -> None:
     """UnknownBaseline, naming the values that exist, when a `--baseline AXIS=VALUE` names none of the sweep's."""
     for axis, value in baselines.items():
-        values = [key_text(v) for v in dict.fromkeys(df[axis]) if nan_to_none(v) is not None] if axis in df else []
+        if axis not in df:
+            swept = [c for c in question_axes(df) if c in df]
+            raise UnknownBaseline(f"--baseline {axis}={value}: no run of this sweep has an axis {axis}; the axes it varies: "
+                                  f"{', '.join(swept) or 'none'}")
+        values = [key_text(v) for v in dict.fromkeys(df[axis]) if nan_to_none(v) is not None]
         if value not in values:
             raise UnknownBaseline(f"--baseline {axis}={value}: no run of this sweep has {axis}={value}; its {axis} "
                                   f"values: {', '.join(values) or 'none'}")
@@ -586,10 +600,12 @@ def _report_lines(made: dict[str, Any]) -> list[str]:
 
 
 def _axis_value(text: str) -> tuple[str, str]:
-    """'method=reference' -> ('method', 'reference'), for the axes findings compare."""
+    """'method=reference' -> ('method', 'reference'): any axis the sweep varies (a report column: method, lr,
+    fine_tuning, or a swept config leaf such as freeze.patterns); `check_baselines` checks it against the runs."""
     axis, sep, value = text.partition("=")
-    if not sep or axis not in findings.COMPARED_AXES or not value:
-        raise ValueError(f"--baseline {text!r}: give AXIS=VALUE with AXIS one of {', '.join(findings.COMPARED_AXES)}")
+    if not sep or not axis or not value or axis == "seed":
+        raise ValueError(f"--baseline {text!r}: give AXIS=VALUE with AXIS a swept axis other than the seed, e.g. "
+                         f"{', '.join(findings.COMPARED_AXES)}, lr or a config leaf such as freeze.patterns")
     return axis, value
 
 

@@ -56,8 +56,36 @@ def program_keys(df: pd.DataFrame, keys: Sequence[str]) -> list[str]:
     ok = df[df["status"] == "ok"]
     if not any(c in ok and ok[c].notna().any() for c in PROGRAM_SIGNATURE):
         return list(keys)
-    return [k for k in keys
+    kept = [k for k in keys
             if ok[k].nunique(dropna=False) < 2 or changes(ok, k, [o for o in keys if o != k], PROGRAM_SIGNATURE)]
+    # Two axes that co-vary (a strategy sets the freeze option) each look like no change with the other held
+    # fixed, so both were dropped though together they change the program: put dropped keys back, in order,
+    # until no kept group holds two compiled programs (the records' HLO fingerprints, not the axes' names).
+    for key in [k for k in keys if k not in kept]:
+        if not mixes_programs(ok, kept):
+            break
+        kept = [k for k in keys if k in kept or k == key]
+    return kept
+
+
+def mixes_programs(df: pd.DataFrame, keys: Sequence[str]) -> bool:
+    """Whether some group of `df` by `keys` holds runs of more than one compiled program (program_fingerprint).
+
+    >>> df = pd.DataFrame({"method": ["a", "a"], "freeze": ["x", "y"], "program_fingerprint": ["p", "q"]})
+    >>> mixes_programs(df, ["method"]), mixes_programs(df, ["method", "freeze"])
+    (True, False)
+    """
+    if "program_fingerprint" not in df or df["program_fingerprint"].isna().all():
+        return False
+    grouped = df.groupby(list(keys), dropna=False, sort=False) if keys else [((), df)]
+    return any(g["program_fingerprint"].nunique() > 1 for _, g in grouped)
+
+
+def pooled_axes(df: pd.DataFrame, keys: Sequence[str], kept: Sequence[str]) -> list[str]:
+    """The keys not `kept` that still take several values inside some group by `kept`: what a table pools over."""
+    ok = df[df["status"] == "ok"]
+    grouped = ok.groupby(list(kept), dropna=False, sort=False) if kept else [((), ok)]
+    return [k for k in keys if k not in kept and any(g[k].nunique(dropna=False) > 1 for _, g in grouped)]
 
 
 def _count(cells: Iterable[str]) -> str:
@@ -120,6 +148,7 @@ def compact(table: pd.DataFrame, keys: Sequence[str],
             pooled: Sequence[str] = ()) -> tuple[list[tuple[str, pd.DataFrame]], str]:
     """([(title, part)] of the merged table, at most MAX_ROWS rows each; a line noting pooled and dropped axes)."""
     table, notes = merge_rows(table, keys)
-    pooled_note = [f"pooled over {', '.join(pooled)} (does not change the compiled program)"] if pooled else []
+    pooled_note = [f"each row pools its runs over {', '.join(pooled)}: one compiled program per row (the runs' HLO "
+                   "fingerprints)"] if pooled else []
     lines = pooled_note + notes
     return split(table, [k for k in keys if k in table]), ("_" + "; ".join(lines) + "._\n") if lines else ""

@@ -20,20 +20,34 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
 
+from harness.analysis.findings import THRESHOLD
 from harness.analysis.frames import group_keys, key_text, number_text
 from harness.core.metrics import METRICS
 
 WORKLOAD = ("task", "model")
+PROGRAM_COSTS = ("in_loop_s_per_step", "memory_bytes")  # costs of the compiled program, measured with noise (time)
 # (column, axis label, scale) of the costs the Pareto panels put quality against.
 COSTS = (("in_loop_s_per_step", "in-loop step (ms)", 1e3), ("memory_bytes", "memory (MiB)", 2.0**-20),
          ("trainable_params", "trainable parameters", 1.0))
 
 
-def pareto(points: Sequence[tuple[float, float]], higher_is_better: bool) -> list[bool]:
-    """Which (cost, quality) points no other point dominates (as cheap and as good, and better in one)."""
+def pareto(points: Sequence[tuple[float, float]], higher_is_better: bool, tolerance: float = 0.0) -> list[bool]:
+    """Which (cost, quality) points no other point dominates (as cheap and as good, and better in one).
+
+    Costs within a factor 1 + `tolerance` of each other are a tie: a difference the findings would not resolve
+    (their threshold) neither makes a point cheaper nor keeps a worse one on the front.
+
+    >>> pareto([(1.0, 0.95), (0.98, 0.93)], higher_is_better=True, tolerance=0.05)
+    [True, False]
+    """
     sign = 1.0 if higher_is_better else -1.0
     scored = [(cost, sign * quality) for cost, quality in points]
-    return [not any(c <= cost and q >= quality and (c < cost or q > quality) for c, q in scored)
+
+    def cheaper(c: float, cost: float) -> bool:
+        return c * (1 + tolerance) < cost
+
+    return [not any((cheaper(c, cost) or c <= cost * (1 + tolerance)) and q >= quality
+                    and (cheaper(c, cost) or q > quality) for c, q in scored)
             for cost, quality in scored]
 
 
@@ -46,6 +60,11 @@ def main_metric(df: pd.DataFrame):
 def configurations(df: pd.DataFrame) -> tuple[list[str], pd.DataFrame]:
     """(the configuration keys, one row per workload and configuration: medians over its ok runs)."""
     ok = df[df["status"] == "ok"]
+    if "warning" in ok and "in_loop_s_per_step" in ok:
+        # A step time faster than the machine can compute (XLA hoisted the work) is no cost: it takes no part in
+        # a median, a Pareto mark or the time to a target.
+        flagged = ok["warning"].notna()
+        ok = ok.assign(**{c: ok[c].mask(flagged) for c in ("in_loop_s_per_step", "time_to_target_s") if c in ok})
     keys = [k for k in dict.fromkeys([*WORKLOAD, *group_keys(ok)]) if k in ok and k != "seed"]
     columns = [c for c in ("trainable_params", "opt_state_bytes", "memory_bytes", "in_loop_s_per_step",
                            "time_to_target_s", "forgetting", *(f"test_{m}" for m in METRICS),
@@ -53,6 +72,9 @@ def configurations(df: pd.DataFrame) -> tuple[list[str], pd.DataFrame]:
                if c in ok and ok[c].notna().any()]
     table = ok.groupby(keys, dropna=False, sort=False)[columns].median().reset_index()
     table["runs"] = ok.groupby(keys, dropna=False, sort=False).size().to_numpy()
+    if "program_fingerprint" in ok:  # the configuration's one compiled program, None when its runs ran several
+        table["program"] = [g.iloc[0] if g.nunique() == 1 and g.notna().all() else None
+                            for _, g in ok.groupby(keys, dropna=False, sort=False)["program_fingerprint"]]
     reached = ok.groupby(keys, dropna=False, sort=False)["target_reached"] if "target_reached" in ok else None
     if reached is not None:
         table["reached"] = [f"{int(g.fillna(False).sum())}/{len(g)}" for _, g in reached]
@@ -113,7 +135,14 @@ def _front(table: pd.DataFrame, cost: str, metric) -> list[bool]:
     flags = pd.Series(False, index=table.index)
     for _, rows in table.groupby([k for k in WORKLOAD if k in table], dropna=False, sort=False):
         usable = rows[rows[cost].notna() & rows[f"test_{metric.name}"].notna()]
-        marks = pareto(list(zip(usable[cost], usable[f"test_{metric.name}"])), metric.better == "higher")
+        costs = usable[cost].astype(float)
+        if cost in PROGRAM_COSTS and "program" in usable:
+            # Configurations of one compiled program (scratch and a fine-tune) cost the same: what their step
+            # times differ by is drift between runs, never a reason for one to dominate the other.
+            shared = usable["program"].notna()
+            costs[shared] = usable[shared].groupby("program")[cost].transform("mean")
+        marks = pareto(list(zip(costs, usable[f"test_{metric.name}"])), metric.better == "higher",
+                       tolerance=THRESHOLD if cost in PROGRAM_COSTS else 0.0)
         flags[usable.index] = marks
     return flags.tolist()
 
@@ -132,7 +161,10 @@ def pareto_figure(df: pd.DataFrame) -> Figure | str:
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, len(costs), squeeze=False)[0]
     workloads = list(table.groupby([k for k in WORKLOAD if k in table], dropna=False, sort=False))
+    placed = []
     for ax, (column, title, scale) in zip(axes, costs):
+        texts = []
+        placed.append((ax, texts))
         front = _front(table, column, metric)
         for i, (workload, rows) in enumerate(workloads):
             colour = f"C{i % 10}"
@@ -144,13 +176,40 @@ def pareto_figure(df: pd.DataFrame) -> Figure | str:
             order = np.argsort(x[best])
             ax.plot(x[best][order], y[best][order], color=colour, lw=0.8, alpha=0.6)
             for xi, yi, (_, row) in zip(x, y, rows.iterrows()):
-                ax.annotate(" · ".join(key_text(row[k]) for k in label_keys), (xi, yi), fontsize=5.5, alpha=0.75,
-                            xytext=(3, 2), textcoords="offset points")
+                texts.append(ax.text(xi, yi, " · ".join(key_text(row[k]) for k in label_keys), fontsize=6.5,
+                                     alpha=0.85))
         ax.set_xscale("log")
         ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel(title)
         ax.set_ylabel(f"test {metric.title}")
         ax.grid(True, alpha=0.3)
-    axes[0].legend(fontsize="x-small")
-    fig.suptitle(f"Test {metric.title} against cost (ringed: Pareto-optimal within a workload)")
+    # Below the panels: a legend inside would cover points, and place_labels draws before the figure is saved.
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center",
+               ncols=min(len(workloads), 6), fontsize="x-small")
+    runs = sorted(set(table["runs"]))
+    fig.suptitle(f"Test {metric.title} against cost: each point a configuration's medians over its runs "
+                 f"(n = {runs[0] if len(runs) == 1 else f'{runs[0]}–{runs[-1]}'})\n(ringed: Pareto-optimal within a "
+                 f"workload; step times and memory within {THRESHOLD:.0%}, or of one compiled program, are ties)",
+                 fontsize="medium")
+    place_labels(fig, placed)
     return fig
+
+
+def place_labels(fig: Figure, placed: list) -> None:
+    """Moves each axes' point labels apart (adjustText) once the layout is final, so none overlaps another; labels
+    it cannot part are left out rather than drawn as a smear (the table beside the figure names every point)."""
+    from adjustText import adjust_text
+
+    fig.canvas.draw()  # the constrained layout settles the axes' sizes that the label boxes are measured in
+    for ax, texts in placed:
+        if texts:
+            adjust_text(texts, ax=ax, arrowprops={"arrowstyle": "-", "color": "0.5", "lw": 0.5}, ensure_inside_axes=True)
+    renderer = fig.canvas.get_renderer()
+    for ax, texts in placed:
+        kept = []
+        for text in texts:
+            box = text.get_window_extent(renderer)
+            if any(box.overlaps(other) for other in kept):
+                text.set_visible(False)
+            else:
+                kept.append(box)

@@ -81,7 +81,33 @@ def run_lines(record: dict[str, Any]) -> list[str]:
         repeats = len(timing.get("run_s") or [])
         step = timing.get("in_loop_s_per_step")
         per_call = (timing.get("run_s_per_step") or {}).get("median")
+        flagged = bool((record.get("plausibility") or {}).get("warning"))
         lines.append(_line("time", f"compile {_time(timing.get('compile_s'))} ({timing.get('compile_source')}); "
-                                   + (f"step {_time(step)} in the loop, " if step is not None else "step ")
+                                   + (f"step {_time(step)} in the loop"
+                                      + (" (NOT PLAUSIBLE, below), " if flagged else ", ")
+                                      if step is not None else "step ")
                                    + f"{_time(per_call)} per call / steps (median of {repeats})"))
+        lines += plausibility_lines(record)
+    return lines
+
+
+def plausibility_lines(record: dict[str, Any]) -> list[str]:
+    """The time line's verdict, printed under it: a step time faster than the machine can compute is flagged
+    with why and what to change (only result.json said so before, and a newcomer read the hoisted step as
+    a saving); a full-batch run with frozen parameters gets the caveat; else how far below the peak it ran.
+
+    >>> print(*plausibility_lines({"plausibility": {"warning": "faster than the peak (5.7x); use a batch"}}))
+      NOT PLAUSIBLE  faster than the peak (5.7x); use a batch: do not cite this step time
+    >>> plausibility_lines({"plausibility": {"peak_fraction": 0.0123, "limit": 1.5}})
+    ['  plausible      0.0123x the calibrated peak (flagged above 1.5x)']
+    """
+    verdict = record.get("plausibility") or {}
+    if verdict.get("warning"):
+        return [_line("NOT PLAUSIBLE", f"{verdict['warning']}: do not cite this step time")]
+    lines = []
+    if verdict.get("peak_fraction") is not None:
+        lines.append(_line("plausible", f"{verdict['peak_fraction']:.3g}x the calibrated peak "
+                                        f"(flagged above {verdict.get('limit')}x)"))
+    if verdict.get("note"):
+        lines.append(_line("caveat", verdict["note"]))
     return lines

@@ -372,6 +372,9 @@ def test_a_point_of_a_vectorized_job_whose_records_do_not_fit_is_listed_missing_
     assert [r["job"]["vectorized"]["point"] for r in records(results)] == [0, 2]
     assert "sweep finished: 1 jobs, 2 runs recorded: 2 ok" in proc.stdout
     assert "1 planned runs left no record:" in proc.stdout and "missing #0/1: " in proc.stdout
+    (sweep,) = (results / "default").iterdir()
+    shown = run_cli("report", str(sweep), cwd=tmp_path)  # `harness report` counts the lost point too
+    assert shown.returncode == 1 and "incomplete sweep: 1 planned jobs with no record" in shown.stderr, shown.stderr
 
 
 @contextlib.contextmanager

@@ -17,9 +17,9 @@ from __future__ import annotations
 import argparse
 import json
 import math
-from dataclasses import dataclass
 import sys
 from collections.abc import Collection
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -68,7 +68,10 @@ def parse_threshold(text: str) -> float:
     """'5%' or '0.05' -> 0.05; a bare number must be a fraction below 1, so '5' is not read as 500%."""
     text = text.strip()
     percent = text.endswith("%")
-    value = float(text[:-1]) / 100 if percent else float(text)
+    try:
+        value = float(text[:-1]) / 100 if percent else float(text)
+    except ValueError:
+        value = float("nan")  # not a number: the one message below
     if not value > 0 or (not percent and value >= 1):
         raise ValueError(f"threshold {text!r}: give a percentage like 5% or a fraction like 0.05")
     return value

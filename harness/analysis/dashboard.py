@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.core.fields import axes, nested_get, wandb_summary
+from harness.core.files import atomic_path
 from harness.core.metrics import METRICS
 from harness.jobs.store import read_records
 from harness.jobs.tracking import run_group
@@ -158,8 +159,14 @@ def main_dashboard(argv: list[str] | None = None) -> int:
     import json
 
     out = args.out or args.sweep_dir / SPEC_NAME
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(spec(workspace), indent=1))
+    try:  # written whole or not at all (a full disk leaves no cut-off spec)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(out) as tmp:
+            tmp.write_text(json.dumps(spec(workspace), indent=1))
+    except OSError as err:
+        print(f"harness dashboard: cannot write {out}: {err.strerror or err}; choose another place with --out",
+              file=sys.stderr, flush=True)
+        return 1
     group = workspace.name.removesuffix(" (harness dashboard)")
     print(f"dashboard: {len(workspace.sections)} sections for W&B group {group!r} "
           f"(project {workspace.project!r}) -> {out}", flush=True)

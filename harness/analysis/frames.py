@@ -9,6 +9,7 @@ formats defined here.
 
 from __future__ import annotations
 
+import html
 import json
 import math
 from collections.abc import Collection, Iterable, Iterator
@@ -413,12 +414,18 @@ def key_text(value: Any) -> str:
 
 
 def markdown_table(df: pd.DataFrame) -> str:
-    """A GitHub markdown table of `df` as text (no extra dependency)."""
+    """A GitHub markdown table of `df` as text (no extra dependency).
+
+    >>> print(markdown_table(pd.DataFrame({"name": ["<b>a|b</b>"]})), end="")
+    | name |
+    |---|
+    | &lt;b&gt;a\\|b&lt;/b&gt; |
+    """
     if df.empty:
         return "_no rows_\n"
 
-    def cell(value: Any) -> str:
-        return key_text(value).replace("|", "\\|").replace("\n", " ")
+    def cell(value: Any) -> str:  # a name or value as text: HTML in it is shown, never rendered
+        return html.escape(key_text(value), quote=False).replace("|", "\\|").replace("\n", " ")
 
     lines = ["| " + " | ".join(map(str, df.columns)) + " |", "|" + "---|" * len(df.columns)]
     lines += ["| " + " | ".join(cell(v) for v in values) + " |" for values in df.itertuples(index=False)]

@@ -44,7 +44,7 @@ from harness.core.fields import AXES, PACKAGES, nested_get
 from harness.core.files import atomic_path
 from harness.core.metrics import METRICS
 from harness.jobs.store import RECORD_NAME, read_record, read_records
-from harness.jobs.sweep_plan import SWEEP_FILE, missing_jobs, plan_dirs, plan_problem, planned_count, read_plan
+from harness.jobs.sweep_plan import SWEEP_FILE, missing_runs, plan_dirs, plan_problem, planned_count, read_plan
 from harness.jobs.tracking import quiet_settings, run_group
 from harness.jobs.wandb_file import is_complete, job_type, run_file
 
@@ -237,13 +237,14 @@ METHOD_NOTES = (
 
 
 def missing(sweep_dir: Path, df: pd.DataFrame) -> list[dict[str, Any]]:
-    """The jobs each sweep at or under `sweep_dir` planned (its sweep.json) that left no readable record:
-    [{"num", "overrides", "sweep"}], "sweep" being the sweep's directory."""
+    """The runs each sweep at or under `sweep_dir` planned (its sweep.json) that left no readable record: a job
+    with none, or a point of a vectorized job ({"num": "<job>/<point>"}): [{"num", "overrides", "sweep"}],
+    "sweep" being the sweep's directory."""
     out = []
     for plan_dir in plan_dirs(sweep_dir):
-        recorded = {int(n) for n, path in zip(df["job_num"], df["path"])
-                    if nan_to_none(n) is not None and Path(path).is_relative_to(plan_dir)}
-        out += [{**job, "sweep": str(plan_dir)} for job in missing_jobs(read_plan(plan_dir), recorded)]
+        readable = {str(path) for path in df["path"] if Path(path).is_relative_to(plan_dir)}
+        records = [record for path, record in read_records(plan_dir)[0] if str(path) in readable]
+        out += [{**job, "sweep": str(plan_dir)} for job in missing_runs(read_plan(plan_dir), records)]
     return out
 
 

@@ -118,3 +118,13 @@ def test_an_integer_param_of_your_model_is_named_with_what_to_do(tmp_path):
     assert "freeze: parameter 'count' is an integer nnx.Param" in proc.stderr and "freeze.patterns" in proc.stderr
     proc = run_cli(*args, "freeze=paths", 'freeze.patterns=["^count$"]', cwd=tmp_path, env=env)  # frozen: it trains
     assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def test_non_finite_data_or_a_class_count_that_is_no_number_is_named_at_load(tmp_path):
+    proc, (record,) = fussy(tmp_path, "+task.nans=3")
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert "task 'fussy' returned x_train with 3 non-finite values (NaN or infinity) of " in proc.stderr
+    assert record["status"] == "failed"  # not `diverged` "from step 0", which read as a learning-rate problem
+    (tmp_path / "r2").mkdir()
+    proc, _ = fussy(tmp_path / "r2", "+task.classes=four")
+    assert proc.returncode == 1 and "classes='four': classes is a whole number >= 1" in proc.stderr, proc.stderr

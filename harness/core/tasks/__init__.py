@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from harness.core.checks import ConfigError, check
@@ -169,6 +170,16 @@ def checked(name: str, made: Any, what: str = "task", abstract: bool = False, va
     for key in xs:
         if not np.issubdtype(arrays[key].dtype, np.floating) and not np.issubdtype(arrays[key].dtype, np.integer):
             fail(f"{key} of dtype {arrays[key].dtype}: numbers expected")
+    for key, values in arrays.items():  # NaN in the data would read as a divergence "from step 0"
+        if np.issubdtype(values.dtype, np.inexact) and not isinstance(values, jax.ShapeDtypeStruct):
+            bad = int(jnp.sum(~jnp.isfinite(values))) if isinstance(values, jax.Array) else \
+                int(values.size - np.count_nonzero(np.isfinite(values)))
+            if bad:
+                fail(f"{key} with {bad} non-finite values (NaN or infinity) of {values.size}: the data must be finite")
+    for count in ("classes", "vocab"):
+        value = made.get(count)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1):
+            fail(f"{count}={value!r}: {count} is a whole number >= 1")
     if METRICS[loss].kind == "regression":
         for key in ys:
             y = arrays[key]

@@ -16,9 +16,9 @@ def quadrants(seed: int, rows: int = 512, noise: float = 0.5) -> dict:
 
 
 def fussy(seed: int, rows: int = 32, fail_on: int | None = None, exit_on: int | None = None,
-          padding: int = 0) -> dict:
+          padding: int = 0, nans: int = 0, classes=None) -> dict:
     """A line with noise that fails for one seed: raises for `fail_on` (its message `padding` characters longer),
-    calls sys.exit(3) for `exit_on`."""
+    calls sys.exit(3) for `exit_on`; with `nans`, that many NaN inputs; `classes` is returned as given."""
     import sys
 
     if seed == fail_on:
@@ -28,7 +28,9 @@ def fussy(seed: int, rows: int = 32, fail_on: int | None = None, exit_on: int | 
     rng = np.random.default_rng(seed)
     x = rng.uniform(-1, 1, size=(2 * rows, 1)).astype(np.float32)
     y = (2 * x + rng.normal(0, 0.1, size=x.shape)).astype(np.float32)
-    return {"x_train": x[:rows], "y_train": y[:rows], "x_test": x[rows:], "y_test": y[rows:], "loss": "mse"}
+    x[:nans] = np.nan
+    return {"x_train": x[:rows], "y_train": y[:rows], "x_test": x[rows:], "y_test": y[rows:], "loss": "mse",
+            **({"classes": classes} if classes is not None else {})}
 
 
 def line(seed: int, rows: int = 32) -> dict:

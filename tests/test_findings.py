@@ -263,6 +263,8 @@ def test_a_grouped_points_time_is_compared_only_with_times_of_its_group_size():
                 rows.append({"status": "ok", "method": method, "freeze": "kernel", "optimizer": "adam", "seed": seed,
                              "steps": 101, "one_step_call_s": 1e-4, "timing_points": points,
                              "program_fingerprint": method, "test_mse": 0.5 + 0.1 * seed,
+                             # a group's program: its compile and memory, as its points' records hold them
+                             "compile_s": 0.5 * scale * points, "compile_source": "compiled", "memory_bytes": 1000 * points,
                              "run_s": json.dumps([scale * (0.0101 + 1e-4 * i) * (1 + 0.01 * seed) for i in range(5)])})
         return pd.DataFrame(rows)
 
@@ -270,7 +272,7 @@ def test_a_grouped_points_time_is_compared_only_with_times_of_its_group_size():
         return dict(zip(found["metric"], found["verdict"]))
 
     unlike = verdicts(comparisons(sweep(64)))
-    assert unlike["in_loop_s_per_step"] == UNLIKE_GROUPS
+    assert unlike["in_loop_s_per_step"] == unlike["memory_bytes"] == UNLIKE_GROUPS  # compile: in compare, alike
     assert unlike["test_mse"] == "identical"  # compared: the same values, seed by seed
     assert verdicts(comparisons(sweep(1)))["in_loop_s_per_step"] == "slower"
 

@@ -189,7 +189,7 @@ def _compare_one(a: pd.Series, b: pd.Series, threshold: float, columns: list[tup
         est = findings.ratio_ci(strata(a["rows"], b["rows"], metric), exact=metric.exact or metric.paired,
                                 between=spread.get(name) or 0.0, timed=metric.timed, seed=seed)
         word = findings.verdict(est, threshold, metric)
-        if metric.timed and not findings.like_groups(a["rows"], b["rows"]):
+        if metric.of_group and not findings.like_groups(a["rows"], b["rows"]):
             word = findings.UNLIKE_GROUPS
         elif not (below := _floor(a, b, metric, threshold)).resolved:
             word = too_short(below)  # never slower, faster or a regression
@@ -215,7 +215,7 @@ def overall(left: pd.DataFrame, right: pd.DataFrame, matched: list[str], columns
     rows = []
     for name, title in columns:
         metric = findings.MEASURES[name]
-        alike = [k for k in matched if not metric.timed or findings.like_groups(left.at[k, "rows"],
+        alike = [k for k in matched if not metric.of_group or findings.like_groups(left.at[k, "rows"],
                                                                                  right.at[k, "rows"])]
         floors = {k: _floor(left.loc[k], right.loc[k], metric, threshold) for k in alike}
         resolved = [k for k in alike if floors[k].resolved]

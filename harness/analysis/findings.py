@@ -71,6 +71,12 @@ class Measure:
     paired: bool = False
     timed: bool = False  # a clock's reading of the compiled program: between runs of one program, drift alone
     higher_is_worse: bool = True
+    group_level: bool = False  # a vectorized point's value is its whole group's (one program's compile, memory)
+
+    @property
+    def of_group(self) -> bool:
+        """Whether a grouped point's value is its group's: compared only between groups of one size."""
+        return self.timed or self.group_level
 
     @property
     def worse(self) -> str:
@@ -93,17 +99,18 @@ MEASURES = {m.column: m for m in (
     # Steps to the target (set by the seed's data and initialization) times the step time: paired by seed like
     # quality, and not drift between runs of one program (a pretrained start reaches it in other steps).
     Measure("time_to_target_s", "time to target", "slower", "faster", paired=True),
-    Measure("memory_bytes", "memory", "more", "less", exact=True),
+    Measure("memory_bytes", "memory", "more", "less", exact=True, group_level=True),
     Measure("opt_state_bytes", "optimizer state", "more", "less", exact=True),
     *(_quality(split, metric) for metric in METRICS.values() for split in ("test", "train")),
-    Measure("compile_s", "compile", "slower", "faster"),  # XLA's work on the input program: not `timed` here
+    # XLA's work on the input program: not `timed` here
+    Measure("compile_s", "compile", "slower", "faster", group_level=True),
 )}
 NO_DIFFERENCE = "no significant difference"
 SAME_PROGRAM = "same compiled program"
 # A timed interval without a measured spread between runs holds one process's repeats only: no verdict.
 NO_SPREAD = "not tested: no spread between runs measured (add a seed)"
 # A vectorized point's time is its group's call shared by K points: the same kind of number only for equal K.
-UNLIKE_GROUPS = "not compared: trained in vectorized groups of other sizes (timing_points)"
+UNLIKE_GROUPS = "not compared: trained in vectorized groups of other sizes (timing_points)"  # also compile, memory
 
 
 @dataclass(frozen=True)
@@ -510,7 +517,7 @@ def compare_axis(df: pd.DataFrame, axis: str, baseline: str, columns: Sequence[s
             runs = plausible if measure.timed else ok
             for _, g in (runs.groupby(by, dropna=False, sort=False) if by else [((), runs)]):
                 base, cand = g[g[axis] == baseline], g[g[axis] == candidate]
-                if measure.timed and len(base) and len(cand) and not like_groups(base, cand):
+                if measure.of_group and len(base) and len(cand) and not like_groups(base, cand):
                     unlike += 1
                     continue
                 below = floor_of([*ok_runs(base), *ok_runs(cand)], column, threshold)

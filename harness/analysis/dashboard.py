@@ -12,6 +12,7 @@ panel names only metrics the runs have. Needs the `dashboard` extra: `pip instal
 from __future__ import annotations
 
 import argparse
+import html
 import os
 import sys
 from pathlib import Path
@@ -83,21 +84,22 @@ def build_workspace(sweep_dir: str | Path, *, entity: str | None = None, project
     # Panels group by the sweep's first question axis: a sweep of one method grouped by method shows one bar.
     first = swept[0] if swept else "method"
     by_axis = wr.Config(first)
-    curves = [wr.LinePlot(title=f"{name} per step, mean and min–max per {first}", x=STEP, y=[name], log_y=True,
+    shown = html.escape(first)  # a title shows a name or value as text, never as HTML; filters keep it as it is
+    curves = [wr.LinePlot(title=f"{name} per step, mean and min–max per {shown}", x=STEP, y=[name], log_y=True,
                           groupby=by_axis, groupby_aggfunc="mean", groupby_rangefunc="minmax")
               for name in CURVES if name in metrics]
-    bars = [wr.BarPlot(title=title.replace("per method", f"per {first}"), metrics=[name], groupby=by_axis,
+    bars = [wr.BarPlot(title=title.replace("per method", f"per {shown}"), metrics=[name], groupby=by_axis,
                        groupby_aggfunc="mean", groupby_rangefunc="minmax") for name, title in BY_METHOD
             if name in metrics]
     columns = [wr.ParallelCoordinatesPlotColumn(metric=wr.Config(a)) for a in swept]
     columns += [wr.ParallelCoordinatesPlotColumn(metric=wr.SummaryMetric(name), log=name.startswith("time/"))
                 for name in AGAINST if name in metrics]
     sections = [ws.Section(name="Training curves", panels=curves, is_open=True),
-                ws.Section(name=f"Cost, drift and fit per {first}", panels=bars, is_open=True),
+                ws.Section(name=f"Cost, drift and fit per {shown}", panels=bars, is_open=True),
                 ws.Section(name="Swept axes", panels=[wr.ParallelCoordinatesPlot(
                     title="Swept axes against step time and test quality", columns=columns)], is_open=True)]
     return ws.Workspace(
-        entity=entity, project=project, name=f"{group} (harness dashboard)",
+        entity=entity, project=project, name=f"{html.escape(group)} (harness dashboard)",
         sections=[s for s in sections if s.panels],
         runset_settings=ws.RunsetSettings(filters=ws.And(ws.Metric("Group") == group, ws.Metric("JobType") == "train"),
                                           groupby=[ws.Config(a) for a in swept or ["method"]]),
@@ -167,7 +169,7 @@ def main_dashboard(argv: list[str] | None = None) -> int:
         print(f"harness dashboard: cannot write {out}: {err.strerror or err}; choose another place with --out",
               file=sys.stderr, flush=True)
         return 1
-    group = workspace.name.removesuffix(" (harness dashboard)")
+    group = html.unescape(workspace.name.removesuffix(" (harness dashboard)"))
     print(f"dashboard: {len(workspace.sections)} sections for W&B group {group!r} "
           f"(project {workspace.project!r}) -> {out}", flush=True)
     if not args.save:

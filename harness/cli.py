@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from harness.jobs.lifetime import COMMAND_PID
+from harness.jobs.lifetime import COMMAND_PID, signalled
 
 
 class Terminated(KeyboardInterrupt):
@@ -32,7 +32,7 @@ def _on_sigterm(signum, frame) -> None:
     # Raised in the main thread: a job in progress records itself as crashed, and joblib, which
     # catches any BaseException while it waits, kills its workers before this process exits
     # (with the default action they outlived it by a minute).
-    raise Terminated("stopped by SIGTERM before it finished; resume reruns it")
+    raise signalled(Terminated("stopped by SIGTERM before it finished; resume reruns it"))
 
 
 # A stop that landed where Python ignores exceptions, waiting to be raised again in the main thread.
@@ -40,7 +40,7 @@ _SWALLOWED: list[KeyboardInterrupt] = []
 
 
 def _on_sigint(signum, frame) -> None:
-    raise _SWALLOWED.pop() if _SWALLOWED else KeyboardInterrupt()
+    raise _SWALLOWED.pop() if _SWALLOWED else signalled(KeyboardInterrupt())
 
 
 def _raise_swallowed_stops_again(unraisable, default=sys.unraisablehook) -> None:

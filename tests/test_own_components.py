@@ -128,3 +128,11 @@ def test_non_finite_data_or_a_class_count_that_is_no_number_is_named_at_load(tmp
     (tmp_path / "r2").mkdir()
     proc, _ = fussy(tmp_path / "r2", "+task.classes=four")
     assert proc.returncode == 1 and "classes='four': classes is a whole number >= 1" in proc.stderr, proc.stderr
+
+
+def test_a_keyboard_interrupt_raised_by_your_task_is_its_jobs_failed_record_not_a_stop(tmp_path):
+    proc, recs = fussy(tmp_path, "-m", "+task.interrupt_on=2", "task.seed=1,2,3")
+    assert proc.returncode == 1 and "interrupted by" not in proc.stderr, proc.stderr[-3000:]
+    assert sorted(r["status"] for r in recs) == ["failed", "ok", "ok"]
+    (raised,) = [r for r in recs if r["status"] == "failed"]
+    assert raised["error"]["type"] == "KeyboardInterrupt" and "no signal stopped it" in raised["error"]["message"]

@@ -31,7 +31,7 @@ from harness.jobs.callbacks import ACTIVE_DIR
 from harness.jobs.compose import CONF_DIR
 from harness.jobs.console import run_lines
 from harness.jobs.job import Job, Point, start
-from harness.jobs.lifetime import watch_command
+from harness.jobs.lifetime import raised_by_code, watch_command
 from harness.jobs.store import RECORD_NAME, completed, read_record, write_record
 from harness.jobs.tracking import LiveCurves, WandbSink, log_record, log_records, start_writers, wandb_copy_complete
 
@@ -135,9 +135,11 @@ def run_job(job: Job, only: set[int] | None = None) -> list[dict[str, Any]]:
         # also a sys.exit() in a user's own task or model: that job's failed record, and the sweep goes on
         outcomes = [(Point(None, err, job.config, job.info), record.failed(err))]
     except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM (harness.cli raises it as a KeyboardInterrupt)
-        write_record(marker_path, record.crashed(marker, type(stop).__name__, str(stop) or
-                                                 "stopped by Ctrl-C before it finished; resume reruns it"))
-        raise
+        if not raised_by_code(stop):
+            write_record(marker_path, record.crashed(marker, type(stop).__name__, str(stop) or
+                                                     "stopped by Ctrl-C before it finished; resume reruns it"))
+            raise
+        outcomes = [(Point(None, stop, job.config, job.info), record.failed(stop))]  # the run's own code raised it
     records, to_log = [], []  # every record is written before W&B is touched
     for run, result in outcomes:
         finished = record.finished(run.info, run.config, job.config, job.started, result)

@@ -17,6 +17,18 @@ import time
 COMMAND_PID = "HARNESS_COMMAND_PID"  # set by harness.cli: the process whose end ends its children
 
 
+def signalled(stop: KeyboardInterrupt) -> KeyboardInterrupt:
+    """`stop` marked as raised by harness.cli's signal handlers (Ctrl-C, SIGTERM): a stop of the whole command."""
+    stop.harness_signal = True
+    return stop
+
+
+def raised_by_code(stop: KeyboardInterrupt) -> bool:
+    """Whether `stop` was raised by a run's code, not by a signal: so only in the command's own process, where
+    every signal arrives `signalled` (a launcher's worker gets Python's own KeyboardInterrupt on Ctrl-C)."""
+    return not getattr(stop, "harness_signal", False) and os.environ.get(COMMAND_PID) == str(os.getpid())
+
+
 def end_with(parent: int, every_s: float = 1.0) -> None:
     """In a child of process `parent`: end this process once `parent` is gone (at once if it already is)."""
 

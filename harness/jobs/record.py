@@ -101,7 +101,7 @@ def error_line(error: dict[str, Any] | None, limit: int = 500) -> str:
     return f"{text[:limit - 12]} ... ({len(text)} characters; result.json holds them all)"
 
 
-def failed(err: Exception | SystemExit) -> dict[str, Any]:
+def failed(err: Exception | SystemExit | KeyboardInterrupt) -> dict[str, Any]:
     """The result of a run that did not finish: skipped (its device is not there) or failed, with why; a failure
     that is not a config error keeps the end of its traceback (call it where the exception is handled)."""
     if isinstance(err, SystemExit):  # user code that called sys.exit(): it ends this run, not the sweep
@@ -110,6 +110,10 @@ def failed(err: Exception | SystemExit) -> dict[str, Any]:
                                              f"{err.code if isinstance(err.code, int) else 1}); recorded as this "
                                              "run's failure",
             "exit_code": err.code if isinstance(err.code, int) else 1, "traceback": traceback.format_exc(limit=-8)}}
+    if isinstance(err, KeyboardInterrupt):  # raised by user code, not a signal (harness.jobs.lifetime.signalled)
+        return {"status": "failed", "error": {
+            "type": "KeyboardInterrupt", "traceback": traceback.format_exc(limit=-8),
+            "message": "the run's code raised KeyboardInterrupt (no signal stopped it): this run's failure"}}
     if isinstance(err, DeviceUnavailable):
         return {"status": "skipped", "error": error_of(err)}
     if isinstance(err, ConfigError):

@@ -16,15 +16,17 @@ def quadrants(seed: int, rows: int = 512, noise: float = 0.5) -> dict:
 
 
 def fussy(seed: int, rows: int = 32, fail_on: int | None = None, exit_on: int | None = None,
-          padding: int = 0, nans: int = 0, classes=None) -> dict:
+          padding: int = 0, nans: int = 0, classes=None, interrupt_on: int | None = None) -> dict:
     """A line with noise that fails for one seed: raises for `fail_on` (its message `padding` characters longer),
-    calls sys.exit(3) for `exit_on`; with `nans`, that many NaN inputs; `classes` is returned as given."""
+    calls sys.exit(3) for `exit_on`, raises KeyboardInterrupt for `interrupt_on`; with `nans`, that many NaN inputs; `classes` is returned as given."""
     import sys
 
     if seed == fail_on:
         raise ValueError(f"no data for seed {seed}" + "!" * padding)
     if seed == exit_on:
         sys.exit(3)
+    if seed == interrupt_on:
+        raise KeyboardInterrupt("raised by my task")
     rng = np.random.default_rng(seed)
     x = rng.uniform(-1, 1, size=(2 * rows, 1)).astype(np.float32)
     y = (2 * x + rng.normal(0, 0.1, size=x.shape)).astype(np.float32)

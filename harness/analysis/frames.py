@@ -27,6 +27,7 @@ from harness.core.fields import (
     dotted_keys,
     is_under,
 )
+from harness.jobs.grouping import POINTS, point_overrides
 from harness.jobs.record import RUNNING, STATUSES
 from harness.jobs.store import read_records
 
@@ -93,13 +94,52 @@ def typed(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def frame(records: list[tuple[Path, dict]]) -> pd.DataFrame:
-    """One row per record, axis columns first, then any other varying config leaf, then measurements."""
+    """One row per run, axis columns first, then any other varying config leaf, then measurements."""
     if not records:
         return typed(pd.DataFrame(columns=list(row(Path(), {"status": "ok"}))))
+    records = [point for path, record in records for point in _points_of_unfinished_group(path, record)]
     df = pd.DataFrame([row(path, record) for path, record in records])
     for i, (name, values) in enumerate(_extra_axes(records).items()):
         df.insert(len(AXIS_COLUMNS) + i, name, _one_type(values))
     return typed(df)
+
+
+def _points_of_unfinished_group(path: Path, record: dict) -> list[tuple[Path, dict]]:
+    """A vectorized job still running (or dead: crashed) holds one marker for all its points: one run per point,
+    with the values and overrides its own record will have (at the marker's path). Any other record as it is.
+
+    >>> marker = {"status": "running", "job": {"name": "h-0", "num": 0, "overrides": ["method=a",
+    ...           "optimizer.lr=0.1", "vectorize.points=[...]"]}, "config": {"optimizer": {"lr": 0.1},
+    ...           "vectorize": {"points": ["optimizer.lr=0.1", "optimizer.lr=0.2"]}}}
+    >>> points = _points_of_unfinished_group(Path(), marker)
+    >>> [(r["config"]["optimizer"]["lr"], r["job"]["overrides"]) for _, r in points]
+    [(0.1, ['method=a', 'optimizer.lr=0.1']), (0.2, ['method=a', 'optimizer.lr=0.2'])]
+    """
+    config = record.get("config") if isinstance(record.get("config"), dict) else {}
+    texts = (config.get("vectorize") or {}).get("points") if isinstance(config.get("vectorize"), dict) else None
+    if record.get("status") not in (RUNNING, "crashed") or not isinstance(texts, list) or not texts:
+        return [(path, record)]
+    job = record.get("job") if isinstance(record.get("job"), dict) else {}
+    base = [o for o in job.get("overrides") or [] if not str(o).startswith(f"{POINTS}=")]
+    out = []
+    for i, text in enumerate(texts):
+        point = {**config, "vectorize": {**config["vectorize"], "points": []}}
+        for key, value in (o.partition("=")[::2] for o in str(text).split()):
+            section, _, name = key.partition(".")
+            point[section] = {**(point.get(section) or {}), name: _number(value)}
+        out.append((path, {**record, "config": point, "job": {**job, "name": f"{job.get('name')}-{i}",
+                                                             "overrides": point_overrides(base, str(text)),
+                                                             "vectorized": {"point": i, "points": len(texts)}}}))
+    return out
+
+
+def _number(text: str) -> Any:
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
 
 
 def extra_axes(df: pd.DataFrame) -> list[str]:

@@ -50,7 +50,9 @@ def test_console_summary_shows_the_seed_numbers(seed, default_run):
     assert text.startswith("ok  default · task=seed model=linear method=diffstate freeze=kernel optimizer=adamw "
                            "lr=0.001 seed=123")
     assert "bitwise unchanged" in text and "compile " in text and "in the loop" in text
-    assert len(text.splitlines()) == 5
+    # The time line's verdict under it: plausible, with the full batch's caveat (a frozen kernel, one batch).
+    assert "\n  plausible  " in text and "\n  caveat  " in text and "NOT PLAUSIBLE" not in text
+    assert len(text.splitlines()) == 7
 
 
 def _config() -> dict:

@@ -150,3 +150,24 @@ def test_a_chunked_run_logs_every_step_to_wandb_as_its_chunks_arrive(cli):
     by_step = {h["train/step"]: h["train/mse"] for h in run["history"]}
     assert [by_step[s] for s in rec["history"]["step"]] == pytest.approx(rec["history"]["train_mse"], rel=1e-6)
     assert run["summary"]["test/mse"] == pytest.approx(rec["metrics"]["test"]["mse"])
+
+
+def test_dashboard_on_a_read_only_sweep_is_one_line_and_leaves_no_file(sweep, tmp_path, capsys):
+    """A sweep directory mounted read-only (as root too) or a place that cannot be written: one line, exit 1."""
+    import subprocess
+
+    view = tmp_path / "read-only"
+    view.mkdir()
+    mounted = subprocess.run(["mount", "--bind", "-o", "ro", str(sweep["dir"]), str(view)], capture_output=True,
+                             text=True, check=False)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot bind-mount read-only ({mounted.stderr.strip() or 'mount failed'}): needs root")
+    try:
+        assert dashboard.main_dashboard([str(view)]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith(f"harness dashboard: cannot write {view / dashboard.SPEC_NAME}") and "Traceback" not in err
+        assert len(err.strip().splitlines()) == 1 and not (view / dashboard.SPEC_NAME).exists()
+    finally:
+        subprocess.run(["umount", str(view)], check=True)
+    assert dashboard.main_dashboard([str(sweep["dir"]), "--out", "/proc/no/dashboard.json"]) == 1
+    assert "harness dashboard: cannot write /proc/no/dashboard.json" in capsys.readouterr().err

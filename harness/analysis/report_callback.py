@@ -49,7 +49,9 @@ def write(config: DictConfig, sweep_dir: Path) -> None:
     except Exception as err:  # noqa: BLE001 - the records are the result; the report is a view
         reason = f"cannot write {err.filename}: {err.strerror or err}" if isinstance(err, OSError) and err.filename \
             else f"{type(err).__name__}: {err}"
-        print(f"error: the sweep's report was not written ({reason}); every record is saved; no report file is left "
+        saved = (f"{callbacks.SWEEP_MISSING[-1]} planned runs have no record (listed above)"
+                 if callbacks.SWEEP_MISSING and callbacks.SWEEP_MISSING[-1] else "every record is saved")
+        print(f"error: the sweep's report was not written ({reason}); {saved}; no report file is left "
               f"half-written; once fixed, `harness report {sweep_dir}` writes it", file=sys.stderr, flush=True)
         callbacks.SWEEP_EXIT.append(1)
         return

@@ -51,6 +51,7 @@ LOCK_FILE = ".harness.lock"
 NOT_FINISHED_WELL = ("failed", "skipped", "crashed")  # listed in the summary with their overrides
 ACTIVE_DIR: list[str] = []  # the dir this command works in, once checked: named by harness.cli when stopped
 SWEEP_EXIT: list[int] = []  # a finished sweep's exit code, for harness.cli: 1 when a job did not finish well
+SWEEP_MISSING: list[int] = []  # how many of a finished sweep's planned runs left no record (its report says so)
 # The held directory lock lives here, not on the callback: launchers pickle the callbacks (submitit, joblib).
 _HELD: list[Any] = []
 
@@ -389,6 +390,7 @@ class SweepCallback(Callback):
         print("\n".join(summary_lines(records, planned_count(plan), missing, sweep_dir)), flush=True)
         c = counts(records)
         SWEEP_EXIT.append(1 if c["failed"] or c["crashed"] or missing else 0)
+        SWEEP_MISSING.append(len(missing))
         # The lock is held until the process ends (harness.cli releases it): the report, written
         # next by harness.analysis.report_callback, is part of this command.
 

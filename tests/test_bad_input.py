@@ -174,6 +174,7 @@ def test_bad_input_gets_one_clear_message_and_a_nonzero_exit(tmp_path, case):
         assert not Path("/default").exists()
 
 
+@pytest.mark.slow  # over 8 s on 2 cores: the everyday suite stays near 5 minutes
 def test_bad_input_inside_a_multirun_is_a_failed_record_and_the_sweep_goes_on(cli):
     """Also a swept value whose interpolation does not resolve: its job's record says so, the sweep goes on."""
     proc, recs = cli("-m", "tracker=disabled", "report=false", "train.repeats=1", "optimizer.lr=1e-3,-1,${oops},nan")

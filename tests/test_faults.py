@@ -120,6 +120,7 @@ def test_wandb_online_that_never_answers_costs_one_short_timeout_then_the_sweep_
     assert list((sweep / "wandb").glob("offline-run-*/run-*.wandb")), "the report run went offline too"
 
 
+@pytest.mark.slow  # over 8 s on 2 cores: the everyday suite stays near 5 minutes
 def test_a_refused_wandb_port_falls_back_at_once_and_wandb_leaves_nothing_on_the_terminal_or_in_tmp(tmp_path):
     """Nothing listens on the port: the run goes offline without waiting out init_timeout (W&B would retry for all
     of it), a cache directory W&B cannot write keeps wandb-core's log off the terminal, and no temporary directory
@@ -336,6 +337,7 @@ harness.jobs.store.write_json_atomic = write_or_disk_full
 """
 
 
+@pytest.mark.slow  # over 8 s on 2 cores: the everyday suite stays near 5 minutes
 def test_a_full_disk_while_writing_a_record_is_one_line_a_failed_job_and_the_sweep_goes_on(tmp_path):
     results = tmp_path / "results"
     proc = run_injected(FULL_DISK_FOR_JOB_1, "-m", f"results_dir={results}", "tracker=disabled", "report=false",
@@ -364,6 +366,7 @@ harness.jobs.store.write_json_atomic = write_or_disk_full
 """
 
 
+@pytest.mark.slow  # over 8 s on 2 cores: the everyday suite stays near 5 minutes
 def test_a_point_of_a_vectorized_job_whose_records_do_not_fit_is_listed_missing_and_fails_the_sweep(tmp_path):
     results = tmp_path / "results"
     proc = run_injected(FULL_DISK_FOR_POINT_1, "-m", "hydra/sweeper=vectorized", f"results_dir={results}",
@@ -485,6 +488,7 @@ except KeyboardInterrupt as stop:
     assert "Exception ignored" not in proc.stderr, proc.stderr
 
 
+@pytest.mark.slow  # over 8 s on 2 cores: the everyday suite stays near 5 minutes
 def test_ctrl_c_stops_a_sweep_with_one_line_and_leaves_whole_records(tmp_path):
     results = tmp_path / "results"
     # A short job, then one long enough (minutes) that the Ctrl-C lands in it however slow the poll is.
@@ -577,6 +581,7 @@ def test_config_identity_resume_keeps_what_it_wrote_and_reports_match_on_what_ru
     assert config_key({**config, "name": "y", "train": {"steps": 5, "repeats": 4}}) == config_key(config)
 
 
+@pytest.mark.slow  # over 8 s on 2 cores: the everyday suite stays near 5 minutes
 def test_with_home_unset_wandb_logs_nothing_to_the_terminal(tmp_path):
     """wandb-core places its own log by XDG_CACHE_HOME or HOME; with neither it wrote ~30 lines to the terminal."""
     env = {k: v for k, v in os.environ.items() if k not in ("HOME", "XDG_CACHE_HOME", "WANDB_MODE")

@@ -59,6 +59,7 @@ def step_row(found: pd.DataFrame, candidate: str) -> pd.Series:
 # --- ratio_ci and verdict ----------------------------------------------------------------------
 
 
+@pytest.mark.slow  # over 8 s on 2 cores: the everyday suite stays near 5 minutes
 def test_twenty_percent_slower_with_small_noise_is_slower_with_a_ci_excluding_1(tmp_path):
     df, _ = frames.load_records(write_matrix(tmp_path, methods=("diffstate", "stop_gradient"),
                                               slow={"stop_gradient": 1.2}))
@@ -70,6 +71,7 @@ def test_twenty_percent_slower_with_small_noise_is_slower_with_a_ci_excluding_1(
     assert row["verdict"] == "slower"
 
 
+@pytest.mark.slow  # over 8 s on 2 cores: the everyday suite stays near 5 minutes
 def test_pure_noise_is_no_significant_difference(tmp_path):
     df, _ = frames.load_records(write_matrix(tmp_path, methods=("diffstate", "wrt_only"), noise=0.1))
     row = step_row(findings.comparisons(df), "wrt_only")

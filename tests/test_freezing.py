@@ -156,6 +156,7 @@ def test_lora_starts_from_the_same_base_model_and_agrees_with_plain_jax():
     np.testing.assert_allclose(reference["history"]["train_mse"], nnx_run["history"]["train_mse"], rtol=2e-5)
 
 
+@pytest.mark.slow  # over 8 s on 2 cores: the everyday suite stays near 5 minutes
 def test_methods_that_compile_to_one_xla_program_share_its_fingerprint():
     """attribute, variable, jax_split and wrt_only differ from diffstate in nnx code only: XLA runs one program.
     stop_gradient under AdamW decays the frozen kernels, and optax_partition keeps their (zero) optimizer

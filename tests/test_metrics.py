@@ -29,6 +29,7 @@ def sweep(tmp_path_factory):
     return tmp, sweep_dir
 
 
+@pytest.mark.slow  # over 8 s on 2 cores: the everyday suite stays near 5 minutes
 def test_a_new_metric_is_measured_every_step_and_at_the_end(sweep):
     _, sweep_dir = sweep
     for record in records(sweep_dir):
@@ -39,6 +40,7 @@ def test_a_new_metric_is_measured_every_step_and_at_the_end(sweep):
         assert metrics["last_step_train_max_error"] == record["history"]["train_max_error"][-1]
 
 
+@pytest.mark.slow  # over 8 s on 2 cores: the everyday suite stays near 5 minutes
 def test_a_new_metric_reaches_the_report_compare_and_the_dashboard(sweep):
     tmp, sweep_dir = sweep
     report = (sweep_dir / "report.md").read_text()

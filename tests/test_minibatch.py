@@ -14,6 +14,7 @@ CPU = [jax.devices("cpu")[0]]
 MLP = ("model=mlp", "model.depth=3", "freeze=backbone", "task.n_train=256", "train.steps=50", "train.repeats=3")
 
 
+@pytest.mark.slow  # over 8 s on 2 cores: the everyday suite stays near 5 minutes
 def test_a_new_batch_each_step_keeps_the_frozen_backbone_inside_the_loop():
     full = execute(spec_for(*MLP, "model.width=32"), CPU)
     mini = execute(spec_for(*MLP, "model.width=32", "train.batch_size=32"), CPU)
@@ -29,6 +30,7 @@ def test_a_new_batch_each_step_keeps_the_frozen_backbone_inside_the_loop():
     assert full["batch"] == {"regime": "full_batch", "size": 256, "per_step": False}
 
 
+@pytest.mark.slow  # over 8 s on 2 cores: the everyday suite stays near 5 minutes
 def test_the_guard_flags_a_hoisted_run_and_not_a_minibatched_one():
     hoisted = execute(spec_for(*MLP, "model.width=256"), CPU)["plausibility"]
     honest = execute(spec_for(*MLP, "model.width=64", "train.batch_size=16"), CPU)["plausibility"]

@@ -20,6 +20,7 @@ def own(tmp_path, *args):
     return proc, records(tmp_path / "results")
 
 
+@pytest.mark.slow  # over 8 s on 2 cores: the everyday suite stays near 5 minutes
 def test_your_own_cnn_and_task_train_with_the_backbone_frozen(tmp_path):
     proc, (record,) = own(tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -63,6 +64,7 @@ def fussy(tmp_path, *args):
     return proc, records(tmp_path / "results")
 
 
+@pytest.mark.slow  # over 8 s on 2 cores: the everyday suite stays near 5 minutes
 def test_a_point_whose_own_task_raises_fails_alone_in_a_vectorized_group(tmp_path):
     """One seed's task raises inside a group of six points: that seed's points fail, the others' records are
     what they would be job by job (the group trains each point alone once it fails)."""
@@ -79,6 +81,7 @@ def test_a_point_whose_own_task_raises_fails_alone_in_a_vectorized_group(tmp_pat
     assert "6 runs recorded: 4 ok, 0 diverged, 2 failed" in proc.stdout
 
 
+@pytest.mark.slow  # over 8 s on 2 cores: the everyday suite stays near 5 minutes
 def test_sys_exit_in_your_own_task_is_its_jobs_failed_record_and_the_sweep_goes_on(tmp_path):
     proc, recs = fussy(tmp_path, "-m", "+task.exit_on=2", "task.seed=1,2,3")
     assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
@@ -110,6 +113,7 @@ def test_a_sweep_over_task_targets_runs_each(tmp_path):
     assert all(r["status"] == "ok" for r in recs)
 
 
+@pytest.mark.slow  # over 8 s on 2 cores: the everyday suite stays near 5 minutes
 def test_an_integer_param_of_your_model_is_named_with_what_to_do(tmp_path):
     env = {"PYTHONPATH": os.pathsep.join([str(BYO), os.environ.get("PYTHONPATH", "")])}
     args = ("model._target_=my_pkg.models.CountingLinear", *FUSSY, f"results_dir={tmp_path / 'results'}")
@@ -120,6 +124,7 @@ def test_an_integer_param_of_your_model_is_named_with_what_to_do(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
 
 
+@pytest.mark.slow  # over 8 s on 2 cores: the everyday suite stays near 5 minutes
 def test_non_finite_data_or_a_class_count_that_is_no_number_is_named_at_load(tmp_path):
     proc, (record,) = fussy(tmp_path, "+task.nans=3")
     assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
@@ -130,6 +135,7 @@ def test_non_finite_data_or_a_class_count_that_is_no_number_is_named_at_load(tmp
     assert proc.returncode == 1 and "classes='four': classes is a whole number >= 1" in proc.stderr, proc.stderr
 
 
+@pytest.mark.slow  # over 8 s on 2 cores: the everyday suite stays near 5 minutes
 def test_a_keyboard_interrupt_raised_by_your_task_is_its_jobs_failed_record_not_a_stop(tmp_path):
     proc, recs = fussy(tmp_path, "-m", "+task.interrupt_on=2", "task.seed=1,2,3")
     assert proc.returncode == 1 and "interrupted by" not in proc.stderr, proc.stderr[-3000:]

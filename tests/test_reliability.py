@@ -8,6 +8,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from conftest import wandb_file
 from wandb_reader import read_run
 
@@ -35,6 +37,7 @@ def test_records_survive_sigkill_at_random_moments_whole_or_not_at_all(tmp_path)
         assert record["history"] == list(range(record["i"] % 5000))
 
 
+@pytest.mark.slow  # over 8 s on 2 cores: the everyday suite stays near 5 minutes
 def test_a_diverging_learning_rate_is_recorded_as_diverged(cli):
     proc, (rec,) = cli("tracker=offline", "optimizer=adam", "optimizer.lr=1e20", "train.repeats=1")
     assert proc.returncode == 0, proc.stderr
@@ -46,6 +49,7 @@ def test_a_diverging_learning_rate_is_recorded_as_diverged(cli):
     assert wb["summary"]["status"] == "diverged"
 
 
+@pytest.mark.slow  # over 8 s on 2 cores: the everyday suite stays near 5 minutes
 def test_a_broken_wandb_costs_nothing_but_a_warning(cli, tmp_path):
     # Online mode with no API key: wandb.init raises. The run and its record must not care, and
     # the run is logged offline instead, ready for `wandb sync`.

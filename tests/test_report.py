@@ -206,6 +206,7 @@ def test_other_varying_config_gets_a_column(tmp_path):
 # --- harness report ----------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # over 8 s on 2 cores: the everyday suite stays near 5 minutes
 def test_report_writes_tables_markdown_and_png_figures(built):
     out = built["report"].parent
     assert len(pd.read_parquet(out / "runs.parquet")) == N_OK + 2
@@ -250,6 +251,7 @@ def test_methods_table_shows_the_naive_method_drifting_with_adamw(built):
     assert "| stop_gradient | adamw |" in built["report"].read_text()
 
 
+@pytest.mark.slow  # over 8 s on 2 cores: the everyday suite stays near 5 minutes
 def test_model_sizes_get_a_cost_figure_and_implausible_runs_are_listed(tmp_path):
     for num, (width, frozen) in enumerate([(16, 256), (64, 4096), (256, 65536)]):
         for method, fraction in (("diffstate", 40.0), ("stop_gradient", 0.5)):
@@ -348,6 +350,7 @@ def test_compare_flags_a_20_percent_slowdown_and_not_a_1_percent_change(two_swee
     assert table.attrs["overall"]["regression"].sum() == 0
 
 
+@pytest.mark.slow  # over 8 s on 2 cores: the everyday suite stays near 5 minutes
 def test_an_a_a_comparison_with_noise_flags_nothing(tmp_path):
     """Two sweeps of the same code: every timed call drawn from the same noise (10% spread), seeded;
     then the same with one configuration's test MSE 10% higher for every seed, which is a real change."""
@@ -408,6 +411,7 @@ def test_threshold_parsing():
 # --- W&B ---------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # over 8 s on 2 cores: the everyday suite stays near 5 minutes
 def test_report_is_logged_as_an_offline_wandb_run(tmp_path, monkeypatch):
     for name in ("WANDB_CACHE_DIR", "WANDB_CONFIG_DIR", "WANDB_DATA_DIR", "WANDB_ARTIFACT_DIR"):
         monkeypatch.setenv(name, str(tmp_path / "wandb-home"))
@@ -446,6 +450,7 @@ def _planned_sweep(root: Path, recorded: tuple[int, ...], planned: int = 3) -> P
     return root
 
 
+@pytest.mark.slow  # over 8 s on 2 cores: the everyday suite stays near 5 minutes
 def test_report_lists_planned_jobs_without_a_record_and_exits_1_unless_allowed(tmp_path):
     sweep = _planned_sweep(tmp_path / "sweep", recorded=(0,))
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
@@ -461,6 +466,7 @@ def test_report_lists_planned_jobs_without_a_record_and_exits_1_unless_allowed(t
     assert report.main_report([str(_planned_sweep(tmp_path / "whole", recorded=(0, 1, 2)))]) == 0
 
 
+@pytest.mark.slow  # over 8 s on 2 cores: the everyday suite stays near 5 minutes
 def test_a_crashed_job_fails_the_report_and_a_live_one_is_shown_running(tmp_path, capsys):
     sweep = _planned_sweep(tmp_path, recorded=(0, 1))
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
@@ -479,6 +485,7 @@ def test_a_crashed_job_fails_the_report_and_a_live_one_is_shown_running(tmp_path
     assert "0 crashed, 1 running" in capsys.readouterr().out
 
 
+@pytest.mark.slow  # over 8 s on 2 cores: the everyday suite stays near 5 minutes
 def test_compare_counts_a_configuration_gone_from_b_as_a_regression_and_fails_when_nothing_matches(tmp_path,
                                                                                                    capsys):
     a = write_sweep(tmp_path / "a", steps=(50,), broken=False)
@@ -499,6 +506,7 @@ def test_compare_counts_a_configuration_gone_from_b_as_a_regression_and_fails_wh
     assert f"harness compare: A ({tmp_path / 'empty'}) holds no readable record" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # over 8 s on 2 cores: the everyday suite stays near 5 minutes
 def test_a_string_where_a_number_belongs_is_a_reported_problem_not_a_traceback(tmp_path):
     sweep = write_sweep(tmp_path / "sweep", steps=(50,), broken=False)
     for num, (where, value) in enumerate([(("config", "optimizer", "lr"), "fast"), (("job", "num"), "x"),
@@ -581,6 +589,7 @@ def test_report_files_are_written_whole_with_the_umask_mode_like_records(tmp_pat
     assert not [p for p in (tmp_path / "out").iterdir() if ".tmp" in p.name]
 
 
+@pytest.mark.slow  # over 8 s on 2 cores: the everyday suite stays near 5 minutes
 def test_a_point_run_twice_counts_once_in_the_findings(tmp_path):
     sweep = write_sweep(tmp_path / "sweep", steps=(50,), broken=False)
     df, _ = frames.load_records(sweep)

@@ -111,6 +111,7 @@ def _every_figure(df, histories):
     return {name: fig for name, fig in drawn.items() if not isinstance(fig, str)}
 
 
+@pytest.mark.slow  # over 8 s on 2 cores: the everyday suite stays near 5 minutes
 def test_no_log_axis_carries_bars_and_point_labels_never_overlap(tmp_path):
     """Bars on a log axis have lengths that mean nothing; labels piled on one another are a smear. Eight
     configurations of two model sizes with close costs and one quality put every label on the same spot."""
@@ -192,6 +193,7 @@ def test_the_dashboard_groups_by_the_swept_axes(tmp_path):
     assert "config:freeze.patterns" in dashboard.panel_metrics(workspace)
 
 
+@pytest.mark.slow  # over 8 s on 2 cores: the everyday suite stays near 5 minutes
 def test_compare_across_two_machines_says_so_and_divides_by_their_calibration(tmp_path, capsys):
     """B ran on a CPU whose calibrated matmul peak is 0.644 of A's: every configuration reads ~1/0.644 slower,
     and seed 1's loss rounds differently there. Raw verdicts gate by default; quality is numerics, not a

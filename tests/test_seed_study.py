@@ -86,6 +86,7 @@ RECORD_FIELDS = {
 }
 
 
+@pytest.mark.slow  # over 8 s on 2 cores: the everyday suite stays near 5 minutes
 def test_cli_run_writes_a_complete_record_and_an_offline_wandb_run(cli):
     secret = "fake-secret-key-1234567890abcdef1234567890"
     proc, recs = cli("tracker=offline", "train.repeats=2", env={"WANDB_API_KEY": secret})

@@ -42,6 +42,7 @@ def test_a_sweep_over_every_axis_records_every_job_and_isolates_failures(cli):
     assert "sweep: 32/32 done" in proc.stdout
 
 
+@pytest.mark.slow  # over 8 s on 2 cores: the everyday suite stays near 5 minutes
 def test_experiment_files_run_and_land_under_results_name_with_a_report(cli, tmp_path):
     proc, recs = cli("-m", "experiment=devices", *FAST, "report=true")
     assert proc.returncode == 0, proc.stderr[-2000:]

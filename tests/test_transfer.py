@@ -18,6 +18,7 @@ def transfer(tmp_path, *overrides):
     return execute(spec_for(*common, *overrides), CPU)
 
 
+@pytest.mark.slow  # over 8 s on 2 cores: the everyday suite stays near 5 minutes
 def test_a_probe_on_the_pretrained_backbone_beats_training_from_scratch(tmp_path):
     scratch = transfer(tmp_path, "freeze=none", "task.pretrain_steps=0")
     probe = transfer(tmp_path, "freeze=backbone")

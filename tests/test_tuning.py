@@ -29,6 +29,7 @@ def sweep(tmp_path_factory):
     return proc, sweep_dir, df
 
 
+@pytest.mark.slow  # over 8 s on 2 cores: the everyday suite stays near 5 minutes
 def test_every_method_gets_the_same_trials_per_study_and_they_train_as_vectorized_jobs(sweep):
     proc, sweep_dir, df = sweep
     # One job per method, its studies too: the seed is a traced value.

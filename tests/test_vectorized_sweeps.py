@@ -49,6 +49,7 @@ def test_a_grouped_sweep_records_what_the_same_sweep_records_job_by_job(tmp_path
     assert shown.returncode == 0 and "missing" not in shown.stdout, shown.stdout + shown.stderr
 
 
+@pytest.mark.slow  # over 8 s on 2 cores: the everyday suite stays near 5 minutes
 def test_wandb_runs_of_a_grouped_job_read_back_complete(cli):
     lrs = ",".join(str(0.001 * (i + 1)) for i in range(POOL_FROM // 2))
     proc, recs = cli("-m", "hydra/sweeper=vectorized", "tracker=offline", "report=false", "train.steps=20",
@@ -134,6 +135,7 @@ def test_a_grouped_point_that_trains_in_chunks_trains_alone_in_its_job(cli):
     assert [(r["status"], r["timing"]["points"], r["timing"]["chunks"]) for r in recs] == [("ok", 1, 2)] * 2
 
 
+@pytest.mark.slow  # over 8 s on 2 cores: the everyday suite stays near 5 minutes
 def test_grouping_bad_input_is_one_line(cli, tmp_path):
     proc, recs = cli("-m", "hydra/sweeper=vectorized", "vectorize.max_points=0", "optimizer.lr=0.01,0.02")
     assert proc.returncode == 1 and not recs

@@ -144,6 +144,7 @@ def test_every_mask_of_every_new_model_keeps_its_frozen_leaves_bitwise_unchanged
             assert any(not np.array_equal(state[i], built.state[i]) for i in trained), (model, mask, method)
 
 
+@pytest.mark.slow  # over 8 s on 2 cores: the everyday suite stays near 5 minutes
 def test_frozen_weights_in_bfloat16_halve_their_bytes_and_stay_bitwise_unchanged(tmp_path):
     common = ("task=digits", *TINY["cnn"], "freeze=backbone", "train.steps=4", "train.batch_size=10", *FAST)
     plain = execute(spec_for(*common), CPU)
@@ -153,6 +154,7 @@ def test_frozen_weights_in_bfloat16_halve_their_bytes_and_stay_bitwise_unchanged
     assert half["parameters"]["frozen"] == plain["parameters"]["frozen"]
 
 
+@pytest.mark.slow  # over 8 s on 2 cores: the everyday suite stays near 5 minutes
 def test_the_cost_split_says_what_freezing_removed_and_lora_added():
     def split(*extra):
         spec = spec_for("task=digits", *TINY["cnn"], *extra)

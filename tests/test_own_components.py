@@ -14,10 +14,15 @@ OWN = ("model._target_=my_pkg.models.TinyCNN", "task._target_=my_pkg.data.quadra
        "train.repeats=2", "tracker=disabled")
 
 
-def own(tmp_path, *args):
+def with_my_pkg(tmp_path, *args):
+    """The CLI with my_pkg importable (tests/byo on PYTHONPATH) and results under tmp_path: (process, records)."""
     env = {"PYTHONPATH": os.pathsep.join([str(BYO), os.environ.get("PYTHONPATH", "")])}
-    proc = run_cli(*args, *OWN, f"results_dir={tmp_path / 'results'}", cwd=tmp_path, env=env)
+    proc = run_cli(*args, f"results_dir={tmp_path / 'results'}", cwd=tmp_path, env=env)
     return proc, records(tmp_path / "results")
+
+
+def own(tmp_path, *args):
+    return with_my_pkg(tmp_path, *args, *OWN)
 
 
 @pytest.mark.slow  # over 8 s on 2 cores: the everyday suite stays near 5 minutes
@@ -59,9 +64,7 @@ FUSSY = ("task._target_=my_pkg.data.fussy", "train.steps=20", "train.repeats=1",
 
 def fussy(tmp_path, *args):
     """The seed study's model on my own task that fails for one seed (my_pkg.data.fussy)."""
-    env = {"PYTHONPATH": os.pathsep.join([str(BYO), os.environ.get("PYTHONPATH", "")])}
-    proc = run_cli(*args, *FUSSY, f"results_dir={tmp_path / 'results'}", cwd=tmp_path, env=env)
-    return proc, records(tmp_path / "results")
+    return with_my_pkg(tmp_path, *args, *FUSSY)
 
 
 @pytest.mark.slow  # over 8 s on 2 cores: the everyday suite stays near 5 minutes
@@ -104,10 +107,7 @@ def test_a_huge_error_message_is_cut_on_the_terminal_and_kept_whole_in_the_recor
 
 def test_a_sweep_over_task_targets_runs_each(tmp_path):
     """The sweep's own config holds no target yet (task._target_ is required): each job's does."""
-    env = {"PYTHONPATH": os.pathsep.join([str(BYO), os.environ.get("PYTHONPATH", "")])}
-    proc = run_cli("-m", "task._target_=my_pkg.data.fussy,my_pkg.data.line", *FUSSY[1:],
-                   f"results_dir={tmp_path / 'results'}", cwd=tmp_path, env=env)
-    recs = records(tmp_path / "results")
+    proc, recs = with_my_pkg(tmp_path, "-m", "task._target_=my_pkg.data.fussy,my_pkg.data.line", *FUSSY[1:])
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert sorted(r["config"]["task"]["name"] for r in recs) == ["fussy", "line"]
     assert all(r["status"] == "ok" for r in recs)
@@ -115,12 +115,11 @@ def test_a_sweep_over_task_targets_runs_each(tmp_path):
 
 @pytest.mark.slow  # over 8 s on 2 cores: the everyday suite stays near 5 minutes
 def test_an_integer_param_of_your_model_is_named_with_what_to_do(tmp_path):
-    env = {"PYTHONPATH": os.pathsep.join([str(BYO), os.environ.get("PYTHONPATH", "")])}
-    args = ("model._target_=my_pkg.models.CountingLinear", *FUSSY, f"results_dir={tmp_path / 'results'}")
-    proc = run_cli(*args, cwd=tmp_path, env=env)
+    args = ("model._target_=my_pkg.models.CountingLinear", *FUSSY)
+    proc, _ = with_my_pkg(tmp_path, *args)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
     assert "freeze: parameter 'count' is an integer nnx.Param" in proc.stderr and "freeze.patterns" in proc.stderr
-    proc = run_cli(*args, "freeze=paths", 'freeze.patterns=["^count$"]', cwd=tmp_path, env=env)  # frozen: it trains
+    proc, _ = with_my_pkg(tmp_path, *args, "freeze=paths", 'freeze.patterns=["^count$"]')  # frozen: it trains
     assert proc.returncode == 0, proc.stderr[-3000:]
 
 

@@ -255,3 +255,19 @@ def test_an_a_a_pair_of_real_seed_sweeps_is_no_regression_and_a_step_below_the_f
     in_loop = found[found["metric"] == "in_loop_s_per_step"]
     assert list(in_loop["candidate"]) == ["stop_gradient", "reference"]
     assert in_loop["verdict"].str.startswith("too short to resolve: use more steps (at least ").all()
+
+
+@pytest.mark.parametrize("experiment, sweeper", [(None, "GridSweeper"), ("digits", "ShuffledSweeper"),
+                                                 ("digits_tuned", "TunedSweeper")])
+def test_an_experiment_chooses_its_own_sweeper_over_the_default_grid(experiment, sweeper):
+    # an `override hydra/sweeper` in the primary config would beat the experiment's own (it did, for a day)
+    from hydra import compose, initialize_config_dir
+
+    from harness.core.config import register
+    from harness.jobs.compose import CONF_DIR
+
+    register()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=[f"experiment={experiment}"] if experiment else [],
+                      return_hydra_config=True)
+    assert cfg.hydra.sweeper._target_.endswith(f".{sweeper}")

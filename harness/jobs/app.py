@@ -33,6 +33,7 @@ from harness.jobs.console import run_lines
 from harness.jobs.job import Job, Point, start
 from harness.jobs.lifetime import raised_by_code, watch_command
 from harness.jobs.store import RECORD_NAME, completed, read_record, write_record
+from harness.jobs.sweep_compose import compose_once_per_choice
 from harness.jobs.tracking import LiveCurves, WandbSink, log_record, log_records, start_writers, wandb_copy_complete
 
 log = logging.getLogger("harness")
@@ -65,6 +66,7 @@ def _hydra_files_may_fail() -> None:
 
 
 _hydra_files_may_fail()
+compose_once_per_choice()
 
 
 def _outcomes(job: Job, live: LiveCurves | None = None, only: set[int] | None = None

@@ -27,6 +27,7 @@ from hydra.errors import ConfigCompositionException
 from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
+from harness.jobs.sweep_compose import chooses_group
 
 # What a new sweep's directory holds before its first job runs (harness.jobs.callbacks, Hydra's multirun.yaml).
 BEFORE_ANY_JOB = {".harness-claim", ".harness.lock", "sweep.json", "multirun.yaml"}
@@ -53,8 +54,8 @@ class GridSweeper(BasicSweeper):
         checked: dict[tuple[str, ...], tuple[DictConfig, set[str]]] = {}
         for overrides in batch:
             parsed = parser.parse_overrides(list(overrides))
-            choice = tuple(o.input_line for o in parsed if _chooses(o, loader))
-            values = [o for o in parsed if not _chooses(o, loader)]
+            choice = tuple(o.input_line for o in parsed if chooses_group(o, loader))
+            values = [o for o in parsed if not chooses_group(o, loader)]
             if choice not in checked:  # the first job of this choice: composed whole, as Hydra checks it
                 composed = loader.load_sweep_config(master_config=self.config, sweep_overrides=list(overrides))
                 checked[choice] = (composed, {o.input_line for o in values})
@@ -71,13 +72,3 @@ class GridSweeper(BasicSweeper):
                 loader.load_sweep_config(master_config=self.config, sweep_overrides=list(overrides))
             seen.update(o.input_line for o in new)
 
-
-def _chooses(override: Override, loader) -> bool:
-    """Whether `override` chooses a config group's option (or is Hydra's own): what a compose must check."""
-    if override.is_hydra_override() or override.package is not None:
-        return True
-    key = override.key_or_group
-    try:
-        return loader.repository.group_exists(key)
-    except Exception:  # noqa: BLE001 - a loader without a repository: check it whole
-        return True

@@ -1,15 +1,13 @@
 """`hydra/sweeper=grid`, the default: Hydra's basic sweeper, checking a batch with one compose per choice of groups.
 
 Before it launches a batch, Hydra's basic sweeper composes every job's config to catch a bad
-override before any job runs, and the launcher then composes each job again to run it: two
-composes a job (~0.2 s each here, as much as a cache-hit run of the seed study). This sweeper
-composes one job per distinct choice of config groups (`method=`, `freeze=`, `experiment=`,
-`hydra/...`) and applies each other override (`optimizer.lr=0.01`) to that config, once per
-distinct override: the same checks (an unknown option, a key typo, a value of the wrong type)
-at the cost of one compose per group choice. What passes here is composed again, whole, by the
-launcher; an override this check cannot apply on its own (`+key=...` repeated) is checked by a
-compose of its job, as Hydra checks it. A new sweep refused here (`method=diffstate,difstate`) leaves
-no sweep directory behind.
+override before any job runs. This sweeper composes one job per distinct choice of config groups
+(`method=`, `freeze=`, `experiment=`, `hydra/...`) and applies each other override (`optimizer.lr=0.01`)
+to that config, once per distinct override: the same checks (an unknown option, a key typo, a value of
+the wrong type) at the cost of one compose per group choice. The launcher then builds each job's config
+the same way (harness.jobs.sweep_compose, which this check's composes fill); an override that cannot be
+applied on its own (`+key=...` repeated) gets Hydra's whole compose of its job, and Hydra's message.
+A new sweep refused here (`method=diffstate,difstate`) leaves no sweep directory behind.
 """
 
 from __future__ import annotations

@@ -795,7 +795,7 @@ def render_findings(df: pd.DataFrame, found: pd.DataFrame, threshold: float = TH
     """The report's "Findings" section as markdown: one compact table per compared axis, then drift.
     `protocol` says under which tuning the ratios hold (`tuned_protocol`, or UNTUNED)."""
     parts = ["## Findings\n",
-             f"Ratios {protocol}. "
+             f"**Protocol**: {protocol}. "
              f"Ratios to a baseline, geometric mean over the settings both were run with, and a {CONFIDENCE:.0%} "
              f"bootstrap CI (seeded) that resamples the runs (seeds, jobs run minutes apart), or the timed repeats "
              f"of a side's only run, and holds the sweep's run-to-run spread; quality and time to target pair runs "

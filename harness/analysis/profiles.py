@@ -51,7 +51,7 @@ def _workload(row: pd.Series) -> str:
 def method_keys(df: pd.DataFrame) -> list[str]:
     """The axes that tell methods apart: those the runs vary, less the workload, the seed and any axis that takes
     one value per workload (it follows from the workload: its rate, its steps)."""
-    keys = [k for k in group_keys(df) if k not in _NOT_METHODS]
+    keys = [k for k in group_keys(df) if k not in _NOT_METHODS and df[k].nunique(dropna=False) > 1]
     workloads = df.apply(_workload, axis=1) if len(df) else pd.Series(dtype=str)
     many = workloads.nunique() > 1
     return [k for k in keys if not (many and (df.groupby(workloads)[k].nunique(dropna=False) <= 1).all()
@@ -70,6 +70,7 @@ def times(df: pd.DataFrame, tune: dict[str, Any] | None = None) -> pd.DataFrame:
     """
     from harness.analysis.tuning import METHOD_AXES, chosen
 
+    untuned_keys = method_keys(df[df["status"] == "ok"]) or ["method"]  # before any column is added
     runs = df.copy()
     runs["workload"] = runs.apply(_workload, axis=1) if len(runs) else []
     reached = runs["target_reached"].fillna(False).astype(bool) if "target_reached" in runs else False
@@ -83,7 +84,7 @@ def times(df: pd.DataFrame, tune: dict[str, Any] | None = None) -> pd.DataFrame:
         # Every (method, study) that ran: its fastest trial's time, or inf when no trial reached the target.
         runs["_time"] = np.where(runs["path"].isin(fastest), runs["_time"], math.inf)
     else:
-        keys = method_keys(runs[runs["status"] == "ok"]) or ["method"]
+        keys = untuned_keys
         runs["method_label"] = runs.apply(lambda r: _label(r, keys), axis=1)
     table = runs.groupby(["workload", "seed", "method_label"], sort=False)["_time"].min().unstack("method_label")
     return table.dropna(how="any")

@@ -106,3 +106,11 @@ def test_compare_draws_a_quality_interval_from_the_seeds(seeds):
     else:
         assert row["test_mse_low"] < row["test_mse_ratio"] < row["test_mse_high"]
         assert "(exact)" not in row["test_mse_text"] and row["test_mse_verdict"] == "higher" and row["regression"]
+
+
+def test_findings_state_the_protocol_their_ratios_hold_under():
+    df = _sweep({"scratch": [0.9, 0.8, 0.85], "probe": [0.7, 0.64, 0.7]})
+    found = findings.comparisons(df)
+    assert "**Protocol**: at one rate, not tuned." in findings.render_findings(df, found)
+    tuned = findings.render_findings(df, found, protocol=findings.tuned_protocol(16))
+    assert "**Protocol**: at each method's best of 16 trials (validation)." in tuned

@@ -164,7 +164,7 @@ def taus(tau_max: float = TAU_MAX, points: int = 200) -> np.ndarray:
 
 def profile_figure(t: pd.DataFrame, tau_max: float = TAU_MAX):
     """rho_m(tau) per method on a log tau axis from 1 to tau_max, with the seeds' 95% band where there are enough."""
-    from harness.analysis.figures import _new_figure
+    from harness.analysis.figures import _new_figure, _plain_log_labels
 
     grid = np.unique(np.concatenate([taus(tau_max), np.clip(ratios(t).to_numpy().ravel(), 1.0, tau_max)]))
     grid = grid[np.isfinite(grid)]
@@ -177,6 +177,7 @@ def profile_figure(t: pd.DataFrame, tau_max: float = TAU_MAX):
             ax.fill_between(grid, band[0][method], band[1][method], step="post", alpha=0.2, color=line.get_color())
     ax.set_xscale("log")
     ax.set_xlim(1.0, tau_max)
+    _plain_log_labels(ax.xaxis)
     ax.set_ylim(-0.02, 1.02)
     ax.set_xlabel("τ: time to the validation target / the fastest method's (log scale)")
     ax.set_ylabel("ρ(τ): share of (workload, seed) problems")
@@ -200,7 +201,10 @@ def report_section(df: pd.DataFrame, out_dir: str | Path, tune: dict[str, Any] |
     has_time = TIME in df and df[TIME].notna().any()
     if not (workloads > 1 or has_time):
         return None
-    t = times(df, tune)
+    try:
+        t = times(df, tune)
+    except ValueError as err:  # a tuned sweep without a validation metric (records from before validation splits)
+        return f"## {TITLE}\n\nNot profiled: {err}.\n", str(err)
     if t.shape[1] < 2 or t.empty:
         return None
     r = ratios(t)

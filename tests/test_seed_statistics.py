@@ -109,7 +109,8 @@ def test_compare_draws_a_quality_interval_from_the_seeds(seeds):
 
 
 def test_findings_state_the_protocol_their_ratios_hold_under():
-    df = _sweep({"scratch": [0.9, 0.8, 0.85], "probe": [0.7, 0.64, 0.7]})
+    df = pd.concat([frames.frame([]), _sweep({"scratch": [0.9, 0.8, 0.85], "probe": [0.7, 0.64, 0.7]})],
+                   ignore_index=True)  # every column a sweep's frame has
     found = findings.comparisons(df)
     assert "**Protocol**: at one rate, not tuned." in findings.render_findings(df, found)
     tuned = findings.render_findings(df, found, protocol=findings.tuned_protocol(16))

@@ -105,3 +105,23 @@ def test_by_time_to_target_the_fastest_trial_that_reached_the_validation_target_
     assert best["lr"] == 1e-2 and best["test_accuracy"] == 0.5  # not the best val (not reached), nor the best test
     with pytest.raises(ValueError, match="choose on 'val' or 'time_to_target'"):
         best_trials(pd.DataFrame(rows), {"lr": SPACE["lr"]}, by="test")
+
+
+def test_the_report_of_a_tuned_sweep_compares_best_trials_and_says_so(sweep, tmp_path):
+    from harness.analysis import findings, report, tuning
+
+    _, sweep_dir, df = sweep
+    assert tuning.tune_of(sweep_dir)["trials"] == 3  # from Hydra's multirun.yaml: hydra/sweeper=tuned
+    made = report.build_report(sweep_dir, tmp_path)
+    text = made["report"].read_text()
+    assert "**Protocol**: at each method's best of 3 trials (validation)." in text
+    assert findings.UNTUNED not in text
+    tuned = text.split("## Tuning\n", 1)[1].split("\n## ", 1)[0]
+    assert "| diffstate | 2 | 3 |" in tuned and "(2 seeds: no CI, add seeds)" in tuned  # 2 studies: no test CI
+    assert tuned.count("timed figures of study 123's chosen trial (run alone): `harness method=") == 2
+    # The findings pair each method's best trial per study (2 studies), never every trial of the sweep.
+    found = pd.read_csv(tmp_path / "findings.csv")
+    assert found.loc[found["metric"] == "test_mse", "strata"].tolist() == [2]
+    assert tuning.tune_of(tmp_path)["space"]["adamw"]["lr"]["high"] == 0.1  # kept beside the report (tune.json)
+    best = tuning.best_runs(df, tuning.tune_of(sweep_dir))
+    assert len(best) == 4 and best["lr"].isna().all()  # one per method and study; its values no setting to pair on

@@ -128,14 +128,24 @@ def compared_columns(a: pd.DataFrame, b: pd.DataFrame) -> list[tuple[str, str]]:
                     if all(name in df and df[name].notna().any() for df in (a, b))]
 
 
-def strata(a: pd.DataFrame, b: pd.DataFrame, metric: findings.Measure) -> list[tuple[list, list]]:
-    """(A samples, B samples) of one configuration: one pair, or one per seed run on both sides for a paired
-    metric (a seed's MSE is exact: same data, same init)."""
+def strata(a: pd.DataFrame, b: pd.DataFrame, metric: findings.Measure) -> list[tuple[Any, list, list]]:
+    """(seed, A samples, B samples) of one configuration: one pair (seed None), or one per seed run on both sides
+    for a paired metric (quality, time to target: a seed fixes the data and init on both sides, and the seeds are
+    what its interval resamples, `findings.seed_ratio_ci`)."""
     if not metric.paired:
-        return [(findings.samples(a, metric.column), findings.samples(b, metric.column))]
+        return [(None, findings.samples(a, metric.column), findings.samples(b, metric.column))]
     seeds = [s for s in dict.fromkeys(a["seed"]) if s in set(b["seed"])]
-    return [(findings.samples(a[a["seed"] == s], metric.column), findings.samples(b[b["seed"] == s], metric.column))
-            for s in seeds]
+    return [(s, findings.samples(a[a["seed"] == s], metric.column),
+             findings.samples(b[b["seed"] == s], metric.column)) for s in seeds]
+
+
+def estimate(pairs: list[tuple[Any, list, list]], metric: findings.Measure, between: float,
+             seed: int) -> findings.Estimate:
+    """B/A over `strata`' pairs: drawn from the seeds for a paired metric, else from the runs and repeats."""
+    if metric.paired:
+        return findings.seed_ratio_ci(pairs, seed=seed)
+    return findings.ratio_ci([(a, b) for _, a, b in pairs], exact=metric.exact, between=between,
+                             timed=metric.timed, seed=seed)
 
 
 def _floor(a: pd.Series, b: pd.Series, metric: findings.Measure, threshold: float) -> Floor:
@@ -186,8 +196,7 @@ def _compare_one(a: pd.Series, b: pd.Series, threshold: float, columns: list[tup
         flags.append("status ok (improvement)")
     for name, title in columns:
         metric = findings.MEASURES[name]
-        est = findings.ratio_ci(strata(a["rows"], b["rows"], metric), exact=metric.exact or metric.paired,
-                                between=spread.get(name) or 0.0, timed=metric.timed, seed=seed)
+        est = estimate(strata(a["rows"], b["rows"], metric), metric, spread.get(name) or 0.0, seed)
         word = findings.verdict(est, threshold, metric)
         if metric.of_group and not findings.like_groups(a["rows"], b["rows"]):
             word = findings.UNLIKE_GROUPS
@@ -220,8 +229,7 @@ def overall(left: pd.DataFrame, right: pd.DataFrame, matched: list[str], columns
         floors = {k: _floor(left.loc[k], right.loc[k], metric, threshold) for k in alike}
         resolved = [k for k in alike if floors[k].resolved]
         pairs = [pair for k in resolved for pair in strata(left.at[k, "rows"], right.at[k, "rows"], metric)]
-        est = findings.ratio_ci(pairs, exact=metric.exact or metric.paired, between=spread.get(name) or 0.0,
-                                timed=metric.timed, seed=seed)
+        est = estimate(pairs, metric, spread.get(name) or 0.0, seed)
         word = findings.verdict(est, threshold, metric)
         if matched and not alike:
             word = findings.UNLIKE_GROUPS
@@ -465,7 +473,7 @@ def compare_markdown(table: pd.DataFrame, unmatched: pd.DataFrame, threshold: fl
         shown["status"] = table["status"]
         for name, title in columns:
             worse = findings.MEASURES[name].worse
-            shown[f"{title} B/A"] = [f"**{text} {word}**" if word == worse else f"{text} {word}"
+            shown[f"{title} B/A"] = [f"**{text} {word}**" if word == worse else findings.estimate_cell(text, word)
                                      for text, word in zip(table[f"{name}_text"], table[f"{name}_verdict"])]
             if f"{name}_per_machine" in table:
                 shown[f"{title} ÷ machine (estimate)"] = [key_text(v) for v in table[f"{name}_per_machine"]]

@@ -106,6 +106,10 @@ MEASURES = {m.column: m for m in (
     Measure("compile_s", "compile", "slower", "faster", group_level=True),
 )}
 NO_DIFFERENCE = "no significant difference"
+# Quality and time to target vary with the seed: their interval is drawn from the seeds, and from fewer than this
+# many seeds none is (nothing can be said about seed-to-seed variation from two).
+MIN_SEEDS = 3
+FEW_SEEDS = "not tested: too few seeds"  # the verdict of such a ratio: no word for a direction, nor "identical"
 SAME_PROGRAM = "same compiled program"
 # A timed interval without a measured spread between runs holds one process's repeats only: no verdict.
 NO_SPREAD = "not tested: no spread between runs measured (add a seed)"
@@ -122,17 +126,25 @@ class Estimate:
     high: float
     strata: int = 0
     samples: int = 0  # the smallest sample in any stratum, either side
+    seeds: int | None = None  # a seed-paired estimate (`seed_ratio_ci`): the seeds its interval resamples
 
     def text(self) -> str:
-        """'×1.20 [1.18, 1.22]', '×1.00 (exact)' for a zero-width interval, '—' with no data.
+        """'×1.20 [1.18, 1.22]', '×1.00 (exact)' for a zero-width interval of a value no seed moves, '—' with no
+        data; a seed-paired ratio from fewer than MIN_SEEDS seeds says so, and is never "(exact)".
 
         >>> Estimate(1.2, 1.18, 1.22).text()
         '×1.20 [1.18, 1.22]'
+        >>> Estimate(0.791, math.nan, math.nan, seeds=2).text()
+        '×0.791 (2 seeds: no CI, add seeds)'
+        >>> Estimate(1.0, 1.0, 1.0, seeds=5).text()
+        '×1.00 [1.00, 1.00]'
         """
         if math.isnan(self.ratio):
             return "—"
         ratio = f"×{number_text(self.ratio)}"
-        if self.low == self.high:
+        if self.seeds is not None and math.isnan(self.low):
+            return f"{ratio} ({self.seeds} seed{'' if self.seeds == 1 else 's'}: no CI, add seeds)"
+        if self.low == self.high and self.seeds is None:
             return f"{ratio} (exact)"
         if math.isnan(self.low):
             return f"{ratio} (one sample: no CI)"
@@ -244,7 +256,7 @@ def ratio_ci(strata: Iterable[tuple[Side, Side]], *, exact: bool = False, betwee
     vary, which no interval can be drawn from.
 
     >>> ratio_ci([([2.0, 2.0], [3.0, 3.0]), ([1.0], [1.5])])
-    Estimate(ratio=1.5, low=1.5, high=1.5, strata=2, samples=1)
+    Estimate(ratio=1.5, low=1.5, high=1.5, strata=2, samples=1, seeds=None)
     >>> ratio_ci([([1.0], [1.5])]).text()
     '×1.50 (one sample: no CI)'
     >>> one_run = ratio_ci([([[1.0, 1.01, 0.99]], [[1.2, 1.21, 1.19]])])
@@ -277,6 +289,61 @@ def ratio_ci(strata: Iterable[tuple[Side, Side]], *, exact: bool = False, betwee
     tail = (1 - confidence) / 2 * 100
     low, high = np.percentile(ratios, [tail, 100 - tail])
     return Estimate(point, float(low), float(high), len(pairs), smallest)
+
+
+def seed_ratio_ci(pairs: Iterable[tuple[Any, Side, Side]], *, min_seeds: int = MIN_SEEDS,
+                  confidence: float = CONFIDENCE, seed: int = SEED, resamples: int = RESAMPLES) -> Estimate:
+    """Geometric mean of candidate / baseline over seed-paired strata, with a CI drawn from the seeds.
+
+    `pairs` holds (seed, baseline, candidate): one setting's runs of that seed on each side (in a
+    tuned sweep, a study's best trial: its seed is the study's). A seed's ratio is computed, not
+    measured again: the seeds are the variation that matters, so they are what is resampled. One
+    seed's strata (every setting run with it: same data, same init) are drawn together, as one
+    cluster; each seed's mean log ratio is first spread about the pooled mean by sqrt(k / (k - 1)),
+    as `_resampled_means` does. Percentile interval, seeded. Fewer than `min_seeds` seeds: NaN
+    bounds (`Estimate.text` says "2 seeds: no CI, add seeds", `verdict` calls nothing). A zero-width
+    interval here means every seed gave the same ratio; it is never "(exact)".
+
+    >>> two = seed_ratio_ci([(0, [1.0], [0.8]), (1, [1.0], [0.78])])
+    >>> two.text(), verdict(two)
+    ('×0.790 (2 seeds: no CI, add seeds)', 'not tested: too few seeds')
+    >>> five = seed_ratio_ci([(s, [1.0], [r]) for s, r in enumerate([0.7, 0.9, 0.8, 1.0, 0.75])])
+    >>> five.seeds, five.low < five.ratio < five.high
+    (5, True)
+    """
+    logs: dict[str, list[float]] = {}
+    smallest = None
+    for seed_value, baseline, candidate in pairs:
+        baseline, candidate = _runs(baseline), _runs(candidate)
+        if not baseline or not candidate or _side_mean(baseline) <= 0 or _side_mean(candidate) < 0:
+            continue
+        logs.setdefault(key_text(seed_value), []).append(
+            math.log(max(_side_mean(candidate), 1e-300)) - math.log(_side_mean(baseline)))
+        size = min(sum(len(r) for r in side) for side in (baseline, candidate))
+        smallest = size if smallest is None else min(smallest, size)
+    if not logs:
+        return MISSING
+    sums = np.array([sum(v) for v in logs.values()])
+    counts = np.array([len(v) for v in logs.values()], dtype=float)
+    pooled = float(sums.sum() / counts.sum())
+    point, k, strata = math.exp(pooled), len(logs), int(counts.sum())
+    if k < min_seeds:
+        return Estimate(point, math.nan, math.nan, strata, smallest or 0, seeds=k)
+    spread = pooled + (sums / counts - pooled) * math.sqrt(k / (k - 1))
+    draws = np.random.default_rng(seed).multinomial(k, np.full(k, 1 / k), size=resamples)
+    means = draws @ (counts * spread) / (draws @ counts)
+    tail = (1 - confidence) / 2 * 100
+    low, high = np.exp(np.percentile(means, [tail, 100 - tail]))
+    return Estimate(point, float(low), float(high), strata, smallest or 0, seeds=k)
+
+
+def estimate_cell(text: str, word: str) -> str:
+    """A ratio and its verdict as one table cell; a ratio that already says why it calls nothing stands alone.
+
+    >>> estimate_cell("×0.791 (2 seeds: no CI, add seeds)", FEW_SEEDS)
+    '×0.791 (2 seeds: no CI, add seeds)'
+    """
+    return text if word == FEW_SEEDS else f"{text} {word}"
 
 
 def side_ci(side: Side, *, between: float = 0.0, timed: bool = True, confidence: float = CONFIDENCE,
@@ -340,7 +407,7 @@ def verdict(estimate: Estimate, threshold: float = THRESHOLD, measure: Measure |
     if math.isnan(estimate.ratio):
         return "no data"
     if math.isnan(estimate.low):
-        return "one sample: not tested"
+        return FEW_SEEDS if estimate.seeds is not None else "one sample: not tested"
     if estimate.low == estimate.high == estimate.ratio == 1:
         return "identical"
     if estimate.low > 1 + threshold:
@@ -513,9 +580,9 @@ def compare_axis(df: pd.DataFrame, axis: str, baseline: str, columns: Sequence[s
         for column in columns:
             measure = MEASURES[column]
             by = [*others, "seed"] if measure.paired else others
-            strata, short, same, unlike = [], [], [], 0
+            strata, short, same, unlike, seeds = [], [], [], 0, []
             runs = plausible if measure.timed else ok
-            for _, g in (runs.groupby(by, dropna=False, sort=False) if by else [((), runs)]):
+            for key, g in (runs.groupby(by, dropna=False, sort=False) if by else [((), runs)]):
                 base, cand = g[g[axis] == baseline], g[g[axis] == candidate]
                 if measure.of_group and len(base) and len(cand) and not like_groups(base, cand):
                     unlike += 1
@@ -525,14 +592,17 @@ def compare_axis(df: pd.DataFrame, axis: str, baseline: str, columns: Sequence[s
                     short.append(below)
                     continue
                 strata.append((samples(base, column), samples(cand, column)))
+                seeds.append(key[-1] if measure.paired else None)  # `by` ends with the seed
                 if len(base) and len(cand):
                     same.append(same_program(base, cand))
             # Two sides of one program differ by the drift the run-to-run spread measures: their interval
             # is their repeats', so that a drift beyond the threshold shows.
             one_program = measure.timed and same and all(same)
             between = 0.0 if one_program else spread.get(column) or 0.0
-            est = ratio_ci(strata, exact=measure.exact or measure.paired, between=between, timed=measure.timed,
-                           seed=seed)
+            if measure.paired:  # quality, time to target: the interval comes from the seeds
+                est = seed_ratio_ci([(s, b, c) for s, (b, c) in zip(seeds, strata)], seed=seed)
+            else:
+                est = ratio_ci(strata, exact=measure.exact, between=between, timed=measure.timed, seed=seed)
             word = verdict(est, threshold, measure)
             if unlike and not est.strata:
                 word = UNLIKE_GROUPS
@@ -660,7 +730,7 @@ def findings_table(found: pd.DataFrame, axis: str) -> pd.DataFrame:
     for candidate, g in rows.groupby("candidate", sort=False):
         cells = {f"{axis} / {baseline}": candidate}
         for _, r in g.iterrows():
-            cells[MEASURES[r["metric"]].title] = f"{r['estimate']} {r['verdict']}"
+            cells[MEASURES[r["metric"]].title] = estimate_cell(r["estimate"], r["verdict"])
         cells["settings"] = int(g["strata"].max())
         table[candidate] = cells
     return pd.DataFrame(list(table.values()))
@@ -701,18 +771,37 @@ def verdict_legend(threshold: float = THRESHOLD) -> str:
         (SAME_PROGRAM, "both sides ran one XLA program (one HLO fingerprint): their time ratio is drift between runs"),
         (TOO_SHORT, "the timed work is within the jitter of a call: use more steps"),
         ("not tested", "no interval can be drawn (one sample, or no spread between runs measured)"),
+        (f"{MIN_SEEDS - 1} seeds: no CI, add seeds", f"a ratio that varies with the seed (quality, time to target) "
+                                                     f"from fewer than {MIN_SEEDS} seeds: nothing is called"),
         ("not compared", "the sides trained in vectorized groups of other sizes"),
     ]
     return "Legend: " + "; ".join(f"**{word}**: {meaning}" for word, meaning in words) + "."
 
 
-def render_findings(df: pd.DataFrame, found: pd.DataFrame, threshold: float = THRESHOLD) -> str:
-    """The report's "Findings" section as markdown: one compact table per compared axis, then drift."""
+UNTUNED = "at one rate, not tuned"
+
+
+def tuned_protocol(trials: int) -> str:
+    """The protocol a tuned sweep's ratios hold under (hydra/sweeper=tuned, harness.analysis.tuning).
+
+    >>> tuned_protocol(16)
+    "at each method's best of 16 trials (validation)"
+    """
+    return f"at each method's best of {trials} trial{'' if trials == 1 else 's'} (validation)"
+
+
+def render_findings(df: pd.DataFrame, found: pd.DataFrame, threshold: float = THRESHOLD,
+                    protocol: str = UNTUNED) -> str:
+    """The report's "Findings" section as markdown: one compact table per compared axis, then drift.
+    `protocol` says under which tuning the ratios hold (`tuned_protocol`, or UNTUNED)."""
     parts = ["## Findings\n",
+             f"**Protocol**: {protocol}. "
              f"Ratios to a baseline, geometric mean over the settings both were run with, and a {CONFIDENCE:.0%} "
              f"bootstrap CI (seeded) that resamples the runs (seeds, jobs run minutes apart), or the timed repeats "
-             f"of a side's only run, and holds the sweep's run-to-run spread. A change is called when the whole CI "
-             f"lies beyond ±{threshold:.0%}; \"(exact)\": the value does not vary between runs; "
+             f"of a side's only run, and holds the sweep's run-to-run spread; quality and time to target pair runs "
+             f"by seed and resample the seeds (from fewer than {MIN_SEEDS}: no CI, nothing called). A change is "
+             f"called when the whole CI lies beyond ±{threshold:.0%}; \"(exact)\": bytes or counts, the same for "
+             f"every seed; "
              f"\"{SAME_PROGRAM}\": both ran one XLA program, so their times differ by drift alone; "
              f"\"{TOO_SHORT}\": the timed work is within the jitter of a call.\n"]
     parts.append(verdict_legend(threshold) + "\n")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import shutil
 import sys
 from collections.abc import Iterable, Mapping
@@ -18,7 +19,7 @@ from typing import Any
 
 import pandas as pd
 
-from harness.analysis import findings
+from harness.analysis import findings, profiles, tuning
 from harness.analysis.compare import main_compare, parse_threshold, with_option_values
 from harness.analysis.figures import FIGURE_TITLES, write_figures
 from harness.analysis.frames import (
@@ -274,8 +275,10 @@ def _relative(path: Path | str, sweep_dir: Path) -> str:
 
 def render_report(sweep_dir: Path, df: pd.DataFrame, records: list[dict], problems: list[tuple[Path, str]],
                   figures: Mapping[str, Path | str], date: str, found: pd.DataFrame | None = None,
-                  threshold: float = findings.THRESHOLD, missing_jobs: list[dict[str, Any]] = ()) -> str:
-    """report.md as text: findings, environment, run status, missing jobs, compact tables, figures."""
+                  threshold: float = findings.THRESHOLD, missing_jobs: list[dict[str, Any]] = (),
+                  protocol: str = findings.UNTUNED, sections: Iterable[str] = ()) -> str:
+    """report.md as text: findings (under `protocol`), `sections` (tuning, performance profiles), environment, run
+    status, missing jobs, compact tables, figures."""
     parts = [
         f"# Sweep report: {_distinct(df['experiment'])}\n",
         f"`{shown_path(sweep_dir, df)}`: {len(df)} runs, {_counts_text(df)}"
@@ -283,7 +286,8 @@ def render_report(sweep_dir: Path, df: pd.DataFrame, records: list[dict], proble
         + (f"; **{len(missing_jobs)} planned jobs with no record**" if missing_jobs else "") + ".\n",
     ]
     if found is not None and (df["status"] == "ok").any():
-        parts.append(findings.render_findings(distinct_runs(df), found, threshold))
+        parts.append(findings.render_findings(distinct_runs(df), found, threshold, protocol))
+        parts += list(sections)
     # What did not run, or not well, comes after the figures and detail tables: the counts above say it first.
     status = ["## Environment\n", markdown_table(environment_table(df, date)),
               "## Runs that did not finish ok\n",
@@ -396,13 +400,29 @@ def write_report(sweep_dir: str | Path, df: pd.DataFrame, out_dir: str | Path | 
                           "metric": (record.get("target") or {}).get("metric")}
                    for path, record in zip(df["path"], records)}
     figures = write_figures(df, histories, out_dir, question, evaluations)
-    found = findings.comparisons(distinct_runs(df), baselines, threshold=threshold, axes=question)
+    # A tuned sweep (hydra/sweeper=tuned) compares each method at its best trial per study, chosen on validation.
+    tune = tuning.tune_of(sweep_dir)
+    compared = distinct_runs(df if tune is None else tuning.best_runs(df, tune))
+    found = findings.comparisons(compared, baselines, threshold=threshold, axes=question)
     with atomic_path(out_dir / FINDINGS_NAME) as tmp:
         found.to_csv(tmp, index=False)
+    sections = []
+    if tune is not None:
+        with atomic_path(out_dir / tuning.TUNE_FILE) as tmp:  # a report of runs.parquet alone stays tuned
+            tmp.write_text(json.dumps(tune, indent=1))
+        sections.append(tuning.tuning_section(df, tune))
+    profile = profiles.report_section(df, out_dir, tune)
+    if profile is not None:
+        section, drawn = profile
+        sections.append(section)
+        if isinstance(drawn, Path):  # logged to W&B with the others; drawn in its own section, not under Figures
+            figures = {**figures, "profile": drawn}
     date = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     with atomic_path(out_dir / "report.md") as tmp:
         tmp.write_text(render_report(sweep_dir, df, records, list(problems), figures, date, found, threshold,
-                                     missing(sweep_dir, df)))
+                                     missing(sweep_dir, df),
+                                     findings.UNTUNED if tune is None else findings.tuned_protocol(tune["trials"]),
+                                     sections))
     return figures
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import math
 import shlex
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -26,6 +27,7 @@ from harness.core.config import TUNABLE
 from harness.core.metrics import METRICS
 
 _SET_BY_TUNING = (*TUNABLE.values(), "task.seed")
+METHOD_AXES = ("task", "model", "fine_tuning", "freeze", "method", "optimizer", "steps")  # what a row names
 
 
 def _config(key: str) -> dict[str, Any]:
@@ -99,7 +101,7 @@ def best_trials(df: pd.DataFrame, space: dict[str, Any], by: str = "val", metric
     else:
         raise ValueError(f"by={by!r}: choose on 'val' or 'time_to_target'")
     rows = []
-    axes = [c for c in ("task", "model", "freeze", "method", "optimizer", "steps") if c in ok]
+    axes = [c for c in METHOD_AXES if c in ok]
     for (_, seed), trials in ok.groupby(["method_key", "seed"], sort=False, dropna=False):
         ranked = trials.dropna(subset=["_score"]).sort_values("_score", kind="stable")
         if ranked.empty:
@@ -117,13 +119,119 @@ def best_trials(df: pd.DataFrame, space: dict[str, Any], by: str = "val", metric
             "edge": "; ".join(on_edge(space, {k: v for k, v in values.items() if v is not None}, edge)) or None,
             "rerun": "harness " + shlex.join(o for o in shlex.split(best["overrides"] or "")
                                              if not o.startswith("vectorize.points=")),
+            **({"path": best["path"]} if "path" in best else {}),  # which run: the findings compare these
         })
     return pd.DataFrame(rows)
 
 
 def per_method(best: pd.DataFrame, metric: str) -> pd.DataFrame:
     """`best_trials` summarized over studies as AlgoPerf does: the median per method of its studies' best trials."""
-    keys = [c for c in ("task", "model", "freeze", "method", "optimizer", "steps") if c in best]
+    keys = [c for c in METHOD_AXES if c in best]
     return best.groupby(keys, sort=False).agg(studies=("study_seed", "nunique"),
                                               **{f"val_{metric}": (f"val_{metric}", "median"),
                                                  f"test_{metric}": (f"test_{metric}", "median")}).reset_index()
+
+
+# --- a tuned sweep, found from its files ---------------------------------------------------------
+
+TUNED_SWEEPER = "TunedSweeper"  # hydra/sweeper=tuned's class (hydra_plugins/harness_tuned_sweeper)
+TUNE_FILE = "tune.json"  # a report's copy of the sweep's `tune` node: a report of runs.parquet alone is still tuned
+
+
+def tune_of(sweep_dir: str | Path) -> dict[str, Any] | None:
+    """The `hydra.sweeper.tune` node ({trials, studies, sampler, seed, space}) of a sweep run with
+    hydra/sweeper=tuned: from Hydra's multirun.yaml in `sweep_dir` (or one sweep below it), else from the
+    TUNE_FILE a report wrote there. None for any other sweep, or when neither reads."""
+    from omegaconf import OmegaConf
+
+    sweep_dir = Path(sweep_dir)
+    for path in [sweep_dir / "multirun.yaml", *sorted(sweep_dir.glob("*/multirun.yaml"))]:
+        try:
+            sweeper = OmegaConf.to_container(OmegaConf.load(path).hydra.sweeper, resolve=False)
+        except Exception:  # noqa: BLE001 - not a Hydra multirun config: not a tuned sweep
+            continue
+        if str(sweeper.get("_target_", "")).endswith(TUNED_SWEEPER) and isinstance(sweeper.get("tune"), dict):
+            return sweeper["tune"]
+    try:
+        tune = json.loads((sweep_dir / TUNE_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return tune if isinstance(tune, dict) and "trials" in tune else None
+
+
+def chosen(df: pd.DataFrame, tune: dict[str, Any], by: str = "val") -> pd.DataFrame:
+    """`best_trials` of a tuned sweep, each optimizer's runs against that optimizer's search space."""
+    ok = df[df["status"] == "ok"]
+    parts = [best_trials(ok[ok["optimizer"] == optimizer], tune["space"][optimizer], by=by)
+             for optimizer in dict.fromkeys(ok["optimizer"]) if optimizer in (tune.get("space") or {})]
+    parts = [p for p in parts if len(p)]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
+def best_runs(df: pd.DataFrame, tune: dict[str, Any], by: str = "val") -> pd.DataFrame:
+    """The runs `chosen` picks, one per method and study, with the searched values cleared: a method's best
+    trial is compared with another's at each one's own values, so those values are no setting to pair on."""
+    best = chosen(df, tune, by)
+    if best.empty or "path" not in best:
+        return df.iloc[:0]
+    runs = df[df["path"].isin(set(best["path"]))].copy()
+    for column in ("lr", "weight_decay", *TUNABLE.values()):
+        if column in runs:
+            runs[column] = None
+    if "config_key" in runs:  # one configuration per method and study: the searched values left out
+        runs["config_key"] = [json.dumps({**{k: v for k, v in _config(key).items() if k not in TUNABLE.values()}},
+                                         sort_keys=True) for key in runs["config_key"]]
+    return runs
+
+
+def _seed_mean_text(values: list[float]) -> str:
+    """A metric's mean over studies with its bootstrap CI over them; fewer than MIN_SEEDS studies: none."""
+    from harness.analysis.findings import MIN_SEEDS, mean_ci
+    from harness.analysis.frames import number_text
+
+    values = [float(v) for v in values if v is not None and not math.isnan(float(v))]
+    if not values:
+        return "—"
+    mean, low, high = mean_ci(values)
+    if len(values) < MIN_SEEDS:
+        return f"{number_text(mean)} ({len(values)} seed{'' if len(values) == 1 else 's'}: no CI, add seeds)"
+    return f"{number_text(mean)} [{number_text(low)}, {number_text(high)}]"
+
+
+def tuning_section(df: pd.DataFrame, tune: dict[str, Any]) -> str:
+    """The report's "Tuning" section: per method its chosen trial (values, validation metric, test metric over the
+    studies with their CI), edge flags and the command that reruns the chosen trial alone for timed figures."""
+    from harness.analysis.frames import markdown_table, number_text
+
+    try:
+        metric = _main_metric(df)
+    except ValueError as err:
+        return f"## Tuning\n\nNo best trial chosen: {err}.\n"
+    best = chosen(df, tune, "val")
+    if best.empty:
+        return "## Tuning\n\nNo trial finished ok: no best trial to choose.\n"
+    names = [n for n in dict.fromkeys(n for space in tune["space"].values() for n in space) if n in best]
+    keys = [c for c in METHOD_AXES if c in best and best[c].nunique(dropna=False) > 1] or \
+        [c for c in ("method",) if c in best]
+    rows, notes = [], []
+    for _, g in best.groupby(keys, sort=False, dropna=False) if keys else [((), best)]:
+        g = g.sort_values("study_seed", kind="stable")
+        first = g.iloc[0]
+        rows.append({**{k: first[k] for k in keys}, "studies": len(g), "trials": int(g["trials"].max()),
+                     **{n: "; ".join(number_text(v) for v in g[n]) for n in names},
+                     f"val {metric} (median)": number_text(g[f"val_{metric}"].median()),
+                     f"test {metric} (mean, 95% CI)": _seed_mean_text(list(g.get(f"test_{metric}", [])))})
+        label = ", ".join(f"{k}={first[k]}" for k in keys) or "the method"
+        notes += [f"- {label}: {edge}" for edge in g["edge"].dropna()]
+        notes.append(f"- {label}, timed figures of study {first['study_seed']}'s chosen trial (run alone): "
+                     f"`{first['rerun']}`")
+    return "\n".join([
+        "## Tuning\n",
+        f"Each method's best of {tune.get('trials')} quasi-random trials ({tune.get('sampler', 'halton')}) per "
+        f"study, {tune.get('studies', 1)} stud{'y' if tune.get('studies', 1) == 1 else 'ies'}, chosen on the "
+        f"validation {metric} alone (harness.analysis.tuning); its test {metric} is reported, never chosen on. "
+        "Values per study; the test CI resamples the studies (their seeds). Trials trained in vectorized groups: "
+        "their step time and time to target are the group's, so the commands below rerun each chosen trial alone.\n",
+        markdown_table(pd.DataFrame(rows)),
+        *(["Edges and reruns:\n", "\n".join(notes) + "\n"] if notes else []),
+    ])

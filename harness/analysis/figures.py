@@ -385,7 +385,7 @@ def write_figures(df: pd.DataFrame, histories: Mapping[str, dict], out_dir: Path
         "frozen_drift": frozen_drift_figure(summary, keys),
         "compile_vs_run": compile_vs_run_figure(summary, keys),
         "cost_vs_params": cost_vs_params_figure(summary, keys),
-        "pareto": pareto_figure(df),
+        "pareto": pareto_figure(df, question),
     }
     return {name: _save(fig, out_dir / FIGURES[name]) if isinstance(fig, Figure) else fig
             for name, fig in drawn.items()}

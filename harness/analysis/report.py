@@ -12,7 +12,7 @@ import argparse
 import datetime
 import shutil
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +23,13 @@ from harness.analysis.compare import main_compare, parse_threshold, with_option_
 from harness.analysis.figures import FIGURE_TITLES, write_figures
 from harness.analysis.frames import (
     RUNS_TABLE,
+    declared_question,
     distinct_runs,
     extra_axes,
     frame,
     group_keys,
     key_text,
+    lead_with,
     markdown_table,
     nan_to_none,
     natural_order,
@@ -40,7 +42,7 @@ from harness.analysis.frames import (
 )
 from harness.analysis.tables import compact, pooled_axes, program_keys
 from harness.analysis.tradeoffs import flops_table, main_metric, peft_table
-from harness.core.fields import AXES, PACKAGES, nested_get
+from harness.core.fields import PACKAGES, nested_get
 from harness.core.files import atomic_path
 from harness.core.metrics import METRICS
 from harness.jobs.store import RECORD_NAME, read_record, read_records
@@ -274,8 +276,10 @@ def _relative(path: Path | str, sweep_dir: Path) -> str:
 
 def render_report(sweep_dir: Path, df: pd.DataFrame, records: list[dict], problems: list[tuple[Path, str]],
                   figures: Mapping[str, Path | str], date: str, found: pd.DataFrame | None = None,
-                  threshold: float = findings.THRESHOLD, missing_jobs: list[dict[str, Any]] = ()) -> str:
-    """report.md as text: findings, environment, run status, missing jobs, compact tables, figures."""
+                  threshold: float = findings.THRESHOLD, missing_jobs: list[dict[str, Any]] = (),
+                  question: Sequence[str] = ()) -> str:
+    """report.md as text: findings, cost and quality, figures, detail tables, environment, runs not ok, missing
+    jobs; every table's first columns are the `question`'s axes."""
     parts = [
         f"# Sweep report: {_distinct(df['experiment'])}\n",
         f"`{shown_path(sweep_dir, df)}`: {len(df)} runs, {_counts_text(df)}"
@@ -298,7 +302,7 @@ def render_report(sweep_dir: Path, df: pd.DataFrame, records: list[dict], proble
                    markdown_table(missing_table(list(missing_jobs)))]
     if not (df["status"] == "ok").any():
         return "\n".join([*parts, *status, "No run finished ok: no tables or figures.\n"])
-    keys = group_keys(df)
+    keys = lead_with(group_keys(df), question)
     summary = summarize(df, keys)
     costs = program_keys(df, keys)  # step time, memory, FLOP/s: pooled only over runs of one compiled program
     cost_summary = summarize(df, costs)
@@ -312,16 +316,19 @@ def render_report(sweep_dir: Path, df: pd.DataFrame, records: list[dict], proble
             out.append(markdown_table(part))
         return out
 
-    method_keys = splitting_keys(df, ("method", "optimizer"), ("freeze", "model", *extra_axes(df)))
+    method_keys = lead_with(splitting_keys(df, ("method", "optimizer"), ("freeze", "model", *extra_axes(df))),
+                            question)
 
     if main_metric(df) is not None and df["trainable_params"].notna().any():
-        peft_keys, peft = peft_table(df)
+        peft_keys, peft = peft_table(df, question)
         parts += ["## Cost and quality\n",
                   "Per workload and configuration, medians over its ok runs (Hugging Face PEFT's comparison): "
                   "trainable parameters, optimizer state, memory of one call, in-loop step time, time to the "
                   "target (train.target; runs that reached it of all), test quality (* Pareto-optimal against "
-                  f"the step time within its workload; step times within {findings.THRESHOLD:.0%}, or of one "
-                  "compiled program, are ties) and forgetting (the source task's main metric lost under "
+                  "the step time within its workload: no other configuration is better in step time or quality "
+                  "by the findings' test, their interval beyond "
+                  f"±{findings.THRESHOLD:.0%}, and worse in neither; configurations of one compiled program "
+                  "share its step time) and forgetting (the source task's main metric lost under "
                   "the pretrained head). A step time the plausibility check flags (faster than the machine can "
                   "compute) is left out: —.\n", *table(lambda *_: peft, df, peft_keys)]
     parts.append("## Figures\n")
@@ -339,7 +346,7 @@ def render_report(sweep_dir: Path, df: pd.DataFrame, records: list[dict], proble
         "with their intervals in `findings.csv`.\n",
     ]
     if "step_flops" in df and df["step_flops"].notna().any():
-        flops_keys, flops = flops_table(df)
+        flops_keys, flops = flops_table(df, question)
         parts += ["### Where the flops go\n",
                   "XLA's flops of one step's parts on one batch (harness/core/cost.py): the forward pass, the "
                   "gradient the freeze needs, the rest of the compiled step (optimizer update, and gradients the "
@@ -402,21 +409,8 @@ def write_report(sweep_dir: str | Path, df: pd.DataFrame, out_dir: str | Path | 
     date = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     with atomic_path(out_dir / "report.md") as tmp:
         tmp.write_text(render_report(sweep_dir, df, records, list(problems), figures, date, found, threshold,
-                                     missing(sweep_dir, df)))
+                                     missing(sweep_dir, df), question))
     return figures
-
-
-QUESTION_KEY = "question"  # a top-level config list of the axes an experiment asks about, e.g. [fine_tuning, model]
-
-
-def declared_question(records: Iterable[dict]) -> list[str]:
-    """The axes the sweep's config declares it asks about (`question`), as report columns; [] when none does.
-    Config paths name their column: `method.name` -> method, `optimizer.lr` -> lr, `+strategy` -> fine_tuning is
-    the experiment's to write as `fine_tuning`."""
-    declared = next((q for r in records if isinstance(q := (r.get("config") or {}).get(QUESTION_KEY), list)), [])
-    columns = {p.removeprefix("config."): f.column for f in AXES for p in f.paths}
-    columns.update({p.removesuffix(".name"): c for p, c in list(columns.items())})
-    return list(dict.fromkeys(columns.get(str(name), str(name)) for name in declared))
 
 
 def headline_lines(df: pd.DataFrame, out_dir: str | Path) -> list[str]:

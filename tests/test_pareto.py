@@ -86,3 +86,15 @@ def test_the_cost_table_and_the_figure_read_the_same_marks_and_whiskers():
     for accuracy in (0.9, 0.95):  # scratch and finetune: at their program's mean, with its interval
         assert np.allclose(spans[accuracy], (low * 1e3, high * 1e3))
     assert "dominated only where the findings resolve the difference" in fig._suptitle.get_text()
+
+
+def test_a_step_below_the_noise_floor_is_no_tie():
+    """The probe's 40 steps of 33 µs are within the jitter of a call (the findings: "too short to resolve"), yet it
+    reads 3x faster than scratch: scratch's better accuracy does not dominate it."""
+    rows = [run("scratch", s, 100e-6 * f, "all", 0.90) for s, f in enumerate((0.99, 1.01))]
+    rows += [{**run("probe", s, 33e-6 * f, "head", 0.60), "one_step_call_iqr_s": 5e-4}
+             for s, f in enumerate((0.99, 1.01))]
+    df = frames.typed(pd.DataFrame(rows))
+    found = findings.compare_axis(df, "fine_tuning", "scratch", ["in_loop_s_per_step"])
+    assert found["verdict"].item().startswith("too short to resolve")
+    assert marks(rows) == {"scratch": True, "probe": True}

@@ -46,6 +46,7 @@ def cheapest_overrides(reference: Path) -> list[str]:
 def rerun_and_compare(reference: Path, tmp_path: Path) -> subprocess.CompletedProcess:
     """Runs the cheapest configuration again (one job, two timed repeats) and compares the reference with it."""
     overrides = cheapest_overrides(reference)
+    tmp_path.mkdir(parents=True, exist_ok=True)
     results = tmp_path / "rerun"
     run = subprocess.run([sys.executable, "-m", "harness", "-m", *overrides, "tracker=disabled", "report=false",
                           f"results_dir={results}", "train.repeats=2"],

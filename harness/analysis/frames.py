@@ -279,9 +279,11 @@ def _column_order(df: pd.DataFrame, name: str, order: dict[str, list[str]]) -> l
     return next((listed for listed in order.values() if values and values <= set(listed)), [])
 
 
-def natural_order(df: pd.DataFrame, order: dict[str, list[str]] | None = None) -> pd.DataFrame:
-    """The runs sorted by their axes, each in its natural order: numbers ascending, names in the order the
-    sweep's config lists them (`sweep_order`; names it does not list after, alphabetically), missing last.
+def natural_order(df: pd.DataFrame, order: dict[str, list[str]] | None = None,
+                  lead: Iterable[str] = ()) -> pd.DataFrame:
+    """The runs sorted by their axes, `lead` (the question's axes) first, each in its natural order: numbers
+    ascending, names in the order the sweep's config lists them (`sweep_order`; names it does not list after,
+    alphabetically), missing last.
 
     Every table, figure and finding reads its rows in this order, so the same records give the
     same report whatever order the jobs ran in.
@@ -291,7 +293,7 @@ def natural_order(df: pd.DataFrame, order: dict[str, list[str]] | None = None) -
     [['diffstate', 0.01], ['diffstate', 0.1], ['wrt_only', 0.1]]
     """
     order = order or {}
-    axes = [c for c in [*AXIS_COLUMNS, *extra_axes(df)] if c in df.columns]
+    axes = lead_with([c for c in [*AXIS_COLUMNS, *extra_axes(df)] if c in df.columns], lead)
     ranks = {}
     for name in axes:
         listed = {value: i for i, value in enumerate(_column_order(df, name, order))}

@@ -128,6 +128,13 @@ def memory_table(summary: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
                                       "temp memory (MiB)": _spread(summary, "temp_bytes", _mb)})
 
 
+def cost_and_memory_table(summary: pd.DataFrame, keys: list[str], stated: Iterable[str] = ()) -> pd.DataFrame:
+    """`cost_table` and `memory_table`'s own columns side by side (one row per compiled program), less the `stated`
+    columns another table of the report already holds."""
+    memory = memory_table(summary, keys).drop(columns=[*keys, "ok runs"])
+    return pd.concat([cost_table(summary, keys), memory], axis=1).drop(columns=list(stated), errors="ignore")
+
+
 def methods_table(df: pd.DataFrame) -> pd.DataFrame:
     """method x optimizer (and whatever else splits them) -> what happens to the frozen parameters."""
     keys = splitting_keys(df, ("method", "optimizer"), ("freeze", "model", *extra_axes(df)))
@@ -318,8 +325,11 @@ def render_report(sweep_dir: Path, df: pd.DataFrame, records: list[dict], proble
 
     method_keys = lead_with(splitting_keys(df, ("method", "optimizer"), ("freeze", "model", *extra_axes(df))),
                             question)
+    # One table per fact: what the cost-and-quality table states is left out of the detail tables below.
+    stated = ()
 
     if main_metric(df) is not None and df["trainable_params"].notna().any():
+        stated = ("trainable params", "memory (MiB)", "optimizer state (bytes)")
         peft_keys, peft = peft_table(df, question)
         parts += ["## Cost and quality\n",
                   "Per workload and configuration, medians over its ok runs (Hugging Face PEFT's comparison): "
@@ -355,18 +365,19 @@ def render_report(sweep_dir: Path, df: pd.DataFrame, records: list[dict], proble
                   *table(lambda *_: flops, df, flops_keys)]
     parts += [
         "### Frozen parameters: what each method does\n", METHOD_NOTES + "\n",
-        *table(lambda rows, _: methods_table(rows), df, method_keys),
+        *table(lambda rows, _: methods_table(rows).drop(columns=list(stated), errors="ignore"), df, method_keys),
         "### Fit\n", "Final train / test value of each quality metric over the task's data and, for 1-D "
                      "inputs, the line fitted through the test predictions.\n", *table(fit_table, summary, keys),
         "### Is the timed work real?\n", *plausibility_lines(df, records),
-        "### Cost\n", "Compile: ahead-of-time XLA compile of the whole training program, cold compiles only (runs "
-                       "served from a compile cache have none). Run: one jitted call (all steps), after warm-up. "
-                       "In-loop step: (call − 1-step call) / (steps − 1); per-call overhead: 1-step call − one "
-                       "in-loop step; XLA's flop count per step over the in-loop step, and that rate as a fraction "
-                       "of the machine's calibrated f32 matmul peak.\n", *table(cost_table, cost_summary, costs, pooled),
-        "### Memory\n", "XLA's memory analysis of the compiled training program: memory is what one call holds at "
-                         "most (arguments + outputs + temporaries − aliased buffers), temp the temporaries alone.\n",
-        *table(memory_table, cost_summary, costs, pooled),
+        "### Cost and memory of each compiled program\n",
+        "Compile: ahead-of-time XLA compile of the whole training program, cold compiles only (runs "
+        "served from a compile cache have none). Run: one jitted call (all steps), after warm-up. "
+        "In-loop step: (call − 1-step call) / (steps − 1); per-call overhead: 1-step call − one "
+        "in-loop step; XLA's flop count per step over the in-loop step, and that rate as a fraction "
+        "of the machine's calibrated f32 matmul peak. Memory: XLA's memory analysis of the compiled training "
+        "program, what one call holds at most (arguments + outputs + temporaries − aliased buffers), temp the "
+        "temporaries alone.\n",
+        *table(lambda rows, by: cost_and_memory_table(rows, by, stated), cost_summary, costs, pooled),
         *status,
     ]
     return "\n".join(parts)
@@ -387,7 +398,10 @@ def write_report(sweep_dir: str | Path, df: pd.DataFrame, out_dir: str | Path | 
     if records is None:
         records = [read_record(Path(path))[0] or {} for path in df["path"]]
     by_path = dict(zip(df["path"], records))
-    df = natural_order(df, sweep_order(sweep_dir))  # the same records give the same report whatever the job order
+    order = sweep_order(sweep_dir)
+    question = question_axes(df, order, declared_question(records))
+    # The same records give the same report whatever the job order; rows read in the question's order.
+    df = natural_order(df, order, lead=question)
     records = [by_path[path] for path in df["path"]]
     out_dir.mkdir(parents=True, exist_ok=True)
     table = df.assign(path=[_relative(path, sweep_dir) for path in df["path"]])  # no machine's directories
@@ -397,7 +411,6 @@ def write_report(sweep_dir: str | Path, df: pd.DataFrame, out_dir: str | Path | 
     with atomic_path(out_dir / "runs.csv") as tmp:
         table.to_csv(tmp, index=False)
     histories = {path: record.get("history") for path, record in zip(df["path"], records)}
-    question = question_axes(df, sweep_order(sweep_dir), declared_question(records))
     # The test metric each run evaluated during training (train.eval_every), drawn beside its train loss.
     evaluations = {path: {**((record.get("target") or {}).get("evaluations") or {}),
                           "metric": (record.get("target") or {}).get("metric")}

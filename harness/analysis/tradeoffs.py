@@ -4,8 +4,9 @@ target, test quality and forgetting; where a step's flops go; and Pareto fronts 
 
 A configuration is Pareto-optimal when no other configuration of its workload dominates it: resolved better in
 quality or cost by the findings' own test (harness.analysis.findings: `ratio_ci` and `verdict` at their
-threshold, step times spread by the sweep's run-to-run spread, quality paired by seed) and resolved worse in
-neither. Configurations of one compiled program (one HLO fingerprint: scratch and a full fine-tune) share one
+threshold, step times spread by the sweep's run-to-run spread, quality paired by seed) and worse in neither
+(resolved worse, or, where no test can be drawn such as a step below the noise floor, worse by the medians).
+Configurations of one compiled program (one HLO fingerprint: scratch and a full fine-tune) share one
 step time and one memory, the program's: what their runs' clocks differ by is drift, never a reason for one to
 dominate the other.
 """
@@ -41,6 +42,8 @@ PROGRAM_COSTS = ("in_loop_s_per_step", "memory_bytes")  # costs of the compiled 
 # (column, axis label, scale) of the costs the Pareto panels put quality against.
 COSTS = (("in_loop_s_per_step", "in-loop step (ms)", 1e3), ("memory_bytes", "memory (MiB)", 2.0**-20),
          ("trainable_params", "trainable parameters", 1.0))
+# How one configuration compares with another in one measure (`Dominance.compare`).
+BETTER, LOOKS_BETTER, TIE, LOOKS_WORSE, WORSE = 2, 1, 0, -1, -2
 # A count: any difference is real (threshold 0), and no interval is needed to say so.
 TRAINABLE = Measure("trainable_params", "trainable parameters", "more", "fewer", exact=True)
 
@@ -168,8 +171,9 @@ class Dominance:
         return self._spread[column]
 
     def compare(self, a: int, b: int, column: str) -> int:
-        """+1 when row `a` is resolved better than row `b` in `column` (cheaper, or better quality), -1 when resolved
-        worse, 0 when the findings' test would call no difference (or could not test one)."""
+        """Row `a` against row `b` in `column` by the findings' test: BETTER / WORSE when resolved (cheaper, or better
+        quality), TIE when tested and not resolved (or one compiled program); LOOKS_BETTER / LOOKS_WORSE when no test
+        can be drawn (below the noise floor, no spread between runs, no seed in common): the medians' order only."""
         key = (a, b, column)
         if key not in self._seen:
             self._seen[key] = self._compare(a, b, column)
@@ -180,22 +184,31 @@ class Dominance:
         measure, threshold = _measure(column)
         program = self.table["program"] if "program" in self.table else pd.Series(None, index=self.table.index)
         if column in PROGRAM_COSTS and pd.notna(program[a]) and program[a] == program[b]:
-            return 0  # one compiled program: one cost
+            return TIE  # one compiled program: one cost
         runs_a, runs_b = self.program_runs(a, column), self.program_runs(b, column)
         between = 0.0
         if measure.timed:
             between = self.between(column)
             if between is None or not floor_of([r for _, r in pd.concat([runs_a, runs_b]).iterrows()], column,
                                                threshold).resolved:
-                return 0  # the findings would say "not tested" or "too short to resolve": no verdict, no mark
+                return self._looks(a, b, column, measure)  # the findings: "not tested" / "too short to resolve"
         if measure.paired:  # quality: the same seed's data and initialization on both sides
             strata = [(samples(g_b, column), samples(runs_a[runs_a["seed"] == seed], column))
                       for seed, g_b in runs_b.groupby("seed", sort=False)]
         else:
             strata = [(samples(runs_b, column), samples(runs_a, column))]
         estimate = ratio_ci(strata, exact=measure.exact or measure.paired, between=between, timed=measure.timed)
+        if math.isnan(estimate.ratio) or math.isnan(estimate.low):
+            return self._looks(a, b, column, measure)  # no seed in common, one sample: no interval
         word = verdict(estimate, threshold, measure)
-        return 1 if word == measure.better else -1 if word == measure.worse else 0
+        return BETTER if word == measure.better else WORSE if word == measure.worse else TIE
+
+    def _looks(self, a: int, b: int, column: str, measure: Measure) -> int:
+        """The order of the two rows' medians, where no test can be drawn."""
+        x, y = self.table.at[a, column], self.table.at[b, column]
+        if pd.isna(x) or pd.isna(y) or x == y:
+            return TIE
+        return LOOKS_BETTER if (x < y) == measure.higher_is_worse else LOOKS_WORSE
 
     def front(self, cost: str, quality: str) -> list[bool]:
         """Per row: whether no row of its workload dominates it in (`cost`, `quality`)."""
@@ -208,12 +221,13 @@ class Dominance:
         return flags.tolist()
 
     def dominates(self, a: int, b: int, cost: str, quality: str) -> bool:
-        """Row `a` resolved better than row `b` in one of `cost`, `quality` and resolved worse in neither."""
+        """Row `a` resolved better than row `b` in one of `cost`, `quality`, and worse in neither: not resolved
+        worse, nor worse by its medians where no test can be drawn (a step below the noise floor is no tie)."""
         better_quality = self.compare(a, b, quality)
-        if better_quality < 0:
+        if better_quality < TIE:
             return False
         cheaper = self.compare(a, b, cost)
-        return cheaper >= 0 and max(cheaper, better_quality) > 0
+        return cheaper >= TIE and BETTER in (cheaper, better_quality)
 
 
 def _plausible_runs(df: pd.DataFrame) -> pd.DataFrame:

@@ -245,6 +245,21 @@ METHOD_NOTES = (
 )
 
 
+# Verdict words the findings can print beyond their legend's, and what each means: every word is defined.
+MORE_VERDICTS = {"no data": "no setting has runs of both sides with this measure (e.g. no run reached the target)"}
+
+
+def undefined_verdicts(found: pd.DataFrame, text: str) -> list[str]:
+    """A legend line for each verdict word `found` uses that the findings' `text` does not define.
+
+    >>> [line.strip() for line in undefined_verdicts(pd.DataFrame({"verdict": ["no data"]}), "**faster**: ...")]
+    ['Also: **no data**: no setting has runs of both sides with this measure (e.g. no run reached the target).']
+    """
+    used = set(found["verdict"].dropna()) if "verdict" in found else set()
+    return [f"Also: **{word}**: {meaning}.\n" for word, meaning in MORE_VERDICTS.items()
+            if word in used and f"**{word}**" not in text]
+
+
 def missing(sweep_dir: Path, df: pd.DataFrame) -> list[dict[str, Any]]:
     """The runs each sweep at or under `sweep_dir` planned (its sweep.json) that left no readable record: a job
     with none, or a point of a vectorized job ({"num": "<job>/<point>"}): [{"num", "overrides", "sweep"}],
@@ -295,6 +310,7 @@ def render_report(sweep_dir: Path, df: pd.DataFrame, records: list[dict], proble
     ]
     if found is not None and (df["status"] == "ok").any():
         parts.append(findings.render_findings(distinct_runs(df), found, threshold))
+        parts += undefined_verdicts(found, parts[-1])
     # What did not run, or not well, comes after the figures and detail tables: the counts above say it first.
     status = ["## Environment\n", markdown_table(environment_table(df, date)),
               "## Runs that did not finish ok\n",

@@ -210,8 +210,10 @@ def step_time_figure(df: pd.DataFrame, question: Sequence[str] = ()) -> Figure |
     def colour_value(g: pd.DataFrame) -> str:
         return ", ".join(dict.fromkeys(key_text(v) for v in g[colour_key])) if colour_key else ""
 
+    # One colour per value in config order, as the training curves draw it; a pooled point takes its first value's.
+    rank = {v: i for i, v in enumerate(dict.fromkeys(key_text(v) for v in shown[colour_key]))} if colour_key else {}
     point_groups = [colour_value(g) for _, g in groups(shown, point_keys)] if point_keys else []
-    colours = {v: f"C{i % 10}" for i, v in enumerate(dict.fromkeys(point_groups))}
+    colours = {v: f"C{rank.get(v.split(', ')[0], 0) % 10}" for v in dict.fromkeys(point_groups)}
     markers = {v: MARKERS[i] for i, v in enumerate(dict.fromkeys(shown[marker_key]))} if marker_key else {}
     between = run_to_run(shown, column) or 0.0  # the spread between runs the findings' intervals hold
     panels = list(groups(shown, panel_keys)) if panel_keys else [({}, shown)]

@@ -327,7 +327,10 @@ def render_report(sweep_dir: Path, df: pd.DataFrame, records: list[dict], proble
         return "\n".join([*parts, *status, "No run finished ok: no tables or figures.\n"])
     keys = lead_with(group_keys(df), question)
     summary = summarize(df, keys)
-    costs = program_keys(df, keys)  # step time, memory, FLOP/s: pooled only over runs of one compiled program
+    # Step time, memory, FLOP/s: pooled only over runs of one compiled program. Which axes pool is decided in the
+    # sweep's own key order (a strategy's freeze option, put back first, lets scratch and finetune pool), then the
+    # question's axes lead the columns.
+    costs = lead_with(program_keys(df, group_keys(df)), question)
     cost_summary = summarize(df, costs)
     pooled = pooled_axes(df, keys, costs)
 
@@ -360,8 +363,8 @@ def render_report(sweep_dir: Path, df: pd.DataFrame, records: list[dict], proble
     parts.append("## Figures\n")
     for key, title in FIGURE_TITLES.items():
         where = figures.get(key, "not drawn")
-        if isinstance(where, Path):  # a figure with nothing to draw is named once below, not given a heading
-            parts += [f"### {title}\n", f"![{title}]({Path(where).name})\n"]
+        if isinstance(where, Path):  # a figure with nothing to draw is named once below; each names itself
+            parts.append(f"![{title}]({Path(where).name})\n")
     skipped = [f"{FIGURE_TITLES[k]} ({why})" for k, why in figures.items() if not isinstance(why, Path)]
     parts += [f"_Not drawn: {'; '.join(skipped)}._\n"] if skipped else []
     parts += [

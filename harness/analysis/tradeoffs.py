@@ -262,7 +262,11 @@ def pareto_figure(df: pd.DataFrame, question: Sequence[str] = ()) -> Figure | st
     if not costs:
         return "no run has a positive step time, memory or parameter count"
     dominance = Dominance(_plausible_runs(df), keys, table)
-    label_keys = [k for k in keys if k not in WORKLOAD and table[k].nunique(dropna=False) > 1]
+    label_keys = []
+    for k in (k for k in keys if k not in WORKLOAD and table[k].nunique(dropna=False) > 1):
+        # A key set by one named before it (a strategy's freeze option) adds nothing to a label.
+        if not any((table.groupby(first, dropna=False)[k].nunique(dropna=False) <= 1).all() for first in label_keys):
+            label_keys.append(k)
     fig = Figure(figsize=(4.6 * len(costs), 4.2), layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, len(costs), squeeze=False)[0]

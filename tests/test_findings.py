@@ -148,10 +148,9 @@ def test_a_168_run_report_opens_with_findings_on_one_screen_and_no_long_table(ma
 @pytest.mark.slow
 def test_compact_tables_pool_lr_for_costs_and_keep_what_changes_them(matrix_report):
     text = matrix_report["report"].read_text()
-    memory = text.split("## Memory\n", 1)[1].split("\n## ", 1)[0]
+    memory = text.split("### Cost and memory of each compiled program\n", 1)[1].split("\n## ", 1)[0]
     assert "each row pools its runs over lr: one compiled program per row" in memory
     header = next(line for line in memory.splitlines() if line.startswith("| "))
-    # adam and adamw hold one memory: optimizer merges away now that the optimizer state has one table (methods)
     assert "| lr |" not in header and "freeze" in header
     fit = text.split("## Fit\n", 1)[1].split("\n## ", 1)[0]
     assert "| lr |" in next(line for line in fit.splitlines() if line.startswith("| "))  # lr changes the fit

@@ -213,7 +213,7 @@ def test_report_writes_tables_markdown_and_png_figures(built):
     assert len(pd.read_csv(out / "runs.csv")) == N_OK + 2
     text = built["report"].read_text()
     sections = ("## Findings", "## Figures", "## Tables", "### Frozen parameters: what each method does", "### Fit",
-                "### Cost", "### Memory", "## Environment", "## Runs that did not finish ok")
+                "### Cost and memory of each compiled program", "## Environment", "## Runs that did not finish ok")
     assert [text.index(section) for section in sections] == sorted(text.index(section) for section in sections)
     assert "## Throughput" not in text  # its columns are the Cost table's: one table per fact
     assert "| versions | jax 0.10.2 · jaxlib" in text and "Test CPU (2 cores)" in text and "abc123" in text

@@ -56,11 +56,12 @@ def logged_metrics(records: list[dict]) -> set[str]:
 
 
 def swept_axes(records: list[dict]) -> list[str]:
-    """The axes the sweep varies, as W&B config keys: the report's question axes (frames.question_axes: any swept
-    config leaf, e.g. freeze.patterns, less those that follow from another), else the AXES that vary."""
-    from harness.analysis.frames import frame, question_axes
+    """The axes the sweep varies, as W&B config keys: the report's question axes (frames.question_axes: what the
+    experiment's `question` names first, then any swept config leaf, e.g. freeze.patterns, less those that follow
+    from another), else the AXES that vary."""
+    from harness.analysis.frames import declared_question, frame, question_axes
 
-    asked = question_axes(frame([(Path(), r) for r in records]))
+    asked = question_axes(frame([(Path(), r) for r in records]), declared=declared_question(records))
     if asked:
         return asked
     values = [axes(r) for r in records]

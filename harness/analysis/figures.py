@@ -172,6 +172,11 @@ def training_curves_figure(df: pd.DataFrame, histories: Mapping[str, dict], ques
 
 
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+
+
+def _follows(df: pd.DataFrame, axis: str, key: str) -> bool:
+    """Whether `key` takes one value for each value of `axis` (a strategy sets its freeze option)."""
+    return bool((df.groupby(axis, dropna=False)[key].nunique(dropna=False) <= 1).all())
 PANEL_KEYS = ("task", "model")  # one panel per workload: step times of two models share no scale worth reading
 
 
@@ -194,11 +199,21 @@ def step_time_figure(df: pd.DataFrame, question: Sequence[str] = ()) -> Figure |
     keys = program_keys(shown, all_keys)
     panel_keys = [k for k in PANEL_KEYS if k in keys and shown[k].nunique(dropna=False) > 1]
     point_keys = [k for k in keys if k not in panel_keys and shown[k].nunique(dropna=False) > 1]
-    ranked = [k for k in question if k in point_keys]
-    point_keys = ranked + [k for k in point_keys if k not in ranked]
-    colour_key = point_keys[0] if point_keys else None
-    marker_key = point_keys[1] if len(point_keys) > 1 and shown[point_keys[1]].nunique() <= len(MARKERS) else None
-    colours = {v: f"C{i % 10}" for i, v in enumerate(dict.fromkeys(shown[colour_key]))} if colour_key else {}
+    # Colour tells the question's first axis apart, also where a point pools several of its values (scratch and
+    # finetune, one program: one colour for the pair); a key that follows from it (a strategy's freeze) adds nothing.
+    asked = [q for q in question if q in shown and q not in panel_keys and shown[q].nunique(dropna=False) > 1]
+    colour_key = asked[0] if asked else point_keys[0] if point_keys else None
+    told = [k for k in point_keys if k != colour_key and not (colour_key and _follows(shown, colour_key, k))]
+    told = [k for k in asked if k in told] + [k for k in told if k not in asked]
+    marker_key = told[0] if told and shown[told[0]].nunique() <= len(MARKERS) else None
+
+    def colour_value(g: pd.DataFrame) -> str:
+        return ", ".join(dict.fromkeys(key_text(v) for v in g[colour_key])) if colour_key else ""
+
+    # One colour per value in config order, as the training curves draw it; a pooled point takes its first value's.
+    rank = {v: i for i, v in enumerate(dict.fromkeys(key_text(v) for v in shown[colour_key]))} if colour_key else {}
+    point_groups = [colour_value(g) for _, g in groups(shown, point_keys)] if point_keys else []
+    colours = {v: f"C{rank.get(v.split(', ')[0], 0) % 10}" for v in dict.fromkeys(point_groups)}
     markers = {v: MARKERS[i] for i, v in enumerate(dict.fromkeys(shown[marker_key]))} if marker_key else {}
     between = run_to_run(shown, column) or 0.0  # the spread between runs the findings' intervals hold
     panels = list(groups(shown, panel_keys)) if panel_keys else [({}, shown)]
@@ -211,10 +226,9 @@ def step_time_figure(df: pd.DataFrame, question: Sequence[str] = ()) -> Figure |
         labels = []
         for x, (values, g) in enumerate(groups(rows, point_keys) if point_keys else [({}, rows)]):
             mean, lo, hi = side_ci(samples(g, column), between=between)
-            # A question axis the point pools (scratch and finetune: one program) is named with the values it holds.
-            held = [f"{q}: {', '.join(dict.fromkeys(key_text(v) for v in g[q]))}" for q in question
-                    if q in g and q not in point_keys and shown[q].nunique(dropna=False) > 1]
-            labels.append(" · ".join([*(key_text(values[k]) for k in point_keys), *held]) + f" (n={len(g)})")
+            # The question's values first (a pooled axis lists those it holds), then what else tells points apart.
+            labels.append(" · ".join([*([colour_value(g)] if colour_key else []),
+                                      *(key_text(values[k]) for k in told)]) + f" (n={len(g)})")
             if not math.isfinite(mean):
                 continue
             drawn = True
@@ -222,7 +236,7 @@ def step_time_figure(df: pd.DataFrame, question: Sequence[str] = ()) -> Figure |
             ax.errorbar([x], [mean * 1e6], yerr=[[(mean - lo) * 1e6 if math.isfinite(lo) else 0.0],
                                                  [(hi - mean) * 1e6 if math.isfinite(hi) else 0.0]],
                         fmt=markers.get(values.get(marker_key), "o"), ms=6, capsize=4,
-                        color=colours.get(values.get(colour_key), "C0"))
+                        color=colours.get(colour_value(g), "C0"))
         ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right", fontsize="small")
         ax.set_xlim(-0.6, len(labels) - 0.4)
         ax.set_title(" · ".join(f"{k}={key_text(panel[k])}" for k in panel_keys) or None, fontsize="medium")
@@ -241,8 +255,7 @@ def step_time_figure(df: pd.DataFrame, question: Sequence[str] = ()) -> Figure |
             ax.set_ylim(bottom=0)
     from matplotlib.lines import Line2D
 
-    handles = [Line2D([], [], color=c, marker="o", ls="", label=f"{colour_key}={key_text(v)}")
-               for v, c in colours.items()]
+    handles = [Line2D([], [], color=c, marker="o", ls="", label=f"{colour_key}={v}") for v, c in colours.items()]
     handles += [Line2D([], [], color="0.3", marker=m, ls="", label=f"{marker_key}={key_text(v)}")
                 for v, m in markers.items()]
     if handles:
@@ -250,7 +263,7 @@ def step_time_figure(df: pd.DataFrame, question: Sequence[str] = ()) -> Figure |
                    fontsize="small")
     pooled = pooled_axes(shown, all_keys, keys)
     fig.suptitle(f"Mean {name} per compiled program\nwhiskers: the findings' {CONFIDENCE:.0%} bootstrap CI"
-                 + (f"; pooled over {', '.join(pooled)}" if pooled else "")
+                 + (f"; pooled over {', '.join(pooled)} (one compiled program per point)" if pooled else "")
                  + (f"; {int(flagged.sum())} implausible runs left out" if flagged.any() else ""),
                  fontsize="medium")
     return fig
@@ -385,7 +398,7 @@ def write_figures(df: pd.DataFrame, histories: Mapping[str, dict], out_dir: Path
         "frozen_drift": frozen_drift_figure(summary, keys),
         "compile_vs_run": compile_vs_run_figure(summary, keys),
         "cost_vs_params": cost_vs_params_figure(summary, keys),
-        "pareto": pareto_figure(df),
+        "pareto": pareto_figure(df, question),
     }
     return {name: _save(fig, out_dir / FIGURES[name]) if isinstance(fig, Figure) else fig
             for name, fig in drawn.items()}

@@ -279,9 +279,11 @@ def _column_order(df: pd.DataFrame, name: str, order: dict[str, list[str]]) -> l
     return next((listed for listed in order.values() if values and values <= set(listed)), [])
 
 
-def natural_order(df: pd.DataFrame, order: dict[str, list[str]] | None = None) -> pd.DataFrame:
-    """The runs sorted by their axes, each in its natural order: numbers ascending, names in the order the
-    sweep's config lists them (`sweep_order`; names it does not list after, alphabetically), missing last.
+def natural_order(df: pd.DataFrame, order: dict[str, list[str]] | None = None,
+                  lead: Iterable[str] = ()) -> pd.DataFrame:
+    """The runs sorted by their axes, `lead` (the question's axes) first, each in its natural order: numbers
+    ascending, names in the order the sweep's config lists them (`sweep_order`; names it does not list after,
+    alphabetically), missing last.
 
     Every table, figure and finding reads its rows in this order, so the same records give the
     same report whatever order the jobs ran in.
@@ -291,7 +293,7 @@ def natural_order(df: pd.DataFrame, order: dict[str, list[str]] | None = None) -
     [['diffstate', 0.01], ['diffstate', 0.1], ['wrt_only', 0.1]]
     """
     order = order or {}
-    axes = [c for c in [*AXIS_COLUMNS, *extra_axes(df)] if c in df.columns]
+    axes = lead_with([c for c in [*AXIS_COLUMNS, *extra_axes(df)] if c in df.columns], lead)
     ranks = {}
     for name in axes:
         listed = {value: i for i, value in enumerate(_column_order(df, name, order))}
@@ -301,6 +303,26 @@ def natural_order(df: pd.DataFrame, order: dict[str, list[str]] | None = None) -
     ties = [c for c in ("config_key", "started", "job_num", "path") if c in df.columns]
     keys = [tuple(ranks[name][i] for name in axes) + tuple(str(df[c].iloc[i]) for c in ties) for i in range(len(df))]
     return df.iloc[sorted(range(len(df)), key=keys.__getitem__)].reset_index(drop=True)
+
+
+QUESTION_KEY = "question"  # a top-level config list of the axes an experiment asks about, e.g. [fine_tuning, model]
+# A swept config group named for the leaf its options set: conf/strategy/*.yaml set `fine_tuning`.
+GROUP_LEAVES = {"strategy": "fine_tuning"}
+
+
+def declared_question(records: Iterable[dict]) -> list[str]:
+    """The axes the sweep's config declares it asks about (`question`), as report columns; [] when none does.
+    Config paths name their column (`method.name` -> method, `optimizer.lr` -> lr), and the `strategy` group the
+    leaf it sets (fine_tuning); any other leaf (`model.width`) is its own column.
+
+    >>> declared_question([{"config": {"question": ["strategy", "optimizer.lr", "model.width", "method"]}}])
+    ['fine_tuning', 'lr', 'model.width', 'method']
+    """
+    declared = next((q for r in records if isinstance(q := (r.get("config") or {}).get(QUESTION_KEY), list)), [])
+    columns = {p.removeprefix("config."): f.column for f in AXES for p in f.paths}
+    columns.update({p.removesuffix(".name"): c for p, c in list(columns.items())})
+    columns.update(GROUP_LEAVES)
+    return list(dict.fromkeys(columns.get(str(name), str(name)) for name in declared))
 
 
 def question_axes(df: pd.DataFrame, order: dict[str, list[str]] | None = None,
@@ -332,6 +354,17 @@ def question_axes(df: pd.DataFrame, order: dict[str, list[str]] | None = None,
     ordered = declared + sorted((c for c in columns if c not in declared), key=lambda c: (rank(c), columns.index(c)))
     # A leaf that follows from those before it (a strategy's freeze patterns, a model's channels) asks nothing new.
     return declared + [c for c in splitting_keys(df, declared, ordered) if c not in declared]
+
+
+def lead_with(keys: Iterable[str], question: Iterable[str]) -> list[str]:
+    """`keys` with those the question asks about first, in the question's order: a table's first columns.
+
+    >>> lead_with(["task", "model", "method", "fine_tuning"], ["fine_tuning", "model"])
+    ['fine_tuning', 'model', 'task', 'method']
+    """
+    keys = list(keys)
+    first = [k for k in question if k in keys]
+    return first + [k for k in keys if k not in first]
 
 
 # --- per-configuration summary -------------------------------------------------------------------

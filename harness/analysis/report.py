@@ -13,7 +13,7 @@ import datetime
 import json
 import shutil
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +24,13 @@ from harness.analysis.compare import main_compare, parse_threshold, with_option_
 from harness.analysis.figures import FIGURE_TITLES, write_figures
 from harness.analysis.frames import (
     RUNS_TABLE,
+    declared_question,
     distinct_runs,
     extra_axes,
     frame,
     group_keys,
     key_text,
+    lead_with,
     markdown_table,
     nan_to_none,
     natural_order,
@@ -41,7 +43,7 @@ from harness.analysis.frames import (
 )
 from harness.analysis.tables import compact, pooled_axes, program_keys
 from harness.analysis.tradeoffs import flops_table, main_metric, peft_table
-from harness.core.fields import AXES, PACKAGES, nested_get
+from harness.core.fields import PACKAGES, nested_get
 from harness.core.files import atomic_path
 from harness.core.metrics import METRICS
 from harness.jobs.store import RECORD_NAME, read_record, read_records
@@ -125,6 +127,13 @@ def memory_table(summary: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
                                       "frozen params": _spread(summary, "frozen_params", _int_text),
                                       "memory (MiB)": _spread(summary, "memory_bytes", _mb),
                                       "temp memory (MiB)": _spread(summary, "temp_bytes", _mb)})
+
+
+def cost_and_memory_table(summary: pd.DataFrame, keys: list[str], stated: Iterable[str] = ()) -> pd.DataFrame:
+    """`cost_table` and `memory_table`'s own columns side by side (one row per compiled program), less the `stated`
+    columns another table of the report already holds."""
+    memory = memory_table(summary, keys).drop(columns=[*keys, "ok runs"])
+    return pd.concat([cost_table(summary, keys), memory], axis=1).drop(columns=list(stated), errors="ignore")
 
 
 def methods_table(df: pd.DataFrame) -> pd.DataFrame:
@@ -237,6 +246,21 @@ METHOD_NOTES = (
 )
 
 
+# Verdict words the findings can print beyond their legend's, and what each means: every word is defined.
+MORE_VERDICTS = {"no data": "no setting has runs of both sides with this measure (e.g. no run reached the target)"}
+
+
+def undefined_verdicts(found: pd.DataFrame, text: str) -> list[str]:
+    """A legend line for each verdict word `found` uses that the findings' `text` does not define.
+
+    >>> [line.strip() for line in undefined_verdicts(pd.DataFrame({"verdict": ["no data"]}), "**faster**: ...")]
+    ['Also: **no data**: no setting has runs of both sides with this measure (e.g. no run reached the target).']
+    """
+    used = set(found["verdict"].dropna()) if "verdict" in found else set()
+    return [f"Also: **{word}**: {meaning}.\n" for word, meaning in MORE_VERDICTS.items()
+            if word in used and f"**{word}**" not in text]
+
+
 def missing(sweep_dir: Path, df: pd.DataFrame) -> list[dict[str, Any]]:
     """The runs each sweep at or under `sweep_dir` planned (its sweep.json) that left no readable record: a job
     with none, or a point of a vectorized job ({"num": "<job>/<point>"}): [{"num", "overrides", "sweep"}],
@@ -276,9 +300,11 @@ def _relative(path: Path | str, sweep_dir: Path) -> str:
 def render_report(sweep_dir: Path, df: pd.DataFrame, records: list[dict], problems: list[tuple[Path, str]],
                   figures: Mapping[str, Path | str], date: str, found: pd.DataFrame | None = None,
                   threshold: float = findings.THRESHOLD, missing_jobs: list[dict[str, Any]] = (),
-                  protocol: str = findings.UNTUNED, sections: Iterable[str] = ()) -> str:
-    """report.md as text: findings (under `protocol`), `sections` (tuning, performance profiles), environment, run
-    status, missing jobs, compact tables, figures."""
+                  question: Sequence[str] = (), protocol: str = findings.UNTUNED,
+                  sections: Iterable[str] = ()) -> str:
+    """report.md as text: findings (under `protocol`), `sections` (tuning, performance profiles), cost and quality,
+    figures, detail tables, environment, runs not ok, missing jobs; every table's first columns are the
+    `question`'s axes."""
     parts = [
         f"# Sweep report: {_distinct(df['experiment'])}\n",
         f"`{shown_path(sweep_dir, df)}`: {len(df)} runs, {_counts_text(df)}"
@@ -287,6 +313,7 @@ def render_report(sweep_dir: Path, df: pd.DataFrame, records: list[dict], proble
     ]
     if found is not None and (df["status"] == "ok").any():
         parts.append(findings.render_findings(distinct_runs(df), found, threshold, protocol))
+        parts += undefined_verdicts(found, parts[-1])
         parts += list(sections)
     # What did not run, or not well, comes after the figures and detail tables: the counts above say it first.
     status = ["## Environment\n", markdown_table(environment_table(df, date)),
@@ -302,9 +329,12 @@ def render_report(sweep_dir: Path, df: pd.DataFrame, records: list[dict], proble
                    markdown_table(missing_table(list(missing_jobs)))]
     if not (df["status"] == "ok").any():
         return "\n".join([*parts, *status, "No run finished ok: no tables or figures.\n"])
-    keys = group_keys(df)
+    keys = lead_with(group_keys(df), question)
     summary = summarize(df, keys)
-    costs = program_keys(df, keys)  # step time, memory, FLOP/s: pooled only over runs of one compiled program
+    # Step time, memory, FLOP/s: pooled only over runs of one compiled program. Which axes pool is decided in the
+    # sweep's own key order (a strategy's freeze option, put back first, lets scratch and finetune pool), then the
+    # question's axes lead the columns.
+    costs = lead_with(program_keys(df, group_keys(df)), question)
     cost_summary = summarize(df, costs)
     pooled = pooled_axes(df, keys, costs)
 
@@ -316,23 +346,29 @@ def render_report(sweep_dir: Path, df: pd.DataFrame, records: list[dict], proble
             out.append(markdown_table(part))
         return out
 
-    method_keys = splitting_keys(df, ("method", "optimizer"), ("freeze", "model", *extra_axes(df)))
+    method_keys = lead_with(splitting_keys(df, ("method", "optimizer"), ("freeze", "model", *extra_axes(df))),
+                            question)
+    # One table per fact: what the cost-and-quality table states is left out of the detail tables below.
+    stated = ()
 
     if main_metric(df) is not None and df["trainable_params"].notna().any():
-        peft_keys, peft = peft_table(df)
+        stated = ("trainable params", "memory (MiB)", "optimizer state (bytes)")
+        peft_keys, peft = peft_table(df, question)
         parts += ["## Cost and quality\n",
                   "Per workload and configuration, medians over its ok runs (Hugging Face PEFT's comparison): "
                   "trainable parameters, optimizer state, memory of one call, in-loop step time, time to the "
                   "target (train.target; runs that reached it of all), test quality (* Pareto-optimal against "
-                  f"the step time within its workload; step times within {findings.THRESHOLD:.0%}, or of one "
-                  "compiled program, are ties) and forgetting (the source task's main metric lost under "
+                  "the step time within its workload: no other configuration is better in step time or quality "
+                  "by the findings' test, their interval beyond "
+                  f"±{findings.THRESHOLD:.0%}, and worse in neither; configurations of one compiled program "
+                  "share its step time) and forgetting (the source task's main metric lost under "
                   "the pretrained head). A step time the plausibility check flags (faster than the machine can "
                   "compute) is left out: —.\n", *table(lambda *_: peft, df, peft_keys)]
     parts.append("## Figures\n")
     for key, title in FIGURE_TITLES.items():
         where = figures.get(key, "not drawn")
-        if isinstance(where, Path):  # a figure with nothing to draw is named once below, not given a heading
-            parts += [f"### {title}\n", f"![{title}]({Path(where).name})\n"]
+        if isinstance(where, Path):  # a figure with nothing to draw is named once below; each names itself
+            parts.append(f"![{title}]({Path(where).name})\n")
     skipped = [f"{FIGURE_TITLES[k]} ({why})" for k, why in figures.items() if not isinstance(why, Path)]
     parts += [f"_Not drawn: {'; '.join(skipped)}._\n"] if skipped else []
     parts += [
@@ -343,7 +379,7 @@ def render_report(sweep_dir: Path, df: pd.DataFrame, records: list[dict], proble
         "with their intervals in `findings.csv`.\n",
     ]
     if "step_flops" in df and df["step_flops"].notna().any():
-        flops_keys, flops = flops_table(df)
+        flops_keys, flops = flops_table(df, question)
         parts += ["### Where the flops go\n",
                   "XLA's flops of one step's parts on one batch (harness/core/cost.py): the forward pass, the "
                   "gradient the freeze needs, the rest of the compiled step (optimizer update, and gradients the "
@@ -352,18 +388,19 @@ def render_report(sweep_dir: Path, df: pd.DataFrame, records: list[dict], proble
                   *table(lambda *_: flops, df, flops_keys)]
     parts += [
         "### Frozen parameters: what each method does\n", METHOD_NOTES + "\n",
-        *table(lambda rows, _: methods_table(rows), df, method_keys),
+        *table(lambda rows, _: methods_table(rows).drop(columns=list(stated), errors="ignore"), df, method_keys),
         "### Fit\n", "Final train / test value of each quality metric over the task's data and, for 1-D "
                      "inputs, the line fitted through the test predictions.\n", *table(fit_table, summary, keys),
         "### Is the timed work real?\n", *plausibility_lines(df, records),
-        "### Cost\n", "Compile: ahead-of-time XLA compile of the whole training program, cold compiles only (runs "
-                       "served from a compile cache have none). Run: one jitted call (all steps), after warm-up. "
-                       "In-loop step: (call − 1-step call) / (steps − 1); per-call overhead: 1-step call − one "
-                       "in-loop step; XLA's flop count per step over the in-loop step, and that rate as a fraction "
-                       "of the machine's calibrated f32 matmul peak.\n", *table(cost_table, cost_summary, costs, pooled),
-        "### Memory\n", "XLA's memory analysis of the compiled training program: memory is what one call holds at "
-                         "most (arguments + outputs + temporaries − aliased buffers), temp the temporaries alone.\n",
-        *table(memory_table, cost_summary, costs, pooled),
+        "### Cost and memory of each compiled program\n",
+        "Compile: ahead-of-time XLA compile of the whole training program, cold compiles only (runs "
+        "served from a compile cache have none). Run: one jitted call (all steps), after warm-up. "
+        "In-loop step: (call − 1-step call) / (steps − 1); per-call overhead: 1-step call − one "
+        "in-loop step; XLA's flop count per step over the in-loop step, and that rate as a fraction "
+        "of the machine's calibrated f32 matmul peak. Memory: XLA's memory analysis of the compiled training "
+        "program, what one call holds at most (arguments + outputs + temporaries − aliased buffers), temp the "
+        "temporaries alone.\n",
+        *table(lambda rows, by: cost_and_memory_table(rows, by, stated), cost_summary, costs, pooled),
         *status,
     ]
     return "\n".join(parts)
@@ -384,7 +421,10 @@ def write_report(sweep_dir: str | Path, df: pd.DataFrame, out_dir: str | Path | 
     if records is None:
         records = [read_record(Path(path))[0] or {} for path in df["path"]]
     by_path = dict(zip(df["path"], records))
-    df = natural_order(df, sweep_order(sweep_dir))  # the same records give the same report whatever the job order
+    order = sweep_order(sweep_dir)
+    question = question_axes(df, order, declared_question(records))
+    # The same records give the same report whatever the job order; rows read in the question's order.
+    df = natural_order(df, order, lead=question)
     records = [by_path[path] for path in df["path"]]
     out_dir.mkdir(parents=True, exist_ok=True)
     table = df.assign(path=[_relative(path, sweep_dir) for path in df["path"]])  # no machine's directories
@@ -394,7 +434,6 @@ def write_report(sweep_dir: str | Path, df: pd.DataFrame, out_dir: str | Path | 
     with atomic_path(out_dir / "runs.csv") as tmp:
         table.to_csv(tmp, index=False)
     histories = {path: record.get("history") for path, record in zip(df["path"], records)}
-    question = question_axes(df, sweep_order(sweep_dir), declared_question(records))
     # The test metric each run evaluated during training (train.eval_every), drawn beside its train loss.
     evaluations = {path: {**((record.get("target") or {}).get("evaluations") or {}),
                           "metric": (record.get("target") or {}).get("metric")}
@@ -420,23 +459,10 @@ def write_report(sweep_dir: str | Path, df: pd.DataFrame, out_dir: str | Path | 
     date = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     with atomic_path(out_dir / "report.md") as tmp:
         tmp.write_text(render_report(sweep_dir, df, records, list(problems), figures, date, found, threshold,
-                                     missing(sweep_dir, df),
+                                     missing(sweep_dir, df), question,
                                      findings.UNTUNED if tune is None else findings.tuned_protocol(tune["trials"]),
                                      sections))
     return figures
-
-
-QUESTION_KEY = "question"  # a top-level config list of the axes an experiment asks about, e.g. [fine_tuning, model]
-
-
-def declared_question(records: Iterable[dict]) -> list[str]:
-    """The axes the sweep's config declares it asks about (`question`), as report columns; [] when none does.
-    Config paths name their column: `method.name` -> method, `optimizer.lr` -> lr, `+strategy` -> fine_tuning is
-    the experiment's to write as `fine_tuning`."""
-    declared = next((q for r in records if isinstance(q := (r.get("config") or {}).get(QUESTION_KEY), list)), [])
-    columns = {p.removeprefix("config."): f.column for f in AXES for p in f.paths}
-    columns.update({p.removesuffix(".name"): c for p, c in list(columns.items())})
-    return list(dict.fromkeys(columns.get(str(name), str(name)) for name in declared))
 
 
 def headline_lines(df: pd.DataFrame, out_dir: str | Path) -> list[str]:

@@ -2,11 +2,13 @@
 model) and configuration, trainable parameters, optimizer state, memory, in-loop step time, time to the
 target, test quality and forgetting; where a step's flops go; and Pareto fronts of quality against cost.
 
-A configuration is Pareto-optimal when no other configuration of its workload is at least as good in
-quality and at least as cheap in the cost, and strictly better in one of them.
-
->>> pareto([(1.0, 0.9), (2.0, 0.95), (3.0, 0.93), (1.5, 0.85)], higher_is_better=True)
-[True, True, False, False]
+A configuration is Pareto-optimal when no other configuration of its workload dominates it: resolved better in
+quality or cost by the findings' own test (harness.analysis.findings: `ratio_ci` and `verdict` at their
+threshold, step times spread by the sweep's run-to-run spread, quality paired by seed) and worse in neither
+(resolved worse, or, where no test can be drawn such as a step below the noise floor, worse by the medians).
+Configurations of one compiled program (one HLO fingerprint: scratch and a full fine-tune) share one
+step time and one memory, the program's: what their runs' clocks differ by is drift, never a reason for one to
+dominate the other.
 """
 
 from __future__ import annotations
@@ -20,8 +22,19 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
 
-from harness.analysis.findings import THRESHOLD
-from harness.analysis.frames import group_keys, key_text, number_text
+from harness.analysis.findings import (
+    CONFIDENCE,
+    MEASURES,
+    THRESHOLD,
+    Measure,
+    ratio_ci,
+    run_to_run,
+    samples,
+    side_ci,
+    verdict,
+)
+from harness.analysis.frames import group_keys, key_text, lead_with, number_text
+from harness.analysis.resolution import floor_of
 from harness.core.metrics import METRICS
 
 WORKLOAD = ("task", "model")
@@ -29,26 +42,15 @@ PROGRAM_COSTS = ("in_loop_s_per_step", "memory_bytes")  # costs of the compiled 
 # (column, axis label, scale) of the costs the Pareto panels put quality against.
 COSTS = (("in_loop_s_per_step", "in-loop step (ms)", 1e3), ("memory_bytes", "memory (MiB)", 2.0**-20),
          ("trainable_params", "trainable parameters", 1.0))
+# How one configuration compares with another in one measure (`Dominance.compare`).
+BETTER, LOOKS_BETTER, TIE, LOOKS_WORSE, WORSE = 2, 1, 0, -1, -2
+# A count: any difference is real (threshold 0), and no interval is needed to say so.
+TRAINABLE = Measure("trainable_params", "trainable parameters", "more", "fewer", exact=True)
 
 
-def pareto(points: Sequence[tuple[float, float]], higher_is_better: bool, tolerance: float = 0.0) -> list[bool]:
-    """Which (cost, quality) points no other point dominates (as cheap and as good, and better in one).
-
-    Costs within a factor 1 + `tolerance` of each other are a tie: a difference the findings would not resolve
-    (their threshold) neither makes a point cheaper nor keeps a worse one on the front.
-
-    >>> pareto([(1.0, 0.95), (0.98, 0.93)], higher_is_better=True, tolerance=0.05)
-    [True, False]
-    """
-    sign = 1.0 if higher_is_better else -1.0
-    scored = [(cost, sign * quality) for cost, quality in points]
-
-    def cheaper(c: float, cost: float) -> bool:
-        return c * (1 + tolerance) < cost
-
-    return [not any((cheaper(c, cost) or c <= cost * (1 + tolerance)) and q >= quality
-                    and (cheaper(c, cost) or q > quality) for c, q in scored)
-            for cost, quality in scored]
+def _measure(column: str) -> tuple[Measure, float]:
+    """The findings' measure of a cost or quality column and the threshold its verdict is held to."""
+    return (TRAINABLE, 0.0) if column == TRAINABLE.column else (MEASURES[column], THRESHOLD)
 
 
 def main_metric(df: pd.DataFrame):
@@ -57,15 +59,16 @@ def main_metric(df: pd.DataFrame):
                 None)
 
 
-def configurations(df: pd.DataFrame) -> tuple[list[str], pd.DataFrame]:
-    """(the configuration keys, one row per workload and configuration: medians over its ok runs)."""
+def configurations(df: pd.DataFrame, question: Sequence[str] = ()) -> tuple[list[str], pd.DataFrame]:
+    """(the configuration keys, the question's axes first; one row per workload and configuration: medians over
+    its ok runs)."""
     ok = df[df["status"] == "ok"]
     if "warning" in ok and "in_loop_s_per_step" in ok:
         # A step time faster than the machine can compute (XLA hoisted the work) is no cost: it takes no part in
         # a median, a Pareto mark or the time to a target.
         flagged = ok["warning"].notna()
         ok = ok.assign(**{c: ok[c].mask(flagged) for c in ("in_loop_s_per_step", "time_to_target_s") if c in ok})
-    keys = [k for k in dict.fromkeys([*WORKLOAD, *group_keys(ok)]) if k in ok and k != "seed"]
+    keys = lead_with([k for k in dict.fromkeys([*WORKLOAD, *group_keys(ok)]) if k in ok and k != "seed"], question)
     columns = [c for c in ("trainable_params", "opt_state_bytes", "memory_bytes", "in_loop_s_per_step",
                            "time_to_target_s", "forgetting", *(f"test_{m}" for m in METRICS),
                            "forward_flops", "gradient_flops", "full_gradient_flops", "rest_flops", "step_flops")
@@ -88,13 +91,13 @@ def _text(value, scale: float = 1.0, integer: bool = False) -> str:
     return f"{int(round(value * scale)):,}" if integer else number_text(value * scale)
 
 
-def peft_table(df: pd.DataFrame) -> tuple[list[str], pd.DataFrame]:
-    """(its keys, the PEFT-style table): one row per workload and configuration; Pareto-optimal (quality vs step
-    time) rows are marked *."""
-    keys, table = configurations(df)
+def peft_table(df: pd.DataFrame, question: Sequence[str] = ()) -> tuple[list[str], pd.DataFrame]:
+    """(its keys, the PEFT-style table): one row per workload and configuration, the question's axes first;
+    Pareto-optimal (quality vs step time) rows are marked *."""
+    keys, table = configurations(df, question)
     metric = main_metric(df)
     quality = f"test_{metric.name}" if metric else None
-    front = _front(table, "in_loop_s_per_step", metric)
+    front = _front(df, keys, table, "in_loop_s_per_step", metric)
     out = {k: [key_text(v) for v in table[k]] for k in keys}
     out["runs"] = table["runs"]
     for column, title, scale, integer in (("trainable_params", "trainable params", 1.0, True),
@@ -114,9 +117,9 @@ def peft_table(df: pd.DataFrame) -> tuple[list[str], pd.DataFrame]:
     return keys, pd.DataFrame(out)
 
 
-def flops_table(df: pd.DataFrame) -> tuple[list[str], pd.DataFrame]:
+def flops_table(df: pd.DataFrame, question: Sequence[str] = ()) -> tuple[list[str], pd.DataFrame]:
     """(its keys, per configuration a step's MFLOP by part (harness.core.cost), and what freezing removed)."""
-    keys, table = configurations(df)
+    keys, table = configurations(df, question)
     out = {k: [key_text(v) for v in table[k]] for k in keys}
     for part, title in (("forward", "forward"), ("gradient", "gradient (needed)"), ("rest", "rest"),
                         ("step", "step")):
@@ -128,35 +131,142 @@ def flops_table(df: pd.DataFrame) -> tuple[list[str], pd.DataFrame]:
     return keys, pd.DataFrame(out)
 
 
-def _front(table: pd.DataFrame, cost: str, metric) -> list[bool]:
-    """Pareto-optimal rows of `table` for quality against `cost`, within each workload."""
+class Dominance:
+    """Which configurations of `table` (one row each, `configurations`) dominate which, by the findings' test.
+
+    `ok` holds the runs the rows summarize (ok, with flagged step times left out of the time). Each row's runs are
+    those matching its `keys`; for a cost of the compiled program (step time, memory) a row that ran one program
+    stands for every run of that program in its workload, so configurations of one program compare alike.
+    """
+
+    def __init__(self, ok: pd.DataFrame, keys: Sequence[str], table: pd.DataFrame, threshold: float = THRESHOLD):
+        self.ok, self.keys, self.table, self.threshold = ok, list(keys), table, threshold
+        self._runs: dict[int, pd.DataFrame] = {}
+        self._spread: dict[str, float | None] = {}
+        self._seen: dict[tuple, int] = {}
+
+    def runs(self, i: int) -> pd.DataFrame:
+        """The ok runs of row `i`."""
+        if i not in self._runs:
+            row = self.table.loc[i]
+            mask = pd.Series(True, index=self.ok.index)
+            for k in self.keys:
+                mask &= self.ok[k].isna() if pd.isna(row[k]) else (self.ok[k] == row[k]).fillna(False)
+            self._runs[i] = self.ok[mask]
+        return self._runs[i]
+
+    def program_runs(self, i: int, column: str) -> pd.DataFrame:
+        """Row `i`'s runs, or for a program cost every run of its workload that ran its one program."""
+        program = self.table.at[i, "program"] if "program" in self.table else None
+        if column not in PROGRAM_COSTS or program is None or pd.isna(program):
+            return self.runs(i)
+        same = self.ok["program_fingerprint"] == program
+        for k in (k for k in WORKLOAD if k in self.keys):
+            same &= self.ok[k] == self.table.at[i, k]
+        return self.ok[same.fillna(False)]
+
+    def between(self, column: str) -> float | None:
+        if column not in self._spread:
+            self._spread[column] = run_to_run(self.ok, column, self.threshold)
+        return self._spread[column]
+
+    def compare(self, a: int, b: int, column: str) -> int:
+        """Row `a` against row `b` in `column` by the findings' test: BETTER / WORSE when resolved (cheaper, or better
+        quality), TIE when tested and not resolved (or one compiled program); LOOKS_BETTER / LOOKS_WORSE when no test
+        can be drawn (below the noise floor, no spread between runs, no seed in common): the medians' order only."""
+        key = (a, b, column)
+        if key not in self._seen:
+            self._seen[key] = self._compare(a, b, column)
+            self._seen[(b, a, column)] = -self._seen[key]
+        return self._seen[key]
+
+    def _compare(self, a: int, b: int, column: str) -> int:
+        measure, threshold = _measure(column)
+        program = self.table["program"] if "program" in self.table else pd.Series(None, index=self.table.index)
+        if column in PROGRAM_COSTS and pd.notna(program[a]) and program[a] == program[b]:
+            return TIE  # one compiled program: one cost
+        runs_a, runs_b = self.program_runs(a, column), self.program_runs(b, column)
+        between = 0.0
+        if measure.timed:
+            between = self.between(column)
+            if between is None or not floor_of([r for _, r in pd.concat([runs_a, runs_b]).iterrows()], column,
+                                               threshold).resolved:
+                return self._looks(a, b, column, measure)  # the findings: "not tested" / "too short to resolve"
+        if measure.paired:  # quality: the same seed's data and initialization on both sides
+            strata = [(samples(g_b, column), samples(runs_a[runs_a["seed"] == seed], column))
+                      for seed, g_b in runs_b.groupby("seed", sort=False)]
+        else:
+            strata = [(samples(runs_b, column), samples(runs_a, column))]
+        estimate = ratio_ci(strata, exact=measure.exact or measure.paired, between=between, timed=measure.timed)
+        if math.isnan(estimate.ratio) or math.isnan(estimate.low):
+            return self._looks(a, b, column, measure)  # no seed in common, one sample: no interval
+        word = verdict(estimate, threshold, measure)
+        return BETTER if word == measure.better else WORSE if word == measure.worse else TIE
+
+    def _looks(self, a: int, b: int, column: str, measure: Measure) -> int:
+        """The order of the two rows' medians, where no test can be drawn."""
+        x, y = self.table.at[a, column], self.table.at[b, column]
+        if pd.isna(x) or pd.isna(y) or x == y:
+            return TIE
+        return LOOKS_BETTER if (x < y) == measure.higher_is_worse else LOOKS_WORSE
+
+    def front(self, cost: str, quality: str) -> list[bool]:
+        """Per row: whether no row of its workload dominates it in (`cost`, `quality`)."""
+        flags = pd.Series(False, index=self.table.index)
+        usable = self.table[self.table[cost].notna() & self.table[quality].notna()] if cost in self.table \
+            else self.table.iloc[:0]
+        for _, rows in usable.groupby([k for k in WORKLOAD if k in usable], dropna=False, sort=False):
+            for b in rows.index:
+                flags[b] = not any(self.dominates(a, b, cost, quality) for a in rows.index if a != b)
+        return flags.tolist()
+
+    def dominates(self, a: int, b: int, cost: str, quality: str) -> bool:
+        """Row `a` resolved better than row `b` in one of `cost`, `quality`, and worse in neither: not resolved
+        worse, nor worse by its medians where no test can be drawn (a step below the noise floor is no tie)."""
+        better_quality = self.compare(a, b, quality)
+        if better_quality < TIE:
+            return False
+        cheaper = self.compare(a, b, cost)
+        return cheaper >= TIE and BETTER in (cheaper, better_quality)
+
+
+def _plausible_runs(df: pd.DataFrame) -> pd.DataFrame:
+    """The ok runs, with a flagged step time (faster than the machine can compute) left out of the time."""
+    ok = df[df["status"] == "ok"]
+    if "warning" in ok and "in_loop_s_per_step" in ok:
+        flagged = ok["warning"].notna()
+        ok = ok.assign(in_loop_s_per_step=ok["in_loop_s_per_step"].mask(flagged),
+                       run_s=ok["run_s"].mask(flagged) if "run_s" in ok else None)
+    return ok
+
+
+def _front(df: pd.DataFrame, keys: Sequence[str], table: pd.DataFrame, cost: str, metric,
+           dominance: Dominance | None = None) -> list[bool]:
+    """Pareto-optimal rows of `table` for quality against `cost`, within each workload (`Dominance`)."""
     if metric is None or cost not in table or f"test_{metric.name}" not in table:
         return [False] * len(table)
-    flags = pd.Series(False, index=table.index)
-    for _, rows in table.groupby([k for k in WORKLOAD if k in table], dropna=False, sort=False):
-        usable = rows[rows[cost].notna() & rows[f"test_{metric.name}"].notna()]
-        costs = usable[cost].astype(float)
-        if cost in PROGRAM_COSTS and "program" in usable:
-            # Configurations of one compiled program (scratch and a fine-tune) cost the same: what their step
-            # times differ by is drift between runs, never a reason for one to dominate the other.
-            shared = usable["program"].notna()
-            costs[shared] = usable[shared].groupby("program")[cost].transform("mean")
-        marks = pareto(list(zip(costs, usable[f"test_{metric.name}"])), metric.better == "higher",
-                       tolerance=THRESHOLD if cost in PROGRAM_COSTS else 0.0)
-        flags[usable.index] = marks
-    return flags.tolist()
+    dominance = dominance or Dominance(_plausible_runs(df), keys, table)
+    return dominance.front(cost, f"test_{metric.name}")
 
 
-def pareto_figure(df: pd.DataFrame) -> Figure | str:
-    """Test quality against step time, memory and trainable parameters; Pareto-optimal configurations ringed."""
+def pareto_figure(df: pd.DataFrame, question: Sequence[str] = ()) -> Figure | str:
+    """Test quality against step time, memory and trainable parameters; Pareto-optimal configurations ringed.
+
+    Configurations of one compiled program sit at its one step time and memory; the step time's whiskers are the
+    findings' interval of that program's mean (`side_ci`: runs, repeats, the spread between runs)."""
     metric = main_metric(df)
-    keys, table = configurations(df)
+    keys, table = configurations(df, question)
     if metric is None or not len(table):
         return "no run has a main quality metric (accuracy, MSE)"
     costs = [c for c in COSTS if c[0] in table and (table[c[0]] > 0).any()]  # log axes: positive costs only
     if not costs:
         return "no run has a positive step time, memory or parameter count"
-    label_keys = [k for k in keys if k not in WORKLOAD and table[k].nunique(dropna=False) > 1]
+    dominance = Dominance(_plausible_runs(df), keys, table)
+    label_keys = []
+    for k in (k for k in keys if k not in WORKLOAD and table[k].nunique(dropna=False) > 1):
+        # A key set by one named before it (a strategy's freeze option) adds nothing to a label.
+        if not any((table.groupby(first, dropna=False)[k].nunique(dropna=False) <= 1).all() for first in label_keys):
+            label_keys.append(k)
     fig = Figure(figsize=(4.6 * len(costs), 4.2), layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, len(costs), squeeze=False)[0]
@@ -165,13 +275,22 @@ def pareto_figure(df: pd.DataFrame) -> Figure | str:
     for ax, (column, title, scale) in zip(axes, costs):
         texts = []
         placed.append((ax, texts))
-        front = _front(table, column, metric)
+        front = dominance.front(column, f"test_{metric.name}")
         for i, (workload, rows) in enumerate(workloads):
             colour = f"C{i % 10}"
             rows = rows[rows[column] > 0]
-            x, y = rows[column].to_numpy(float) * scale, rows[f"test_{metric.name}"].to_numpy(float)
+            x = rows[column].to_numpy(float) * scale
+            y = rows[f"test_{metric.name}"].to_numpy(float)
+            if column == "in_loop_s_per_step":
+                between = dominance.between(column) or 0.0
+                cis = [side_ci(samples(dominance.program_runs(j, column), column), between=between)
+                       for j in rows.index]
+                x = np.array([c[0] for c in cis]) * scale  # the program's mean: configurations of one program align
+                low = np.array([c[0] - c[1] if math.isfinite(c[1]) else 0.0 for c in cis]) * scale
+                high = np.array([c[2] - c[0] if math.isfinite(c[2]) else 0.0 for c in cis]) * scale
+                ax.errorbar(x, y, xerr=[low, high], fmt="none", ecolor=colour, elinewidth=0.8, capsize=2, alpha=0.7)
             ax.scatter(x, y, color=colour, s=22, label=" · ".join(map(key_text, np.atleast_1d(workload))))
-            best = np.array([front[j] for j in rows.index])
+            best = np.array([front[table.index.get_loc(j)] for j in rows.index], dtype=bool)
             ax.scatter(x[best], y[best], facecolors="none", edgecolors="k", s=90, linewidths=1.2)
             order = np.argsort(x[best])
             ax.plot(x[best][order], y[best][order], color=colour, lw=0.8, alpha=0.6)
@@ -180,17 +299,17 @@ def pareto_figure(df: pd.DataFrame) -> Figure | str:
                                      alpha=0.85))
         ax.set_xscale("log")
         ax.xaxis.set_minor_formatter(NullFormatter())
-        ax.set_xlabel(title)
+        ax.set_xlabel(title + (f", {CONFIDENCE:.0%} CI" if column == "in_loop_s_per_step" else ""))
         ax.set_ylabel(f"test {metric.title}")
         ax.grid(True, alpha=0.3)
     # Below the panels: a legend inside would cover points, and place_labels draws before the figure is saved.
     fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center",
                ncols=min(len(workloads), 6), fontsize="x-small")
     runs = sorted(set(table["runs"]))
-    fig.suptitle(f"Test {metric.title} against cost: each point a configuration's medians over its runs "
-                 f"(n = {runs[0] if len(runs) == 1 else f'{runs[0]}–{runs[-1]}'})\n(ringed: Pareto-optimal within a "
-                 f"workload; step times and memory within {THRESHOLD:.0%}, or of one compiled program, are ties)",
-                 fontsize="medium")
+    fig.suptitle(f"Test {metric.title} against cost: each point a configuration, quality its median over "
+                 f"{runs[0] if len(runs) == 1 else f'{runs[0]}–{runs[-1]}'} runs, step time its compiled program's "
+                 f"mean\n(ringed: Pareto-optimal within a workload; dominated only where the findings resolve the "
+                 f"difference at ±{THRESHOLD:.0%})", fontsize="medium")
     place_labels(fig, placed)
     return fig
 

@@ -14,6 +14,7 @@ component has (`task=transfer task.slope=3`) is one line naming it.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import functools
 import math
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ from harness.core.checks import (
     seed_in_range,
 )
 from harness.core.components import GROUPS, choose, target_name
+from harness.core.fields import AXES, dotted_keys
 from harness.core.metrics import METRICS
 
 
@@ -357,6 +359,9 @@ class Config:
     resume: Optional[str] = None
     report: bool = True  # after a multirun: report.md, figures and Parquet in the sweep dir (and W&B when on)
     fine_tuning: Optional[str] = None  # the strategy's name, set by conf/strategy/*.yaml (a report axis)
+    # The axes the study asks about, first (e.g. [fine_tuning, model]): what its report's findings, first figure and
+    # tables lead with. Read by the report only: no part of what a run computes or of what resume compares.
+    question: Optional[list[str]] = None
     task: Any = field(default_factory=dict)  # a components.TaskSpec once validated (open node: see register)
     model: Any = field(default_factory=dict)  # a components.ModelSpec once validated
     freeze: FreezeConfig = field(default_factory=FreezeConfig)
@@ -462,12 +467,49 @@ def check_startup(cfg: DictConfig, swept: tuple[str, ...] = ()) -> None:
         if not any(key in f"{err.field} {err.message}" for key in swept):
             raise
     _check_paths(str(cfg.name), str(cfg.results_dir))
+    check_question(cfg, swept)
     _converted(lambda: OmegaConf.to_object(cfg.tracker))
     _converted(lambda: OmegaConf.to_object(cfg.vectorize))  # vectorize.max_points: the sweeper groups by it
     _check_target_reachable(cfg)
     tune = OmegaConf.select(cfg, "hydra.sweeper.tune", default=None)
     if tune is not None:  # hydra/sweeper=tuned: its search space, before a trial is planned
         tune_config(tune)
+
+
+# The report's short names of config leaves: `method` for method.name, `lr` for optimizer.lr.
+QUESTION_COLUMNS = tuple(f.column for f in AXES)
+
+
+def check_question(cfg: DictConfig, swept: tuple[str, ...] = ()) -> None:
+    """Each `question` entry names a swept axis (the experiment's sweeper params or the command line's), a config
+    leaf (`model.width`, `fine_tuning`) or a report column (QUESTION_COLUMNS); else one line naming what is allowed.
+
+    >>> cfg = OmegaConf.create({"question": ["model.width", "method"], "model": {"width": 64}})
+    >>> check_question(cfg)
+    >>> check_question(OmegaConf.create({"question": ["model.widht"], "model": {"width": 64}}))
+    Traceback (most recent call last):
+    ...
+    harness.core.checks.ConfigError: question: 'model.widht' is neither a swept axis nor a config leaf; did you mean \
+model.width? allowed: a report column (experiment, task, model, freeze, method, optimizer, lr, weight_decay, steps, \
+seed, device), a config leaf (e.g. model.width, fine_tuning) or a swept axis
+    """
+    question = OmegaConf.select(cfg, "question", default=None)
+    if question is None:
+        return
+    check(OmegaConf.is_list(question) or isinstance(question, list), "question",
+          f"must be a list of axes, e.g. question: [fine_tuning, model]; got {question!r}")
+    params = OmegaConf.select(cfg, "hydra.sweeper.params", default=None)
+    axes = [str(k).lstrip("+~") for k in [*(params.keys() if OmegaConf.is_dict(params) else ()), *swept]]
+    leaves = [k for k in dotted_keys(OmegaConf.to_container(_without_hydra(cfg), resolve=False)) if k]
+    known = dict.fromkeys([*QUESTION_COLUMNS, *axes, *leaves])
+    for entry in question:
+        if isinstance(entry, str) and entry in known:
+            continue
+        close = difflib.get_close_matches(str(entry), list(known), n=1)
+        check(False, "question",
+              f"{entry!r} is neither a swept axis nor a config leaf; " + (f"did you mean {close[0]}? " if close else "")
+              + f"allowed: a report column ({', '.join(QUESTION_COLUMNS)}), a config leaf (e.g. model.width, "
+              f"fine_tuning) or a swept axis" + (f" ({', '.join(dict.fromkeys(axes))})" if axes else ""))
 
 
 def _check_target_reachable(cfg: DictConfig) -> None:

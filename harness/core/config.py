@@ -420,6 +420,9 @@ class Config:
         processes = self.distributed.processes
         if processes == 1:
             return
+        check(self.device.index == 0, "device.index",
+              f"must be 0 in a run across processes (each process numbers its own devices from 0), got "
+              f"{self.device.index}")
         check(self.device.platform == "cpu", "distributed.processes",
               f"spawns CPU processes on this machine (gloo collectives); use device=cpu, got "
               f"device.platform={self.device.platform!r}")

@@ -150,8 +150,11 @@ def use_persistent_cache(path: str | None) -> None:
 
 
 def dispatch_cost(jitted: Callable, args: tuple, static: dict, *, calls: int = 50,
-                  budget_s: float = 1.0) -> dict[str, float]:
+                  budget_s: float = 1.0, adaptive: bool = True) -> dict[str, float]:
     """A 1-step program's call time (median of up to `calls`, fewer past `budget_s`) and XLA's cost of one step.
+
+    `adaptive` False: exactly `calls` calls, whatever they take (a run across processes: every process
+    must make the same calls, and each process's own clock would pick its own count).
 
     `Timing.summary` turns it into the per-call overhead and the in-loop time per step.
     The 1-step program is compiled here, apart from the run's own compile.
@@ -159,7 +162,8 @@ def dispatch_cost(jitted: Callable, args: tuple, static: dict, *, calls: int = 5
     compiled = jitted.lower(*args, **{**static, "steps": 1}).compile()
     t = time.perf_counter()
     jax.block_until_ready(compiled(*args))
-    calls = int(np.clip(budget_s / max(time.perf_counter() - t, 1e-9), 5, calls))  # big models: fewer calls
+    if adaptive:
+        calls = int(np.clip(budget_s / max(time.perf_counter() - t, 1e-9), 5, calls))  # big models: fewer calls
     samples = []
     for _ in range(calls):
         t = time.perf_counter()
@@ -197,22 +201,28 @@ def compile_timed(jitted: Callable, args: tuple, static: dict, *, steps: int, wa
     return compiled, timing
 
 
-def time_calls(compiled, args: tuple, timing: Timing, *, repeats: int, call: Callable | None = None):
+def time_calls(compiled, args: tuple, timing: Timing, *, repeats: int, call: Callable | None = None,
+               barrier: Callable[[str], None] | None = None):
     """(output of the last repeat, `timing` with its run times): `timing.warmup` untimed calls, then `repeats` timed.
 
     `call(compiled)`, when given, is one whole training with the compiled program (e.g. `chunks`
-    calls of it in a row); by default it is the one call `compiled(*args)`.
+    calls of it in a row); by default it is the one call `compiled(*args)`. `barrier(name)`, when
+    given (a run across processes), is waited at before and after each timed call, outside its time:
+    every process times the same call, started together.
     """
+    barrier = barrier or (lambda name: None)
     run = (lambda: compiled(*args)) if call is None else (lambda: call(compiled))
     with count_compiles() as during:
         for _ in range(timing.warmup):
             jax.block_until_ready(run())
         out = None
-        for _ in range(repeats):
+        for repeat in range(repeats):
             out = None  # the previous repeat's outputs are freed before the next call allocates its own
+            barrier(f"before timed call {repeat}")
             t = time.perf_counter()
             out = jax.block_until_ready(run())
             timing.run_s.append(time.perf_counter() - t)
+            barrier(f"after timed call {repeat}")
     if during.backend_compiles:
         raise RuntimeError(f"{during.backend_compiles} compile(s) happened inside the timed calls: run times are invalid")
     return out, timing

@@ -84,6 +84,10 @@ def _outcomes(job: Job, live: LiveCurves | None = None, only: set[int] | None = 
     from harness.core.memory import InsufficientMemory
     from harness.core.run import ProgramsDiffer, execute, execute_vectorized, shared_programs
 
+    if job.spec.distributed.processes > 1:  # one run across processes it spawns (harness/jobs/processes.py)
+        from harness.jobs.processes import across_processes
+
+        return [(job.points(only)[0], across_processes(job.spec, job.out_dir))]
     devices = select(job.spec.device)
     env = {"environment": environment(devices[0])}
     runs = job.points(only)

@@ -276,5 +276,5 @@ def main(cfg: DictConfig) -> None:
         if finished.get("error"):
             label = "reason" if finished["status"] == "skipped" else "error"
             print(f"{label}: {record.error_line(finished['error'])}", file=sys.stderr, flush=True)
-    if single and (not records or any(r["status"] in ("failed", "skipped") for r in records)):
+    if single and (not records or any(r["status"] in ("failed", "skipped", "crashed") for r in records)):
         sys.exit(1)  # no record at all: a full disk, said above

@@ -97,16 +97,18 @@ def run_across(spec: Config, out_dir: Path) -> dict[str, Any]:
                     [sys.executable, "-m", "harness.jobs.processes", str(work), coordinator, str(i),
                      str(settings.processes), str(os.getpid())],
                     stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=_worker_env()))
-            died = _wait(procs, settings.timeout_s + GRACE_S, work)
+            died, ended = _wait(procs, settings.timeout_s + GRACE_S, work)
         finally:
             _stop(procs)
             for log in logs:
                 log.close()
-        return _result(work, procs, died, about)
+        return _result(work, procs, died, ended, about)
 
 
-def _wait(procs: list[subprocess.Popen], after_death_s: float, work: Path) -> tuple[int, int] | None:
-    """Waits for every process; (process, exit code) of the first that failed, or None. The rest are given
+def _wait(procs: list[subprocess.Popen], after_death_s: float, work: Path
+          ) -> tuple[tuple[int, int] | None, list[int | None]]:
+    """Waits for every process: ((process, exit code) of the first that failed, or None; every exit code, None for
+    a process still running). The rest are given
     `after_death_s` seconds to end once one died (their heartbeat notices), then killed by `_stop`; at once
     when the one that failed wrote its error (its peers, waiting in a collective, have nothing left to do)."""
     died, deadline = None, None
@@ -119,7 +121,7 @@ def _wait(procs: list[subprocess.Popen], after_death_s: float, work: Path) -> tu
                 said = (work / RESULT.format(died[0])).exists()
                 deadline = time.monotonic() + (0 if said else after_death_s)
         if all(c is not None for c in codes) or (deadline is not None and time.monotonic() > deadline):
-            return died
+            return died, codes
         time.sleep(POLL_S)
 
 
@@ -137,20 +139,27 @@ def _stop(procs: list[subprocess.Popen], grace_s: float = 2.0) -> None:
             p.wait()
 
 
-def _result(work: Path, procs: list[subprocess.Popen], died: tuple[int, int] | None,
+def _result(work: Path, procs: list[subprocess.Popen], died: tuple[int, int] | None, ended: list[int | None],
             about: dict[str, Any]) -> dict[str, Any]:
-    """Process 0's result; else the first error a process wrote; else `crashed`, naming the process that died."""
+    """Process 0's result; else `crashed`, naming a process that ended without writing why (`ended`: the exit codes
+    before `_stop` killed anything); else the error a process wrote."""
     n = len(procs)
     written = [pickle.loads(path.read_bytes()) if (path := work / RESULT.format(i)).exists() else None
                for i in range(n)]
     if died is None and written[0] is not None:
         result = written[0]
         return {**result, "distributed": {**result.get("distributed", {}), **about}}
+    # A process that ended without saying why (killed, crashed) is the cause; its peers' errors (a collective
+    # whose peer is gone) follow from it.
+    silent = [i for i, code in enumerate(ended) if code not in (None, 0) and written[i] is None]
     own = next((r for r in written if r is not None and r.get("status") != "ok"), None)
-    if own is not None:  # a run-time error every process met (a config the task refuses): its own record
-        return {**own, "distributed": {"processes": n, **about}}
-    first, code = died if died is not None else (0, procs[0].returncode)
-    others = [f"process {i} {_ended(p.returncode)}" for i, p in enumerate(procs) if i != first]
+    if own is not None and not silent:
+        return {**own, "distributed": {"processes": n, **about}}  # its own error (a config the task refuses)
+    first = died[0] if died is not None and died[0] in silent else (silent or [0])[0]
+    code = procs[first].returncode
+    others = [f"process {i} {_ended(p.returncode)}" + (f" ({r['error']['type']}: {r['error']['message'][:200]})"
+                                                       if (r := written[i]) and r.get("error") else "")
+              for i, p in enumerate(procs) if i != first]
     message = (f"process {first} of {n} (pid {procs[first].pid}) {_ended(code)} before the run finished; "
                f"{', '.join(others)}; its output: {about['logs'][first]}")
     return {"status": "crashed", "error": {"type": "ProcessDied", "message": message, "process": first,

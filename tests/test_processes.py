@@ -97,10 +97,10 @@ def test_one_process_keeps_its_config_and_hash(tmp_path):
 
 @pytest.mark.parametrize("overrides, line", [
     (["distributed.processes=0"], "distributed.processes: must be >= 1, got 0"),
-    (["distributed.processes=2"], "distributed.processes: 2 processes x device.count=1 = 2 devices cannot split "
-                                  "the 55 training rows of task 'seed' per step evenly"),
-    (["distributed.processes=3", "train.batch_size=8"], "distributed.processes: 3 processes x device.count=1 = 3 "
-                                                        "devices cannot split train.batch_size=8 rows"),
+    (["distributed.processes=2"], ("distributed.processes: 2 processes x device.count=1 = 2 devices cannot split "
+                                  "the 55 training rows of task 'seed' per step evenly")),
+    (["distributed.processes=3", "train.batch_size=8"], ("distributed.processes: 3 processes x device.count=1 = 3 "
+                                                        "devices cannot split train.batch_size=8 rows")),
     (["distributed.processes=2", "device=gpu"], "distributed.processes: spawns CPU processes"),
 ])
 def test_bad_process_counts_are_one_line(tmp_path, overrides, line):

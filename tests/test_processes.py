@@ -72,6 +72,10 @@ def test_two_processes_match_two_devices_on_the_seed_study(tmp_path):
     assert per_process.shape == (2, 2)
     np.testing.assert_allclose(procs["timing"]["run_s"], per_process.max(axis=0))
     assert procs["config"]["distributed"]["processes"] == 2
+    # One program either way (XLA's SPMD partitioner, not the transport, places the collectives): the trained
+    # bias's gradient and the loss, 4 bytes each, all-reduced once per step.
+    assert procs["timing"]["collectives"] == devices["timing"]["collectives"]
+    assert procs["timing"]["collectives"]["per_step"]["all-reduce"] == {"count": 1, "bytes": 4 * (1 + 1)}
 
 
 @pytest.mark.slow
@@ -181,3 +185,41 @@ def test_ctrl_c_ends_every_process(tmp_path):
     (record,) = records(tmp_path)
     assert record["status"] == "crashed" and "Ctrl-C" in record["error"]["message"]
     assert json.loads(json.dumps(record))  # a whole record, readable
+
+
+# Per method (freeze=backbone on the MLP: the head's 16 weights and 1 bias train): the all-reduce of one step, read
+# from the compiled program on 2 devices of one process.
+PROBE = """
+import json, sys, jax
+from harness.jobs.compose import spec_from_overrides
+from harness.core import abstract
+from harness.core.batching import order_key
+from harness.core.run import _layout, _training, step_metrics
+from harness.core.timing import compile_timed
+out = {}
+for method in sys.argv[1:]:
+    spec = spec_from_overrides("model=mlp", "freeze=" + ("none" if method == "full" else "backbone"),
+                               "method=" + ("diffstate" if method == "full" else method), "device.count=2",
+                               "task.n_train=56", "train.batch_size=8")
+    ahead = abstract.shapes(spec)
+    layout = _layout(spec, jax.devices()[:2], ahead.task)
+    key = jax.eval_shape(lambda: order_key(spec.task.seed))
+    jitted, shaped, static, _ = _training(spec, layout, ahead.task, ahead.built.state, key,
+                                          step_metrics(spec, ahead.task), True)
+    _, timing = compile_timed(jitted, shaped, {**static, "program": ahead.built.program}, steps=1, warmup=0)
+    out[method] = timing.collectives
+print(json.dumps(out))
+"""
+
+
+def test_a_frozen_backbone_all_reduces_the_head_gradient_only(tmp_path):
+    methods = ("diffstate", "stop_gradient", "optax_partition", "full")
+    proc = subprocess.run([sys.executable, "-c", PROBE, *methods], cwd=tmp_path, capture_output=True, text=True, check=False,
+                          env={**os.environ, **TWO_DEVICES}, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    found = json.loads(proc.stdout.splitlines()[-1])
+    head, everything = 16 + 1, 1 * 16 + 16 + 16 * 16 + 16 + 16 + 1  # model.width=16, model.depth=2, one input
+    for method in methods[:-1]:  # stop_gradient and optax_partition compute frozen gradients XLA then drops
+        assert found[method]["per_step"]["all-reduce"] == {"count": 1, "bytes": 4 * (head + 1)}, method
+        assert found[method]["bytes_per_step"] == 4 * (head + 1)
+    assert found["full"]["all_reduce_bytes_per_step"] == 4 * (everything + 1)

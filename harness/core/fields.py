@@ -246,6 +246,13 @@ MEASURED = (
     _field("peak_fraction", "plausibility.peak_fraction", float, "perf/peak_fraction", spread=True),
     _field("matmuls_in_loop", "timing.matmuls.inside", int),
     _field("matmuls_hoisted", "timing.matmuls.outside", int),
+    # What a data-parallel step sends (harness.core.hlo.collectives): bytes of the collectives in the training loop,
+    # all of them and the all-reduces alone (0 on one device; with a frozen backbone, the trained gradients only).
+    _field("collective_bytes_per_step", "timing.collectives.bytes_per_step", int, "comm/collective_bytes_per_step"),
+    _field("all_reduce_bytes_per_step", "timing.collectives.all_reduce_bytes_per_step", int,
+           "comm/all_reduce_bytes_per_step"),
+    # Processes the run spanned (harness.core.distributed): a record without the node ran in one.
+    _field("processes", "distributed.processes", int, derive=lambda n: 1 if n is None else n),
     # The compiled program's fingerprint (harness.core.hlo): two runs with one fingerprint ran the same XLA program.
     _field("program_fingerprint", "timing.program", str, "program/fingerprint"),
     _field("warning", "plausibility.warning", str, "warning"),

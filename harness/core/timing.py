@@ -16,7 +16,7 @@ import jax
 import numpy as np
 from jax import monitoring
 
-from harness.core.hlo import fingerprint, loop_ops
+from harness.core.hlo import collectives, fingerprint, loop_ops
 from harness.core.memory import check_fits
 
 _BACKEND_COMPILE = "/jax/core/compile/backend_compile_duration"
@@ -83,6 +83,7 @@ class Timing:
     flops_split: dict[str, float | None] | None = None  # where a step's flops go: harness.core.cost.split
     matmuls: dict[str, int] | None = None  # dots in the compiled loop body vs hoisted out of it (harness.core.hlo)
     program: str | None = None  # harness.core.hlo.fingerprint: runs with one fingerprint ran the same XLA program
+    collectives: dict[str, Any] | None = None  # per step and per call, count and bytes of each kind (harness.core.hlo)
 
     def summary(self) -> dict[str, Any]:
         call = spread(self.run_s)
@@ -129,13 +130,18 @@ def _memory(compiled) -> dict[str, int | None]:
     return memory
 
 
-def _program(compiled) -> tuple[dict[str, int] | None, str | None]:
-    """(matrix products inside and hoisted out of the loop, the program's fingerprint), from its optimized HLO."""
+def _program(compiled) -> tuple[dict[str, int] | None, str | None, dict[str, Any] | None]:
+    """(matrix products inside and hoisted out of the loop, the program's fingerprint, its collectives), from its
+    optimized HLO."""
     try:
         text = compiled.as_text()
     except Exception:  # noqa: BLE001 - a backend without HLO text is a null, not a failure
-        return None, None
-    return loop_ops(text), fingerprint(text)
+        return None, None, None
+    found = collectives(text)
+    step = found["per_step"]
+    found["bytes_per_step"] = sum(kind["bytes"] for kind in step.values())
+    found["all_reduce_bytes_per_step"] = step["all-reduce"]["bytes"]
+    return loop_ops(text), fingerprint(text), found
 
 
 def use_persistent_cache(path: str | None) -> None:
@@ -194,10 +200,10 @@ def compile_timed(jitted: Callable, args: tuple, static: dict, *, steps: int, wa
         "persistent_cache" if counts.persistent_hits else "compiled" if counts.backend_compiles else "in_process_cache"
     )
     flops, bytes_accessed = _cost(compiled)
-    matmuls, program = _program(compiled)
+    matmuls, program, sent = _program(compiled)
     timing = Timing(t1 - t0, t2 - t1, source, counts.backend_compiles, warmup, steps=steps, flops=flops,
                     bytes_accessed=bytes_accessed, memory=_memory(compiled), points=points, matmuls=matmuls,
-                    program=program, chunks=chunks)
+                    program=program, chunks=chunks, collectives=sent)
     return compiled, timing
 
 

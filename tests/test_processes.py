@@ -99,6 +99,17 @@ def test_one_process_keeps_its_config_and_hash(tmp_path):
     assert config_hash(without_default_distributed(spread)) != record["config_hash"]
 
 
+def test_how_processes_meet_is_no_part_of_a_run():
+    """A resume may change the port and the timeout; the process count is part of what the run is."""
+    from harness.core.fields import config_hash, config_key
+
+    base = {"train": {"steps": 5}, "distributed": {"processes": 2, "port": None, "timeout_s": 60}}
+    met = {"train": {"steps": 5}, "distributed": {"processes": 2, "port": 4242, "timeout_s": 5}}
+    more = {"train": {"steps": 5}, "distributed": {"processes": 4, "port": None, "timeout_s": 60}}
+    assert config_hash(base) == config_hash(met) != config_hash(more)
+    assert config_key(base) == config_key(met) != config_key(more)
+
+
 @pytest.mark.parametrize("overrides, line", [
     (["distributed.processes=0"], "distributed.processes: must be >= 1, got 0"),
     (["distributed.processes=2"], ("distributed.processes: 2 processes x device.count=1 = 2 devices cannot split "

@@ -39,7 +39,8 @@ def nested_get(node: Any, *keys: str, default: Any = None) -> Any:
 # --- the identity of a config --------------------------------------------------------------------
 
 # Not part of a job at all: the digest resume compares (`config_hash`) holds the rest.
-NOT_RESUMED = ("resume", "results_dir", "tracker", "vectorize.max_points")  # max_points: how a sweep groups jobs
+# max_points: how a sweep groups jobs; a run across processes' port and timeout: how its processes meet
+NOT_RESUMED = ("resume", "results_dir", "tracker", "vectorize.max_points", "distributed.port", "distributed.timeout_s")
 # What a resume may change: `report` too, which the digests already written hold, so resume takes it as written.
 CHANGEABLE_ON_RESUME = (*NOT_RESUMED, "report")
 # Not part of what a run computes either (its name, how it is timed): the report and compare match on the rest.

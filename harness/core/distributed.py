@@ -58,15 +58,25 @@ def gathered(values: Any) -> np.ndarray:
     return np.asarray(multihost_utils.process_allgather(values, tiled=False))
 
 
-def to_host(tree: Any) -> Any:
-    """`tree`'s arrays as numpy on every process: replicated ones are read locally, sharded ones gathered."""
-    def one(leaf):
-        if not isinstance(leaf, jax.Array) or leaf.is_fully_addressable or leaf.is_fully_replicated:
-            return np.asarray(leaf) if isinstance(leaf, jax.Array) and not jax.dtypes.issubdtype(
-                leaf.dtype, jax.dtypes.prng_key) else leaf
-        from jax.experimental import multihost_utils
+def _host(leaf: jax.Array) -> np.ndarray:
+    """One array's values on this host: read locally when this process holds them all, else gathered."""
+    if leaf.is_fully_addressable or leaf.is_fully_replicated:
+        return np.asarray(leaf)
+    from jax.experimental import multihost_utils
 
-        return np.asarray(multihost_utils.process_allgather(leaf, tiled=True))
+    return np.asarray(multihost_utils.process_allgather(leaf, tiled=True))
+
+
+def localized(tree: Any, device: jax.Device) -> Any:
+    """`tree`'s arrays (global, replicated or sharded over the processes) as copies on this process's `device`,
+    where work on them involves no other process; a PRNG key goes as its key data."""
+    def one(leaf):
+        if not isinstance(leaf, jax.Array):
+            return leaf
+        if jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+            data = jax.device_put(_host(jax.random.key_data(leaf)), device)
+            return jax.random.wrap_key_data(data, impl=jax.random.key_impl(leaf))
+        return jax.device_put(_host(leaf), device)
 
     return jax.tree.map(one, tree)
 

@@ -220,8 +220,8 @@ def across_processes(spec: Config, task: Task, built: Built, layout: Layout, sta
     placement = {"state": sorted({str(d) for leaf in state for d in leaf.sharding.device_set}),
                  "train_batch": sorted(str(d) for d in task.data.x_train.sharding.device_set)}
     here = jax.local_devices()[0]
-    state = jax.device_put(distributed.to_host(state), here)
-    data = Data(*(jax.device_put(distributed.to_host(a), here) for a in task.data))
+    state = distributed.localized(state, here)
+    data = Data(*distributed.localized(tuple(task.data), here))
     task = dataclasses.replace(task, data=data)
     result = measurements(spec, task, built, layout.batches, state, history, timing.summary(), peak)
     return {**result, "placement": placement, "target": None,

@@ -101,6 +101,7 @@ MEASURES = {m.column: m for m in (
     Measure("time_to_target_s", "time to target", "slower", "faster", paired=True),
     Measure("memory_bytes", "memory", "more", "less", exact=True, group_level=True),
     Measure("opt_state_bytes", "optimizer state", "more", "less", exact=True),
+    Measure("all_reduce_bytes_per_step", "all-reduce bytes / step", "more", "less", exact=True),
     *(_quality(split, metric) for metric in METRICS.values() for split in ("test", "train")),
     # XLA's work on the input program: not `timed` here
     Measure("compile_s", "compile", "slower", "faster", group_level=True),

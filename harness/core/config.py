@@ -171,6 +171,41 @@ class DeviceConfig:
 
 
 @dataclass
+class DistributedConfig:
+    """One run across `processes` processes (data-parallel): each has `device.count` devices, one global mesh spans
+    them all, and the batch is sharded over every device (harness/core/distributed.py, harness/jobs/processes.py).
+
+    Locally the job spawns the processes on 127.0.0.1 and picks a free coordinator port (or `port`). `timeout_s`:
+    how long the processes wait for each other (start-up, a barrier, a dead peer) before the run ends as crashed.
+    """
+
+    processes: int = 1
+    port: Optional[int] = None  # the coordinator's port on 127.0.0.1; null: a free one
+    timeout_s: int = 60
+
+    def __post_init__(self) -> None:
+        check(self.processes >= 1, "distributed.processes", f"must be >= 1, got {self.processes}")
+        check(self.port is None or 1 <= self.port <= 65535, "distributed.port",
+              f"must be a TCP port in [1, 65535] (or null: a free one), got {self.port}")
+        check(self.timeout_s >= 1, "distributed.timeout_s", f"must be >= 1 second, got {self.timeout_s}")
+
+
+def without_default_distributed(config: dict[str, Any]) -> dict[str, Any]:
+    """`config` (resolved, plain) less its `distributed` node when the run is one process: a one-process run's
+    record, config hash and report key stay what they were before the node existed.
+
+    >>> without_default_distributed({"name": "a", "distributed": {"processes": 1, "port": None}})
+    {'name': 'a'}
+    >>> without_default_distributed({"distributed": {"processes": 2}})
+    {'distributed': {'processes': 2}}
+    """
+    node = config.get("distributed")
+    if isinstance(node, dict) and node.get("processes", 1) == 1:
+        return {k: v for k, v in config.items() if k != "distributed"}
+    return config
+
+
+@dataclass
 class WandbConfig:
     mode: str = "offline"
     project: str = "nnx-freeze-bench"
@@ -371,9 +406,11 @@ class Config:
     device: DeviceConfig = field(default_factory=DeviceConfig)
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
     vectorize: VectorizeConfig = field(default_factory=VectorizeConfig)
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)
 
     def __post_init__(self) -> None:
         _check_paths(self.name, self.results_dir)
+        self._check_distributed()
         check(not (self.vectorize.enabled and self.device.count > 1), "vectorize",
                "runs on one device; use device.count=1 with vectorize.lr / vectorize.seed")
         check(not (self.vectorize.enabled and self.train.log_every), "train.log_every",
@@ -382,6 +419,28 @@ class Config:
               "vectorized points train in one call; unset train.eval_every with vectorize.lr / vectorize.seed")
         # What needs the task's data or the built model (batch size against the rows, a mask against the
         # parameters) is checked when the job makes them, before anything is compiled.
+
+    def _check_distributed(self) -> None:
+        """A run across processes: what it cannot combine with, and a train.batch_size every device can split."""
+        processes = self.distributed.processes
+        if processes == 1:
+            return
+        check(self.device.index == 0, "device.index",
+              f"must be 0 in a run across processes (each process numbers its own devices from 0), got "
+              f"{self.device.index}")
+        check(self.device.platform == "cpu", "distributed.processes",
+              f"spawns CPU processes on this machine (gloo collectives); use device=cpu, got "
+              f"device.platform={self.device.platform!r}")
+        check(not self.vectorize.enabled and not self.vectorize.points, "distributed.processes",
+              "trains one run across processes; vectorized points train on one device (unset vectorize.*)")
+        for name in ("log_every", "eval_every"):
+            check(getattr(self.train, name) is None, f"train.{name}",
+                  f"a run across processes (distributed.processes={processes}) trains in one call; unset it")
+        devices = processes * self.device.count
+        size = self.train.batch_size
+        check(size is None or size % devices == 0, "distributed.processes",
+              f"{processes} processes x device.count={self.device.count} = {devices} devices cannot split "
+              f"train.batch_size={size} rows per step evenly; use counts whose product divides it")
 
 
 OPEN = GROUPS  # nodes whose keys the chosen component checks, not the schema

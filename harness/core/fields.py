@@ -40,8 +40,9 @@ def nested_get(node: Any, *keys: str, default: Any = None) -> Any:
 
 # Not part of a job at all: the digest resume compares (`config_hash`) holds the rest. `question` (the axes a report
 # leads with) is read by the report only: leaving it out keeps every digest written before it existed.
-NOT_RESUMED = ("resume", "results_dir", "tracker", "vectorize.max_points",  # max_points: how a sweep groups jobs
-               "question")
+# max_points: how a sweep groups jobs; a run across processes' port and timeout: how its processes meet.
+NOT_RESUMED = ("resume", "results_dir", "tracker", "vectorize.max_points", "question", "distributed.port",
+               "distributed.timeout_s")
 # What a resume may change: `report` too, which the digests already written hold, so resume takes it as written.
 CHANGEABLE_ON_RESUME = (*NOT_RESUMED, "report")
 # Not part of what a run computes either (its name, how it is timed): the report and compare match on the rest.
@@ -248,6 +249,13 @@ MEASURED = (
     _field("peak_fraction", "plausibility.peak_fraction", float, "perf/peak_fraction", spread=True),
     _field("matmuls_in_loop", "timing.matmuls.inside", int),
     _field("matmuls_hoisted", "timing.matmuls.outside", int),
+    # What a data-parallel step sends (harness.core.hlo.collectives): bytes of the collectives in the training loop,
+    # all of them and the all-reduces alone (0 on one device; with a frozen backbone, the trained gradients only).
+    _field("collective_bytes_per_step", "timing.collectives.bytes_per_step", int, "comm/collective_bytes_per_step"),
+    _field("all_reduce_bytes_per_step", "timing.collectives.all_reduce_bytes_per_step", int,
+           "comm/all_reduce_bytes_per_step"),
+    # Processes the run spanned (harness.core.distributed): a record without the node ran in one.
+    _field("processes", "distributed.processes", int, derive=lambda n: 1 if n is None else n),
     # The compiled program's fingerprint (harness.core.hlo): two runs with one fingerprint ran the same XLA program.
     _field("program_fingerprint", "timing.program", str, "program/fingerprint"),
     _field("warning", "plausibility.warning", str, "warning"),

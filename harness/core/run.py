@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from harness.core import abstract, cost, metrics, plausibility
+from harness.core import abstract, cost, distributed, metrics, plausibility
 from harness.core.batching import FullBatch, Minibatches, batching, order_key
 from harness.core.checks import ConfigError, check
 from harness.core.config import Config
@@ -55,15 +55,28 @@ def _layout(spec: Config, devices: list[jax.Device], task: Task) -> Layout:
     device holds the whole training set and each step's batch is split over them.
     """
     batch, replicated = data_parallel(devices)
+    check_split(spec, task)
+    size = spec.train.batch_size
+    rows = task.data.x_train.shape[0]
+    return Layout(batching(size, rows, batch if len(devices) > 1 else None), replicated if size is not None else batch,
+                  replicated)
+
+
+def check_split(spec: Config, task: Task) -> None:
+    """A ConfigError unless every device of the run (device.count in each of distributed.processes) gets an equal
+    share of each step's batch; `task` may be its shapes."""
     rows, size, count = task.data.x_train.shape[0], spec.train.batch_size, spec.device.count
+    processes = spec.distributed.processes
     check(size is None or size <= rows, "train.batch_size",
           f"must be <= the {rows} training rows of task {task.name!r}, got {size}")
     per_step, what = (rows, f"the {rows} training rows of task {task.name!r}") if size is None else \
         (size, f"train.batch_size={size} rows")
-    check(per_step % count == 0, "device.count",
-          f"{count} devices cannot split {what} per step evenly; use a count that divides it")
-    return Layout(batching(size, rows, batch if len(devices) > 1 else None), replicated if size is not None else batch,
-                  replicated)
+    if processes == 1:
+        check(per_step % count == 0, "device.count",
+              f"{count} devices cannot split {what} per step evenly; use a count that divides it")
+    check(per_step % (count * processes) == 0, "distributed.processes",
+          f"{processes} processes x device.count={count} = {count * processes} devices cannot split {what} per step "
+          "evenly; use counts whose product divides it")
 
 
 def _placed(spec: Config, devices: list[jax.Device], layout: Layout | None = None) -> tuple[Task, Layout]:
@@ -133,8 +146,9 @@ def execute(spec: Config, devices: list[jax.Device], on_chunk=None) -> dict[str,
     chunk of the first training call as it arrives (live curves).
     """
     use_persistent_cache(spec.train.persistent_cache_dir)
-    peak = plausibility.machine_peak(devices[0])
-    with jax.default_device(devices[0]):
+    here = distributed.local(devices)  # devices[0] unless the run spans processes (harness.core.distributed)
+    peak = plausibility.machine_peak(here)
+    with jax.default_device(here):
         ahead, compiled = abstract.shapes(spec), None
         if ahead is not None:
             if spec.train.eval_every:  # a target the metric cannot reach: refused before compiling or pretraining
@@ -146,20 +160,20 @@ def execute(spec: Config, devices: list[jax.Device], on_chunk=None) -> dict[str,
             static["program"] = ahead.built.program
             compiled, timing = compile_timed(jitted, shaped, static, steps=spec.train.steps, warmup=spec.train.warmup,
                                              chunks=chunks)
-            check_needs(_needs(spec, ahead, timing.memory), devices[0])
+            check_needs(_needs(spec, ahead, timing.memory), here)
         task, layout = _placed(spec, devices, layout if ahead is not None else None)
         if spec.train.eval_every:
             target_metric(spec, task)
         built = build(spec, task)
-        key = jax.device_put(order_key(spec.task.seed), layout.replicated)
-        state = jax.device_put(built.state, layout.replicated)
+        key = distributed.put(order_key(spec.task.seed), layout.replicated)
+        state = distributed.put(built.state, layout.replicated)
         jitted, args, static, chunks = _training(spec, layout, task, state, key, step_metrics(spec, task))
         static["program"] = built.program
         if compiled is None or built.program != ahead.built.program or not abstract.same_shapes(args, shaped):
             # Not traceable ahead (or a task whose shapes follow its seed): compiled and checked now.
             compiled, timing = compile_timed(jitted, args, static, steps=spec.train.steps, warmup=spec.train.warmup,
                                              chunks=chunks)
-            check_fits(timing.memory, devices[0])
+            check_fits(timing.memory, here)
         evaluations, rest = None, spec.train.steps % (chunk_steps(spec) or spec.train.steps)
         if spec.train.eval_every:
             evaluations = Evaluations(built.program, task, target_metric(spec, task))
@@ -170,15 +184,18 @@ def execute(spec: Config, devices: list[jax.Device], on_chunk=None) -> dict[str,
         call = None if chunk_steps(spec) is None else in_chunks(
             args, chunks, chunk_steps(spec), spec.train.warmup + spec.train.repeats, on_chunk, evaluations,
             tail=tail, total=spec.train.steps)
-        (state, history), timing = time_calls(compiled, args, timing, repeats=spec.train.repeats, call=call)
+        (state, history), timing = time_calls(compiled, args, timing, repeats=spec.train.repeats, call=call,
+                                              barrier=distributed.barrier if distributed.many() else None)
         data = task.data
         if spec.train.measure_dispatch:
-            timing.dispatch = dispatch_cost(jitted, args, static)
+            timing.dispatch = dispatch_cost(jitted, args, static, adaptive=not distributed.many())
             rows = spec.train.batch_size or data.x_train.shape[0]
             timing.flops_split = cost.split_once(abstract.program_key(spec), built, task.loss, data.x_train[:rows],
                                                  data.y_train[:rows])
         parts = history if isinstance(history, list) else [history]
         history = {name: np.concatenate([np.asarray(part[name]) for part in parts]) for name in parts[0]}
+        if distributed.many():
+            return across_processes(spec, task, built, layout, state, history, timing, peak)
         summary = timing.summary()
         result = measurements(spec, task, built, layout.batches, state, history, summary, peak)
 
@@ -188,6 +205,28 @@ def execute(spec: Config, devices: list[jax.Device], on_chunk=None) -> dict[str,
                                       lambda s=s: compile_cold(jitted, args, s)) for t, s in programs)
 
         return {**result, "target": evaluations and outcome(spec, evaluations, summary, cold)}
+
+
+def across_processes(spec: Config, task: Task, built: Built, layout: Layout, state, history: dict[str, np.ndarray],
+                     timing, peak: dict[str, float]) -> dict[str, Any]:
+    """The measurements of a run that spans processes, the same on every process.
+
+    Each timed call started and ended at a barrier, so the run's time per call is the slowest
+    process's (`timing.run_s`); each process's own times are in `distributed.run_s`. The trained
+    state is replicated: every process evaluates it on its own copy of the task's data, one device.
+    """
+    per_process = distributed.gathered(np.asarray(timing.run_s))
+    timing.run_s = per_process.max(axis=0).tolist()
+    placement = {"state": sorted({str(d) for leaf in state for d in leaf.sharding.device_set}),
+                 "train_batch": sorted(str(d) for d in task.data.x_train.sharding.device_set)}
+    here = jax.local_devices()[0]
+    state = distributed.localized(state, here)
+    data = Data(*distributed.localized(tuple(task.data), here))
+    task = dataclasses.replace(task, data=data)
+    result = measurements(spec, task, built, layout.batches, state, history, timing.summary(), peak)
+    return {**result, "placement": placement, "target": None,
+            "distributed": {**distributed.describe(), "run_s": per_process.tolist(),
+                            "run_s_per_call_median": np.median(per_process, axis=1).tolist()}}
 
 
 def in_chunks(args: tuple, chunks: int, steps: int, calls: int, on_chunk=None, evaluate=None, tail=None,

@@ -16,7 +16,7 @@ import jax
 import numpy as np
 from jax import monitoring
 
-from harness.core.hlo import fingerprint, loop_ops
+from harness.core.hlo import collectives, fingerprint, loop_ops
 from harness.core.memory import check_fits
 
 _BACKEND_COMPILE = "/jax/core/compile/backend_compile_duration"
@@ -83,6 +83,7 @@ class Timing:
     flops_split: dict[str, float | None] | None = None  # where a step's flops go: harness.core.cost.split
     matmuls: dict[str, int] | None = None  # dots in the compiled loop body vs hoisted out of it (harness.core.hlo)
     program: str | None = None  # harness.core.hlo.fingerprint: runs with one fingerprint ran the same XLA program
+    collectives: dict[str, Any] | None = None  # per step and per call, count and bytes of each kind (harness.core.hlo)
 
     def summary(self) -> dict[str, Any]:
         call = spread(self.run_s)
@@ -129,13 +130,18 @@ def _memory(compiled) -> dict[str, int | None]:
     return memory
 
 
-def _program(compiled) -> tuple[dict[str, int] | None, str | None]:
-    """(matrix products inside and hoisted out of the loop, the program's fingerprint), from its optimized HLO."""
+def _program(compiled) -> tuple[dict[str, int] | None, str | None, dict[str, Any] | None]:
+    """(matrix products inside and hoisted out of the loop, the program's fingerprint, its collectives), from its
+    optimized HLO."""
     try:
         text = compiled.as_text()
     except Exception:  # noqa: BLE001 - a backend without HLO text is a null, not a failure
-        return None, None
-    return loop_ops(text), fingerprint(text)
+        return None, None, None
+    found = collectives(text)
+    step = found["per_step"]
+    found["bytes_per_step"] = sum(kind["bytes"] for kind in step.values())
+    found["all_reduce_bytes_per_step"] = step["all-reduce"]["bytes"]
+    return loop_ops(text), fingerprint(text), found
 
 
 def use_persistent_cache(path: str | None) -> None:
@@ -150,8 +156,11 @@ def use_persistent_cache(path: str | None) -> None:
 
 
 def dispatch_cost(jitted: Callable, args: tuple, static: dict, *, calls: int = 50,
-                  budget_s: float = 1.0) -> dict[str, float]:
+                  budget_s: float = 1.0, adaptive: bool = True) -> dict[str, float]:
     """A 1-step program's call time (median of up to `calls`, fewer past `budget_s`) and XLA's cost of one step.
+
+    `adaptive` False: exactly `calls` calls, whatever they take (a run across processes: every process
+    must make the same calls, and each process's own clock would pick its own count).
 
     `Timing.summary` turns it into the per-call overhead and the in-loop time per step.
     The 1-step program is compiled here, apart from the run's own compile.
@@ -159,7 +168,8 @@ def dispatch_cost(jitted: Callable, args: tuple, static: dict, *, calls: int = 5
     compiled = jitted.lower(*args, **{**static, "steps": 1}).compile()
     t = time.perf_counter()
     jax.block_until_ready(compiled(*args))
-    calls = int(np.clip(budget_s / max(time.perf_counter() - t, 1e-9), 5, calls))  # big models: fewer calls
+    if adaptive:
+        calls = int(np.clip(budget_s / max(time.perf_counter() - t, 1e-9), 5, calls))  # big models: fewer calls
     samples = []
     for _ in range(calls):
         t = time.perf_counter()
@@ -190,29 +200,35 @@ def compile_timed(jitted: Callable, args: tuple, static: dict, *, steps: int, wa
         "persistent_cache" if counts.persistent_hits else "compiled" if counts.backend_compiles else "in_process_cache"
     )
     flops, bytes_accessed = _cost(compiled)
-    matmuls, program = _program(compiled)
+    matmuls, program, sent = _program(compiled)
     timing = Timing(t1 - t0, t2 - t1, source, counts.backend_compiles, warmup, steps=steps, flops=flops,
                     bytes_accessed=bytes_accessed, memory=_memory(compiled), points=points, matmuls=matmuls,
-                    program=program, chunks=chunks)
+                    program=program, chunks=chunks, collectives=sent)
     return compiled, timing
 
 
-def time_calls(compiled, args: tuple, timing: Timing, *, repeats: int, call: Callable | None = None):
+def time_calls(compiled, args: tuple, timing: Timing, *, repeats: int, call: Callable | None = None,
+               barrier: Callable[[str], None] | None = None):
     """(output of the last repeat, `timing` with its run times): `timing.warmup` untimed calls, then `repeats` timed.
 
     `call(compiled)`, when given, is one whole training with the compiled program (e.g. `chunks`
-    calls of it in a row); by default it is the one call `compiled(*args)`.
+    calls of it in a row); by default it is the one call `compiled(*args)`. `barrier(name)`, when
+    given (a run across processes), is waited at before and after each timed call, outside its time:
+    every process times the same call, started together.
     """
+    barrier = barrier or (lambda name: None)
     run = (lambda: compiled(*args)) if call is None else (lambda: call(compiled))
     with count_compiles() as during:
         for _ in range(timing.warmup):
             jax.block_until_ready(run())
         out = None
-        for _ in range(repeats):
+        for repeat in range(repeats):
             out = None  # the previous repeat's outputs are freed before the next call allocates its own
+            barrier(f"before timed call {repeat}")
             t = time.perf_counter()
             out = jax.block_until_ready(run())
             timing.run_s.append(time.perf_counter() - t)
+            barrier(f"after timed call {repeat}")
     if during.backend_compiles:
         raise RuntimeError(f"{during.backend_compiles} compile(s) happened inside the timed calls: run times are invalid")
     return out, timing

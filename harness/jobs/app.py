@@ -86,6 +86,10 @@ def _outcomes(job: Job, live: LiveCurves | None = None, only: set[int] | None = 
     from harness.core.memory import InsufficientMemory
     from harness.core.run import ProgramsDiffer, execute, execute_vectorized, shared_programs
 
+    if job.spec.distributed.processes > 1:  # one run across processes it spawns (harness/jobs/processes.py)
+        from harness.jobs.processes import across_processes
+
+        return [(job.points(only)[0], across_processes(job.spec, job.out_dir))]
     devices = select(job.spec.device)
     env = {"environment": environment(devices[0])}
     runs = job.points(only)
@@ -274,5 +278,5 @@ def main(cfg: DictConfig) -> None:
         if finished.get("error"):
             label = "reason" if finished["status"] == "skipped" else "error"
             print(f"{label}: {record.error_line(finished['error'])}", file=sys.stderr, flush=True)
-    if single and (not records or any(r["status"] in ("failed", "skipped") for r in records)):
+    if single and (not records or any(r["status"] in ("failed", "skipped", "crashed") for r in records)):
         sys.exit(1)  # no record at all: a full disk, said above

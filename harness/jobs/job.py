@@ -22,7 +22,15 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from harness.core.checks import ConfigError
-from harness.core.config import Config, WandbConfig, resolved, resolved_or_null, to_spec, with_traced
+from harness.core.config import (
+    Config,
+    WandbConfig,
+    resolved,
+    resolved_or_null,
+    to_spec,
+    with_traced,
+    without_default_distributed,
+)
 from harness.jobs.grouping import POINTS, point_overrides
 from harness.jobs.record import now
 from harness.jobs.slurm import slurm_job
@@ -112,9 +120,9 @@ def start(cfg: DictConfig, hc: DictConfig, multirun: bool) -> Job:
     info = job_info(hc, multirun)
     spec: Config | Exception
     try:
-        config, whole = resolved(cfg), True
+        config, whole = without_default_distributed(resolved(cfg)), True
     except ConfigError as err:  # a swept value `${oops}`: this job's failed record, and the sweep goes on
-        config, spec, whole = resolved_or_null(cfg), err, False
+        config, spec, whole = without_default_distributed(resolved_or_null(cfg)), err, False
     else:
         try:
             spec = to_spec(cfg)

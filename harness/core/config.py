@@ -190,21 +190,6 @@ class DistributedConfig:
         check(self.timeout_s >= 1, "distributed.timeout_s", f"must be >= 1 second, got {self.timeout_s}")
 
 
-def without_default_distributed(config: dict[str, Any]) -> dict[str, Any]:
-    """`config` (resolved, plain) less its `distributed` node when the run is one process: a one-process run's
-    record, config hash and report key stay what they were before the node existed.
-
-    >>> without_default_distributed({"name": "a", "distributed": {"processes": 1, "port": None}})
-    {'name': 'a'}
-    >>> without_default_distributed({"distributed": {"processes": 2}})
-    {'distributed': {'processes': 2}}
-    """
-    node = config.get("distributed")
-    if isinstance(node, dict) and node.get("processes", 1) == 1:
-        return {k: v for k, v in config.items() if k != "distributed"}
-    return config
-
-
 @dataclass
 class WandbConfig:
     mode: str = "offline"

@@ -81,6 +81,21 @@ def identity(config: dict[str, Any], leave_out: Iterable[str], prefix: str = "")
     return out
 
 
+def without_default_distributed(config: dict[str, Any]) -> dict[str, Any]:
+    """`config` (resolved, plain) less its `distributed` node when the run is one process: a one-process run's
+    record, config hash, sweep plan digest and report key stay what they were before the node existed.
+
+    >>> without_default_distributed({"name": "a", "distributed": {"processes": 1, "port": None}})
+    {'name': 'a'}
+    >>> without_default_distributed({"distributed": {"processes": 2}})
+    {'distributed': {'processes': 2}}
+    """
+    node = config.get("distributed")
+    if isinstance(node, dict) and node.get("processes", 1) == 1:
+        return {k: v for k, v in config.items() if k != "distributed"}
+    return config
+
+
 def digest(content: Any) -> str:
     """A short digest of JSON-like content, the same for equal content whatever its key order."""
     return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()[:16]
@@ -88,12 +103,13 @@ def digest(content: Any) -> str:
 
 def config_hash(config: dict[str, Any]) -> str:
     """What resume compares: a digest of the job's resolved config less NOT_RESUMED."""
-    return digest(identity(config, NOT_RESUMED))
+    return digest(identity(without_default_distributed(config), NOT_RESUMED))
 
 
 def config_key(config: dict[str, Any] | None) -> str:
     """What a run computes, as canonical text: its config leaves less names, paths, tracking and timing repeats."""
-    return json.dumps(dotted_keys(identity(config or {}, NOT_COMPUTED)), sort_keys=True, default=str)
+    return json.dumps(dotted_keys(identity(without_default_distributed(config or {}), NOT_COMPUTED)),
+                      sort_keys=True, default=str)
 
 
 # --- the fields of a record ----------------------------------------------------------------------

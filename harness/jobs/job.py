@@ -29,8 +29,8 @@ from harness.core.config import (
     resolved_or_null,
     to_spec,
     with_traced,
-    without_default_distributed,
 )
+from harness.core.fields import without_default_distributed
 from harness.jobs.grouping import POINTS, point_overrides
 from harness.jobs.record import now
 from harness.jobs.slurm import slurm_job

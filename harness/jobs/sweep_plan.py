@@ -20,7 +20,7 @@ import random
 from pathlib import Path
 from typing import Any
 
-from harness.core.fields import CHANGEABLE_ON_RESUME, digest, identity
+from harness.core.fields import CHANGEABLE_ON_RESUME, digest, identity, without_default_distributed
 from harness.jobs.grouping import singles
 
 SWEEP_FILE = "sweep.json"
@@ -82,7 +82,7 @@ def planned_count(plan: dict[str, Any] | None) -> int | None:
 
 def base_hash(config: dict[str, Any]) -> str:
     """The sweep's unswept config (resolved, without `hydra`), less what a resume may change."""
-    return digest(identity(config, (*CHANGEABLE_ON_RESUME, "hydra")))
+    return digest(identity(without_default_distributed(config), (*CHANGEABLE_ON_RESUME, "hydra")))
 
 
 def _key(override: str) -> str:

@@ -7,8 +7,9 @@
    offline, alternated per round; per extra job = (wall of N jobs - wall of 1 job) / (N - 1).
    Every job after the first is a compile-cache hit: the learning rate is a traced value.
 2. The same per-job cost split in one process, for cache-hit jobs:
-   - Hydra: composing the job's config once (the launcher's compose; the harness's sweepers no longer
-     compose every job a second time to validate the batch);
+   - Hydra: the launcher's `load_sweep_config` of the job, as the harness patches it
+     (harness/jobs/sweep_compose.py: one whole compose per choice of config groups, then the job's values
+     applied to a copy);
    - harness: `harness.jobs.job.start` and `harness.jobs.app.run_job` with W&B disabled, less the time
      spent in the training program's own calls (warm-up, timed repeats, the 1-step dispatch probe),
      which is the training the job exists to do;
@@ -48,21 +49,24 @@ def training_calls_s(record: dict) -> float:
 
 def in_process_split(jobs: int, out: Path) -> dict[str, list[float]]:
     import jax
-    from hydra import compose, initialize_config_dir
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.types import RunMode
     from omegaconf import open_dict
 
     from harness.core.config import WandbConfig
-    from harness.jobs.app import run_job
+    from harness.jobs.app import run_job  # importing the app patches Hydra's load_sweep_config, as the CLI does
     from harness.jobs.compose import CONF_DIR
     from harness.jobs.job import start
     from harness.jobs.tracking import WandbSink
 
     split = {"hydra": [], "harness": [], "wandb": []}
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        loader = GlobalHydra.instance().config_loader()
+        master = loader.load_configuration("config", ["tracker=disabled"], run_mode=RunMode.MULTIRUN)
         for i in range(jobs + 1):
-            overrides = [f"optimizer.lr={1e-3 * (i + 1)}", "tracker=disabled"]
             began = time.perf_counter()
-            cfg = compose("config", overrides=overrides, return_hydra_config=True)  # the launcher's compose
+            cfg = loader.load_sweep_config(master, [f"optimizer.lr={1e-3 * (i + 1)}"])  # the launcher's compose
             hydra_s = time.perf_counter() - began
             hc = cfg.hydra  # as @hydra.main hands a job its config: Hydra's node apart
             with open_dict(cfg):

@@ -6,7 +6,8 @@ made by a harness whose configurations no longer match (another record schema, a
 experiment changed) fails here until it is regenerated (results/reference/regenerate.sh); it would otherwise match
 nothing in `harness compare`, silently. The test reads only the command lines and keys, never a measured number:
 it stays true when the references are regenerated with the current code. The end-to-end form (rerun a
-configuration, compare it with its reference) runs on a reference made as regenerate.sh makes one (slow).
+configuration, compare it with its reference) runs on the freeze_matrix reference, whose configurations are the
+cheapest to rerun, and on a reference made as regenerate.sh makes one (both slow).
 """
 
 from __future__ import annotations
@@ -101,6 +102,12 @@ def test_every_configuration_of_a_reference_composes_to_the_key_it_recorded(refe
         differ = {k: (then.get(k), now.get(k)) for k in sorted(set(now) | set(then)) if now.get(k) != then.get(k)}
         assert not differ, (f"{reference.name}: `{overrides}` composes to another configuration now (recorded, now): "
                             f"{differ}; regenerate it: bash results/reference/regenerate.sh {reference.name}")
+
+
+@pytest.mark.slow  # a sweep of one job and a compare: the procedure a user follows, on the committed reference
+def test_the_freeze_matrix_reference_matches_a_rerun_of_its_cheapest_configuration(tmp_path):
+    reference = ROOT / "results" / "reference" / "freeze_matrix"
+    assert_matched(rerun_and_compare(reference, tmp_path), reference)
 
 
 def test_there_is_a_reference_per_documented_experiment():

@@ -359,3 +359,13 @@ def test_the_same_records_in_two_job_orders_give_the_same_report_bytes(tmp_path)
     assert "| diffstate, wrt_only | adam | head, kernel |" in text  # lists in cells: the same order
     fit = text.split("## Fit\n", 1)[1]
     assert fit.index("| 0.001 |") < fit.index("| 0.01 |")
+
+
+def test_a_value_on_one_program_is_named_once_though_both_step_times_compare_it():
+    from harness.analysis.findings import SAME_PROGRAM, same_program_lines
+
+    found = pd.DataFrame([{"axis": "method", "candidate": "jax_split", "baseline": "diffstate", "metric": metric,
+                           "ratio": ratio, "verdict": SAME_PROGRAM}
+                          for metric, ratio in (("in_loop_s_per_step", 0.94), ("run_s_per_step", 0.95))])
+    (line,) = same_program_lines(found)
+    assert "method jax_split as diffstate." in line and "×0.94 to ×0.95" in line

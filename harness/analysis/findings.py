@@ -708,8 +708,9 @@ def same_program_lines(found: pd.DataFrame) -> list[str]:
     same = same[same["metric"].isin(["in_loop_s_per_step", "run_s_per_step"])]
     if same.empty:
         return []
-    names = "; ".join(f"{axis} {', '.join(map(key_text, g['candidate']))} as {key_text(g['baseline'].iloc[0])}"
-                      for axis, g in same.groupby("axis", sort=False))
+    # Each value once: the two step-time metrics of one comparison name the same pair.
+    names = "; ".join(f"{axis} {', '.join(map(key_text, g['candidate'].drop_duplicates()))} as "
+                      f"{key_text(g['baseline'].iloc[0])}" for axis, g in same.groupby("axis", sort=False))
     ratios = same["ratio"].dropna()
     if ratios.empty or min(ratios) <= 0:
         return [f"Same compiled XLA program (one fingerprint in every setting): {names}."]

@@ -50,7 +50,8 @@ def test_question_leaves_every_digest_resume_compares_as_it_was():
     assert config_hash({**digits, "question": ["model"]}) == config_hash(digits)
 
 
-@pytest.mark.parametrize("experiment", ["digits", "transfer", "modular", "mnist1d", "scale", "freeze_matrix"])
+@pytest.mark.parametrize("experiment", ["digits", "transfer", "modular", "mnist1d", "scale", "freeze_matrix",
+                                        "digits_tuned", "modular_tuned"])
 def test_each_experiment_asks_about_axes_it_sweeps(experiment):
     cfg = composed(f"experiment={experiment}", hydra=True)
     question = list(cfg.question)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from test_report import _write, make_record
@@ -259,3 +260,19 @@ def test_a_flagged_step_time_takes_no_part_in_the_cost_table_or_a_pareto_mark():
             for s, (step, warning) in enumerate([(1e-5, "faster than this machine's measured peak"), (6e-4, None)])]
     _, table = configurations(frames.typed(pd.DataFrame(rows)))
     assert table["in_loop_s_per_step"].tolist() == [6e-4]  # the hoisted 10 µs is not a median's half
+
+
+def test_a_tuned_sweeps_training_curves_get_a_panel_per_strategy_not_per_trial():
+    """160 trials, one learning rate each: a panel per question value, never one per trial (a tuned sweep's
+    384 runs once made a 384-panel figure that took minutes to draw)."""
+    from harness.analysis.figures import training_curves_figure
+
+    rows, histories = [], {}
+    for strategy in ("scratch", "finetune", "probe", "lora4"):
+        for trial in range(40):
+            path = f"/runs/{strategy}/{trial}"
+            rows.append({"status": "ok", "path": path, "fine_tuning": strategy, "method": "diffstate", "task": "digits",
+                         "model": "cnn", "lr": 10 ** (-4 + 3 * trial / 40), "seed": trial % 3, "experiment": "x"})
+            histories[path] = {"step": list(range(10)), "train_cross_entropy": list(np.linspace(2, 0.1, 10))}
+    figure = training_curves_figure(pd.DataFrame(rows), histories, ["fine_tuning"])
+    assert len([ax for ax in figure.axes if ax.get_visible()]) == 4

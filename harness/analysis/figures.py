@@ -83,6 +83,7 @@ def _new_figure(width: float, height: float) -> Figure:
 
 
 STYLES = ("-", "--", ":", "-.")
+MAX_PANELS_PER_AXIS = 8
 
 
 def training_curves_figure(df: pd.DataFrame, histories: Mapping[str, dict], question: Sequence[str] = (),
@@ -102,8 +103,10 @@ def training_curves_figure(df: pd.DataFrame, histories: Mapping[str, dict], ques
     varying = _varying(runs, [k for k in group_keys(runs) if k not in panel_keys])
     ordered = [k for k in question if k in varying] + [k for k in varying if k not in question]
     others = [k for k in splitting_keys(runs, panel_keys, ordered) if k not in panel_keys]
-    # More lines than a reader can follow in one panel: the first question axis gets a panel per value instead.
-    while others and max(len(rows) for _, rows in (groups(runs, panel_keys) if panel_keys else [({}, runs)])) > 24:
+    # More lines than a reader can follow in one panel: the first question axis gets a panel per value instead,
+    # while it has few values (a tuned sweep's learning rates, one per trial, would make a panel per run).
+    while (others and runs[others[0]].nunique(dropna=False) <= MAX_PANELS_PER_AXIS
+           and max(len(rows) for _, rows in (groups(runs, panel_keys) if panel_keys else [({}, runs)])) > 24):
         panel_keys.append(others.pop(0))
     colour_key = others[0] if others else None
     style_key = others[1] if len(others) > 1 and runs[others[1]].nunique() <= len(STYLES) else None

@@ -301,10 +301,10 @@ def render_report(sweep_dir: Path, df: pd.DataFrame, records: list[dict], proble
                   figures: Mapping[str, Path | str], date: str, found: pd.DataFrame | None = None,
                   threshold: float = findings.THRESHOLD, missing_jobs: list[dict[str, Any]] = (),
                   question: Sequence[str] = (), protocol: str = findings.UNTUNED,
-                  sections: Iterable[str] = ()) -> str:
+                  sections: Iterable[str] = (), compared: pd.DataFrame | None = None) -> str:
     """report.md as text: findings (under `protocol`), `sections` (tuning, performance profiles), cost and quality,
     figures, detail tables, environment, runs not ok, missing jobs; every table's first columns are the
-    `question`'s axes."""
+    `question`'s axes. The tables hold the `compared` runs (a tuned sweep's best trials), else every run."""
     parts = [
         f"# Sweep report: {_distinct(df['experiment'])}\n",
         f"`{shown_path(sweep_dir, df)}`: {len(df)} runs, {_counts_text(df)}"
@@ -329,6 +329,8 @@ def render_report(sweep_dir: Path, df: pd.DataFrame, records: list[dict], proble
                    markdown_table(missing_table(list(missing_jobs)))]
     if not (df["status"] == "ok").any():
         return "\n".join([*parts, *status, "No run finished ok: no tables or figures.\n"])
+    if compared is not None and not compared.empty:
+        df = compared  # the counts and run status above are every run's
     keys = lead_with(group_keys(df), question)
     summary = summarize(df, keys)
     # Step time, memory, FLOP/s: pooled only over runs of one compiled program. Which axes pool is decided in the
@@ -438,10 +440,13 @@ def write_report(sweep_dir: str | Path, df: pd.DataFrame, out_dir: str | Path | 
     evaluations = {path: {**((record.get("target") or {}).get("evaluations") or {}),
                           "metric": (record.get("target") or {}).get("metric")}
                    for path, record in zip(df["path"], records)}
-    figures = write_figures(df, histories, out_dir, question, evaluations)
-    # A tuned sweep (hydra/sweeper=tuned) compares each method at its best trial per study, chosen on validation.
+    # A tuned sweep (hydra/sweeper=tuned) compares each method at its best trial per study, chosen on validation:
+    # its findings, figures and tables hold those trials (the Tuning section holds every trial's choice).
     tune = tuning.tune_of(sweep_dir)
-    compared = distinct_runs(df if tune is None else tuning.best_runs(df, tune))
+    best = None if tune is None else tuning.best_runs(df, tune)
+    shown = df if best is None or best.empty else best
+    figures = write_figures(shown, histories, out_dir, question, evaluations)
+    compared = distinct_runs(shown)
     found = findings.comparisons(compared, baselines, threshold=threshold, axes=question)
     with atomic_path(out_dir / FINDINGS_NAME) as tmp:
         found.to_csv(tmp, index=False)
@@ -461,7 +466,7 @@ def write_report(sweep_dir: str | Path, df: pd.DataFrame, out_dir: str | Path | 
         tmp.write_text(render_report(sweep_dir, df, records, list(problems), figures, date, found, threshold,
                                      missing(sweep_dir, df), question,
                                      findings.UNTUNED if tune is None else findings.tuned_protocol(tune["trials"]),
-                                     sections))
+                                     sections, None if shown is df else shown))
     return figures
 
 

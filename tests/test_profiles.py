@@ -92,3 +92,8 @@ def test_the_report_section_is_shown_for_several_workloads_with_its_figure(tmp_p
     assert "| scratch | 0.833 [" in section  # fastest on 3 of 6, 1.5x on the others: (3 + 3 * 2.5 / 3) / 6
     one = _records().query("task == 'digits'").drop(columns=["time_to_target_s"])
     assert profiles.report_section(one, tmp_path) is None  # one workload, no time to a target: nothing to profile
+
+
+def test_a_sweep_whose_runs_had_no_target_has_no_profile_section(tmp_path):
+    df = _records().assign(target_reached=None, time_to_target_s=None)
+    assert profiles.report_section(df, tmp_path) is None

@@ -125,3 +125,7 @@ def test_the_report_of_a_tuned_sweep_compares_best_trials_and_says_so(sweep, tmp
     assert tuning.tune_of(tmp_path)["space"]["adamw"]["lr"]["high"] == 0.1  # kept beside the report (tune.json)
     best = tuning.best_runs(df, tuning.tune_of(sweep_dir))
     assert len(best) == 4 and best["lr"].isna().all()  # one per method and study; its values no setting to pair on
+    # Trials trained as vectorized groups: a group's call time and memory are no trial's own, so none is shown.
+    assert (df["timing_points"] > 1).all() and df["in_loop_s_per_step"].notna().all()
+    assert best[["in_loop_s_per_step", "run_s_per_step_median", "memory_bytes", "compile_s"]].isna().all().all()
+    assert "in-loop step time" not in text.split("## Findings\n", 1)[1].split("\n## ", 1)[0]

@@ -193,10 +193,13 @@ TITLE = "Performance profiles: time to the validation target across workloads"
 def report_section(df: pd.DataFrame, out_dir: str | Path, tune: dict[str, Any] | None = None,
                    tau_max: float = TAU_MAX) -> tuple[str, Path | str] | None:
     """The report's performance-profile section and its figure (a path, or why it was not drawn); None unless
-    the sweep has more than one workload or a time to a target, and two methods to profile."""
+    the sweep's runs had a target and it has more than one workload or a time to a target, and two methods to
+    profile."""
     from harness.analysis.figures import _save
 
     ok = df[df["status"] == "ok"]
+    if "target_reached" not in ok or not ok["target_reached"].notna().any():
+        return None  # no run had a target (train.target): nothing to profile
     workloads = ok.apply(_workload, axis=1).nunique() if len(ok) else 0
     has_time = TIME in df and df[TIME].notna().any()
     if not (workloads > 1 or has_time):

@@ -28,6 +28,9 @@ from harness.core.metrics import METRICS
 
 _SET_BY_TUNING = (*TUNABLE.values(), "task.seed")
 METHOD_AXES = ("task", "model", "fine_tuning", "freeze", "method", "optimizer", "steps")  # what a row names
+# What a vectorized group measures as a whole (its call, its compile, its buffers): no trial's own figure.
+GROUP_MEASURED = ("run_s", "one_step_call", "in_loop_s", "compile_s", "time_to_target", "memory_bytes", "temp_bytes",
+                  "achieved_flops", "peak_fraction", "dispatch_overhead_s", "flops_per_step")
 
 
 def _config(key: str) -> dict[str, Any]:
@@ -170,7 +173,8 @@ def chosen(df: pd.DataFrame, tune: dict[str, Any], by: str = "val") -> pd.DataFr
 
 def best_runs(df: pd.DataFrame, tune: dict[str, Any], by: str = "val") -> pd.DataFrame:
     """The runs `chosen` picks, one per method and study, with the searched values cleared: a method's best
-    trial is compared with another's at each one's own values, so those values are no setting to pair on."""
+    trial is compared with another's at each one's own values, so those values are no setting to pair on. A trial
+    trained in a vectorized group has its group's times and memory cleared: they are no trial's own."""
     best = chosen(df, tune, by)
     if best.empty or "path" not in best:
         return df.iloc[:0]
@@ -178,6 +182,10 @@ def best_runs(df: pd.DataFrame, tune: dict[str, Any], by: str = "val") -> pd.Dat
     for column in ("lr", "weight_decay", *TUNABLE.values()):
         if column in runs:
             runs[column] = None
+    if "timing_points" in runs:  # a grouped trial's times are its group's: timed alone by the Tuning section's rerun
+        grouped = runs["timing_points"].fillna(1) > 1
+        for column in [c for c in runs if c.startswith(GROUP_MEASURED)]:
+            runs[column] = runs[column].where(~grouped)
     if "config_key" in runs:  # one configuration per method and study: the searched values left out
         runs["config_key"] = [json.dumps({**{k: v for k, v in _config(key).items() if k not in TUNABLE.values()}},
                                          sort_keys=True) for key in runs["config_key"]]

@@ -276,3 +276,12 @@ def test_a_tuned_sweeps_training_curves_get_a_panel_per_strategy_not_per_trial()
             histories[path] = {"step": list(range(10)), "train_cross_entropy": list(np.linspace(2, 0.1, 10))}
     figure = training_curves_figure(pd.DataFrame(rows), histories, ["fine_tuning"])
     assert len([ax for ax in figure.axes if ax.get_visible()]) == 4
+
+
+def test_the_cost_figure_of_runs_without_their_own_times_is_skipped_with_why():
+    from harness.analysis.figures import cost_vs_params_figure
+
+    summary = pd.DataFrame({"ok": [1, 1], "method": ["diffstate"] * 2, "freeze": ["none"] * 2, "model": ["cnn", "vit"],
+                            "trainable_params_median": [10, 20], "frozen_params_median": [0, 0],
+                            "in_loop_s_per_step_median": [None, None], "memory_bytes_median": [None, None]})
+    assert cost_vs_params_figure(summary, ["model", "method", "freeze"]) == "no run recorded its own step time or memory"

@@ -361,6 +361,8 @@ def cost_vs_params_figure(summary: pd.DataFrame, keys: list[str]) -> Figure | st
     ok["params"] = ok["trainable_params_median"].astype(float) + ok["frozen_params_median"].astype(float)
     if ok["params"].nunique() < 2:
         return "the sweep has a single model size (sweep model.width / model.depth to draw this)"
+    if not any(c in ok and ok[c].notna().any() for c in ("in_loop_s_per_step_median", "memory_bytes_median")):
+        return "no run recorded its own step time or memory"  # e.g. a tuned sweep's trials, trained in groups
     others = [k for k in keys if k not in SIZE_KEYS]
     fig = _new_figure(11, 4.6)
     left, right = fig.subplots(1, 2)

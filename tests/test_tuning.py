@@ -119,6 +119,7 @@ def test_the_report_of_a_tuned_sweep_compares_best_trials_and_says_so(sweep, tmp
     tuned = text.split("## Tuning\n", 1)[1].split("\n## ", 1)[0]
     assert "| diffstate | 2 | 3 |" in tuned and "(2 seeds: no CI, add seeds)" in tuned  # 2 studies: no test CI
     assert tuned.count("timed figures of study 123's chosen trial (run alone): `harness method=") == 2
+    assert "results_dir=" not in tuned and "report=" not in tuned  # where this sweep kept its results: not a rerun's
     # The findings pair each method's best trial per study (2 studies), never every trial of the sweep.
     found = pd.read_csv(tmp_path / "findings.csv")
     assert found.loc[found["metric"] == "test_mse", "strata"].tolist() == [2]

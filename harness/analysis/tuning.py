@@ -28,6 +28,7 @@ from harness.core.metrics import METRICS
 
 _SET_BY_TUNING = (*TUNABLE.values(), "task.seed")
 METHOD_AXES = ("task", "model", "fine_tuning", "freeze", "method", "optimizer", "steps")  # what a row names
+_NOT_RERUN = ("vectorize.points", "results_dir", "tracker", "report", "resume")
 # What a vectorized group measures as a whole (its call, its compile, its buffers): no trial's own figure.
 GROUP_MEASURED = ("run_s", "one_step_call", "in_loop_s", "compile_s", "time_to_target", "memory_bytes", "temp_bytes",
                   "achieved_flops", "peak_fraction", "dispatch_overhead_s", "flops_per_step")
@@ -120,8 +121,9 @@ def best_trials(df: pd.DataFrame, space: dict[str, Any], by: str = "val", metric
             # Reported, never chosen on: the selection above reads validation (or its target) only.
             f"test_{metric}": best[f"test_{metric}"] if f"test_{metric}" in best else None,
             "edge": "; ".join(on_edge(space, {k: v for k, v in values.items() if v is not None}, edge)) or None,
+            # What the trial computes, not where the sweep kept its results or whether it tracked them.
             "rerun": "harness " + shlex.join(o for o in shlex.split(best["overrides"] or "")
-                                             if not o.startswith("vectorize.points=")),
+                                             if o.split("=", 1)[0] not in _NOT_RERUN),
             **({"path": best["path"]} if "path" in best else {}),  # which run: the findings compare these
         })
     return pd.DataFrame(rows)

@@ -14,6 +14,7 @@ dominate the other.
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Sequence
 
 import numpy as np
@@ -306,10 +307,14 @@ def pareto_figure(df: pd.DataFrame, question: Sequence[str] = ()) -> Figure | st
     fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center",
                ncols=min(len(workloads), 6), fontsize="x-small")
     runs = sorted(set(table["runs"]))
-    fig.suptitle(f"Test {metric.title} against cost: each point a configuration, quality its median over "
-                 f"{runs[0] if len(runs) == 1 else f'{runs[0]}–{runs[-1]}'} runs, step time its compiled program's "
-                 f"mean\n(ringed: Pareto-optimal within a workload; dominated only where the findings resolve the "
-                 f"difference at ±{THRESHOLD:.0%})", fontsize="medium")
+    timed = any(column == "in_loop_s_per_step" for column, _, _ in costs)
+    lines = (f"Test {metric.title} against cost: each point a configuration, quality its median over "
+             f"{runs[0] if len(runs) == 1 else f'{runs[0]}–{runs[-1]}'} runs"
+             + (", step time its compiled program's mean" if timed else ""),
+             f"(ringed: Pareto-optimal within a workload; dominated only where the findings resolve the "
+             f"difference at ±{THRESHOLD:.0%})")
+    # Wrapped to the figure's width: one panel (a sweep with no step times) is narrower than the title.
+    fig.suptitle("\n".join(textwrap.fill(line, width=62 * len(costs)) for line in lines), fontsize="medium")
     place_labels(fig, placed)
     return fig
 

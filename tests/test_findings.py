@@ -356,7 +356,7 @@ def test_the_same_records_in_two_job_orders_give_the_same_report_bytes(tmp_path)
     text = texts[0][0]
     # names in the config's order (stop_gradient, diffstate, wrt_only; head, kernel), numbers ascending
     assert text.index("| stop_gradient | ×") < text.index("| wrt_only | ×") < text.index("| freeze / head |")
-    assert "| diffstate, wrt_only | adam | head, kernel |" in text  # lists in cells: the same order
+    assert "| diffstate, wrt_only | adam, adamw | 0 | yes | no |" in text  # lists in cells: the same order
     fit = text.split("## Fit\n", 1)[1]
     assert fit.index("| 0.001 |") < fit.index("| 0.01 |")
 

@@ -459,13 +459,18 @@ def run_samples(run: Mapping, column: str) -> list[float]:
 
 def samples(runs: pd.DataFrame, column: str) -> list[list[float]]:
     """The values each ok run in `runs` contributes for `column`, run by run (see `ratio_ci`)."""
-    ok = runs[runs["status"] == "ok"]
-    return [values for _, run in ok.iterrows() if (values := run_samples(run, column))]
+    return runs_samples(ok_runs(runs), column)
 
 
-def ok_runs(runs: pd.DataFrame) -> list[pd.Series]:
-    """The ok runs of `runs`, one row each."""
-    return [run for _, run in runs[runs["status"] == "ok"].iterrows()]
+def runs_samples(runs: Iterable[Mapping], column: str) -> list[list[float]]:
+    """`samples` of runs already read into mappings."""
+    return [values for run in runs if (values := run_samples(run, column))]
+
+
+def ok_runs(runs: pd.DataFrame) -> list[dict]:
+    """The ok runs of `runs`, one mapping each (not `iterrows`: a Series per row of a wide frame cost a 168-run
+    report minutes)."""
+    return runs[runs["status"] == "ok"].to_dict("records")
 
 
 def step_time_column(df: pd.DataFrame, threshold: float = THRESHOLD) -> str:
@@ -475,7 +480,7 @@ def step_time_column(df: pd.DataFrame, threshold: float = THRESHOLD) -> str:
     A ratio of in-loop times below the floor measures the jitter of the per-call cost; call / steps,
     which holds that cost as well, is then the step time a comparison can stand on.
     """
-    ok = ok_runs(df) if "status" in df else [run for _, run in df.iterrows()]
+    ok = ok_runs(df) if "status" in df else df.to_dict("records")
     measured = ok and "one_step_call_s" in df and floor_of(ok, IN_LOOP, threshold).resolved
     return IN_LOOP if measured else PER_CALL
 
@@ -513,10 +518,11 @@ def run_to_run(runs: pd.DataFrame, column: str, threshold: float = THRESHOLD) ->
     programs = [nan_to_none(p) or (None if nan_to_none(c) is None else f"config {c}") for p, c in zip(prints, configs)]
     devices = runs["device"] if "device" in runs else pd.Series("", index=runs.index)
     squares, degrees, repeats = 0.0, 0, []
-    for _, group in runs.groupby([pd.Series(programs, index=runs.index, dtype=object), devices.fillna("")],
-                                 dropna=True, sort=False):
+    records = dict(zip(runs.index, runs.to_dict("records")))  # once: a wide frame's rows are slow to read one by one
+    for _, group in runs[["status"]].groupby([pd.Series(programs, index=runs.index, dtype=object),
+                                              devices.fillna("")], dropna=True, sort=False):
         means, variances = [], []
-        for run in ok_runs(group):
+        for run in (records[i] for i in group.index[group["status"] == "ok"]):
             values = run_samples(run, column)
             if values and floor(run, column, threshold).resolved:
                 values = np.asarray(values)[~held_up(values)]
@@ -574,6 +580,9 @@ def compare_axis(df: pd.DataFrame, axis: str, baseline: str, columns: Sequence[s
     # Settings that follow from the compared value (the freeze mask of a fine-tuning strategy) are no strata.
     others = [k for k in group_keys(ok) if k != axis and not _follows(ok, axis, k)]
     spread = {column: run_to_run(plausible, column, threshold) for column in columns if MEASURES[column].timed}
+    # Groups of the few columns that split the runs; each run's values read once (rows of a wide frame are slow).
+    records = dict(zip(ok.index, ok.to_dict("records")))
+    narrow = [c for c in dict.fromkeys([*others, "seed", axis, "timing_points", "program_fingerprint"]) if c in ok]
     rows = []
     for candidate in dict.fromkeys(ok[axis]):
         if candidate == baseline or nan_to_none(candidate) is None:
@@ -582,17 +591,18 @@ def compare_axis(df: pd.DataFrame, axis: str, baseline: str, columns: Sequence[s
             measure = MEASURES[column]
             by = [*others, "seed"] if measure.paired else others
             strata, short, same, unlike, seeds = [], [], [], 0, []
-            runs = plausible if measure.timed else ok
+            runs = (plausible if measure.timed else ok)[narrow]
             for key, g in (runs.groupby(by, dropna=False, sort=False) if by else [((), runs)]):
                 base, cand = g[g[axis] == baseline], g[g[axis] == candidate]
                 if measure.of_group and len(base) and len(cand) and not like_groups(base, cand):
                     unlike += 1
                     continue
-                below = floor_of([*ok_runs(base), *ok_runs(cand)], column, threshold)
+                base_runs, cand_runs = [records[i] for i in base.index], [records[i] for i in cand.index]
+                below = floor_of([*base_runs, *cand_runs], column, threshold)
                 if not below.resolved and len(base) and len(cand):
                     short.append(below)
                     continue
-                strata.append((samples(base, column), samples(cand, column)))
+                strata.append((runs_samples(base_runs, column), runs_samples(cand_runs, column)))
                 seeds.append(key[-1] if measure.paired else None)  # `by` ends with the seed
                 if len(base) and len(cand):
                     same.append(same_program(base, cand))

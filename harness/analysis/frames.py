@@ -439,6 +439,9 @@ def summarize(df: pd.DataFrame, keys: list[str] | None = None) -> pd.DataFrame:
     times count cold compiles only (none in the group: no compile time).
     """
     keys = group_keys(df) if keys is None else keys
+    read = [*keys, "status", *SPREAD, "compile_s", "compile_source", "drift_unchanged", "grads_cover_frozen",
+            *(f"{name}_{part}" for name in ("run_s_per_step", "run_s_per_call") for part in ("median", "min", "max"))]
+    df = df[[c for c in dict.fromkeys(read) if c in df]]  # the columns read: selecting rows of a wide frame is slow
     rows = []
     for values, g in groups(df, keys):
         ok = g[g["status"] == "ok"]

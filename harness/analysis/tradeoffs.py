@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import textwrap
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -30,7 +31,7 @@ from harness.analysis.findings import (
     Measure,
     ratio_ci,
     run_to_run,
-    samples,
+    runs_samples,
     side_ci,
     verdict,
 )
@@ -132,6 +133,13 @@ def flops_table(df: pd.DataFrame, question: Sequence[str] = ()) -> tuple[list[st
     return keys, pd.DataFrame(out)
 
 
+class RowSamples(NamedTuple):
+    """One configuration's runs (mappings), their samples of one column, and those samples seed by seed."""
+    runs: list[dict]
+    every: list[list[float]]
+    by_seed: dict
+
+
 class Dominance:
     """Which configurations of `table` (one row each, `configurations`) dominate which, by the findings' test.
 
@@ -143,6 +151,9 @@ class Dominance:
     def __init__(self, ok: pd.DataFrame, keys: Sequence[str], table: pd.DataFrame, threshold: float = THRESHOLD):
         self.ok, self.keys, self.table, self.threshold = ok, list(keys), table, threshold
         self._runs: dict[int, pd.DataFrame] = {}
+        self._program_runs: dict[tuple, pd.DataFrame] = {}
+        self._samples: dict[tuple, RowSamples] = {}
+        self._records: dict | None = None
         self._spread: dict[str, float | None] = {}
         self._seen: dict[tuple, int] = {}
 
@@ -161,10 +172,24 @@ class Dominance:
         program = self.table.at[i, "program"] if "program" in self.table else None
         if column not in PROGRAM_COSTS or program is None or pd.isna(program):
             return self.runs(i)
-        same = self.ok["program_fingerprint"] == program
-        for k in (k for k in WORKLOAD if k in self.keys):
-            same &= self.ok[k] == self.table.at[i, k]
-        return self.ok[same.fillna(False)]
+        if (i, program) not in self._program_runs:
+            same = self.ok["program_fingerprint"] == program
+            for k in (k for k in WORKLOAD if k in self.keys):
+                same &= self.ok[k] == self.table.at[i, k]
+            self._program_runs[(i, program)] = self.ok[same.fillna(False)]
+        return self._program_runs[(i, program)]
+
+    def samples(self, i: int, column: str) -> RowSamples:
+        """Row `i`'s runs and samples for `column` (`program_runs`): drawn once per row, not once per pair of rows
+        (a front compares every pair; per pair, a 168-run report took ten minutes)."""
+        if (i, column) not in self._samples:
+            if self._records is None:  # every run read once: rows of a wide frame are slow to read one by one
+                self._records = dict(zip(self.ok.index, self.ok.to_dict("records")))
+            runs = [self._records[j] for j in self.program_runs(i, column).index]
+            seeds = dict.fromkeys(r["seed"] for r in runs if pd.notna(r.get("seed")))
+            self._samples[(i, column)] = RowSamples(runs, runs_samples(runs, column), {
+                seed: runs_samples([r for r in runs if r["seed"] == seed], column) for seed in seeds})
+        return self._samples[(i, column)]
 
     def between(self, column: str) -> float | None:
         if column not in self._spread:
@@ -186,18 +211,16 @@ class Dominance:
         program = self.table["program"] if "program" in self.table else pd.Series(None, index=self.table.index)
         if column in PROGRAM_COSTS and pd.notna(program[a]) and program[a] == program[b]:
             return TIE  # one compiled program: one cost
-        runs_a, runs_b = self.program_runs(a, column), self.program_runs(b, column)
+        side_a, side_b = self.samples(a, column), self.samples(b, column)
         between = 0.0
         if measure.timed:
             between = self.between(column)
-            if between is None or not floor_of([r for _, r in pd.concat([runs_a, runs_b]).iterrows()], column,
-                                               threshold).resolved:
+            if between is None or not floor_of([*side_a.runs, *side_b.runs], column, threshold).resolved:
                 return self._looks(a, b, column, measure)  # the findings: "not tested" / "too short to resolve"
         if measure.paired:  # quality: the same seed's data and initialization on both sides
-            strata = [(samples(g_b, column), samples(runs_a[runs_a["seed"] == seed], column))
-                      for seed, g_b in runs_b.groupby("seed", sort=False)]
+            strata = [(values, side_a.by_seed.get(seed, [])) for seed, values in side_b.by_seed.items()]
         else:
-            strata = [(samples(runs_b, column), samples(runs_a, column))]
+            strata = [(side_b.every, side_a.every)]
         estimate = ratio_ci(strata, exact=measure.exact or measure.paired, between=between, timed=measure.timed)
         if math.isnan(estimate.ratio) or math.isnan(estimate.low):
             return self._looks(a, b, column, measure)  # no seed in common, one sample: no interval
@@ -284,7 +307,7 @@ def pareto_figure(df: pd.DataFrame, question: Sequence[str] = ()) -> Figure | st
             y = rows[f"test_{metric.name}"].to_numpy(float)
             if column == "in_loop_s_per_step":
                 between = dominance.between(column) or 0.0
-                cis = [side_ci(samples(dominance.program_runs(j, column), column), between=between)
+                cis = [side_ci(dominance.samples(j, column).every, between=between)
                        for j in rows.index]
                 x = np.array([c[0] for c in cis]) * scale  # the program's mean: configurations of one program align
                 low = np.array([c[0] - c[1] if math.isfinite(c[1]) else 0.0 for c in cis]) * scale

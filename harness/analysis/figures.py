@@ -14,10 +14,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter, NullFormatter
 
+from harness.analysis.canvas import new_figure, plain_log_labels
 from harness.analysis.findings import CONFIDENCE, run_to_run, samples, side_ci, step_time_column
 from harness.analysis.frames import (
     ALWAYS_KEYS,
@@ -57,31 +56,6 @@ def _varying(df: pd.DataFrame, keys: Iterable[str]) -> list[str]:
     return [k for k in keys if k in df.columns and df[k].nunique(dropna=False) > 1]
 
 
-def _plain_log_labels(axis) -> None:
-    """Tick labels like 2 and 0.5 on a log axis instead of 2×10⁰; call once the data is drawn.
-
-    Minor ticks get labels only when the axis spans less than a decade, where
-    there may be no major tick at all: every one below a factor 3, else 2, 3 and 5.
-    """
-    low, high = sorted(axis.get_view_interval())
-    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-    if low > 0 and high / low < 10:
-        shown = range(1, 10) if high / low < 3 else (2, 3, 5)
-
-        def minor(v: float, _) -> str:
-            return f"{v:g}" if round(v / 10 ** math.floor(math.log10(v))) in shown else ""
-
-        axis.set_minor_formatter(FuncFormatter(minor))
-    else:
-        axis.set_minor_formatter(NullFormatter())
-
-
-def _new_figure(width: float, height: float) -> Figure:
-    fig = Figure(figsize=(width, height), layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig
-
-
 STYLES = ("-", "--", ":", "-.")
 MAX_PANELS_PER_AXIS = 8
 
@@ -119,7 +93,7 @@ def training_curves_figure(df: pd.DataFrame, histories: Mapping[str, dict], ques
     ncols = 2 if evaluated else min(3, len(panels))
     nrows = math.ceil(len(panels) * per_panel / ncols)
     width = max(7.5, 4.6 * ncols + 0.5)
-    fig = _new_figure(width, 2.9 * nrows + 1.5)
+    fig = new_figure(width, 2.9 * nrows + 1.5)
     grid = fig.subplots(nrows, ncols, sharex=True, squeeze=False)
     cells = list(grid.flat)
     for ax in cells[len(panels) * per_panel:]:
@@ -151,7 +125,7 @@ def training_curves_figure(df: pd.DataFrame, histories: Mapping[str, dict], ques
         left.set_yscale("log")
         left.set_ylabel(f"train {' / '.join(sorted(titles)) or 'loss'} (log scale)")
         if drawn:
-            _plain_log_labels(left.yaxis)
+            plain_log_labels(left.yaxis)
         if right:
             right[0].set_title(f"{name}: test, evaluated during training" if name else
                                "test, evaluated during training", fontsize="medium")
@@ -222,7 +196,7 @@ def step_time_figure(df: pd.DataFrame, question: Sequence[str] = ()) -> Figure |
     panels = list(groups(shown, panel_keys)) if panel_keys else [({}, shown)]
     points = max(len(list(groups(rows, point_keys))) if point_keys else 1 for _, rows in panels)
     width = min(16.0, max(6.0, 0.7 * points * len(panels) + 1.5))
-    fig = _new_figure(width, 5.0)
+    fig = new_figure(width, 5.0)
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
     drawn, spans = False, {}
     for ax, (panel, rows) in zip(axes, panels):
@@ -253,7 +227,7 @@ def step_time_figure(df: pd.DataFrame, question: Sequence[str] = ()) -> Figure |
         ax.set_ylabel(f"{name} (µs{', log scale' if log else ''})")
         if log:
             ax.set_yscale("log")
-            _plain_log_labels(ax.yaxis)
+            plain_log_labels(ax.yaxis)
         else:
             ax.set_ylim(bottom=0)
     from matplotlib.lines import Line2D
@@ -278,7 +252,7 @@ def time_vs_steps_figure(summary: pd.DataFrame, keys: list[str]) -> Figure | str
     if "steps" not in ok or ok["steps"].nunique() < 2:
         return "the sweep has a single step count (sweep `train.steps=...` to draw this)"
     others = [k for k in keys if k != "steps"]
-    fig = _new_figure(11, 4.2)
+    fig = new_figure(11, 4.2)
     left, right = fig.subplots(1, 2)
     for i, (values, g) in enumerate(groups(ok, others) if others else [({}, ok)]):
         g = g.sort_values("steps")
@@ -294,8 +268,8 @@ def time_vs_steps_figure(summary: pd.DataFrame, keys: list[str]) -> Figure | str
              yscale="log")
     right.set(title="Compile time", xlabel="steps per run", ylabel="compile time (s)", xscale="log", yscale="log")
     for ax in (left, right):
-        _plain_log_labels(ax.xaxis)
-        _plain_log_labels(ax.yaxis)
+        plain_log_labels(ax.xaxis)
+        plain_log_labels(ax.yaxis)
         ax.grid(True, which="both", alpha=0.3)
     fig.legend(*left.get_legend_handles_labels(), loc="outside lower center", ncols=3, fontsize="x-small")
     fig.suptitle("Cost against step count (median, bars: min–max)")
@@ -312,7 +286,7 @@ def frozen_drift_figure(summary: pd.DataFrame, keys: list[str]) -> Figure | str:
     bar_labels = pd.Series([_label(r, others) for _, r in ok.iterrows()], index=ok.index)
     labels = list(dict.fromkeys(bar_labels))
     width = 0.8 / len(labels)
-    fig = _new_figure(max(6.0, 1.2 * len(methods) * max(1, len(labels) / 2)), 4.2)
+    fig = new_figure(max(6.0, 1.2 * len(methods) * max(1, len(labels) / 2)), 4.2)
     ax = fig.subplots()
     for j, label in enumerate(labels):
         heights, texts = [], []
@@ -341,7 +315,7 @@ def compile_vs_run_figure(summary: pd.DataFrame, keys: list[str]) -> Figure | st
         return "no run recorded timings"
     labels = [_label(r, _varying(ok, keys) or keys) for _, r in ok.iterrows()]
     y = np.arange(len(labels))
-    fig = _new_figure(9, 1.2 + 0.38 * len(labels))
+    fig = new_figure(9, 1.2 + 0.38 * len(labels))
     ax = fig.subplots()
     # Dots, not bars: the axis is log (compile and run differ by orders of magnitude), where a bar's length means
     # nothing.
@@ -364,7 +338,7 @@ def cost_vs_params_figure(summary: pd.DataFrame, keys: list[str]) -> Figure | st
     if not any(c in ok and ok[c].notna().any() for c in ("in_loop_s_per_step_median", "memory_bytes_median")):
         return "no run recorded its own step time or memory"  # e.g. a tuned sweep's trials, trained in groups
     others = [k for k in keys if k not in SIZE_KEYS]
-    fig = _new_figure(11, 4.6)
+    fig = new_figure(11, 4.6)
     left, right = fig.subplots(1, 2)
     methods = list(dict.fromkeys(ok["method"]))
     styles = {value: style for value, style in zip(dict.fromkeys(ok["freeze"]), ("-", "--", ":", "-."))}
@@ -382,7 +356,7 @@ def cost_vs_params_figure(summary: pd.DataFrame, keys: list[str]) -> Figure | st
     right.set(title="Memory of one call (XLA: args + outputs + temps)", xlabel="parameters (trainable + frozen)",
               ylabel="MiB", xscale="log", yscale="log")
     for ax in (left, right):
-        _plain_log_labels(ax.yaxis)
+        plain_log_labels(ax.yaxis)
         ax.grid(True, which="both", alpha=0.3)
     fig.legend(*left.get_legend_handles_labels(), loc="outside lower center", ncols=2, fontsize="x-small")
     fig.suptitle("Cost against model size (medians per configuration)")

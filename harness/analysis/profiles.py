@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from harness.analysis.canvas import new_figure, plain_log_labels
 from harness.analysis.findings import CONFIDENCE, MIN_SEEDS, RESAMPLES, SEED
 from harness.analysis.frames import group_keys, key_text, markdown_table, number_text
 
@@ -164,12 +165,11 @@ def taus(tau_max: float = TAU_MAX, points: int = 200) -> np.ndarray:
 
 def profile_figure(t: pd.DataFrame, tau_max: float = TAU_MAX):
     """rho_m(tau) per method on a log tau axis from 1 to tau_max, with the seeds' 95% band where there are enough."""
-    from harness.analysis.figures import _new_figure, _plain_log_labels
 
     grid = np.unique(np.concatenate([taus(tau_max), np.clip(ratios(t).to_numpy().ravel(), 1.0, tau_max)]))
     grid = grid[np.isfinite(grid)]
     curves, band = rho(ratios(t), grid), bands(t, grid, tau_max)
-    fig = _new_figure(6.4, 4.2)
+    fig = new_figure(6.4, 4.2)
     ax = fig.add_subplot(111)
     for method in t.columns:
         line, = ax.step(grid, curves[method], where="post", label=method)
@@ -177,7 +177,7 @@ def profile_figure(t: pd.DataFrame, tau_max: float = TAU_MAX):
             ax.fill_between(grid, band[0][method], band[1][method], step="post", alpha=0.2, color=line.get_color())
     ax.set_xscale("log")
     ax.set_xlim(1.0, tau_max)
-    _plain_log_labels(ax.xaxis)
+    plain_log_labels(ax.xaxis)
     ax.set_ylim(-0.02, 1.02)
     ax.set_xlabel("τ: time to the validation target / the fastest method's (log scale)")
     ax.set_ylabel("ρ(τ): share of (workload, seed) problems")

@@ -23,6 +23,7 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from harness.analysis.canvas import plain_log_labels
 from harness.analysis.findings import (
     CONFIDENCE,
     MEASURES,
@@ -277,7 +278,6 @@ def pareto_figure(df: pd.DataFrame, question: Sequence[str] = ()) -> Figure | st
 
     Configurations of one compiled program sit at its one step time and memory; the step time's whiskers are the
     findings' interval of that program's mean (`side_ci`: runs, repeats, the spread between runs)."""
-    from harness.analysis.figures import _plain_log_labels  # figures imports this module
     metric = main_metric(df)
     keys, table = configurations(df, question)
     if metric is None or not len(table):
@@ -322,7 +322,7 @@ def pareto_figure(df: pd.DataFrame, question: Sequence[str] = ()) -> Figure | st
                 texts.append(ax.text(xi, yi, " · ".join(key_text(row[k]) for k in label_keys), fontsize=6.5,
                                      alpha=0.85))
         ax.set_xscale("log")
-        _plain_log_labels(ax.xaxis)  # a range inside one decade has no major tick: minor ones labelled then
+        plain_log_labels(ax.xaxis)  # a range inside one decade has no major tick: minor ones labelled then
         ax.set_xlabel(title + (f", {CONFIDENCE:.0%} CI" if column == "in_loop_s_per_step" else ""))
         ax.set_ylabel(f"test {metric.title}")
         ax.grid(True, alpha=0.3)

@@ -18,7 +18,7 @@ import argparse
 import json
 import math
 import sys
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -104,17 +104,18 @@ def _status(runs: pd.DataFrame) -> str:
 
 def per_config(df: pd.DataFrame, leaves: Collection[str] | None = None) -> pd.DataFrame:
     """One row per configuration (seeds pooled; config leaves not in `leaves` left out): axes, status, runs,
-    overrides, and the runs themselves."""
+    overrides, the runs themselves, and their ok runs read once as mappings (`ok_runs`: every metric reads them)."""
     axes = _compared_axes(df)
     df = df.assign(config=[without_seed(k, leaves) for k in df["config_key"]])
+    records = dict(zip(df.index, df.to_dict("records")))  # a wide frame's rows are slow to read one by one
     rows = []
     for (key,), g in df.groupby(["config"], dropna=False, sort=False):
         ok = g[g["status"] == "ok"]
         rows.append({"config_key": key, **{k: g[k].iloc[0] for k in axes}, "status": _status(g), "runs": len(g),
                      "seeds": g["seed"].nunique(), "overrides": g["overrides"].iloc[0],
-                     "compile_source": compile_sources(ok), "rows": g})
+                     "compile_source": compile_sources(ok), "rows": g, "ok_runs": [records[i] for i in ok.index]})
     return pd.DataFrame(rows, columns=["config_key", *axes, "status", "runs", "seeds", "overrides", "compile_source",
-                                       "rows"])
+                                       "rows", "ok_runs"])
 
 
 def compared_columns(a: pd.DataFrame, b: pd.DataFrame) -> list[tuple[str, str]]:
@@ -128,15 +129,15 @@ def compared_columns(a: pd.DataFrame, b: pd.DataFrame) -> list[tuple[str, str]]:
                     if all(name in df and df[name].notna().any() for df in (a, b))]
 
 
-def strata(a: pd.DataFrame, b: pd.DataFrame, metric: findings.Measure) -> list[tuple[Any, list, list]]:
-    """(seed, A samples, B samples) of one configuration: one pair (seed None), or one per seed run on both sides
-    for a paired metric (quality, time to target: a seed fixes the data and init on both sides, and the seeds are
-    what its interval resamples, `findings.seed_ratio_ci`)."""
+def strata(a: list[Mapping], b: list[Mapping], metric: findings.Measure) -> list[tuple[Any, list, list]]:
+    """(seed, A samples, B samples) of one configuration's ok runs (`per_config`): one pair (seed None), or one per
+    seed run on both sides for a paired metric (quality, time to target: a seed fixes the data and init on both
+    sides, and the seeds are what its interval resamples, `findings.seed_ratio_ci`)."""
     if not metric.paired:
-        return [(None, findings.samples(a, metric.column), findings.samples(b, metric.column))]
-    seeds = [s for s in dict.fromkeys(a["seed"]) if s in set(b["seed"])]
-    return [(s, findings.samples(a[a["seed"] == s], metric.column),
-             findings.samples(b[b["seed"] == s], metric.column)) for s in seeds]
+        return [(None, findings.runs_samples(a, metric.column), findings.runs_samples(b, metric.column))]
+    seeds = [s for s in dict.fromkeys(r["seed"] for r in a) if s in {r["seed"] for r in b}]
+    return [(s, findings.runs_samples([r for r in a if r["seed"] == s], metric.column),
+             findings.runs_samples([r for r in b if r["seed"] == s], metric.column)) for s in seeds]
 
 
 def estimate(pairs: list[tuple[Any, list, list]], metric: findings.Measure, between: float,
@@ -150,7 +151,7 @@ def estimate(pairs: list[tuple[Any, list, list]], metric: findings.Measure, betw
 
 def _floor(a: pd.Series, b: pd.Series, metric: findings.Measure, threshold: float) -> Floor:
     """Whether both sides of a configuration resolve a timed `metric` (harness.analysis.resolution)."""
-    return floor_of([*findings.ok_runs(a["rows"]), *findings.ok_runs(b["rows"])], metric.column, threshold)
+    return floor_of([*a["ok_runs"], *b["ok_runs"]], metric.column, threshold)
 
 
 def between_sweeps(left: pd.DataFrame, right: pd.DataFrame, matched: list[str], column: str,
@@ -165,10 +166,10 @@ def between_sweeps(left: pd.DataFrame, right: pd.DataFrame, matched: list[str], 
     """
     logs, repeats = [], []
     for key in matched:
-        a, b = left.at[key, "rows"], right.at[key, "rows"]
-        if not floor_of([*findings.ok_runs(a), *findings.ok_runs(b)], column, threshold).resolved:
+        a, b = left.at[key, "ok_runs"], right.at[key, "ok_runs"]
+        if not floor_of([*a, *b], column, threshold).resolved:
             continue
-        sides = [findings.samples(side, column) for side in (a, b)]
+        sides = [findings.runs_samples(side, column) for side in (a, b)]
         if not all(sides):
             continue
         sides = [[np.asarray(run)[~findings.held_up(run)] for run in side] for side in sides]
@@ -196,7 +197,7 @@ def _compare_one(a: pd.Series, b: pd.Series, threshold: float, columns: list[tup
         flags.append("status ok (improvement)")
     for name, title in columns:
         metric = findings.MEASURES[name]
-        est = estimate(strata(a["rows"], b["rows"], metric), metric, spread.get(name) or 0.0, seed)
+        est = estimate(strata(a["ok_runs"], b["ok_runs"], metric), metric, spread.get(name) or 0.0, seed)
         word = findings.verdict(est, threshold, metric)
         if metric.of_group and not findings.like_groups(a["rows"], b["rows"]):
             word = findings.UNLIKE_GROUPS
@@ -228,7 +229,7 @@ def overall(left: pd.DataFrame, right: pd.DataFrame, matched: list[str], columns
                                                                                  right.at[k, "rows"])]
         floors = {k: _floor(left.loc[k], right.loc[k], metric, threshold) for k in alike}
         resolved = [k for k in alike if floors[k].resolved]
-        pairs = [pair for k in resolved for pair in strata(left.at[k, "rows"], right.at[k, "rows"], metric)]
+        pairs = [pair for k in resolved for pair in strata(left.at[k, "ok_runs"], right.at[k, "ok_runs"], metric)]
         est = estimate(pairs, metric, spread.get(name) or 0.0, seed)
         word = findings.verdict(est, threshold, metric)
         if matched and not alike:

@@ -107,7 +107,7 @@ def per_config(df: pd.DataFrame, leaves: Collection[str] | None = None) -> pd.Da
     overrides, the runs themselves, and their ok runs read once as mappings (`ok_runs`: every metric reads them)."""
     axes = _compared_axes(df)
     df = df.assign(config=[without_seed(k, leaves) for k in df["config_key"]])
-    records = dict(zip(df.index, df.to_dict("records")))  # a wide frame's rows are slow to read one by one
+    records = findings.rows_by_index(df)
     rows = []
     for (key,), g in df.groupby(["config"], dropna=False, sort=False):
         ok = g[g["status"] == "ok"]

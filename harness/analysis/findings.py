@@ -467,6 +467,12 @@ def runs_samples(runs: Iterable[Mapping], column: str) -> list[list[float]]:
     return [values for run in runs if (values := run_samples(run, column))]
 
 
+def rows_by_index(runs: pd.DataFrame) -> dict[Any, dict]:
+    """Every row of `runs` as a mapping, by its index label: read once, since the rows of a wide frame are slow to
+    read one by one (a Series per row cost a 168-run report minutes)."""
+    return dict(zip(runs.index, runs.to_dict("records")))
+
+
 def ok_runs(runs: pd.DataFrame) -> list[dict]:
     """The ok runs of `runs`, one mapping each (not `iterrows`: a Series per row of a wide frame cost a 168-run
     report minutes)."""
@@ -518,7 +524,7 @@ def run_to_run(runs: pd.DataFrame, column: str, threshold: float = THRESHOLD) ->
     programs = [nan_to_none(p) or (None if nan_to_none(c) is None else f"config {c}") for p, c in zip(prints, configs)]
     devices = runs["device"] if "device" in runs else pd.Series("", index=runs.index)
     squares, degrees, repeats = 0.0, 0, []
-    records = dict(zip(runs.index, runs.to_dict("records")))  # once: a wide frame's rows are slow to read one by one
+    records = rows_by_index(runs)
     for _, group in runs[["status"]].groupby([pd.Series(programs, index=runs.index, dtype=object),
                                               devices.fillna("")], dropna=True, sort=False):
         means, variances = [], []
@@ -581,7 +587,7 @@ def compare_axis(df: pd.DataFrame, axis: str, baseline: str, columns: Sequence[s
     others = [k for k in group_keys(ok) if k != axis and not _follows(ok, axis, k)]
     spread = {column: run_to_run(plausible, column, threshold) for column in columns if MEASURES[column].timed}
     # Groups of the few columns that split the runs; each run's values read once (rows of a wide frame are slow).
-    records = dict(zip(ok.index, ok.to_dict("records")))
+    records = rows_by_index(ok)
     narrow = [c for c in dict.fromkeys([*others, "seed", axis, "timing_points", "program_fingerprint"]) if c in ok]
     rows = []
     for candidate in dict.fromkeys(ok[axis]):

@@ -30,6 +30,7 @@ from harness.analysis.findings import (
     THRESHOLD,
     Measure,
     ratio_ci,
+    rows_by_index,
     run_to_run,
     runs_samples,
     side_ci,
@@ -183,8 +184,8 @@ class Dominance:
         """Row `i`'s runs and samples for `column` (`program_runs`): drawn once per row, not once per pair of rows
         (a front compares every pair; per pair, a 168-run report took ten minutes)."""
         if (i, column) not in self._samples:
-            if self._records is None:  # every run read once: rows of a wide frame are slow to read one by one
-                self._records = dict(zip(self.ok.index, self.ok.to_dict("records")))
+            if self._records is None:
+                self._records = rows_by_index(self.ok)
             runs = [self._records[j] for j in self.program_runs(i, column).index]
             seeds = dict.fromkeys(r["seed"] for r in runs if pd.notna(r.get("seed")))
             self._samples[(i, column)] = RowSamples(runs, runs_samples(runs, column), {

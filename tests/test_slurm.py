@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from conftest import records, run_cli, wandb_file
+from harness.core.fields import config_key
 from wandb_reader import read_run
 
 STATE = Path("/run/harness-slurm")
@@ -228,3 +229,41 @@ def test_the_cluster_enforces_memory_limits():
     assert ENFORCED_MEMORY, f"{STATE / 'enforce_memory'}: tests/slurm/start.sh found no cgroup v1 memory controller"
     out = subprocess.run(["scontrol", "show", "config"], capture_output=True, text=True, check=True).stdout
     assert "proctrack/cgroup" in out and "CR_CORE_MEMORY" in out.upper()
+
+
+def test_a_two_task_slurm_job_is_one_run_across_two_processes_recorded_once(tmp_path):
+    """`hydra.launcher.tasks_per_node=2`: the job's two srun tasks are the run's two processes (issue 30).
+
+    Job 0 asks for one process in a 2-task step: refused by both tasks, one failed record naming the field.
+    Job 1 asks for two: task 0 writes the one record and the one W&B run, and its numbers are those of the same
+    run spawned locally as two processes (gloo either way, the same programs)."""
+    results = tmp_path / "results"
+    run = ("task.n_train=64", "train.steps=30")
+    proc = run_cli("-m", *SLURM, "hydra.launcher.tasks_per_node=2", f"results_dir={results}", "name=tasks",
+                   "tracker=offline", "distributed.processes=1,2", *run, cwd=tmp_path, timeout=900)
+    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
+    recs = by_num(records(results))
+    assert sorted(recs) == [0, 1], "one record per job, not one per task"
+    assert recs[0]["status"] == "failed" and recs[0]["error"]["type"] == "ConfigError", recs[0]["error"]
+    assert recs[0]["error"]["message"].startswith("distributed.processes: is 1, but this Slurm step runs 2 tasks")
+
+    across = recs[1]
+    assert across["status"] == "ok", across.get("error")
+    assert across["distributed"]["processes"] == 2 and across["distributed"]["devices_per_process"] == 1
+    assert across["distributed"]["launcher"] == "slurm" and across["distributed"]["coordinator"].startswith("127.0.0.1:")
+    assert len(across["placement"]["train_batch"]) == 2 and len(across["distributed"]["run_s"]) == 2
+    job_id = across["job"]["slurm"]["job_id"]
+    out = subprocess.run(["sacct", "-j", job_id, "-n", "-P", "-o", "JobID,NTasks,State"], capture_output=True,
+                         text=True, check=True).stdout
+    steps = {row.split("|")[0]: row.split("|")[1:] for row in out.splitlines()}
+    assert steps[f"{job_id}.0"] == ["2", "COMPLETED"], out  # submitit's srun step: two tasks
+    job_dir = Path(across["job"]["output_dir"])
+    assert len(list(job_dir.glob("wandb/offline-run-*"))) == 1, "one W&B run, task 0's"
+    assert read_run(wandb_file(across))["summary"]["status"] == "ok"
+
+    local = run_cli("tracker=disabled", "distributed.processes=2", *run, *SLURM[4:], f"results_dir={tmp_path / 'local'}",
+                    cwd=tmp_path)
+    assert local.returncode == 0, local.stdout[-3000:] + local.stderr[-3000:]
+    (spawned,) = records(tmp_path / "local")
+    assert config_key(spawned["config"]) == config_key(across["config"])  # the same run, launched another way
+    assert spawned["history"] == across["history"] and spawned["metrics"] == across["metrics"]

@@ -85,10 +85,12 @@ def _outcomes(job: Job, live: LiveCurves | None = None, only: set[int] | None = 
     from harness.core.environment import environment
     from harness.core.memory import InsufficientMemory
     from harness.core.run import ProgramsDiffer, execute, execute_vectorized, shared_programs
+    from harness.jobs.processes import across_processes, run_joined, slurm_step
 
+    step = slurm_step()
+    if step is not None:  # task 0 of a Slurm step of several tasks: the run's processes are the step's tasks
+        return [(job.points(only)[0], run_joined(job.spec, step))]
     if job.spec.distributed.processes > 1:  # one run across processes it spawns (harness/jobs/processes.py)
-        from harness.jobs.processes import across_processes
-
         return [(job.points(only)[0], across_processes(job.spec, job.out_dir))]
     devices = select(job.spec.device)
     env = {"environment": environment(devices[0])}
@@ -259,12 +261,41 @@ def _resume(job: Job) -> set[int] | None:
     return only
 
 
+def _follows(job: Job) -> bool:
+    """Whether this process is a task after the first of a Slurm step of several tasks; if so it has trained its
+    share of the run. Task 0 alone writes the job's marker, record and W&B run (its result is every task's); this
+    one writes nothing and never fails the Slurm job: submitit would stop the sweep on its error."""
+    from harness.jobs.processes import run_joined, slurm_step
+
+    step = slurm_step()
+    if step is None or step.process_id == 0:
+        return False
+    if isinstance(job.spec, Config) and not (job.config.get("resume") and _done_before(job)):
+        try:
+            run_joined(job.spec, step)
+        except (Exception, SystemExit) as err:  # noqa: BLE001 - task 0's record says what went wrong
+            log.warning("task %d of the run: %s (the record, from task 0, says how the run ended)",
+                        step.process_id, record.error_line(record.failed(err)["error"]))
+    return True
+
+
+def _done_before(job: Job) -> bool:
+    """Whether resume finds this job's record completed (task 0 then skips it, and joins no one)."""
+    try:
+        done, _ = completed(job.out_dir, job.config)
+    except ConfigError:
+        return True  # task 0 refuses the dir
+    return bool(done) and not job.vectorized
+
+
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def main(cfg: DictConfig) -> None:
     watch_command()  # in a launcher's worker process (joblib): it ends when the command does
     hc = HydraConfig.get()
     single = hc.mode != RunMode.MULTIRUN
     job = start(cfg, hc, multirun=not single)
+    if _follows(job):
+        return
     only = _resume(job) if job.config.get("resume") else None  # a vectorized job's points to run, else all
     if only is not None and not only:
         return  # every run of the job has its completed record

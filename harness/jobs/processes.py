@@ -12,6 +12,12 @@ coordination service's heartbeat (`distributed.timeout_s`); whatever is still ru
 `distributed.timeout_s` + GRACE_S seconds after a death is killed, and the result is `crashed`, naming
 the process that died first. A Ctrl-C (or any exception) in the job kills every process it started.
 Each process also ends itself when the job's process is gone (harness.jobs.lifetime.end_with).
+
+Under Slurm the processes are the tasks of the job's srun step (`hydra.launcher.tasks_per_node`, `nodes`):
+submitit runs the whole Hydra job in each task, so the job does not spawn; each task joins the others
+(`slurm_step`, `run_joined`). Task 0 writes the marker, the record and the W&B run; the others train and
+write nothing (harness/jobs/app.py). A task that dies ends the step; the sweep records the job `crashed`
+from Slurm's accounting (harness/jobs/slurm.py), as any job Slurm ended.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +60,57 @@ def coordinator_port(port: int | None) -> int:
                                                       "port, or leave distributed.port null for one") from None
             raise ConfigError("distributed.port", f"cannot bind {HOST}:{port}: {err.strerror}") from None
         return probe.getsockname()[1]
+
+
+@dataclass(frozen=True)
+class SlurmStep:
+    """This process as one task of a Slurm step of several tasks (srun): the run's processes."""
+
+    process_id: int
+    processes: int
+    coordinator: str | None  # None: JAX reads it from the step's node list (several nodes)
+
+
+def slurm_step() -> SlurmStep | None:
+    """This process's place among the tasks of its srun step, None outside a step of several tasks.
+
+    The coordinator runs beside task 0 on the step's first node, at `JAX_COORDINATOR_PORT` or, as JAX picks it,
+    job id % 4096 + 61440; on one node it is reached at 127.0.0.1, on several JAX resolves the first node's name.
+    """
+    env = os.environ
+    if "SLURM_STEP_NODELIST" not in env or int(env.get("SLURM_STEP_NUM_TASKS", env.get("SLURM_NTASKS", "1"))) < 2:
+        return None
+    processes = int(env.get("SLURM_STEP_NUM_TASKS", env["SLURM_NTASKS"]))
+    port = env.get("JAX_COORDINATOR_PORT") or str(int(env["SLURM_JOB_ID"]) % 2**12 + 65536 - 2**12)
+    one_node = env.get("SLURM_STEP_NUM_NODES", "1") == "1"
+    return SlurmStep(int(env["SLURM_PROCID"]), processes, f"{HOST}:{port}" if one_node else None)
+
+
+def check_step(spec: Config, step: SlurmStep) -> None:
+    """A ConfigError unless the run asks for as many processes as the step has tasks: the config says what runs
+    (its hash groups the run), so a 2-task step never trains a run configured for one process."""
+    if spec.distributed.processes != step.processes:
+        raise ConfigError("distributed.processes", f"is {spec.distributed.processes}, but this Slurm step runs "
+                                                   f"{step.processes} tasks (hydra.launcher.tasks_per_node x nodes), "
+                                                   "each one process of the run: make them equal")
+
+
+def run_joined(spec: Config, step: SlurmStep) -> dict[str, Any]:
+    """This task's result of `spec` trained across the step's tasks: joins them, then trains its share."""
+    import jax
+
+    from harness.core import distributed
+    from harness.core.environment import environment
+    from harness.core.run import check_split, execute
+    from harness.core.tasks import make_task
+
+    check_step(spec, step)
+    distributed.join(step.coordinator, step.processes, step.process_id, spec.device.count, spec.distributed.timeout_s)
+    check_split(spec, make_task(spec.task))  # the same check in every task: all refuse, none waits for the others
+    result = execute(spec, jax.devices())
+    about = {"coordinator": step.coordinator or "from SLURM_STEP_NODELIST", "launcher": "slurm"}
+    return {"environment": environment(jax.local_devices()[0]), **result,
+            "distributed": {**result.get("distributed", {}), **about}}
 
 
 def _worker_env() -> dict[str, str]:

@@ -6,6 +6,7 @@ exactly those jobs. Marked `slurm`: they run where the cluster is up (.ci/run st
 skipped, with the reason, where it is not; under CI (CI=true) a missing cluster fails them instead.
 """
 
+import json
 import os
 import re
 import shutil
@@ -259,6 +260,8 @@ def test_a_two_task_slurm_job_is_one_run_across_two_processes_recorded_once(tmp_
     assert steps[f"{job_id}.0"] == ["2", "COMPLETED"], out  # submitit's srun step: two tasks
     job_dir = Path(across["job"]["output_dir"])
     assert len(list(job_dir.glob("wandb/offline-run-*"))) == 1, "one W&B run, task 0's"
+    progress = (job_dir.parent / "progress.jsonl").read_text().splitlines()
+    assert sorted(json.loads(line)["num"] for line in progress) == [0, 1], "task 0 alone reports the job's end"
     assert read_run(wandb_file(across))["summary"]["status"] == "ok"
 
     local = run_cli("tracker=disabled", "distributed.processes=2", *run, *SLURM[4:], f"results_dir={tmp_path / 'local'}",

@@ -32,6 +32,7 @@ from harness.jobs.compose import CONF_DIR
 from harness.jobs.console import run_lines
 from harness.jobs.job import Job, Point, start
 from harness.jobs.lifetime import raised_by_code, watch_command
+from harness.jobs.processes import across_processes, following_task, run_joined, slurm_step
 from harness.jobs.store import RECORD_NAME, completed, read_record, write_record
 from harness.jobs.sweep_compose import compose_once_per_choice
 from harness.jobs.tracking import LiveCurves, WandbSink, log_record, log_records, start_writers, wandb_copy_complete
@@ -85,7 +86,6 @@ def _outcomes(job: Job, live: LiveCurves | None = None, only: set[int] | None = 
     from harness.core.environment import environment
     from harness.core.memory import InsufficientMemory
     from harness.core.run import ProgramsDiffer, execute, execute_vectorized, shared_programs
-    from harness.jobs.processes import across_processes, run_joined, slurm_step
 
     step = slurm_step()
     if step is not None:  # task 0 of a Slurm step of several tasks: the run's processes are the step's tasks
@@ -265,11 +265,9 @@ def _follows(job: Job) -> bool:
     """Whether this process is a task after the first of a Slurm step of several tasks; if so it has trained its
     share of the run. Task 0 alone writes the job's marker, record and W&B run (its result is every task's); this
     one writes nothing and never fails the Slurm job: submitit would stop the sweep on its error."""
-    from harness.jobs.processes import run_joined, slurm_step
-
-    step = slurm_step()
-    if step is None or step.process_id == 0:
+    if not following_task():
         return False
+    step = slurm_step()
     if isinstance(job.spec, Config) and not (job.config.get("resume") and _done_before(job)):
         try:
             run_joined(job.spec, step)

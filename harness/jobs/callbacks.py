@@ -30,6 +30,7 @@ from harness.core.config import check_startup
 from harness.core.files import atomic_path
 from harness.jobs import store
 from harness.jobs.grouping import points_of
+from harness.jobs.processes import following_task
 from harness.jobs.record import COMPLETE, RUNNING, STATUSES, crashed, error_line
 from harness.jobs.store import RECORD_NAME, write_json_atomic
 from harness.jobs.sweep_plan import (
@@ -352,8 +353,8 @@ class SweepCallback(Callback):
 
     def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
         hc = config.hydra
-        if str(hc.mode) != "RunMode.MULTIRUN":
-            return
+        if str(hc.mode) != "RunMode.MULTIRUN" or following_task():
+            return  # a Slurm task after the first of its step: task 0 reports the job
         sweep_dir = Path(hc.sweep.dir)
         job_records = read_records(Path(hc.runtime.output_dir))  # one, or one per vectorized point
         statuses = {r.get("status") for r in job_records}

@@ -86,6 +86,12 @@ def slurm_step() -> SlurmStep | None:
     return SlurmStep(int(env["SLURM_PROCID"]), processes, f"{HOST}:{port}" if one_node else None)
 
 
+def following_task() -> bool:
+    """Whether this process is a task after the first of a Slurm step of several tasks: it writes nothing."""
+    step = slurm_step()
+    return step is not None and step.process_id > 0
+
+
 def check_step(spec: Config, step: SlurmStep) -> None:
     """A ConfigError unless the run asks for as many processes as the step has tasks: the config says what runs
     (its hash groups the run), so a 2-task step never trains a run configured for one process."""

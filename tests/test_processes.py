@@ -109,6 +109,33 @@ def test_how_processes_meet_is_no_part_of_a_run():
     assert config_key(base) == config_key(met) != config_key(more)
 
 
+def test_a_slurm_task_finds_its_place_and_coordinator_in_its_step(monkeypatch):
+    """What each task of a Slurm step reads from srun's variables (the run itself: tests/test_slurm.py)."""
+    from harness.core.checks import ConfigError
+    from harness.core.config import Config, DistributedConfig
+    from harness.jobs.processes import check_step, following_task, slurm_step
+
+    for name in ("SLURM_STEP_NODELIST", "SLURM_STEP_NUM_TASKS", "SLURM_NTASKS", "SLURM_STEP_NUM_NODES",
+                 "JAX_COORDINATOR_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    assert slurm_step() is None and not following_task()  # outside Slurm
+    monkeypatch.setenv("SLURM_JOB_ID", "93")
+    monkeypatch.setenv("SLURM_PROCID", "1")
+    monkeypatch.setenv("SLURM_STEP_NODELIST", "node07")
+    monkeypatch.setenv("SLURM_STEP_NUM_TASKS", "1")
+    monkeypatch.setenv("SLURM_STEP_NUM_NODES", "1")
+    assert slurm_step() is None  # a one-task step: the job spawns, as outside Slurm
+    monkeypatch.setenv("SLURM_STEP_NUM_TASKS", "2")
+    step = slurm_step()
+    assert (step.process_id, step.processes, step.port) == (1, 2, 93 % 4096 + 61440) and following_task()
+    assert step.coordinator(None) == "127.0.0.1:61533" and step.coordinator(4242) == "127.0.0.1:4242"
+    monkeypatch.setenv("JAX_COORDINATOR_PORT", "5000")
+    assert slurm_step().coordinator(None) == "127.0.0.1:5000"
+    check_step(Config(distributed=DistributedConfig(processes=2)), step)
+    with pytest.raises(ConfigError, match="is 1, but this Slurm step runs 2 tasks"):
+        check_step(Config(), step)
+
+
 @pytest.mark.parametrize("overrides, line", [
     (["distributed.processes=0"], "distributed.processes: must be >= 1, got 0"),
     (["distributed.processes=2"], ("distributed.processes: 2 processes x device.count=1 = 2 devices cannot split "

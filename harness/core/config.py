@@ -180,7 +180,7 @@ class DistributedConfig:
     """
 
     processes: int = 1
-    port: Optional[int] = None  # the coordinator's port on 127.0.0.1; null: a free one
+    port: Optional[int] = None  # the coordinator's port on 127.0.0.1; null: a free one (Slurm: from the job id)
     timeout_s: int = 60
 
     def __post_init__(self) -> None:

@@ -18,12 +18,11 @@ import numpy as np
 HOST_BYTES = 64  # a host name, padded, as one row of a gathered array
 
 
-def join(coordinator: str | None, processes: int, process_id: int, devices_per_process: int, timeout_s: int) -> None:
+def join(coordinator: str, processes: int, process_id: int, devices_per_process: int, timeout_s: int) -> None:
     """Makes this process number `process_id` of `processes`, each with `devices_per_process` CPU devices.
 
     `timeout_s` bounds the wait for the others at start-up and how long a dead peer goes
     unnoticed (the coordination service's heartbeat), so a process whose peer died ends, not hangs.
-    `coordinator` None: JAX finds it from its cluster's environment (a Slurm step's first node).
     """
     jax.config.update("jax_num_cpu_devices", devices_per_process)
     jax.config.update("jax_cpu_collectives_implementation", "gloo")

@@ -68,22 +68,32 @@ class SlurmStep:
 
     process_id: int
     processes: int
-    coordinator: str | None  # None: JAX reads it from the step's node list (several nodes)
+    port: int  # the coordinator's, unless distributed.port names one
+    nodes: str  # the step's node list (Slurm's compressed form)
+
+    def coordinator(self, port: int | None) -> str:
+        """host:port of the coordinator, beside task 0 on the step's first node (127.0.0.1 when it is this one)."""
+        if os.environ.get("SLURM_STEP_NUM_NODES", "1") == "1":
+            host = HOST
+        else:  # the first node's name, as Slurm expands its list
+            names = subprocess.run(["scontrol", "show", "hostnames", self.nodes], capture_output=True, text=True,
+                                   timeout=30, check=True).stdout.split()
+            host = names[0]
+        return f"{host}:{port or self.port}"
 
 
 def slurm_step() -> SlurmStep | None:
     """This process's place among the tasks of its srun step, None outside a step of several tasks.
 
-    The coordinator runs beside task 0 on the step's first node, at `JAX_COORDINATOR_PORT` or, as JAX picks it,
-    job id % 4096 + 61440; on one node it is reached at 127.0.0.1, on several JAX resolves the first node's name.
+    The coordinator's port: `distributed.port`, else `JAX_COORDINATOR_PORT`, else as JAX picks it under Slurm,
+    job id % 4096 + 61440 (every task computes the same).
     """
     env = os.environ
-    if "SLURM_STEP_NODELIST" not in env or int(env.get("SLURM_STEP_NUM_TASKS", env.get("SLURM_NTASKS", "1"))) < 2:
+    processes = int(env.get("SLURM_STEP_NUM_TASKS", env.get("SLURM_NTASKS", "1")))
+    if "SLURM_STEP_NODELIST" not in env or processes < 2:
         return None
-    processes = int(env.get("SLURM_STEP_NUM_TASKS", env["SLURM_NTASKS"]))
-    port = env.get("JAX_COORDINATOR_PORT") or str(int(env["SLURM_JOB_ID"]) % 2**12 + 65536 - 2**12)
-    one_node = env.get("SLURM_STEP_NUM_NODES", "1") == "1"
-    return SlurmStep(int(env["SLURM_PROCID"]), processes, f"{HOST}:{port}" if one_node else None)
+    port = int(env.get("JAX_COORDINATOR_PORT") or int(env["SLURM_JOB_ID"]) % 2**12 + 65536 - 2**12)
+    return SlurmStep(int(env["SLURM_PROCID"]), processes, port, env["SLURM_STEP_NODELIST"])
 
 
 def following_task() -> bool:
@@ -111,10 +121,11 @@ def run_joined(spec: Config, step: SlurmStep) -> dict[str, Any]:
     from harness.core.tasks import make_task
 
     check_step(spec, step)
-    distributed.join(step.coordinator, step.processes, step.process_id, spec.device.count, spec.distributed.timeout_s)
+    coordinator = step.coordinator(spec.distributed.port)
+    distributed.join(coordinator, step.processes, step.process_id, spec.device.count, spec.distributed.timeout_s)
     check_split(spec, make_task(spec.task))  # the same check in every task: all refuse, none waits for the others
     result = execute(spec, jax.devices())
-    about = {"coordinator": step.coordinator or "from SLURM_STEP_NODELIST", "launcher": "slurm"}
+    about = {"coordinator": coordinator, "launcher": "slurm"}
     return {"environment": environment(jax.local_devices()[0]), **result,
             "distributed": {**result.get("distributed", {}), **about}}
 

@@ -78,8 +78,8 @@ def test_the_cost_table_and_the_figure_read_the_same_marks_and_whiskers():
     assert starred == {"scratch": False, "finetune": True, "probe": True}  # finetune: one program, more accurate
     fig = pareto_figure(df)
     time_panel = fig.axes[0]
-    (whiskers,) = [c for c in time_panel.collections if isinstance(c, LineCollection)]  # one workload's xerr
-    spans = {round(seg[0][1], 3): (seg[0][0], seg[1][0]) for seg in whiskers.get_segments()}
+    whiskers = [c for c in time_panel.collections if isinstance(c, LineCollection)]  # xerr, one per colour
+    spans = {round(seg[0][1], 3): (seg[0][0], seg[1][0]) for w in whiskers for seg in w.get_segments()}
     both = findings.samples(df[df["program_fingerprint"] == "all"], "in_loop_s_per_step")
     between = findings.run_to_run(df, "in_loop_s_per_step")
     _, low, high = findings.side_ci(both, between=between)

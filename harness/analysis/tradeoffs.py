@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
 from harness.analysis.canvas import plain_log_labels
 from harness.analysis.findings import (
@@ -45,6 +46,8 @@ PROGRAM_COSTS = ("in_loop_s_per_step", "memory_bytes")  # costs of the compiled 
 # (column, axis label, scale) of the costs the Pareto panels put quality against.
 COSTS = (("in_loop_s_per_step", "in-loop step (ms)", 1e3), ("memory_bytes", "memory (MiB)", 2.0**-20),
          ("trainable_params", "trainable parameters", 1.0))
+MARKERS = "osD^vPX*"  # one per value of the axis a Pareto figure shows by marker
+LABEL_ALL = 12  # a Pareto panel labels every point up to this many, else the ringed ones up to as many, else none
 # How one configuration compares with another in one measure (`Dominance.compare`).
 BETTER, LOOKS_BETTER, TIE, LOOKS_WORSE, WORSE = 2, 1, 0, -1, -2
 # A count: any difference is real (threshold 0), and no interval is needed to say so.
@@ -292,55 +295,98 @@ def pareto_figure(df: pd.DataFrame, question: Sequence[str] = ()) -> Figure | st
         # A key set by one named before it (a strategy's freeze option) adds nothing to a label.
         if not any((table.groupby(first, dropna=False)[k].nunique(dropna=False) <= 1).all() for first in label_keys):
             label_keys.append(k)
+    workload_keys = [k for k in WORKLOAD if k in table]
+    workloads = list(dict.fromkeys(tuple(row) for row in table[workload_keys].itertuples(index=False)))
+    # What tells points apart: colour the workload, or with one workload the question's first axis; a marker the
+    # next axis with few values; text the rest (only the ringed points' where a panel holds many).
+    colour_key = None if len(workloads) > 1 or not label_keys else label_keys[0]
+    rest = label_keys[1:] if colour_key else label_keys
+    marker_key = next((k for k in rest if table[k].nunique(dropna=False) <= len(MARKERS)), None)
+    text_keys = [k for k in rest if k != marker_key]
+    colours = list(dict.fromkeys(table[colour_key])) if colour_key else workloads
+    markers = list(dict.fromkeys(table[marker_key])) if marker_key else [None]
+
+    def colour_of(row) -> str:
+        value = row[colour_key] if colour_key else tuple(row[k] for k in workload_keys)
+        return f"C{colours.index(value) % 10}"
+
+    def marker_of(row) -> str:
+        return MARKERS[markers.index(row[marker_key])] if marker_key else "o"
+
     fig = Figure(figsize=(4.6 * len(costs), 4.2), layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, len(costs), squeeze=False)[0]
-    workloads = list(table.groupby([k for k in WORKLOAD if k in table], dropna=False, sort=False))
     placed = []
     for ax, (column, title, scale) in zip(axes, costs):
         texts = []
         placed.append((ax, texts))
         front = dominance.front(column, f"test_{metric.name}")
-        for i, (workload, rows) in enumerate(workloads):
-            colour = f"C{i % 10}"
-            rows = rows[rows[column] > 0]
-            x = rows[column].to_numpy(float) * scale
-            y = rows[f"test_{metric.name}"].to_numpy(float)
-            if column == "in_loop_s_per_step":
-                between = dominance.between(column) or 0.0
-                cis = [side_ci(dominance.samples(j, column).every, between=between)
-                       for j in rows.index]
-                x = np.array([c[0] for c in cis]) * scale  # the program's mean: configurations of one program align
-                low = np.array([c[0] - c[1] if math.isfinite(c[1]) else 0.0 for c in cis]) * scale
-                high = np.array([c[2] - c[0] if math.isfinite(c[2]) else 0.0 for c in cis]) * scale
-                ax.errorbar(x, y, xerr=[low, high], fmt="none", ecolor=colour, elinewidth=0.8, capsize=2, alpha=0.7)
-            ax.scatter(x, y, color=colour, s=22, label=" · ".join(map(key_text, np.atleast_1d(workload))))
-            best = np.array([front[table.index.get_loc(j)] for j in rows.index], dtype=bool)
-            ax.scatter(x[best], y[best], facecolors="none", edgecolors="k", s=90, linewidths=1.2)
-            order = np.argsort(x[best])
-            ax.plot(x[best][order], y[best][order], color=colour, lw=0.8, alpha=0.6)
-            for xi, yi, (_, row) in zip(x, y, rows.iterrows()):
-                texts.append(ax.text(xi, yi, " · ".join(key_text(row[k]) for k in label_keys), fontsize=6.5,
+        rows = table[table[column] > 0]
+        x = rows[column].to_numpy(float) * scale
+        y = rows[f"test_{metric.name}"].to_numpy(float)
+        point_colours = [colour_of(row) for _, row in rows.iterrows()]
+        if column == "in_loop_s_per_step":
+            between = dominance.between(column) or 0.0
+            cis = [side_ci(dominance.samples(j, column).every, between=between) for j in rows.index]
+            x = np.array([c[0] for c in cis]) * scale  # the program's mean: configurations of one program align
+            low = np.array([c[0] - c[1] if math.isfinite(c[1]) else 0.0 for c in cis]) * scale
+            high = np.array([c[2] - c[0] if math.isfinite(c[2]) else 0.0 for c in cis]) * scale
+            for colour in dict.fromkeys(point_colours):
+                mine = np.array([c == colour for c in point_colours])
+                ax.errorbar(x[mine], y[mine], xerr=[low[mine], high[mine]], fmt="none", ecolor=colour, elinewidth=0.8,
+                            capsize=2, alpha=0.7)
+        for xi, yi, colour, (_, row) in zip(x, y, point_colours, rows.iterrows()):
+            ax.scatter([xi], [yi], color=colour, marker=marker_of(row), s=22)
+        best = np.array([front[table.index.get_loc(j)] for j in rows.index], dtype=bool)
+        ax.scatter(x[best], y[best], facecolors="none", edgecolors="k", s=90, linewidths=1.2)
+        for workload in workloads:  # each workload's front, joined
+            mine = best & np.array([tuple(row[k] for k in workload_keys) == workload for _, row in rows.iterrows()])
+            order = np.argsort(x[mine])
+            ax.plot(x[mine][order], y[mine][order], color="0.4", lw=0.8, alpha=0.6)
+        labelled = np.ones(len(rows), dtype=bool) if len(rows) <= LABEL_ALL else best if best.sum() <= LABEL_ALL \
+            else np.zeros(len(rows), dtype=bool)
+        for xi, yi, show, (_, row) in zip(x, y, labelled, rows.iterrows()):
+            if show and text_keys:
+                texts.append(ax.text(xi, yi, " · ".join(_named(k, row[k]) for k in text_keys), fontsize=6.5,
                                      alpha=0.85))
         ax.set_xscale("log")
         plain_log_labels(ax.xaxis)  # a range inside one decade has no major tick: minor ones labelled then
         ax.set_xlabel(title + (f", {CONFIDENCE:.0%} CI" if column == "in_loop_s_per_step" else ""))
         ax.set_ylabel(f"test {metric.title}")
         ax.grid(True, alpha=0.3)
+    labels = any(texts for _, texts in placed)
+    handles = [Line2D([], [], color=f"C{i % 10}", marker="o", linestyle="",
+                      label=f"{colour_key} {key_text(v)}" if colour_key else " · ".join(map(key_text, v)))
+               for i, v in enumerate(colours)]
+    if marker_key:
+        handles += [Line2D([], [], color="0.3", marker=MARKERS[i], linestyle="", label=f"{marker_key} {key_text(v)}")
+                    for i, v in enumerate(markers)]
     # Below the panels: a legend inside would cover points, and place_labels draws before the figure is saved.
-    fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center",
-               ncols=min(len(workloads), 6), fontsize="x-small")
+    fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 6, 3 * len(costs)),
+               fontsize="x-small")  # about three entries fit the width of a panel
     runs = sorted(set(table["runs"]))
     timed = any(column == "in_loop_s_per_step" for column, _, _ in costs)
     lines = (f"Test {metric.title} against cost: each point a configuration, quality its median over "
              f"{runs[0] if len(runs) == 1 else f'{runs[0]}–{runs[-1]}'} runs"
              + (", step time its compiled program's mean" if timed else ""),
              f"(ringed: Pareto-optimal within a workload; dominated only where the findings resolve the "
-             f"difference at ±{THRESHOLD:.0%})")
+             f"difference at ±{THRESHOLD:.0%}" + (f"; {'labels on the ringed only' if labels else 'no labels'}: "
+                                                  "the cost-and-quality table names every point"
+                                                  if len(table) > LABEL_ALL and text_keys else "") + ")")
     # Wrapped to the figure's width: one panel (a sweep with no step times) is narrower than the title.
     fig.suptitle("\n".join(textwrap.fill(line, width=62 * len(costs)) for line in lines), fontsize="medium")
     place_labels(fig, placed)
     return fig
+
+
+def _named(key: str, value) -> str:
+    """A point's label for one axis: a name says itself, a number says what it is ("lr 0.003").
+
+    >>> _named("method", "diffstate"), _named("lr", 0.003)
+    ('diffstate', 'lr 0.003')
+    """
+    text = key_text(value)
+    return text if isinstance(value, str) else f"{key} {text}"
 
 
 def place_labels(fig: Figure, placed: list) -> None:

@@ -89,7 +89,8 @@ def test_the_report_section_is_shown_for_several_workloads_with_its_figure(tmp_p
     section, figure = profiles.report_section(_records(), tmp_path)
     assert figure == tmp_path / profiles.FIGURE and figure.stat().st_size > 0
     assert "6 problems (2 workloads x their seeds), each method as run, at one rate, not tuned" in section
-    assert "| scratch | 0.833 [" in section  # fastest on 3 of 6, 1.5x on the others: (3 + 3 * 2.5 / 3) / 6
+    assert "| 1 | scratch | 0.833 [" in section  # fastest on 3 of 6, 1.5x on the others: (3 + 3 * 2.5 / 3) / 6
+    assert "| fastest on | P(before 1) | P(before 2) |" in section  # methods by number: a table as wide as needed
     one = _records().query("task == 'digits'").drop(columns=["time_to_target_s"])
     assert profiles.report_section(one, tmp_path) is None  # one workload, no time to a target: nothing to profile
 

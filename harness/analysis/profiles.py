@@ -217,13 +217,15 @@ def report_section(df: pd.DataFrame, out_dir: str | Path, tune: dict[str, Any] |
     score_text = {m: number_text(s[m]) + (f" [{number_text(band[2].at[m, 'low'])}, "
                                           f"{number_text(band[2].at[m, 'high'])}]" if band is not None else "")
                   for m in t.columns}
+    methods = list(t.columns)
     table = pd.DataFrame({
-        "method": list(t.columns),
+        "#": [str(i) for i in range(1, len(methods) + 1)],  # the P(before #) columns name methods by number
+        "method": methods,
         f"score (τ ≤ {tau_max:g})": [score_text[m] for m in t.columns],
         "reached": [f"{int(np.isfinite(t[m]).sum())}/{len(t)}" for m in t.columns],
         "fastest on": [f"{int((r[m] == 1).sum())}/{len(t)}" for m in t.columns],
-        **{f"P(before {b})": [number_text(before(t, a, b)) if a != b else "—" for a in t.columns]
-           for b in t.columns},
+        **{f"P(before {j})": [number_text(before(t, a, b)) if a != b else "—" for a in t.columns]
+           for j, b in enumerate(methods, start=1)},
     })
     protocol = ("each method at its fastest of the tuned trials per study (validation target)" if tune is not None
                 else "each method as run, at one rate, not tuned")
@@ -238,7 +240,8 @@ def report_section(df: pd.DataFrame, out_dir: str | Path, tune: dict[str, Any] |
             f"[1, {tau_max:g}] / {tau_max - 1:g} (AlgoPerf's τ_max, linear τ), "
             + (f"[95% CI] from the {seeds} seeds resampled" if band is not None
                else f"{seeds} seed{'s' if seeds != 1 else ''}: no CI, add seeds")
-            + "; P(before B): the share of problems on which the row reaches the target before B (ties half). "
+            + "; P(before n): the share of problems on which the row reaches the target before method n "
+            "(ties half). "
             "Times of trials trained in vectorized groups are their group's share of a call.\n",
             markdown_table(table)]
     if isinstance(figure, Path):

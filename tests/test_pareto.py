@@ -76,6 +76,8 @@ def test_the_cost_table_and_the_figure_read_the_same_marks_and_whiskers():
     _, table = peft_table(df)
     starred = dict(zip(table["fine_tuning"], table["test accuracy"].str.endswith(" *")))
     assert starred == {"scratch": False, "finetune": True, "probe": True}  # finetune: one program, more accurate
+    step = dict(zip(table["fine_tuning"], table["in-loop step (ms)"]))  # one program, one step: its runs' median
+    assert step["scratch"] == step["finetune"] == "0.0980" and step["probe"] == "0.0300", step
     fig = pareto_figure(df)
     time_panel = fig.axes[0]
     whiskers = [c for c in time_panel.collections if isinstance(c, LineCollection)]  # xerr, one per colour

@@ -371,8 +371,8 @@ def pareto_figure(df: pd.DataFrame, question: Sequence[str] = ()) -> Figure | st
         handles += [Line2D([], [], color="0.3", marker=MARKERS[i], linestyle="", label=f"{marker_key} {key_text(v)}")
                     for i, v in enumerate(markers)]
     # Below the panels: a legend inside would cover points, and place_labels draws before the figure is saved.
-    fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 6, 3 * len(costs)),
-               fontsize="x-small")  # about three entries fit the width of a panel
+    fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 6, 2 * len(costs)),
+               fontsize="x-small")  # two entries fit the width of a panel
     runs = sorted(set(table["runs"]))
     timed = any(column == "in_loop_s_per_step" for column, _, _ in costs)
     lines = (f"Test {metric.title} against cost: each point a configuration, quality its median over "

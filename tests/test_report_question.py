@@ -132,12 +132,20 @@ def test_no_log_axis_carries_bars_and_point_labels_never_overlap(tmp_path):
             bars = [p for p in ax.patches if isinstance(p, Rectangle)]
             assert not (bars and "log" in (ax.get_xscale(), ax.get_yscale())), f"{name}: bars on a log axis"
     renderer = drawn["pareto"].canvas.get_renderer()
+    placed = 0
     for ax in drawn["pareto"].axes:
         labels = [t for t in ax.texts if t.get_text()]
         shown = [t.get_window_extent(renderer) for t in labels if t.get_visible()]
-        assert len(shown) >= 2, "labels hidden rather than placed"
+        placed += len(shown)
         for i, box in enumerate(shown):
             assert not any(box.overlaps(other) for other in shown[i + 1:]), f"overlapping labels: {box}"
+    assert placed >= 2, "labels hidden rather than placed"
+    # 16 configurations, over the 12 a panel labels whole: the caption says which points carry text, and where
+    # colours and markers tell them apart instead, the legend keys both.
+    caption = drawn["pareto"]._suptitle.get_text().replace("\n", " ")
+    assert "labels on the ringed only: the cost-and-quality table names every point" in caption, caption
+    legend = [t.get_text() for t in drawn["pareto"].legends[0].get_texts()]
+    assert "method diffstate" in legend and "optimizer adamw" in legend, legend
 
 
 def patterns_sweep(root):

@@ -1,6 +1,9 @@
 """Tuning (issue 27, item 2): hydra/sweeper=tuned draws the same quasi-random trials for every method, trains a
 method's trials as vectorized jobs, and harness.analysis.tuning picks the best trial per method on validation."""
 
+import json
+import shutil
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -31,9 +34,10 @@ def sweep(tmp_path_factory):
 
 @pytest.mark.slow  # over 8 s on 2 cores: the everyday suite stays near 5 minutes
 def test_every_method_gets_the_same_trials_per_study_and_they_train_as_vectorized_jobs(sweep):
-    proc, sweep_dir, df = sweep
+    proc, sweep_dir, all_runs = sweep
     # One job per method, its studies too: the seed is a traced value.
     assert "tuned sweeper: 2 grid points x 3 trials x 2 studies = 12 runs in 2 jobs" in proc.stdout
+    df = all_runs[all_runs["rerun_of"].isna()]
     assert len(df) == 12 and (df["status"] == "ok").all() and (df["timing_points"] == 6).all()
     trials = {method: sorted(zip(g["seed"], g["lr"], g["weight_decay"])) for method, g in df.groupby("method")}
     assert trials["diffstate"] == trials["jax_split"]  # paired: the same draws and seeds
@@ -42,12 +46,44 @@ def test_every_method_gets_the_same_trials_per_study_and_they_train_as_vectorize
     assert first.isdisjoint(second)  # study k draws with seed + k
 
 
+@pytest.mark.slow  # a resume of the sweep: ~10 s
+def test_each_chosen_trial_is_trained_again_alone_once_and_resume_retrains_only_a_missing_rerun(sweep, tmp_path):
+    proc, sweep_dir, df = sweep
+    reruns = df[df["rerun_of"].notna()]
+    assert "tuned sweeper: 4 chosen trials trained in vectorized groups; each trains again alone for its timed " \
+           "figures (jobs #2-#5)" in proc.stdout and "sweep finished: 6 jobs, 16 runs recorded: 16 ok" in proc.stdout
+    assert sorted(reruns["job_num"]) == [2, 3, 4, 5] and (reruns["timing_points"].fillna(1) == 1).all()
+    best = best_trials(df, SPACE)
+    # Each rerun trains what its chosen trial trained (config and seed) alone, and no choice counts it as a trial.
+    assert sorted(zip(reruns["config_key"], reruns["seed"])) == sorted(
+        zip(df.set_index("path").loc[best["path"], "config_key"], best["study_seed"]))
+    trials = df[df["rerun_of"].isna()]
+    for _, rerun in reruns.iterrows():
+        trial = trials[trials["path"].str.endswith(f"/{rerun['rerun_of']}/result.json")].iloc[0]
+        assert (trial["config_key"], trial["seed"]) == (rerun["config_key"], rerun["seed"])
+        assert rerun["program_fingerprint"] != trial["program_fingerprint"]  # one trial's program, not the group's
+    plan = json.loads((sweep_dir / "sweep.json").read_text())
+    assert [job["num"] for job in plan["reruns"]] == [2, 3, 4, 5] and plan["planned_jobs"] == 2
+    # A rerun that left no record: resume trains it alone again, and nothing else.
+    copy = tmp_path / "sweep"
+    shutil.copytree(sweep_dir, copy)
+    shutil.rmtree(copy / "3")
+    again = run_cli("-m", "hydra/sweeper=tuned", "method=diffstate,jax_split", "hydra.sweeper.tune.trials=3",
+                    "hydra.sweeper.tune.studies=2", "tracker=disabled", "report=false", "train.repeats=1",
+                    f"results_dir={sweep_dir.parent.parent}", f"resume={copy}", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    # Every trial (12) and every other rerun (3) is skipped.
+    assert again.stdout.count("(already recorded, skipped by resume)") == 15 and "sweep: 5/6 done" in again.stdout
+    assert f"ok: {copy / '3' / 'result.json'}" in again.stdout
+    assert "sweep finished: 6 jobs, 16 runs recorded: 16 ok" in again.stdout
+
+
 def test_the_best_trial_is_chosen_on_validation_and_a_poisoned_test_split_changes_nothing_chosen(sweep):
     _, _, df = sweep
     best = best_trials(df, SPACE)
     assert len(best) == 4 and (best["trials"] == 3).all()  # per method and study
     for _, row in best.iterrows():
-        group = df[(df["method"] == row["method"]) & (df["seed"] == row["study_seed"])]
+        group = df[(df["method"] == row["method"]) & (df["seed"] == row["study_seed"]) & df["rerun_of"].isna()]
         assert row["val_mse"] == group["val_mse"].min()
         assert row["test_mse"] == group.loc[group["val_mse"].idxmin(), "test_mse"]  # reported, of that trial
     poisoned = df.copy()
@@ -118,15 +154,25 @@ def test_the_report_of_a_tuned_sweep_compares_best_trials_and_says_so(sweep, tmp
     assert findings.UNTUNED not in text
     tuned = text.split("## Tuning\n", 1)[1].split("\n## ", 1)[0]
     assert "| diffstate | 2 | 3 |" in tuned and "(2 seeds: no CI, add seeds)" in tuned  # 2 studies: no test CI
-    assert tuned.count("timed figures of study 123's chosen trial (run alone): `harness method=") == 2
-    assert "results_dir=" not in tuned and "report=" not in tuned  # where this sweep kept its results: not a rerun's
     # The findings pair each method's best trial per study (2 studies), never every trial of the sweep.
     found = pd.read_csv(tmp_path / "findings.csv")
     assert found.loc[found["metric"] == "test_mse", "strata"].tolist() == [2]
     assert tuning.tune_of(tmp_path)["space"]["adamw"]["lr"]["high"] == 0.1  # kept beside the report (tune.json)
     best = tuning.best_runs(df, tuning.tune_of(sweep_dir))
     assert len(best) == 4 and best["lr"].isna().all()  # one per method and study; its values no setting to pair on
-    # Trials trained as vectorized groups: a group's call time and memory are no trial's own, so none is shown.
-    assert (df["timing_points"] > 1).all() and df["in_loop_s_per_step"].notna().all()
-    assert best[["in_loop_s_per_step", "run_s_per_step_median", "memory_bytes", "compile_s"]].isna().all().all()
-    assert "in-loop step time" not in text.split("## Findings\n", 1)[1].split("\n## ", 1)[0]
+    # Trials trained as vectorized groups: a group's call time and memory are no trial's own. Each chosen trial's
+    # timed figures are its rerun's alone; its quality stays the trial's (what it was chosen on).
+    reruns = df[df["rerun_of"].notna()].set_index(["config_key", "seed"])
+    timed = ["in_loop_s_per_step", "run_s_per_step_median", "memory_bytes", "compile_s", "program_fingerprint"]
+    keys = df.set_index("path").loc[best["path"], "config_key"]
+    assert best[timed].to_numpy().tolist() == reruns.loc[list(zip(keys, best["seed"])), timed].to_numpy().tolist()
+    assert best["val_mse"].tolist() == df.set_index("path").loc[best["path"], "val_mse"].tolist()
+    assert (best["timing_points"] == 1).all()
+    assert "- method=diffstate: timed figures from each study's chosen trial trained again alone, jobs #" in tuned
+    assert "in-loop step time" in text.split("## Findings\n", 1)[1].split("\n## ", 1)[0]
+    # Without its reruns, a chosen trial shows no timed figure, and the Tuning section names the command instead.
+    bare = tuning.best_runs(df[df["rerun_of"].isna()], tuning.tune_of(sweep_dir))
+    assert bare[["in_loop_s_per_step", "run_s_per_step_median", "memory_bytes", "compile_s"]].isna().all().all()
+    section = tuning.tuning_section(df[df["rerun_of"].isna()], tuning.tune_of(sweep_dir))
+    assert section.count("timed figures of study 123's chosen trial (run alone): `harness method=") == 2
+    assert "results_dir=" not in section and "report=" not in section  # where the sweep kept its results: no rerun's

@@ -8,9 +8,10 @@ the optimum may lie outside the space ("widen optimizer.lr's range").
 A "method" here is everything a trial's config says less what tuning sets: the optimizer's TRACED values
 and the seed (its study). Pure pandas over `harness.analysis.frames.load_records`' frame.
 
-Timed figures (step time, time to target) of the chosen trial are NOT taken from the sweep: a trial
-trained inside a vectorized group reports the group's timing. `rerun` is the command that runs the
-chosen trial alone; its record holds the timed figures.
+Timed figures (step time, time to target) of the chosen trial are NOT taken from its group: a trial trained
+inside a vectorized group reports the group's timing. Once the trials have ended, the tuned sweeper trains each
+such chosen trial again alone (`timed_reruns`), in the same sweep, as a run with `rerun_of` set; `best_runs` takes
+the chosen trial's timed figures from that run. `rerun` is the command that does the same by hand.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any
 import pandas as pd
 
 from harness.core.config import TUNABLE
+from harness.core.fields import FIELDS, is_under
 from harness.core.metrics import METRICS
 
 _SET_BY_TUNING = (*TUNABLE.values(), "task.seed")
@@ -32,6 +34,12 @@ _NOT_RERUN = ("vectorize.points", "results_dir", "tracker", "report", "resume")
 # What a vectorized group measures as a whole (its call, its compile, its buffers): no trial's own figure.
 GROUP_MEASURED = ("run_s", "one_step_call", "in_loop_s", "compile_s", "time_to_target", "memory_bytes", "temp_bytes",
                   "achieved_flops", "peak_fraction", "dispatch_overhead_s", "flops_per_step")
+
+
+# How a run ran, from the one table of fields: its times, program, memory and plausibility. A chosen trial's rerun
+# alone gives these; its quality (what the trial was chosen on and reports) stays the trial's own.
+RAN = tuple(f.column for f in FIELDS if any(is_under(path, ("timing", "plausibility", "target.time_s",
+                                                             "target.time_with_compile_s")) for path in f.paths))
 
 
 def _config(key: str) -> dict[str, Any]:
@@ -95,7 +103,8 @@ def best_trials(df: pd.DataFrame, space: dict[str, Any], by: str = "val", metric
     """
     metric = metric or _main_metric(df)
     better = METRICS[metric].better
-    ok = df[df["status"] == "ok"].copy()
+    ok = trials_of(df)
+    ok = ok[ok["status"] == "ok"].copy()
     ok["method_key"] = ok["config_key"].map(method_key)
     if by == "val":
         score = ok[f"val_{metric}"].astype(float)
@@ -127,6 +136,21 @@ def best_trials(df: pd.DataFrame, space: dict[str, Any], by: str = "val", metric
             **({"path": best["path"]} if "path" in best else {}),  # which run: the findings compare these
         })
     return pd.DataFrame(rows)
+
+
+def trials_of(df: pd.DataFrame) -> pd.DataFrame:
+    """The sweep's trials: its runs less the timed reruns of chosen trials (which no choice may count twice)."""
+    return df[df["rerun_of"].isna()] if "rerun_of" in df else df
+
+
+def timed_reruns(df: pd.DataFrame, tune: dict[str, Any]) -> pd.DataFrame:
+    """The chosen trials (`chosen`, on validation) that trained in a vectorized group, so their timed figures are
+    the group's: each to be trained again alone. Their `path`s, in `chosen`'s order."""
+    best = chosen(df, tune, "val")
+    if best.empty or "timing_points" not in df:
+        return best.iloc[:0]
+    grouped = set(df.loc[df["timing_points"].fillna(1) > 1, "path"])
+    return best[best["path"].isin(grouped)].reset_index(drop=True)
 
 
 def per_method(best: pd.DataFrame, metric: str) -> pd.DataFrame:
@@ -181,17 +205,32 @@ def best_runs(df: pd.DataFrame, tune: dict[str, Any], by: str = "val") -> pd.Dat
     if best.empty or "path" not in best:
         return df.iloc[:0]
     runs = df[df["path"].isin(set(best["path"]))].copy()
+    if "timing_points" in runs:  # a grouped trial's times are its group's: its own come from its rerun alone
+        runs = _timed_alone(runs, df[df["rerun_of"].notna() & (df["status"] == "ok")] if "rerun_of" in df
+                            else df.iloc[:0])
     for column in ("lr", "weight_decay", *TUNABLE.values()):
         if column in runs:
             runs[column] = None
-    if "timing_points" in runs:  # a grouped trial's times are its group's: timed alone by the Tuning section's rerun
-        grouped = runs["timing_points"].fillna(1) > 1
-        for column in [c for c in runs if c.startswith(GROUP_MEASURED)]:
-            runs[column] = runs[column].where(~grouped)
     if "config_key" in runs:  # one configuration per method and study: the searched values left out
         runs["config_key"] = [json.dumps({**{k: v for k, v in _config(key).items() if k not in TUNABLE.values()}},
                                          sort_keys=True) for key in runs["config_key"]]
     return runs
+
+
+def _timed_alone(runs: pd.DataFrame, reruns: pd.DataFrame) -> pd.DataFrame:
+    """`runs` with each grouped trial's timed figures replaced by those of its rerun alone (the run that computes what
+    it computes: the same config key and seed), or cleared where it has none."""
+    out = runs.copy()
+    grouped = out["timing_points"].fillna(1) > 1
+    alone = reruns.drop_duplicates(["config_key", "seed"], keep="last").set_index(["config_key", "seed"])
+    keys = pd.MultiIndex.from_frame(out[["config_key", "seed"]])
+    found = grouped & keys.isin(alone.index)
+    for column in [c for c in out if c.startswith(GROUP_MEASURED)]:
+        out.loc[grouped & ~found, column] = None
+    for column in [c for c in RAN if c in out and c in alone]:
+        if found.any():
+            out.loc[found, column] = alone[column].reindex(keys[found.to_numpy()]).to_numpy()
+    return out
 
 
 def _seed_mean_text(values: list[float]) -> str:
@@ -221,6 +260,11 @@ def tuning_section(df: pd.DataFrame, tune: dict[str, Any]) -> str:
     if best.empty:
         return "## Tuning\n\nNo trial finished ok: no best trial to choose.\n"
     names = [n for n in dict.fromkeys(n for space in tune["space"].values() for n in space) if n in best]
+    # The sweep's own reruns of its chosen trials (hydra/sweeper=tuned), by what they compute.
+    key_of = dict(zip(df["path"], df["config_key"])) if "config_key" in df else {}
+    reruns = df[df["rerun_of"].notna() & (df["status"] == "ok")] if "rerun_of" in df else df.iloc[:0]
+    rerun_jobs = {(key, seed): job for key, seed, job in zip(reruns.get("config_key", []), reruns.get("seed", []),
+                                                             reruns.get("job_num", []))}
     keys = [c for c in METHOD_AXES if c in best and best[c].nunique(dropna=False) > 1] or \
         [c for c in ("method",) if c in best]
     rows, notes = [], []
@@ -233,15 +277,21 @@ def tuning_section(df: pd.DataFrame, tune: dict[str, Any]) -> str:
                      f"test {metric} (mean, 95% CI)": _seed_mean_text(list(g.get(f"test_{metric}", [])))})
         label = ", ".join(f"{k}={first[k]}" for k in keys) or "the method"
         notes += [f"- {label}: {edge}" for edge in g["edge"].dropna()]
-        notes.append(f"- {label}, timed figures of study {first['study_seed']}'s chosen trial (run alone): "
-                     f"`{first['rerun']}`")
+        jobs = [rerun_jobs.get((key_of.get(path), seed)) for path, seed in zip(g["path"], g["study_seed"])]
+        if all(job is not None for job in jobs):
+            notes.append(f"- {label}: timed figures from each study's chosen trial trained again alone, job"
+                         f"{'' if len(jobs) == 1 else 's'} #{', #'.join(str(int(j)) for j in jobs)}")
+        else:
+            notes.append(f"- {label}, timed figures of study {first['study_seed']}'s chosen trial (run alone): "
+                         f"`{first['rerun']}`")
     return "\n".join([
         "## Tuning\n",
         f"Each method's best of {tune.get('trials')} quasi-random trials ({tune.get('sampler', 'halton')}) per "
         f"study, {tune.get('studies', 1)} stud{'y' if tune.get('studies', 1) == 1 else 'ies'}, chosen on the "
         f"validation {metric} alone (harness.analysis.tuning); its test {metric} is reported, never chosen on. "
         "Values per study; the test CI resamples the studies (their seeds). Trials trained in vectorized groups: "
-        "their step time and time to target are the group's, so the commands below rerun each chosen trial alone.\n",
+        "their step time and time to target are the group's, so each chosen trial's timed figures come from a run "
+        "of it alone (below).\n",
         markdown_table(pd.DataFrame(rows)),
         *(["Edges and reruns:\n", "\n".join(notes) + "\n"] if notes else []),
     ])

@@ -382,6 +382,9 @@ class Config:
     # The axes the study asks about, first (e.g. [fine_tuning, model]): what its report's findings, first figure and
     # tables lead with. Read by the report only: no part of what a run computes or of what resume compares.
     question: Optional[list[str]] = None
+    # Set by hydra/sweeper=tuned only: this run is the chosen trial `<job>/<point>` of its sweep, trained again alone
+    # so that its timed figures are its own (a trial trained in a vectorized group reports the group's times).
+    rerun_of: Optional[str] = None
     task: Any = field(default_factory=dict)  # a components.TaskSpec once validated (open node: see register)
     model: Any = field(default_factory=dict)  # a components.ModelSpec once validated
     freeze: FreezeConfig = field(default_factory=FreezeConfig)

@@ -45,9 +45,10 @@ NOT_RESUMED = ("resume", "results_dir", "tracker", "vectorize.max_points", "ques
                "distributed.timeout_s")
 # What a resume may change: `report` too, which the digests already written hold, so resume takes it as written.
 CHANGEABLE_ON_RESUME = (*NOT_RESUMED, "report")
-# Not part of what a run computes either (its name, how it is timed): the report and compare match on the rest.
+# Not part of what a run computes either (its name, how it is timed, which trial a timed rerun repeats): the report
+# and compare match on the rest.
 NOT_COMPUTED = (*CHANGEABLE_ON_RESUME, "name", "train.warmup", "train.repeats", "train.measure_dispatch",
-                "train.persistent_cache_dir")
+                "train.persistent_cache_dir", "rerun_of")
 
 
 def dotted_keys(node: Any, prefix: str = "") -> dict[str, Any]:
@@ -81,19 +82,20 @@ def identity(config: dict[str, Any], leave_out: Iterable[str], prefix: str = "")
     return out
 
 
-def without_default_distributed(config: dict[str, Any]) -> dict[str, Any]:
-    """`config` (resolved, plain) less its `distributed` node when the run is one process: a one-process run's
-    record, config hash, sweep plan digest and report key stay what they were before the node existed.
+def as_recorded(config: dict[str, Any]) -> dict[str, Any]:
+    """`config` (resolved, plain) less the nodes added after records existed, while they hold their defaults: the
+    `distributed` node of a one-process run and an unset `rerun_of`. An ordinary run's record, config hash, sweep plan
+    digest and report key stay what they were before either existed.
 
-    >>> without_default_distributed({"name": "a", "distributed": {"processes": 1, "port": None}})
+    >>> as_recorded({"name": "a", "rerun_of": None, "distributed": {"processes": 1, "port": None}})
     {'name': 'a'}
-    >>> without_default_distributed({"distributed": {"processes": 2}})
-    {'distributed': {'processes': 2}}
+    >>> as_recorded({"rerun_of": "3/7", "distributed": {"processes": 2}})
+    {'rerun_of': '3/7', 'distributed': {'processes': 2}}
     """
     node = config.get("distributed")
-    if isinstance(node, dict) and node.get("processes", 1) == 1:
-        return {k: v for k, v in config.items() if k != "distributed"}
-    return config
+    one_process = isinstance(node, dict) and node.get("processes", 1) == 1
+    return {k: v for k, v in config.items()
+            if not (k == "distributed" and one_process) and not (k == "rerun_of" and v is None)}
 
 
 def digest(content: Any) -> str:
@@ -103,12 +105,12 @@ def digest(content: Any) -> str:
 
 def config_hash(config: dict[str, Any]) -> str:
     """What resume compares: a digest of the job's resolved config less NOT_RESUMED."""
-    return digest(identity(without_default_distributed(config), NOT_RESUMED))
+    return digest(identity(as_recorded(config), NOT_RESUMED))
 
 
 def config_key(config: dict[str, Any] | None) -> str:
     """What a run computes, as canonical text: its config leaves less names, paths, tracking and timing repeats."""
-    return json.dumps(dotted_keys(identity(without_default_distributed(config or {}), NOT_COMPUTED)),
+    return json.dumps(dotted_keys(identity(as_recorded(config or {}), NOT_COMPUTED)),
                       sort_keys=True, default=str)
 
 
@@ -298,6 +300,7 @@ ENVIRONMENT = (
 BOOKKEEPING = (
     _field("repeats", "timing.run_s", int, derive=_length),
     _field("job_num", "job.num", int),
+    _field("rerun_of", "config.rerun_of", str),  # a tuned sweep's chosen trial, trained again alone for its times
     _field("overrides", "job.overrides", str, derive=_command_line),
     _field("git_commit", "environment.git_commit", str),
     _field("started", "started", str),

@@ -30,7 +30,7 @@ from harness.core.config import (
     to_spec,
     with_traced,
 )
-from harness.core.fields import without_default_distributed
+from harness.core.fields import as_recorded
 from harness.jobs.grouping import POINTS, point_overrides
 from harness.jobs.record import now
 from harness.jobs.slurm import slurm_job
@@ -120,9 +120,9 @@ def start(cfg: DictConfig, hc: DictConfig, multirun: bool) -> Job:
     info = job_info(hc, multirun)
     spec: Config | Exception
     try:
-        config, whole = without_default_distributed(resolved(cfg)), True
+        config, whole = as_recorded(resolved(cfg)), True
     except ConfigError as err:  # a swept value `${oops}`: this job's failed record, and the sweep goes on
-        config, spec, whole = without_default_distributed(resolved_or_null(cfg)), err, False
+        config, spec, whole = as_recorded(resolved_or_null(cfg)), err, False
     else:
         try:
             spec = to_spec(cfg)

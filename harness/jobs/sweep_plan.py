@@ -10,7 +10,9 @@ no JAX: the reporting side reads it too.
 `base` hashes the sweep's config before the swept values (conf/ files and fixed
 overrides), less what a resume may change: an edited experiment file is noticed too.
 
-Sweeps written before the plan listed its jobs hold `planned_jobs` only.
+Sweeps written before the plan listed its jobs hold `planned_jobs` only. A tuned sweep adds `reruns` once its
+trials have ended: the chosen trials it trains again alone ({"num", "overrides", "rerun_of"}), which depend on the
+trials' results, so a resume compares `jobs` only.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import random
 from pathlib import Path
 from typing import Any
 
-from harness.core.fields import CHANGEABLE_ON_RESUME, digest, identity, without_default_distributed
+from harness.core.fields import CHANGEABLE_ON_RESUME, digest, identity, as_recorded
 from harness.jobs.grouping import singles
 
 SWEEP_FILE = "sweep.json"
@@ -75,14 +77,21 @@ def duplicates(jobs: list[dict[str, Any]]) -> list[tuple[int, int]]:
     return out
 
 
+def reruns(plan: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The timed reruns a tuned sweep added to its plan, [] for any other."""
+    listed = (plan or {}).get("reruns")
+    return [job for job in listed if isinstance(job, dict)] if isinstance(listed, list) else []
+
+
 def planned_count(plan: dict[str, Any] | None) -> int | None:
+    """Every job the sweep launches: its planned jobs and the reruns it has added."""
     count = (plan or {}).get("planned_jobs")
-    return count if isinstance(count, int) and not isinstance(count, bool) else None
+    return count + len(reruns(plan)) if isinstance(count, int) and not isinstance(count, bool) else None
 
 
 def base_hash(config: dict[str, Any]) -> str:
     """The sweep's unswept config (resolved, without `hydra`), less what a resume may change."""
-    return digest(identity(without_default_distributed(config), (*CHANGEABLE_ON_RESUME, "hydra")))
+    return digest(identity(as_recorded(config), (*CHANGEABLE_ON_RESUME, "hydra")))
 
 
 def _key(override: str) -> str:
@@ -147,7 +156,7 @@ def missing_jobs(plan: dict[str, Any] | None, recorded_nums: set[int]) -> list[d
     if not isinstance(jobs, list):  # an older plan: numbers only
         count = planned_count(plan) or 0
         jobs = [{"num": n, "overrides": None} for n in range(count)]
-    return [job for job in jobs if isinstance(job, dict) and job.get("num") not in recorded_nums]
+    return [job for job in [*jobs, *reruns(plan)] if isinstance(job, dict) and job.get("num") not in recorded_nums]
 
 
 def recorded_runs(records: list[dict[str, Any]]) -> dict[Any, dict[int | None, int | None]]:

@@ -7,18 +7,25 @@ method gets the same trials and they pair. Trials of one job differ only in trac
 sweeper trains them as one vmapped program (harness/jobs/grouping.py), each trial still its own record.
 Study k draws with seed `tune.seed + k` and trains with `task.seed` + k.
 
-The best trial per method is chosen on validation by harness.analysis.tuning, never on test.
+The best trial per method is chosen on validation by harness.analysis.tuning, never on test. Once every trial
+has ended, each chosen trial that trained in a vectorized group is trained again alone (one job each, `rerun_of`
+naming the trial), so that its step time and time to target are its own: the sweep's plan lists these reruns, and
+a resume trains again only those without a completed record.
 """
 
 from __future__ import annotations
 
 import sys
+from pathlib import Path
+from typing import Any
 
 from omegaconf import OmegaConf
 
 from harness.core.checks import ConfigError
 from harness.core.config import TUNABLE, tune_config
 from harness.jobs.grouping import points_of
+from harness.jobs.store import read_records, write_json_atomic
+from harness.jobs.sweep_plan import SWEEP_FILE, read_plan
 from hydra_plugins.harness_tuned_sweeper.trials import draws
 from hydra_plugins.harness_vectorized_sweeper.sweeper import VectorizedSweeper
 
@@ -72,3 +79,43 @@ class TunedSweeper(VectorizedSweeper):
         print(f"tuned sweeper: {points} grid points x {tune.trials} trials x {tune.studies} studies = {trained} "
               f"runs in {len(jobs)} jobs (trials of one point train as one vectorized job of up to "
               f"vectorize.max_points={self.config.vectorize.max_points})", flush=True)
+
+    def sweep(self, arguments: list[str]) -> Any:
+        returns = super().sweep(arguments)
+        first = sum(len(batch) for batch in self.overrides)  # the job numbers after the trials'
+        batch = self.reruns(first)
+        if batch:
+            self.validate_batch_is_legal(batch)
+            returns.append(self.launcher.launch(batch, initial_job_idx=first))
+        return returns
+
+    def reruns(self, first: int) -> list[list[str]]:
+        """Each chosen trial that trained in a vectorized group, as a job of its own numbered from `first`: the
+        trial's overrides and `rerun_of=<job>/<point>`. Added to the sweep's plan before any runs."""
+        from harness.analysis.frames import frame
+        from harness.analysis.tuning import timed_reruns
+
+        sweep_dir = Path(str(self.config.hydra.sweep.dir))
+        read, _ = read_records(sweep_dir)  # unreadable records: their trials are no candidates
+        tune = OmegaConf.to_container(self.config.hydra.sweeper.tune, resolve=True)
+        chosen = timed_reruns(frame(read), tune) if read else None
+        if chosen is None or chosen.empty:
+            return []
+        # A trial's overrides as this command launched its job (a resume's own `resume=` and all): <job>/<point>.
+        launched = [job for batch in self.overrides for job in batch]
+        jobs = []
+        for path in chosen["path"]:
+            trial = Path(path).parent.relative_to(sweep_dir).as_posix()
+            num, point = (int(part) for part in trial.split("/"))
+            jobs.append([*points_of(launched[num])[point], f"rerun_of={trial}"])
+        plan = read_plan(sweep_dir)
+        if plan is not None:  # a plan that does not read is said by the sweep's summary and report already
+            plan["reruns"] = [{"num": first + i, "overrides": job, "rerun_of": job[-1].partition("=")[2]}
+                              for i, job in enumerate(jobs)]
+            try:
+                write_json_atomic(sweep_dir / SWEEP_FILE, plan)
+            except OSError as err:  # the reruns still train; only the plan's count of them is lost
+                print(f"warning: the reruns are not in the sweep's plan: {err.strerror or err}", flush=True)
+        print(f"tuned sweeper: {len(jobs)} chosen trials trained in vectorized groups; each trains again alone for "
+              f"its timed figures (jobs #{first}-#{first + len(jobs) - 1})", flush=True)
+        return jobs

@@ -176,3 +176,32 @@ def test_the_report_of_a_tuned_sweep_compares_best_trials_and_says_so(sweep, tmp
     section = tuning.tuning_section(df[df["rerun_of"].isna()], tuning.tune_of(sweep_dir))
     assert section.count("timed figures of study 123's chosen trial (run alone): `harness method=") == 2
     assert "results_dir=" not in section and "report=" not in section  # where the sweep kept its results: no rerun's
+
+
+def test_only_a_chosen_trial_trained_in_a_group_is_trained_again_and_takes_its_reruns_times():
+    from harness.analysis.tuning import best_runs, timed_reruns, tuning_section
+
+    def run(method, lr, acc, points, step, rerun_of=None):
+        return {"status": "ok", "method": method, "optimizer": "adam", "seed": 0, "val_accuracy": acc,
+                "test_accuracy": acc, "overrides": f"method={method} optimizer.lr={lr}", "timing_points": points,
+                "in_loop_s_per_step": step, "rerun_of": rerun_of, "job_num": 9 if rerun_of else 0,
+                "path": f"/s/{method}/{lr}/{rerun_of}/result.json",
+                "config_key": f'{{"method.name": "{method}", "optimizer.lr": {lr}, "task.seed": 0}}'}
+
+    tune = {"trials": 2, "space": {"adam": {"lr": SPACE["lr"]}}}
+    rows = [run("alone", 1e-3, 0.9, 1, 5e-3), run("alone", 1e-2, 0.8, 1, 6e-3),  # trials that trained alone
+            run("grouped", 1e-3, 0.7, 2, 1e-4), run("grouped", 1e-2, 0.95, 2, 1e-4)]  # a group's shared time
+    df = pd.DataFrame(rows)
+    assert timed_reruns(df, tune)["path"].tolist() == ["/s/grouped/0.01/None/result.json"]
+    section = tuning_section(df, tune)
+    assert "method=alone" not in section.split("Edges and reruns:")[1]  # its times are its own: nothing to rerun
+    assert "- method=grouped, timed figures of study 0's chosen trial (run alone): `harness method=grouped " \
+           "optimizer.lr=0.01`" in section
+    best = best_runs(df, tune).set_index("method")
+    assert best.loc["alone", "in_loop_s_per_step"] == 5e-3 and pd.isna(best.loc["grouped", "in_loop_s_per_step"])
+    with_rerun = pd.DataFrame([*rows, run("grouped", 1e-2, 0.95, 1, 3e-3, rerun_of="1/1")])
+    best = best_runs(with_rerun, tune).set_index("method")
+    assert best.loc["grouped", "in_loop_s_per_step"] == 3e-3 and best.loc["grouped", "timing_points"] == 1
+    assert best.loc["grouped", "val_accuracy"] == 0.95 and len(best) == 2  # the trial's quality; the rerun no trial
+    assert "- method=grouped: timed figures from each study's chosen trial trained again alone, job #9" in \
+        tuning_section(with_rerun, tune)

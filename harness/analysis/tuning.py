@@ -263,6 +263,7 @@ def tuning_section(df: pd.DataFrame, tune: dict[str, Any]) -> str:
     # The sweep's own reruns of its chosen trials (hydra/sweeper=tuned), by what they compute.
     key_of = dict(zip(df["path"], df["config_key"])) if "config_key" in df else {}
     reruns = df[df["rerun_of"].notna() & (df["status"] == "ok")] if "rerun_of" in df else df.iloc[:0]
+    in_groups = set(df.loc[df["timing_points"].fillna(1) > 1, "path"]) if "timing_points" in df else set()
     rerun_jobs = {(key, seed): job for key, seed, job in zip(reruns.get("config_key", []), reruns.get("seed", []),
                                                              reruns.get("job_num", []))}
     keys = [c for c in METHOD_AXES if c in best and best[c].nunique(dropna=False) > 1] or \
@@ -277,13 +278,16 @@ def tuning_section(df: pd.DataFrame, tune: dict[str, Any]) -> str:
                      f"test {metric} (mean, 95% CI)": _seed_mean_text(list(g.get(f"test_{metric}", [])))})
         label = ", ".join(f"{k}={first[k]}" for k in keys) or "the method"
         notes += [f"- {label}: {edge}" for edge in g["edge"].dropna()]
-        jobs = [rerun_jobs.get((key_of.get(path), seed)) for path, seed in zip(g["path"], g["study_seed"])]
-        if all(job is not None for job in jobs):
+        # A chosen trial that trained alone has its own times; one trained in a group, its rerun's.
+        grouped = g[g["path"].isin(in_groups)]
+        jobs = [rerun_jobs.get((key_of.get(path), seed)) for path, seed in zip(grouped["path"], grouped["study_seed"])]
+        missing = grouped[[job is None for job in jobs]]
+        if len(grouped) and missing.empty:
             notes.append(f"- {label}: timed figures from each study's chosen trial trained again alone, job"
                          f"{'' if len(jobs) == 1 else 's'} #{', #'.join(str(int(j)) for j in jobs)}")
-        else:
-            notes.append(f"- {label}, timed figures of study {first['study_seed']}'s chosen trial (run alone): "
-                         f"`{first['rerun']}`")
+        elif len(missing):  # a rerun that left no record: the command that does it by hand
+            notes.append(f"- {label}, timed figures of study {missing.iloc[0]['study_seed']}'s chosen trial (run "
+                         f"alone): `{missing.iloc[0]['rerun']}`")
     return "\n".join([
         "## Tuning\n",
         f"Each method's best of {tune.get('trials')} quasi-random trials ({tune.get('sampler', 'halton')}) per "

@@ -63,6 +63,8 @@ def run_name(record: dict[str, Any]) -> str:
     ...           "optimizer": {"name": "adamw", "lr": 0.001}, "task": {"seed": 123}},
     ...           "job": {"overrides": ["train.steps=500", "tracker=offline"]}})
     'diffstate-kernel-adamw-lr1e-3-s123-steps500'
+    >>> run_name({"config": {"method": {"name": "diffstate"}, "rerun_of": "3/7"}, "job": {"overrides": ["rerun_of=3/7"]}})
+    'diffstate-alone'
     """
     a = axes(record)
     parts = [a["method"], a["freeze"], a["optimizer"],
@@ -74,7 +76,13 @@ def run_name(record: dict[str, Any]) -> str:
         except ValueError:
             pass
         parts.append(f"{key.split('.')[-1].split('/')[-1]}{value}")
+    if _rerun_of(record):  # a tuned sweep's chosen trial trained again alone: the same values as the trial
+        parts.append("alone")
     return "-".join(str(p) for p in parts if p not in (None, ""))
+
+
+def _rerun_of(record: dict[str, Any]) -> str | None:
+    return (record.get("config") or {}).get("rerun_of")
 
 
 def sweep_group(experiment: str | None, sweep_dir: str | Path | None) -> str:
@@ -149,7 +157,7 @@ def run_tags(record: dict[str, Any], extra: list[str] = ()) -> list[str]:
     categorical = ("task", "model", "method", "freeze", "optimizer")
     tags = [a["experiment"] or "default", *(f"{k}:{a[k]}" for k in categorical if a[k]),
             *(f"{key}:{value}" for key, value in _swept(record, skip=categorical)),
-            *extra]
+            *([f"rerun_of:{_rerun_of(record)}"] if _rerun_of(record) else []), *extra]
     return list(dict.fromkeys(t[:64] for t in tags))
 
 

@@ -205,3 +205,13 @@ def test_only_a_chosen_trial_trained_in_a_group_is_trained_again_and_takes_its_r
     assert best.loc["grouped", "val_accuracy"] == 0.95 and len(best) == 2  # the trial's quality; the rerun no trial
     assert "- method=grouped: timed figures from each study's chosen trial trained again alone, job #9" in \
         tuning_section(with_rerun, tune)
+
+
+def test_a_tie_on_validation_goes_to_the_validation_loss_whatever_the_order_of_the_rows():
+    rows = [{"status": "ok", "method": "m", "seed": 0, "val_accuracy": 0.9, "val_cross_entropy": ce,
+             "test_accuracy": 0.5, "overrides": f"optimizer.lr={lr}", "time_to_target_s": None,
+             "target_reached": None, "config_key": f'{{"method.name": "m", "optimizer.lr": {lr}, "task.seed": 0}}'}
+            for lr, ce in ((1e-3, 0.31), (3e-3, 0.30), (1e-2, 0.32))]
+    space = {"lr": SPACE["lr"]}
+    for order in (rows, rows[::-1], [rows[2], rows[0], rows[1]]):
+        assert best_trials(pd.DataFrame(order), space)["lr"].tolist() == [3e-3]

@@ -302,7 +302,7 @@ def render_report(sweep_dir: Path, df: pd.DataFrame, records: list[dict], proble
                   threshold: float = findings.THRESHOLD, missing_jobs: list[dict[str, Any]] = (),
                   question: Sequence[str] = (), protocol: str = findings.UNTUNED,
                   sections: Iterable[str] = (), compared: pd.DataFrame | None = None) -> str:
-    """report.md as text: findings (under `protocol`), `sections` (tuning, performance profiles), cost and quality,
+    """report.md as text: findings (under `protocol`), cost and quality, `sections` (tuning, performance profiles),
     figures, detail tables, environment, runs not ok, missing jobs; every table's first columns are the
     `question`'s axes. The tables hold the `compared` runs (a tuned sweep's best trials), else every run."""
     parts = [
@@ -314,7 +314,9 @@ def render_report(sweep_dir: Path, df: pd.DataFrame, records: list[dict], proble
     if found is not None and (df["status"] == "ok").any():
         parts.append(findings.render_findings(distinct_runs(df), found, threshold, protocol))
         parts += undefined_verdicts(found, parts[-1])
-        parts += list(sections)
+    # The study's own sections (tuning, performance profiles) follow the cost-and-quality table: findings, that
+    # table, then figures lead every report.
+    sections = list(sections) if found is not None else []
     # What did not run, or not well, comes after the figures and detail tables: the counts above say it first.
     status = ["## Environment\n", markdown_table(environment_table(df, date)),
               "## Runs that did not finish ok\n",
@@ -366,6 +368,7 @@ def render_report(sweep_dir: Path, df: pd.DataFrame, records: list[dict], proble
                   "share its step time) and forgetting (the source task's main metric lost under "
                   "the pretrained head). A step time the plausibility check flags (faster than the machine can "
                   "compute) is left out: —.\n", *table(lambda *_: peft, df, peft_keys)]
+    parts += sections
     parts.append("## Figures\n")
     for key, title in FIGURE_TITLES.items():
         where = figures.get(key, "not drawn")

@@ -96,7 +96,8 @@ def best_trials(df: pd.DataFrame, space: dict[str, Any], by: str = "val", metric
     df: `load_records`' frame of a tuned sweep; space: the searched values of the sweep's optimizer
     ({name: {low, high, scale}}, hydra.sweeper.tune.space.<optimizer>); by: "val" (the best final
     validation `metric`, the task's main metric by default) or "time_to_target" (the fastest to the
-    validation target; not reached: never best). Failed and diverged trials are never best.
+    validation target; not reached: never best). Failed and diverged trials are never best. A tie goes to the
+    better value of the task's other validation metrics (its loss first), then to the config's text.
 
     One row per (method, study): the method's axes, `trials`, the chosen values, `val_<metric>`,
     `test_<metric>` of that trial (reported, not chosen on), `edge` notes and `rerun`.
@@ -113,10 +114,16 @@ def best_trials(df: pd.DataFrame, space: dict[str, Any], by: str = "val", metric
         ok["_score"] = ok["time_to_target_s"].astype(float).where(ok["target_reached"].fillna(False).astype(bool))
     else:
         raise ValueError(f"by={by!r}: choose on 'val' or 'time_to_target'")
+    # Ties (an accuracy on a few hundred validation rows ties often) go to the task's other validation metrics, the
+    # loss first, then to the config's text: the choice never depends on the order the rows come in.
+    ties = []
+    for name in sorted((n for n in METRICS if n != metric and f"val_{n}" in ok), key=lambda n: not METRICS[n].loss):
+        ok[f"_tie_{name}"] = ok[f"val_{name}"].astype(float) * (1 if METRICS[name].better == "lower" else -1)
+        ties.append(f"_tie_{name}")
     rows = []
     axes = [c for c in METHOD_AXES if c in ok]
     for (_, seed), trials in ok.groupby(["method_key", "seed"], sort=False, dropna=False):
-        ranked = trials.dropna(subset=["_score"]).sort_values("_score", kind="stable")
+        ranked = trials.dropna(subset=["_score"]).sort_values(["_score", *ties, "config_key"], kind="stable")
         if ranked.empty:
             continue
         best = ranked.iloc[0]

@@ -8,6 +8,7 @@ live on their own Agg canvas: no pyplot, no global state, no display needed.
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,15 @@ FIGURE_TITLES = {
 # A model's name is not a size: a CNN and a ViT are two models, never one line through two sizes.
 SIZE_KEYS = ("model.width", "model.depth", "lr", "steps", "experiment")
 FIGURES = {name: f"fig_{name}.png" for name in FIGURE_TITLES}
+
+
+def fitted(title: str, width_in: float) -> str:
+    """`title`'s lines wrapped to a figure `width_in` inches wide at the medium font: never cut off at its edges.
+
+    >>> fitted("a long line of words", 1.0)
+    'a long line\\nof words'
+    """
+    return "\n".join(textwrap.fill(line, width=max(10, int(width_in * 11))) for line in title.split("\n"))
 
 
 def _label(values: Mapping[str, Any], keys: Iterable[str]) -> str:
@@ -142,9 +152,9 @@ def training_curves_figure(df: pd.DataFrame, histories: Mapping[str, dict], ques
         fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), max(2, int(width / 2.6))),
                    fontsize="small")
     rest = [k for k in others if k not in (colour_key, style_key)]
-    fig.suptitle("Training curves, one line per run" + ("" if evaluated else "\n(no test metric was evaluated "
-                                                        "during training: set train.eval_every)")
-                 + (f"\n{', '.join(rest)} not told apart" if rest else ""), fontsize="medium")
+    fig.suptitle(fitted("Training curves, one line per run" + ("" if evaluated else "\n(no test metric was evaluated "
+                                                               "during training: set train.eval_every)")
+                        + (f"\n{', '.join(rest)} not told apart" if rest else ""), width), fontsize="medium")
     return fig
 
 
@@ -239,9 +249,9 @@ def step_time_figure(df: pd.DataFrame, question: Sequence[str] = ()) -> Figure |
         fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), max(2, int(width / 2.4))),
                    fontsize="small")
     pooled = pooled_axes(shown, all_keys, keys)
-    fig.suptitle(f"Mean {name} per compiled program\nwhiskers: the findings' {CONFIDENCE:.0%} bootstrap CI"
-                 + (f"; pooled over {', '.join(pooled)} (one compiled program per point)" if pooled else "")
-                 + (f"; {int(flagged.sum())} implausible runs left out" if flagged.any() else ""),
+    fig.suptitle(fitted(f"Mean {name} per compiled program\nwhiskers: the findings' {CONFIDENCE:.0%} bootstrap CI"
+                        + (f"; pooled over {', '.join(pooled)} (one compiled program per point)" if pooled else "")
+                        + (f"; {int(flagged.sum())} implausible runs left out" if flagged.any() else ""), width),
                  fontsize="medium")
     return fig
 

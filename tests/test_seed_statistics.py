@@ -67,6 +67,18 @@ def test_a_five_seed_ratio_whose_seeds_disagree_prints_an_interval_drawn_from_th
     assert wide["high"] - wide["low"] > row["high"] - row["low"]
 
 
+def test_a_seed_with_an_accuracy_of_0_gives_no_ratio_rather_than_a_vanishing_geometric_mean():
+    # The modular reference's probe read "×7.39e-75": one seed's 0 made the log ratio -690 before this.
+    for values in ([0.0, 0.0075, 0.004], [0.009, 0.0, 0.004]):
+        df = _sweep({"scratch": [0.009, 0.0094, 0.01], "probe": values})
+        found = findings.comparisons(df)
+        row = found[found["metric"] == "test_accuracy"].iloc[0]
+        assert math.isnan(row["ratio"]) and row["verdict"] == findings.ZERO_SIDE
+        assert _cell(found, "test_accuracy") == "— (1 of 3 seeds 0 on a side: no ratio)"
+    baseline_zero = findings.seed_ratio_ci([(0, [0.0], [0.5]), (1, [0.2], [0.5])])
+    assert baseline_zero.zeros == 1 and findings.verdict(baseline_zero) == findings.ZERO_SIDE
+
+
 def test_an_exact_measure_still_prints_exact_beside_a_seed_ratio():
     df = _sweep({"scratch": [0.9, 0.8], "probe": [0.7, 0.64]}, memory={"scratch": 4000, "probe": 1000})
     found = findings.comparisons(df)

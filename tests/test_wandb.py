@@ -78,7 +78,7 @@ def test_every_record_field_reads_from_a_real_record_and_reaches_the_wandb_summa
     untargeted = {"target_metric", "target_value", "target_reached", "target_step", "time_to_target_s",
                   "time_to_target_with_compile_s"}
     only_when_it_happens = {"error", "diverged_at_step", "warning", "last_step_train_mae", *classification,
-                            *unpretrained, *untargeted}
+                            *unpretrained, *untargeted, "rerun_of"}  # rerun_of: a tuned sweep's rerun alone
     for record, run in zip(sweep["records"], sweep["runs"]):
         assert {f.column for f in FIELDS if f.get(record) is None} == only_when_it_happens
         logged = {f.wandb: run["summary"].get(f.wandb) for f in FIELDS if f.wandb and f.get(record) is not None}

@@ -111,6 +111,8 @@ NO_DIFFERENCE = "no significant difference"
 # many seeds none is (nothing can be said about seed-to-seed variation from two).
 MIN_SEEDS = 3
 FEW_SEEDS = "not tested: too few seeds"  # the verdict of such a ratio: no word for a direction, nor "identical"
+# A seed with 0 on a side (an accuracy of 0) has no log ratio: its cell says so, with no geometric mean at all.
+ZERO_SIDE = "not tested: a side is 0"
 SAME_PROGRAM = "same compiled program"
 # A timed interval without a measured spread between runs holds one process's repeats only: no verdict.
 NO_SPREAD = "not tested: no spread between runs measured (add a seed)"
@@ -128,6 +130,7 @@ class Estimate:
     strata: int = 0
     samples: int = 0  # the smallest sample in any stratum, either side
     seeds: int | None = None  # a seed-paired estimate (`seed_ratio_ci`): the seeds its interval resamples
+    zeros: int = 0  # seeds with a value of 0 on a side (an accuracy of 0): no ratio has a meaning
 
     def text(self) -> str:
         """'×1.20 [1.18, 1.22]', '×1.00 (exact)' for a zero-width interval of a value no seed moves, '—' with no
@@ -139,7 +142,11 @@ class Estimate:
         '×0.791 (2 seeds: no CI, add seeds)'
         >>> Estimate(1.0, 1.0, 1.0, seeds=5).text()
         '×1.00 [1.00, 1.00]'
+        >>> Estimate(math.nan, math.nan, math.nan, seeds=2, zeros=1).text()
+        '— (1 of 2 seeds 0 on a side: no ratio)'
         """
+        if self.zeros:
+            return f"— ({self.zeros} of {self.seeds} seed{'' if self.seeds == 1 else 's'} 0 on a side: no ratio)"
         if math.isnan(self.ratio):
             return "—"
         ratio = f"×{number_text(self.ratio)}"
@@ -257,7 +264,7 @@ def ratio_ci(strata: Iterable[tuple[Side, Side]], *, exact: bool = False, betwee
     vary, which no interval can be drawn from.
 
     >>> ratio_ci([([2.0, 2.0], [3.0, 3.0]), ([1.0], [1.5])])
-    Estimate(ratio=1.5, low=1.5, high=1.5, strata=2, samples=1, seeds=None)
+    Estimate(ratio=1.5, low=1.5, high=1.5, strata=2, samples=1, seeds=None, zeros=0)
     >>> ratio_ci([([1.0], [1.5])]).text()
     '×1.50 (one sample: no CI)'
     >>> one_run = ratio_ci([([[1.0, 1.01, 0.99]], [[1.2, 1.21, 1.19]])])
@@ -313,15 +320,21 @@ def seed_ratio_ci(pairs: Iterable[tuple[Any, Side, Side]], *, min_seeds: int = M
     (5, True)
     """
     logs: dict[str, list[float]] = {}
+    zeros: set[str] = set()
     smallest = None
     for seed_value, baseline, candidate in pairs:
         baseline, candidate = _runs(baseline), _runs(candidate)
-        if not baseline or not candidate or _side_mean(baseline) <= 0 or _side_mean(candidate) < 0:
+        if not baseline or not candidate or _side_mean(baseline) < 0 or _side_mean(candidate) < 0:
             continue
-        logs.setdefault(key_text(seed_value), []).append(
-            math.log(max(_side_mean(candidate), 1e-300)) - math.log(_side_mean(baseline)))
+        if not _side_mean(baseline) or not _side_mean(candidate):  # 0 on a side: its log ratio is infinite
+            zeros.add(key_text(seed_value))
+            continue
+        logs.setdefault(key_text(seed_value), []).append(math.log(_side_mean(candidate)) - math.log(_side_mean(baseline)))
         size = min(sum(len(r) for r in side) for side in (baseline, candidate))
         smallest = size if smallest is None else min(smallest, size)
+    if zeros:  # a geometric mean with a factor 0 (or infinity) says nothing of the other seeds: no ratio at all
+        strata = len(zeros) + sum(len(v) for v in logs.values())
+        return Estimate(math.nan, math.nan, math.nan, strata, 0, seeds=len(zeros | set(logs)), zeros=len(zeros))
     if not logs:
         return MISSING
     sums = np.array([sum(v) for v in logs.values()])
@@ -344,7 +357,7 @@ def estimate_cell(text: str, word: str) -> str:
     >>> estimate_cell("×0.791 (2 seeds: no CI, add seeds)", FEW_SEEDS)
     '×0.791 (2 seeds: no CI, add seeds)'
     """
-    return text if word == FEW_SEEDS else f"{text} {word}"
+    return text if word in (FEW_SEEDS, ZERO_SIDE) else f"{text} {word}"
 
 
 def side_ci(side: Side, *, between: float = 0.0, timed: bool = True, confidence: float = CONFIDENCE,
@@ -405,6 +418,8 @@ def verdict(estimate: Estimate, threshold: float = THRESHOLD, measure: Measure |
     'less'
     """
     higher, lower = (measure.higher, measure.lower) if measure else ("slower", "faster")
+    if estimate.zeros:
+        return ZERO_SIDE
     if math.isnan(estimate.ratio):
         return "no data"
     if math.isnan(estimate.low):

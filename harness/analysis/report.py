@@ -247,7 +247,10 @@ METHOD_NOTES = (
 
 
 # Verdict words the findings can print beyond their legend's, and what each means: every word is defined.
-MORE_VERDICTS = {"no data": "no setting has runs of both sides with this measure (e.g. no run reached the target)"}
+MORE_VERDICTS = {"no data": "no setting has runs of both sides with this measure (e.g. no run reached the target)",
+                 findings.ZERO_SIDE: "a seed's value is 0 on one side (an accuracy of 0): neither its ratio nor a "
+                                     "geometric mean over the seeds has a meaning; the cost-and-quality table gives "
+                                     "each side's median"}
 
 
 def undefined_verdicts(found: pd.DataFrame, text: str) -> list[str]:

@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 sweeps=$(mktemp -d)
-for experiment in "${@:-freeze_matrix scale transfer digits mnist1d modular digits_tuned modular_tuned}"; do
+for experiment in "${@:-freeze_matrix scale transfer digits mnist1d modular digits_tuned modular_tuned profile}"; do
   for name in $experiment; do
     harness -m experiment="$name" tracker=disabled results_dir="$sweeps"
     rm -rf "results/reference/$name"

@@ -6,7 +6,8 @@ Whole `harness -m` commands (W&B disabled, no report), with experiment=digits_tu
 200 steps, batches of 25, one timed repeat, no evaluations during training), 4 strategies x 3 seeds:
 - one rate: `strategy=scratch,finetune,probe,lora4 task.seed=0,1,2` at Adam's lr 3e-3, one job each (12 jobs);
 - tuned: `experiment=digits_tuned` on `--model` alone, 16 quasi-random trials x 3 studies per strategy
-  (192 runs; each strategy's trials of all studies train as one vectorized job).
+  (192 runs; each strategy's trials of all studies train as one vectorized job), then each chosen trial
+  alone for its timed figures (12 runs), as the tuned sweeper does.
 The two alternate per round (one rate first in odd rounds, tuned first in even ones). A first command
 pretrains the source model of each seed, which both then read from its cache. Target (issue 27): tuned <= 3x one rate.
 """

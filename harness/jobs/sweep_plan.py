@@ -22,7 +22,7 @@ import random
 from pathlib import Path
 from typing import Any
 
-from harness.core.fields import CHANGEABLE_ON_RESUME, digest, identity, as_recorded
+from harness.core.fields import CHANGEABLE_ON_RESUME, as_recorded, digest, identity
 from harness.jobs.grouping import singles
 
 SWEEP_FILE = "sweep.json"

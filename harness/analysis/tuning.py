@@ -150,14 +150,21 @@ def trials_of(df: pd.DataFrame) -> pd.DataFrame:
     return df[df["rerun_of"].isna()] if "rerun_of" in df else df
 
 
+def reruns_of(df: pd.DataFrame) -> pd.DataFrame:
+    """The sweep's timed reruns of its chosen trials that finished ok."""
+    return df[df["rerun_of"].notna() & (df["status"] == "ok")] if "rerun_of" in df else df.iloc[:0]
+
+
+def in_group(df: pd.DataFrame) -> pd.Series:
+    """Which runs trained in a vectorized group, so that their times are the group's."""
+    return df["timing_points"].fillna(1) > 1 if "timing_points" in df else pd.Series(False, index=df.index)
+
+
 def timed_reruns(df: pd.DataFrame, tune: dict[str, Any]) -> pd.DataFrame:
     """The chosen trials (`chosen`, on validation) that trained in a vectorized group, so their timed figures are
     the group's: each to be trained again alone. Their `path`s, in `chosen`'s order."""
     best = chosen(df, tune, "val")
-    if best.empty or "timing_points" not in df:
-        return best.iloc[:0]
-    grouped = set(df.loc[df["timing_points"].fillna(1) > 1, "path"])
-    return best[best["path"].isin(grouped)].reset_index(drop=True)
+    return best[best["path"].isin(set(df.loc[in_group(df), "path"]))].reset_index(drop=True) if len(best) else best
 
 
 def per_method(best: pd.DataFrame, metric: str) -> pd.DataFrame:
@@ -213,8 +220,7 @@ def best_runs(df: pd.DataFrame, tune: dict[str, Any], by: str = "val") -> pd.Dat
         return df.iloc[:0]
     runs = df[df["path"].isin(set(best["path"]))].copy()
     if "timing_points" in runs:  # a grouped trial's times are its group's: its own come from its rerun alone
-        runs = _timed_alone(runs, df[df["rerun_of"].notna() & (df["status"] == "ok")] if "rerun_of" in df
-                            else df.iloc[:0])
+        runs = _timed_alone(runs, reruns_of(df))
     for column in ("lr", "weight_decay", *TUNABLE.values()):
         if column in runs:
             runs[column] = None
@@ -228,7 +234,7 @@ def _timed_alone(runs: pd.DataFrame, reruns: pd.DataFrame) -> pd.DataFrame:
     """`runs` with each grouped trial's timed figures replaced by those of its rerun alone (the run that computes what
     it computes: the same config key and seed), or cleared where it has none."""
     out = runs.copy()
-    grouped = out["timing_points"].fillna(1) > 1
+    grouped = in_group(out)
     alone = reruns.drop_duplicates(["config_key", "seed"], keep="last").set_index(["config_key", "seed"])
     keys = pd.MultiIndex.from_frame(out[["config_key", "seed"]])
     found = grouped & keys.isin(alone.index)
@@ -269,8 +275,8 @@ def tuning_section(df: pd.DataFrame, tune: dict[str, Any]) -> str:
     names = [n for n in dict.fromkeys(n for space in tune["space"].values() for n in space) if n in best]
     # The sweep's own reruns of its chosen trials (hydra/sweeper=tuned), by what they compute.
     key_of = dict(zip(df["path"], df["config_key"])) if "config_key" in df else {}
-    reruns = df[df["rerun_of"].notna() & (df["status"] == "ok")] if "rerun_of" in df else df.iloc[:0]
-    in_groups = set(df.loc[df["timing_points"].fillna(1) > 1, "path"]) if "timing_points" in df else set()
+    reruns = reruns_of(df)
+    in_groups = set(df.loc[in_group(df), "path"])
     rerun_jobs = {(key, seed): job for key, seed, job in zip(reruns.get("config_key", []), reruns.get("seed", []),
                                                              reruns.get("job_num", []))}
     keys = [c for c in METHOD_AXES if c in best and best[c].nunique(dropna=False) > 1] or \

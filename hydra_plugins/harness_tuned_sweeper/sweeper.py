@@ -76,7 +76,7 @@ class TunedSweeper(VectorizedSweeper):
     def said(self, points: int, jobs: list[list[str]]) -> None:
         tune = tune_config(self.config.hydra.sweeper.tune)
         trained = sum(len(points_of(job)) for job in jobs)
-        print(f"tuned sweeper: {points} grid points x {tune.trials} trials x {tune.studies} studies = {trained} "
+        print(f"tuned sweeper: {points} grid points x {tune.trials} trials x {tune.studies} stud{'y' if tune.studies == 1 else 'ies'} = {trained} "
               f"runs in {len(jobs)} jobs (trials of one point train as one vectorized job of up to "
               f"vectorize.max_points={self.config.vectorize.max_points})", flush=True)
 

@@ -100,3 +100,18 @@ def test_a_step_below_the_noise_floor_is_no_tie():
     found = findings.compare_axis(df, "fine_tuning", "scratch", ["in_loop_s_per_step"])
     assert found["verdict"].item().startswith("too short to resolve")
     assert marks(rows) == {"scratch": True, "probe": True}
+
+
+def test_a_sweep_of_regression_and_classification_workloads_reports_each_by_its_own_metric():
+    """The profile reference's cost-and-quality table had a test MSE column only: four of its five workloads
+    (accuracy) read "—". Each main metric now has its column; the figure draws one and says which it leaves out."""
+    digits = [run("scratch", s, 1e-3, "p", 0.9 + s / 100) for s in range(3)]
+    transfer = [{**run("scratch", s, 2e-4, "q", 0.0), "task": "transfer", "model": "mlp", "test_accuracy": None,
+                 "test_mse": 0.03 + s / 1000} for s in range(3)]
+    df = frames.typed(pd.DataFrame(digits + transfer))
+    _, table = peft_table(df)
+    assert table["test accuracy"].tolist() == ["0.910 *", "—"] and table["test MSE"].tolist() == ["—", "0.0310 *"]
+    fig = pareto_figure(df)
+    assert "Workloads measured by accuracy are not drawn: the cost-and-quality table gives them." in \
+        fig._suptitle.get_text().replace("\n", " ")
+    assert fig.axes[0].get_ylabel() == "test MSE"

@@ -59,10 +59,15 @@ def _measure(column: str) -> tuple[Measure, float]:
     return (TRAINABLE, 0.0) if column == TRAINABLE.column else (MEASURES[column], THRESHOLD)
 
 
+def main_metrics(df: pd.DataFrame) -> list:
+    """Every main quality metric (harness.core.metrics) the runs have: one per kind of task in the sweep (MSE for
+    regression, accuracy for classification), each workload measured by its own."""
+    return [m for m in METRICS.values() if m.main and f"test_{m.name}" in df and df[f"test_{m.name}"].notna().any()]
+
+
 def main_metric(df: pd.DataFrame):
-    """The main quality metric (harness.core.metrics) the runs have, e.g. accuracy; None if none."""
-    return next((m for m in METRICS.values() if m.main and f"test_{m.name}" in df and df[f"test_{m.name}"].notna().any()),
-                None)
+    """The first main quality metric the runs have, e.g. accuracy; None if none."""
+    return next(iter(main_metrics(df)), None)
 
 
 def configurations(df: pd.DataFrame, question: Sequence[str] = ()) -> tuple[list[str], pd.DataFrame]:
@@ -110,9 +115,6 @@ def peft_table(df: pd.DataFrame, question: Sequence[str] = ()) -> tuple[list[str
     """(its keys, the PEFT-style table): one row per workload and configuration, the question's axes first;
     Pareto-optimal (quality vs step time) rows are marked *."""
     keys, table = configurations(df, question)
-    metric = main_metric(df)
-    quality = f"test_{metric.name}" if metric else None
-    front = _front(df, keys, table, "in_loop_s_per_step", metric)
     out = {k: [key_text(v) for v in table[k]] for k in keys}
     out["runs"] = table["runs"]
     for column, title, scale, integer in (("trainable_params", "trainable params", 1.0, True),
@@ -125,8 +127,11 @@ def peft_table(df: pd.DataFrame, question: Sequence[str] = ()) -> tuple[list[str
         out["time to target (s)"] = [_text(v) + (f" ({r})" if r else "")
                                      for v, r in zip(table["time_to_target_s"],
                                                      table["reached"] if "reached" in table else [""] * len(table))]
-    if quality and quality in table:
-        out[f"test {metric.title}"] = [_text(v) + (" *" if f else "") for v, f in zip(table[quality], front)]
+    for metric in main_metrics(df):  # a sweep of regression and classification workloads: a column for each
+        quality = f"test_{metric.name}"
+        if quality in table:
+            front = _front(df, keys, table, "in_loop_s_per_step", metric)
+            out[f"test {metric.title}"] = [_text(v) + (" *" if f else "") for v, f in zip(table[quality], front)]
     if "forgetting" in table:
         out["forgetting"] = [_text(v) for v in table["forgetting"]]
     return keys, pd.DataFrame(out)
@@ -295,6 +300,10 @@ def pareto_figure(df: pd.DataFrame, question: Sequence[str] = ()) -> Figure | st
     keys, table = configurations(df, question)
     if metric is None or not len(table):
         return "no run has a main quality metric (accuracy, MSE)"
+    # Workloads measured by another main metric (a sweep of regression and classification tasks) share no
+    # quality axis with these: the cost-and-quality table gives them, and the caption says so.
+    others = [m.title for m in main_metrics(df)[1:]]
+    table = table[table[f"test_{metric.name}"].notna()]
     costs = [c for c in COSTS if c[0] in table and (table[c[0]] > 0).any()]  # log axes: positive costs only
     if not costs:
         return "no run has a positive step time, memory or parameter count"
@@ -381,7 +390,9 @@ def pareto_figure(df: pd.DataFrame, question: Sequence[str] = ()) -> Figure | st
              f"(ringed: Pareto-optimal within a workload; dominated only where the findings resolve the "
              f"difference at ±{THRESHOLD:.0%}" + (f"; {'labels on the ringed only' if labels else 'no labels'}: "
                                                   "the cost-and-quality table names every point"
-                                                  if len(table) > LABEL_ALL and text_keys else "") + ")")
+                                                  if len(table) > LABEL_ALL and text_keys else "") + ")",
+             *([f"Workloads measured by {', '.join(others)} are not drawn: the cost-and-quality table gives them."]
+               if others else []))
     # Wrapped to the figure's width: one panel (a sweep with no step times) is narrower than the title.
     fig.suptitle("\n".join(textwrap.fill(line, width=62 * len(costs)) for line in lines), fontsize="medium")
     place_labels(fig, placed)

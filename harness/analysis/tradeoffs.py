@@ -3,8 +3,9 @@ model) and configuration, trainable parameters, optimizer state, memory, in-loop
 target, test quality and forgetting; where a step's flops go; and Pareto fronts of quality against cost.
 
 A configuration is Pareto-optimal when no other configuration of its workload dominates it: resolved better in
-quality or cost by the findings' own test (harness.analysis.findings: `ratio_ci` and `verdict` at their
-threshold, step times spread by the sweep's run-to-run spread, quality paired by seed) and worse in neither
+quality or cost by the findings' own test (harness.analysis.findings: `ratio_ci`, `seed_ratio_ci` and `verdict` at
+their threshold, step times spread by the sweep's run-to-run spread, quality paired by seed with its interval drawn
+from the seeds, none from fewer than 3) and worse in neither
 (resolved worse, or, where no test can be drawn such as a step below the noise floor, worse by the medians).
 Configurations of one compiled program (one HLO fingerprint: scratch and a full fine-tune) share one
 step time and one memory, the program's: what their runs' clocks differ by is drift, never a reason for one to
@@ -34,6 +35,7 @@ from harness.analysis.findings import (
     rows_by_index,
     run_to_run,
     runs_samples,
+    seed_ratio_ci,
     side_ci,
     verdict,
 )
@@ -235,11 +237,12 @@ class Dominance:
             between = self.between(column)
             if between is None or not floor_of([*side_a.runs, *side_b.runs], column, threshold).resolved:
                 return self._looks(a, b, column, measure)  # the findings: "not tested" / "too short to resolve"
-        if measure.paired:  # quality: the same seed's data and initialization on both sides
-            strata = [(values, side_a.by_seed.get(seed, [])) for seed, values in side_b.by_seed.items()]
+        if measure.paired:  # quality: the same seed's data and initialization on both sides, the interval the seeds'
+            estimate = seed_ratio_ci([(seed, values, side_a.by_seed[seed]) for seed, values in side_b.by_seed.items()
+                                      if seed in side_a.by_seed])
         else:
-            strata = [(side_b.every, side_a.every)]
-        estimate = ratio_ci(strata, exact=measure.exact or measure.paired, between=between, timed=measure.timed)
+            estimate = ratio_ci([(side_b.every, side_a.every)], exact=measure.exact, between=between,
+                                timed=measure.timed)
         if math.isnan(estimate.ratio) or math.isnan(estimate.low):
             return self._looks(a, b, column, measure)  # no seed in common, one sample: no interval
         word = verdict(estimate, threshold, measure)

@@ -132,11 +132,11 @@ def test_a_168_run_report_opens_with_findings_on_one_screen_and_no_long_table(ma
     text = matrix_report["report"].read_text()
     assert len(matrix_report["df"]) == 168
     section = text.split("## Findings\n", 1)[1].split("\n## ", 1)[0]
-    assert text.index("## Findings") < text.index("## Figures") < text.index("## Fit") < text.index("## Environment")
+    assert text.index("## Findings") < text.index("## Figures") < text.index("## Detail tables") < text.index("## Environment")
     assert len([line for line in section.splitlines() if line.strip()]) <= 25
     assert "| stop_gradient | ×1.30 [" in section and "slower" in section
     assert "Frozen parameters moved: stop_gradient in 12 of 24 runs (optimizer=adamw)" in section
-    for rows in _tables(text):
+    for rows in [*_tables(text), *_tables(matrix_report["details"].read_text())]:
         assert len(rows) <= tables.MAX_ROWS, rows[:3]
     # every ratio in the findings carries an interval, says it is exact, or says it has too few seeds for one
     for cell in re.findall(r"×[0-9.e+-]+[^|]*", section):
@@ -147,8 +147,8 @@ def test_a_168_run_report_opens_with_findings_on_one_screen_and_no_long_table(ma
 
 @pytest.mark.slow
 def test_compact_tables_pool_lr_for_costs_and_keep_what_changes_them(matrix_report):
-    text = matrix_report["report"].read_text()
-    memory = text.split("### Cost and memory of each compiled program\n", 1)[1].split("\n## ", 1)[0]
+    text = matrix_report["details"].read_text()
+    memory = text.split("## Cost and memory of each compiled program\n", 1)[1].split("\n## ", 1)[0]
     assert "each row pools its runs over lr: one compiled program per row" in memory
     header = next(line for line in memory.splitlines() if line.startswith("| "))
     assert "| lr |" not in header and "freeze" in header
@@ -348,16 +348,17 @@ def test_the_same_records_in_two_job_orders_give_the_same_report_bytes(tmp_path)
             rec = {**records[i], "job": {**records[i]["job"], "num": num},
                    "started": f"2026-01-01T00:{num // 60:02d}:{num % 60:02d}+0000"}
             _write(sweep / str(num) / "result.json", json.dumps(rec))
-        text = report.build_report(sweep)["report"].read_text()
-        assert str(tmp_path) not in text and text.count("`study/2026-01-01_00-00-00-000000`: 48 runs") == 1
+        made = report.build_report(sweep)
+        text, details = made["report"].read_text(), made["details"].read_text()
+        assert str(tmp_path) not in text + details and text.count("`study/2026-01-01_00-00-00-000000`: 48 runs") == 1
         assert pd.read_csv(sweep / "runs.csv")["path"].str.match(r"^\d+/result.json$").all()
-        texts.append((re.sub(r"\| report date \| .* \|", "", text), (sweep / "findings.csv").read_bytes()))
+        texts.append((re.sub(r"\| report date \| .* \|", "", text), details, (sweep / "findings.csv").read_bytes()))
     assert texts[0] == texts[1]
-    text = texts[0][0]
+    text, details = texts[0][:2]
     # names in the config's order (stop_gradient, diffstate, wrt_only; head, kernel), numbers ascending
     assert text.index("| stop_gradient | ×") < text.index("| wrt_only | ×") < text.index("| freeze / head |")
-    assert "| diffstate, wrt_only | adam, adamw | 0 | yes | no |" in text  # lists in cells: the same order
-    fit = text.split("## Fit\n", 1)[1]
+    assert "| diffstate, wrt_only | adam, adamw | 0 | yes | no |" in details  # lists in cells: the same order
+    fit = details.split("## Fit\n", 1)[1]
     assert fit.index("| 0.001 |") < fit.index("| 0.01 |")
 
 

@@ -43,7 +43,7 @@ def test_a_new_metric_is_measured_every_step_and_at_the_end(sweep):
 @pytest.mark.slow  # over 8 s on 2 cores: the everyday suite stays near 5 minutes
 def test_a_new_metric_reaches_the_report_compare_and_the_dashboard(sweep):
     tmp, sweep_dir = sweep
-    report = (sweep_dir / "report.md").read_text()
+    report = (sweep_dir / "tables.md").read_text()  # the fit table: every metric, train and test
     assert "train max \\|error\\|" in report or "train max |error|" in report
     assert "test max" in report
 

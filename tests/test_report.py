@@ -212,14 +212,21 @@ def test_report_writes_tables_markdown_and_png_figures(built):
     assert len(pd.read_parquet(out / "runs.parquet")) == N_OK + 2
     assert len(pd.read_csv(out / "runs.csv")) == N_OK + 2
     text = built["report"].read_text()
-    sections = ("## Findings", "## Figures", "## Tables", "### Frozen parameters: what each method does", "### Fit",
-                "### Cost and memory of each compiled program", "## Environment", "## Runs that did not finish ok")
+    sections = ("## Findings", "## Figures", "## Is the timed work real?", "## Detail tables", "## Environment",
+                "## Runs that did not finish ok")
     assert [text.index(section) for section in sections] == sorted(text.index(section) for section in sections)
-    assert "## Throughput" not in text  # its columns are the Cost table's: one table per fact
     assert "| versions | jax 0.10.2 · jaxlib" in text and "Test CPU (2 cores)" in text and "abc123" in text
     assert "planted failed run" in text and "planted skipped run" in text
     assert "corrupt" in text and "half" in text
-    assert "No run is faster than the calibrated peak" in text and "achieved GFLOP/s" in text
+    assert "No run is faster than the calibrated peak" in text and "[tables.md](tables.md)" in text
+    # The detail tables live beside report.md, one table per fact, and link back.
+    assert built["details"] == out / "tables.md" and built["details"] in built["tables"]
+    details = built["details"].read_text()
+    sections = ("## Frozen parameters: what each method does", "## Fit", "## Cost and memory of each compiled program")
+    assert [details.index(section) for section in sections] == sorted(details.index(section) for section in sections)
+    assert "[report.md](report.md)" in details and "achieved GFLOP/s" in details
+    assert "## Throughput" not in details  # its columns are the Cost table's: one table per fact
+    assert not any(section in text for section in sections)
     for name, file in figures.FIGURES.items():
         if name == "cost_vs_params":
             assert built["figures"][name].startswith("the sweep has a single model size")
@@ -248,7 +255,7 @@ def test_methods_table_shows_the_naive_method_drifting_with_adamw(built):
     fixed = table.loc[("diffstate", "adamw")]
     assert fixed["frozen bitwise unchanged"] == "yes" and fixed["frozen drift L2 (max)"] == "0"
     assert fixed["grads cover frozen"] == "no" and fixed["optimizer state (bytes)"] == "40"
-    assert "| stop_gradient | adamw |" in built["report"].read_text()
+    assert "| stop_gradient | adamw |" in built["details"].read_text()
 
 
 @pytest.mark.slow  # over 8 s on 2 cores: the everyday suite stays near 5 minutes

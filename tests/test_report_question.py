@@ -44,8 +44,8 @@ def test_a_pooled_table_never_mixes_compiled_programs_when_two_axes_co_vary(tmp_
     for _, rows in df.groupby(costs, dropna=False):
         assert rows["program_fingerprint"].nunique() == 1, costs
     assert tables.pooled_axes(df, keys, costs) == ["fine_tuning"]  # scratch and full: one program, pooled
-    text = report.build_report(tmp_path / "sweep", tmp_path / "out")["report"].read_text()
-    throughput = text.split("### Cost and memory of each compiled program\n")[1].split("\n### ")[0]
+    text = report.build_report(tmp_path / "sweep", tmp_path / "out")["details"].read_text()
+    throughput = text.split("## Cost and memory of each compiled program\n")[1].split("\n## ")[0]
     assert "each row pools its runs over fine_tuning: one compiled program per row" in throughput
     rows = [line for line in throughput.splitlines() if "| diffstate |" in line]
     assert len(rows) == 2, throughput  # the probe and the full fine-tune apart, each with its own step time

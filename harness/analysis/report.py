@@ -52,6 +52,7 @@ from harness.jobs.tracking import quiet_settings, run_group
 from harness.jobs.wandb_file import is_complete, job_type, run_file
 
 FINDINGS_NAME = "findings.csv"
+TABLES_NAME = "tables.md"  # the detail tables, beside report.md
 
 # --- tables --------------------------------------------------------------------------------------
 
@@ -306,8 +307,9 @@ def render_report(sweep_dir: Path, df: pd.DataFrame, records: list[dict], proble
                   question: Sequence[str] = (), protocol: str = findings.UNTUNED,
                   sections: Iterable[str] = (), compared: pd.DataFrame | None = None) -> str:
     """report.md as text: findings (under `protocol`), cost and quality, `sections` (tuning, performance profiles),
-    figures, detail tables, environment, runs not ok, missing jobs; every table's first columns are the
-    `question`'s axes. The tables hold the `compared` runs (a tuned sweep's best trials), else every run."""
+    figures, whether the timed work is real, a link to the detail tables (`render_tables`), environment, runs not
+    ok, missing jobs; every table's first columns are the `question`'s axes. The tables hold the `compared` runs
+    (a tuned sweep's best trials), else every run."""
     parts = [
         f"# Sweep report: {_distinct(df['experiment'])}\n",
         f"`{shown_path(sweep_dir, df)}`: {len(df)} runs, {_counts_text(df)}"
@@ -336,30 +338,7 @@ def render_report(sweep_dir: Path, df: pd.DataFrame, records: list[dict], proble
         return "\n".join([*parts, *status, "No run finished ok: no tables or figures.\n"])
     if compared is not None and not compared.empty:
         df = compared  # the counts and run status above are every run's
-    keys = lead_with(group_keys(df), question)
-    summary = summarize(df, keys)
-    # Step time, memory, FLOP/s: pooled only over runs of one compiled program. Which axes pool is decided in the
-    # sweep's own key order (a strategy's freeze option, put back first, lets scratch and finetune pool), then the
-    # question's axes lead the columns.
-    costs = lead_with(program_keys(df, group_keys(df)), question)
-    cost_summary = summarize(df, costs)
-    pooled = pooled_axes(df, keys, costs)
-
-    def table(make, rows: pd.DataFrame, by: list[str], pool: list[str] = ()) -> list[str]:
-        parts, note = compact(make(rows, by), by, pool)
-        out = [note] if note else []
-        for title, part in parts:
-            out += [f"**{title}**\n"] if title else []
-            out.append(markdown_table(part))
-        return out
-
-    method_keys = lead_with(splitting_keys(df, ("method", "optimizer"), ("freeze", "model", *extra_axes(df))),
-                            question)
-    # One table per fact: what the cost-and-quality table states is left out of the detail tables below.
-    stated = ()
-
-    if main_metric(df) is not None and df["trainable_params"].notna().any():
-        stated = ("trainable params", "memory (MiB)", "optimizer state (bytes)")
+    if _cost_and_quality_shown(df):
         peft_keys, peft = peft_table(df, question)
         parts += ["## Cost and quality\n",
                   "Per workload and configuration, medians over its ok runs (Hugging Face PEFT's comparison): "
@@ -370,7 +349,7 @@ def render_report(sweep_dir: Path, df: pd.DataFrame, records: list[dict], proble
                   f"±{findings.THRESHOLD:.0%}, and worse in neither; configurations of one compiled program "
                   "share its step time) and forgetting (the source task's main metric lost under "
                   "the pretrained head). A step time the plausibility check flags (faster than the machine can "
-                  "compute) is left out: —.\n", *table(lambda *_: peft, df, peft_keys)]
+                  "compute) is left out: —.\n", *_table(lambda *_: peft, df, peft_keys)]
     parts += sections
     parts.append("## Figures\n")
     for key, title in FIGURE_TITLES.items():
@@ -380,27 +359,73 @@ def render_report(sweep_dir: Path, df: pd.DataFrame, records: list[dict], proble
     skipped = [f"{FIGURE_TITLES[k]} ({why})" for k, why in figures.items() if not isinstance(why, Path)]
     parts += [f"_Not drawn: {'; '.join(skipped)}._\n"] if skipped else []
     parts += [
-        "## Tables\n",
-        "Numbers are medians over the ok runs of each configuration (seeds, identical repeats), "
-        "with [min, max] when they differ: the observed spread, not a confidence interval (the findings above "
-        "carry those). Rows that read the same merge; every run is in `runs.parquet`, `runs.csv`; the findings "
-        "with their intervals in `findings.csv`.\n",
+        # Every verdict above rests on the step times being real: said here, not only among the detail tables.
+        "## Is the timed work real?\n", *plausibility_lines(df, records),
+        "## Detail tables\n",
+        f"[{TABLES_NAME}]({TABLES_NAME}), per configuration: where the flops go, what each method does to the "
+        "frozen parameters, the fit, and the cost and memory of each compiled program. Every run is in "
+        "`runs.parquet` and `runs.csv`; the findings with their intervals in `findings.csv`.\n",
+        *status,
     ]
+    return "\n".join(parts)
+
+
+def _table(make, rows: pd.DataFrame, by: list[str], pool: Sequence[str] = ()) -> list[str]:
+    """`make(rows, by)` as markdown, split and merged by `compact` (a note first when it pools or splits)."""
+    parts, note = compact(make(rows, by), by, pool)
+    out = [note] if note else []
+    for title, part in parts:
+        out += [f"**{title}**\n"] if title else []
+        out.append(markdown_table(part))
+    return out
+
+
+def _cost_and_quality_shown(df: pd.DataFrame) -> bool:
+    """Whether report.md has a cost-and-quality table (a main quality metric, parameter counts)."""
+    return main_metric(df) is not None and df["trainable_params"].notna().any()
+
+
+def render_tables(sweep_dir: Path, df: pd.DataFrame, question: Sequence[str] = (),
+                  compared: pd.DataFrame | None = None) -> str:
+    """tables.md as text: the detail tables behind report.md (where the flops go, what each method does to the
+    frozen parameters, fit, cost and memory of each compiled program), less the columns report.md's
+    cost-and-quality table states. Holds the `compared` runs (a tuned sweep's best trials), else every run."""
+    parts = [f"# Detail tables: {_distinct(df['experiment'])}\n",
+             f"`{shown_path(sweep_dir, df)}`: the tables behind [report.md](report.md), whose findings carry the "
+             "confidence intervals.\n"]
+    if not (df["status"] == "ok").any():
+        return "\n".join([*parts, "No run finished ok: no tables.\n"])
+    if compared is not None and not compared.empty:
+        df = compared
+    keys = lead_with(group_keys(df), question)
+    # Step time, memory, FLOP/s: pooled only over runs of one compiled program. Which axes pool is decided in the
+    # sweep's own key order (a strategy's freeze option, put back first, lets scratch and finetune pool), then the
+    # question's axes lead the columns.
+    costs = lead_with(program_keys(df, group_keys(df)), question)
+    pooled = pooled_axes(df, keys, costs)
+    method_keys = lead_with(splitting_keys(df, ("method", "optimizer"), ("freeze", "model", *extra_axes(df))),
+                            question)
+    # One table per fact: what the cost-and-quality table states is left out of these.
+    stated = ("trainable params", "memory (MiB)", "optimizer state (bytes)") if _cost_and_quality_shown(df) else ()
+    parts.append("Numbers are medians over the ok runs of each configuration (seeds, identical repeats), "
+                 "with [min, max] when they differ: the observed spread, not a confidence interval. Rows that "
+                 "read the same merge; every run is in `runs.parquet`, `runs.csv`; the findings with their "
+                 "intervals in `findings.csv`.\n")
     if "step_flops" in df and df["step_flops"].notna().any():
         flops_keys, flops = flops_table(df, question)
-        parts += ["### Where the flops go\n",
+        parts += ["## Where the flops go\n",
                   "XLA's flops of one step's parts on one batch (harness/core/cost.py): the forward pass, the "
                   "gradient the freeze needs, the rest of the compiled step (optimizer update, and gradients the "
                   "method computes that the freeze does not need), the step itself; and the backward work that "
                   "freezing removed against a full fine-tune.\n",
-                  *table(lambda *_: flops, df, flops_keys)]
+                  *_table(lambda *_: flops, df, flops_keys)]
     parts += [
-        "### Frozen parameters: what each method does\n", METHOD_NOTES + "\n",
-        *table(lambda rows, _: methods_table(rows).drop(columns=list(stated), errors="ignore"), df, method_keys),
-        "### Fit\n", "Final train / test value of each quality metric over the task's data and, for 1-D "
-                     "inputs, the line fitted through the test predictions.\n", *table(fit_table, summary, keys),
-        "### Is the timed work real?\n", *plausibility_lines(df, records),
-        "### Cost and memory of each compiled program\n",
+        "## Frozen parameters: what each method does\n", METHOD_NOTES + "\n",
+        *_table(lambda rows, _: methods_table(rows).drop(columns=list(stated), errors="ignore"), df, method_keys),
+        "## Fit\n", "Final train / test value of each quality metric over the task's data and, for 1-D "
+                     "inputs, the line fitted through the test predictions.\n",
+        *_table(fit_table, summarize(df, keys), keys),
+        "## Cost and memory of each compiled program\n",
         "Compile: ahead-of-time XLA compile of the whole training program, cold compiles only (runs "
         "served from a compile cache have none). Run: one jitted call (all steps), after warm-up. "
         "In-loop step: (call − 1-step call) / (steps − 1); per-call overhead: 1-step call − one "
@@ -408,8 +433,7 @@ def render_report(sweep_dir: Path, df: pd.DataFrame, records: list[dict], proble
         "of the machine's calibrated f32 matmul peak. Memory: XLA's memory analysis of the compiled training "
         "program, what one call holds at most (arguments + outputs + temporaries − aliased buffers), temp the "
         "temporaries alone.\n",
-        *table(lambda rows, by: cost_and_memory_table(rows, by, stated), cost_summary, costs, pooled),
-        *status,
+        *_table(lambda rows, by: cost_and_memory_table(rows, by, stated), summarize(df, costs), costs, pooled),
     ]
     return "\n".join(parts)
 
@@ -418,7 +442,8 @@ def write_report(sweep_dir: str | Path, df: pd.DataFrame, out_dir: str | Path | 
                  records: list[dict] | None = None, problems: list[tuple[Path, str]] = (),
                  baselines: Mapping[str, str] | None = None,
                  threshold: float = findings.THRESHOLD) -> dict[str, Path | str]:
-    """Writes runs.parquet, runs.csv, findings.csv, figures and report.md for `df` into `out_dir` (default: the sweep).
+    """Writes runs.parquet, runs.csv, findings.csv, figures, report.md and tables.md for `df` into `out_dir`
+    (default: the sweep).
 
     Returns {figure name: PNG path, or why it was skipped}, ready for
     `log_report_to_wandb`. Without `records`, histories and environments are
@@ -468,11 +493,14 @@ def write_report(sweep_dir: str | Path, df: pd.DataFrame, out_dir: str | Path | 
         if isinstance(drawn, Path):  # logged to W&B with the others; drawn in its own section, not under Figures
             figures = {**figures, "profile": drawn}
     date = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+    chosen = None if shown is df else shown
+    with atomic_path(out_dir / TABLES_NAME) as tmp:
+        tmp.write_text(render_tables(sweep_dir, df, question, chosen))
     with atomic_path(out_dir / "report.md") as tmp:
         tmp.write_text(render_report(sweep_dir, df, records, list(problems), figures, date, found, threshold,
                                      missing(sweep_dir, df), question,
                                      findings.UNTUNED if tune is None else findings.tuned_protocol(tune["trials"]),
-                                     sections, None if shown is df else shown))
+                                     sections, chosen))
     return figures
 
 
@@ -528,7 +556,8 @@ def build_report(sweep_dir: str | Path, out_dir: str | Path | None = None, *,
                            baselines=baselines, threshold=threshold)
     out = Path(out_dir) if out_dir is not None else Path(sweep_dir)
     return {"df": df, "problems": problems, "records": records, "figures": figures,
-            "tables": [out / RUNS_TABLE, out / "runs.csv", out / "findings.csv"], "report": out / "report.md",
+            "tables": [out / RUNS_TABLE, out / "runs.csv", out / "findings.csv", out / TABLES_NAME],
+            "report": out / "report.md", "details": out / TABLES_NAME,
             "missing": missing(Path(sweep_dir), df), "plan_problems": plans,
             "sweeps": plan_dirs(Path(sweep_dir))}
 

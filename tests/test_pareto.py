@@ -120,3 +120,23 @@ def test_a_sweep_of_regression_and_classification_workloads_reports_each_by_its_
     assert "Workloads measured by accuracy are not drawn: the cost-and-quality table gives them." in \
         fig._suptitle.get_text().replace("\n", " ")
     assert fig.axes[0].get_ylabel() == "test MSE"
+
+
+def test_ringed_points_are_joined_only_where_they_trade_cost_for_quality():
+    """The modular reference's step-time panel joined its ringed points into a zigzag: where the seeds leave
+    quality unresolved, a cheaper ringed point can read more accurate than a dearer one, and no front runs
+    through them. A line joins a workload's ringed points only where quality rises with cost."""
+    def front_lines(rows: list[dict]) -> list:
+        time_panel = pareto_figure(frames.typed(pd.DataFrame(rows))).axes[0]
+        return [line for line in time_panel.get_lines() if line.get_color() == "0.4"]
+
+    trade = [run("finetune", s, 96e-6 * f, "all", 0.95) for s, f in enumerate((0.99, 1.0, 1.01))]
+    trade += [run("probe", s, 30e-6 * f, "head", 0.60) for s, f in enumerate((0.99, 1.0, 1.01))]
+    (line,) = front_lines(trade)
+    assert list(line.get_ydata()) == [0.60, 0.95]
+    # Two seeds resolve no quality difference, and seeds of one program move its time ±30%: both are ringed,
+    # the cheaper reads more accurate, so no line.
+    unresolved = [run("A", s, 100e-6 * f, "a", 0.95) for s, f in enumerate((0.7, 1.3))]
+    unresolved += [run("B", s, 80e-6 * f, "b", 0.99) for s, f in enumerate((0.7, 1.3))]
+    assert marks(unresolved) == {"A": True, "B": True}
+    assert front_lines(unresolved) == []

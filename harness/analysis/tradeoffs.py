@@ -360,10 +360,10 @@ def pareto_figure(df: pd.DataFrame, question: Sequence[str] = ()) -> Figure | st
             ax.scatter([xi], [yi], color=colour, marker=marker_of(row), s=22)
         best = np.array([front[table.index.get_loc(j)] for j in rows.index], dtype=bool)
         ax.scatter(x[best], y[best], facecolors="none", edgecolors="k", s=90, linewidths=1.2)
-        for workload in workloads:  # each workload's front, joined
+        for workload in workloads:
             mine = best & np.array([tuple(row[k] for k in workload_keys) == workload for _, row in rows.iterrows()])
-            order = np.argsort(x[mine])
-            ax.plot(x[mine][order], y[mine][order], color="0.4", lw=0.8, alpha=0.6)
+            if joined := front_line(x[mine], y[mine], metric.better == "higher"):
+                ax.plot(*joined, color="0.4", lw=0.8, alpha=0.6)
         labelled = np.ones(len(rows), dtype=bool) if len(rows) <= LABEL_ALL else best if best.sum() <= LABEL_ALL \
             else np.zeros(len(rows), dtype=bool)
         for xi, yi, show, (_, row) in zip(x, y, labelled, rows.iterrows()):
@@ -390,8 +390,8 @@ def pareto_figure(df: pd.DataFrame, question: Sequence[str] = ()) -> Figure | st
     lines = (f"Test {metric.title} against cost: each point a configuration, quality its median over "
              f"{runs[0] if len(runs) == 1 else f'{runs[0]}–{runs[-1]}'} runs"
              + (", step time its compiled program's mean" if timed else ""),
-             f"(ringed: Pareto-optimal within a workload; dominated only where the findings resolve the "
-             f"difference at ±{THRESHOLD:.0%}" + (f"; {'labels on the ringed only' if labels else 'no labels'}: "
+             f"(ringed: Pareto-optimal within a workload, joined where quality rises with cost; dominated only "
+             f"where the findings resolve the difference at ±{THRESHOLD:.0%}" + (f"; {'labels on the ringed only' if labels else 'no labels'}: "
                                                   "the cost-and-quality table names every point"
                                                   if len(table) > LABEL_ALL and text_keys else "") + ")",
              *([f"Workloads measured by {', '.join(others)} are not drawn: the cost-and-quality table gives them."]
@@ -400,6 +400,23 @@ def pareto_figure(df: pd.DataFrame, question: Sequence[str] = ()) -> Figure | st
     fig.suptitle("\n".join(textwrap.fill(line, width=62 * len(costs)) for line in lines), fontsize="medium")
     place_labels(fig, placed)
     return fig
+
+
+def front_line(x: np.ndarray, y: np.ndarray, higher_is_better: bool) -> tuple[np.ndarray, np.ndarray] | None:
+    """The ringed points of one workload in cost order, to be joined as a front: only where quality gets better
+    with every step up in cost. Where the seeds leave quality differences unresolved, ringed points need not trade
+    cost for quality, and a line through them would zigzag, drawing a front that is not there: None.
+
+    >>> front_line(np.array([3.0, 1.0, 2.0]), np.array([0.9, 0.5, 0.7]), True)
+    (array([1., 2., 3.]), array([0.5, 0.7, 0.9]))
+    >>> front_line(np.array([1.0, 2.0, 3.0]), np.array([0.5, 0.9, 0.7]), True) is None
+    True
+    """
+    if len(x) < 2:
+        return None
+    quality = y if higher_is_better else -y
+    order = np.lexsort((quality, x))  # by cost, a tie in cost by quality
+    return (x[order], y[order]) if np.all(np.diff(quality[order]) >= 0) else None
 
 
 def _named(key: str, value) -> str:

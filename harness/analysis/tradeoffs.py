@@ -50,6 +50,7 @@ COSTS = (("in_loop_s_per_step", "in-loop step (ms)", 1e3), ("memory_bytes", "mem
          ("trainable_params", "trainable parameters", 1.0))
 MARKERS = "osD^vPX*"  # one per value of the axis a Pareto figure shows by marker
 LABEL_ALL = 12  # a Pareto panel labels every point up to this many, else the ringed ones up to as many, else none
+LABEL_MOVES = 400  # adjustText's moves per panel: where labels will not part, about half a second on 2026's CPUs
 # How one configuration compares with another in one measure (`Dominance.compare`).
 BETTER, LOOKS_BETTER, TIE, LOOKS_WORSE, WORSE = 2, 1, 0, -1, -2
 # A count: any difference is real (threshold 0), and no interval is needed to say so.
@@ -437,7 +438,10 @@ def place_labels(fig: Figure, placed: list) -> None:
     fig.canvas.draw()  # the constrained layout settles the axes' sizes that the label boxes are measured in
     for ax, texts in placed:
         if texts:
-            adjust_text(texts, ax=ax, arrowprops={"arrowstyle": "-", "color": "0.5", "lw": 0.5}, ensure_inside_axes=True)
+            # A fixed number of moves, not adjustText's default second of wall time: labels it cannot part stopped
+            # wherever that second ended, so the same records drew another figure on another machine or load.
+            adjust_text(texts, ax=ax, arrowprops={"arrowstyle": "-", "color": "0.5", "lw": 0.5}, ensure_inside_axes=True,
+                        iter_lim=LABEL_MOVES)
     renderer = fig.canvas.get_renderer()
     for ax, texts in placed:
         kept = []

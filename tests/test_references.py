@@ -134,3 +134,15 @@ def test_the_check_holds_for_a_reference_made_as_regenerate_sh_makes_one(tmp_pat
     assert not list(reference.rglob("result.json"))
     assert len(cheapest_overrides(reference)) == 1  # optimizer.lr=...: the seed study's one swept override
     assert_matched(rerun_and_compare(reference, tmp_path / "check"), reference)
+
+
+@pytest.mark.parametrize("reference", REFERENCES, ids=[p.name for p in REFERENCES])
+def test_a_reference_report_reads_in_about_120_lines_and_links_its_detail_tables(reference):
+    """Issue 28, item 4: findings, cost and quality, figures and the plausibility check in report.md; the detail
+    tables in tables.md beside it. Every figure report.md embeds is there."""
+    report = (reference / "report.md").read_text()
+    assert len(report.splitlines()) <= 130, f"{reference.name}: report.md has {len(report.splitlines())} lines"
+    assert "[tables.md](tables.md)" in report and "## Is the timed work real?" in report
+    assert "[report.md](report.md)" in (reference / "tables.md").read_text()
+    for figure in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", report):
+        assert (reference / figure).is_file(), f"{reference.name}: {figure}"

@@ -215,3 +215,22 @@ def test_a_tie_on_validation_goes_to_the_validation_loss_whatever_the_order_of_t
     space = {"lr": SPACE["lr"]}
     for order in (rows, rows[::-1], [rows[2], rows[0], rows[1]]):
         assert best_trials(pd.DataFrame(order), space)["lr"].tolist() == [3e-3]
+
+
+def test_compare_keeps_a_chosen_trial_in_its_group_apart_from_its_rerun_alone(sweep):
+    """A chosen trial and its rerun compute one configuration (one config key) in two compiled programs: its group's
+    and its own. `harness compare` of two tuned sweeps pooled them, so a trial's memory read x1.00 [0.535, 1.87]
+    against itself; it now matches each way of training with the same way."""
+    from harness.analysis import compare
+
+    _, _, df = sweep
+    table, unmatched = compare.compare(df, df)
+    assert unmatched.empty and set(table["trained"]) == {"alone", f"group of {int(df['timing_points'].max())}"}
+    alone = table[table["trained"] == "alone"]
+    assert len(alone) == df["rerun_of"].notna().sum() == 4
+    keys = ["method", "lr"]
+    assert alone.set_index(keys).index.isin(table[table["trained"] != "alone"].set_index(keys).index).all()
+    assert (table["memory_bytes_verdict"] == "identical").all(), table["memory_bytes_text"].tolist()
+    text = compare.compare_markdown(table, unmatched, 0.05, "a", "b")
+    header = next(line for line in text.splitlines() if line.startswith("| method"))
+    assert "| lr | trained |" in header, header

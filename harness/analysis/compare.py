@@ -102,20 +102,32 @@ def _status(runs: pd.DataFrame) -> str:
     return "ok" if statuses == ["ok"] else ",".join(statuses)
 
 
+def trained(df: pd.DataFrame) -> pd.Series:
+    """How each run trained: "alone", or "group of K" (a vectorized job's point: its times, compile and memory are
+    the group's). A tuned sweep trains a chosen trial twice, in its group and alone: one configuration, two programs.
+
+    >>> trained(pd.DataFrame({"timing_points": [16, None, 1]})).tolist()
+    ['group of 16', 'alone', 'alone']
+    """
+    points = df["timing_points"] if "timing_points" in df else pd.Series(None, index=df.index, dtype=float)
+    return pd.Series(["alone" if pd.isna(k) or k <= 1 else f"group of {int(k)}" for k in points], index=df.index)
+
+
 def per_config(df: pd.DataFrame, leaves: Collection[str] | None = None) -> pd.DataFrame:
-    """One row per configuration (seeds pooled; config leaves not in `leaves` left out): axes, status, runs,
-    overrides, the runs themselves, and their ok runs read once as mappings (`ok_runs`: every metric reads them)."""
+    """One row per configuration and way it trained (`trained`; seeds pooled; config leaves not in `leaves` left
+    out): axes, status, runs, overrides, the runs themselves, and their ok runs read once as mappings (`ok_runs`:
+    every metric reads them). A configuration trained in a group and alone is two rows: two compiled programs."""
     axes = _compared_axes(df)
-    df = df.assign(config=[without_seed(k, leaves) for k in df["config_key"]])
+    df = df.assign(config=[without_seed(k, leaves) for k in df["config_key"]], trained=trained(df))
     records = findings.rows_by_index(df)
     rows = []
-    for (key,), g in df.groupby(["config"], dropna=False, sort=False):
+    for (key, how), g in df.groupby(["config", "trained"], dropna=False, sort=False):
         ok = g[g["status"] == "ok"]
-        rows.append({"config_key": key, **{k: g[k].iloc[0] for k in axes}, "status": _status(g), "runs": len(g),
-                     "seeds": g["seed"].nunique(), "overrides": g["overrides"].iloc[0],
+        rows.append({"config_key": key, "trained": how, **{k: g[k].iloc[0] for k in axes}, "status": _status(g),
+                     "runs": len(g), "seeds": g["seed"].nunique(), "overrides": g["overrides"].iloc[0],
                      "compile_source": compile_sources(ok), "rows": g, "ok_runs": [records[i] for i in ok.index]})
-    return pd.DataFrame(rows, columns=["config_key", *axes, "status", "runs", "seeds", "overrides", "compile_source",
-                                       "rows", "ok_runs"])
+    return pd.DataFrame(rows, columns=["config_key", "trained", *axes, "status", "runs", "seeds", "overrides",
+                                       "compile_source", "rows", "ok_runs"])
 
 
 def compared_columns(a: pd.DataFrame, b: pd.DataFrame) -> list[tuple[str, str]]:
@@ -260,9 +272,11 @@ def compare(a: pd.DataFrame, b: pd.DataFrame, threshold: float = findings.THRESH
     """
     leaves = {"A": config_leaves(a), "B": config_leaves(b)}
     common = leaves["A"] & leaves["B"]
-    left = per_config(a, common).set_index("config_key", drop=False)
-    right = per_config(b, common).set_index("config_key", drop=False)
+    left = per_config(a, common).set_index(["config_key", "trained"], drop=False)
+    right = per_config(b, common).set_index(["config_key", "trained"], drop=False)
     axes = list(dict.fromkeys([*_compared_axes(a), *_compared_axes(b)]))
+    if (left["trained"] != "alone").any() or (right["trained"] != "alone").any():
+        axes.append("trained")  # a vectorized sweep: which rows hold a group's times, which a run's own
     columns = compared_columns(a, b)
 
     def axes_of(side: pd.DataFrame, key: str) -> dict[str, Any]:
@@ -432,7 +446,7 @@ def compare_markdown(table: pd.DataFrame, unmatched: pd.DataFrame, threshold: fl
                      header: list[str] = ()) -> str:
     """The comparison as markdown: where each side was measured, the overall ratios, then B/A per configuration
     (regressions in bold)."""
-    keys = _shown_axes(table, unmatched)
+    keys = _shown_axes(table, unmatched) + (["trained"] if "trained" in table else [])
     columns = table.attrs.get("columns", [])
     everything = table.attrs.get("overall")
     timed = everything[everything["column"].map(lambda c: findings.MEASURES[c].timed)] if everything is not None \

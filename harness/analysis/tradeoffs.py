@@ -398,7 +398,8 @@ def pareto_figure(df: pd.DataFrame, question: Sequence[str] = ()) -> Figure | st
              *([f"Workloads measured by {', '.join(others)} are not drawn: the cost-and-quality table gives them."]
                if others else []))
     # Wrapped to the figure's width: one panel (a sweep with no step times) is narrower than the title.
-    fig.suptitle("\n".join(textwrap.fill(line, width=62 * len(costs)) for line in lines), fontsize="medium")
+    fig.suptitle("\n".join(textwrap.fill(line, width=62 * len(costs), break_on_hyphens=False) for line in lines),
+                 fontsize="medium")  # "cost-and-quality" stays whole
     place_labels(fig, placed)
     return fig
 

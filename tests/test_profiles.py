@@ -3,7 +3,9 @@ missed target counted as infinite, ties, seed bands, and the report's section.""
 
 from __future__ import annotations
 
+import json
 import math
+from itertools import product
 
 import numpy as np
 import pandas as pd
@@ -98,3 +100,25 @@ def test_the_report_section_is_shown_for_several_workloads_with_its_figure(tmp_p
 def test_a_sweep_whose_runs_had_no_target_has_no_profile_section(tmp_path):
     df = _records().assign(target_reached=None, time_to_target_s=None)
     assert profiles.report_section(df, tmp_path) is None
+
+
+def test_a_tuned_profile_of_workloads_with_their_own_steps_names_each_strategy_once():
+    """experiment=profile under hydra/sweeper=tuned: each workload trains its own number of steps, and the tuned
+    methods were labelled with every axis that varied, steps included, so no method ran on two workloads and the
+    profile had no problem at all (no section). Two trials per strategy; the faster one to the target counts. A
+    strategy's freeze option follows from it: "probe", not "backbone, probe"."""
+    rows = []
+    for (task, steps), (strategy, freeze), (lr, time) in product((("digits", 200), ("transfer", 500)),
+                                                                (("scratch", "none"), ("probe", "backbone")),
+                                                                ((1e-3, 2.0), (1e-2, 1.0))):
+        rows.append({"status": "ok", "task": task, "model": "m", "steps": steps, "fine_tuning": strategy,
+                     "freeze": freeze, "method": "diffstate", "optimizer": "adam", "lr": lr, "seed": 0,
+                     "time_to_target_s": time * (2 if strategy == "scratch" else 1), "target_reached": True,
+                     "val_mse": 0.1, "overrides": f"optimizer.lr={lr}", "path": f"{task}/{strategy}/{lr}",
+                     "config_key": json.dumps({"task.name": task, "strategy": strategy, "optimizer.lr": lr,
+                                               "task.seed": 0})})
+    df = pd.concat([frames.frame([]), pd.DataFrame(rows)], ignore_index=True)
+    tune = {"space": {"adam": {"lr": {"low": 1e-4, "high": 1e-1, "scale": "log"}}}, "trials": 2, "studies": 1}
+    t = profiles.times(df, tune)
+    assert list(t.columns) == ["scratch", "probe"] and len(t) == 2
+    assert t["probe"].tolist() == [1.0, 1.0] and t["scratch"].tolist() == [2.0, 2.0]  # each one's faster trial

@@ -8,9 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import run_cli
+from conftest import REPO, run_cli
 from harness.analysis.frames import load_records
 from harness.analysis.tuning import best_trials, on_edge
+from harness.core.checks import ConfigError
 from harness.core.config import Dimension
 from hydra_plugins.harness_tuned_sweeper.trials import draws, position
 
@@ -130,6 +131,28 @@ def test_a_tuned_value_set_by_the_command_is_refused_in_one_line(tmp_path):
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "error: optimizer.lr: is set by hydra/sweeper=tuned (trials and studies); remove 'optimizer.lr=0.1'" in \
         proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_an_experiment_that_sweeps_seeds_is_tuned_with_its_seed_axis_left_to_the_studies():
+    """experiment=digits sweeps task.seed 0,1: `hydra/sweeper=tuned experiment=digits` (the tuned sweeper's own
+    documented command) was refused, naming a 'task.seed=0' the user never typed. The experiment's seed axis is
+    left out and each study sets the seed; typed on the command line, task.seed is still refused."""
+    from omegaconf import OmegaConf
+
+    from hydra_plugins.harness_tuned_sweeper.sweeper import trials
+
+    tune = OmegaConf.load(REPO / "conf" / "hydra" / "sweeper" / "tuned.yaml")["tune"]
+    tune.update(trials=2, studies=2)
+    config = OmegaConf.create({"hydra": {"sweeper": {"params": {"task.seed": "0,1", "method": "a,b"}, "tune": tune}},
+                               "task": {"seed": 0}, "optimizer": {"name": "adam"}})
+    grid = [[f"task.seed={seed}", f"method={m}"] for seed in (0, 1) for m in ("a", "b")]
+    planned = trials(grid, config)
+    assert len(planned) == 2 * 2 * 2  # methods x trials x studies, not x the experiment's 2 seeds again
+    assert sorted({job[-1] for job in planned}) == ["task.seed=0", "task.seed=1"]
+    assert all(sum(o.startswith("task.seed=") for o in job) == 1 for job in planned)
+    del config.hydra.sweeper.params["task.seed"]  # typed on the command line: no experiment gave it
+    with pytest.raises(ConfigError, match="task.seed: is set by hydra/sweeper=tuned"):
+        trials(grid, config)
 
 
 def test_by_time_to_target_the_fastest_trial_that_reached_the_validation_target_is_best():

@@ -49,14 +49,29 @@ def _workload(row: pd.Series) -> str:
     return "/".join(key_text(row[k]) for k in WORKLOAD_KEYS if k in row and row[k] is not None)
 
 
-def method_keys(df: pd.DataFrame) -> list[str]:
-    """The axes that tell methods apart: those the runs vary, less the workload, the seed and any axis that takes
-    one value per workload (it follows from the workload: its rate, its steps)."""
-    keys = [k for k in group_keys(df) if k not in _NOT_METHODS and df[k].nunique(dropna=False) > 1]
+def method_keys(df: pd.DataFrame, candidates: Sequence[str] | None = None) -> list[str]:
+    """The axes that tell methods apart: those of `candidates` (default: every group key) the runs vary, less the
+    workload, the seed, any axis that takes one value per workload (it follows from the workload: its rate, its
+    steps) and any that follows from another (a strategy's freeze option: "probe", not "backbone, probe").
+
+    >>> df = pd.DataFrame({"task": ["a"] * 4 + ["b"] * 4, "steps": [5] * 4 + [9] * 4,
+    ...                    "fine_tuning": ["scratch", "finetune", "probe", "lora4"] * 2,
+    ...                    "freeze": ["none", "none", "backbone", "lora"] * 2})
+    >>> method_keys(df, ["freeze", "fine_tuning", "steps"])
+    ['fine_tuning']
+    """
+    keys = [k for k in (group_keys(df) if candidates is None else candidates)
+            if k in df and k not in _NOT_METHODS and df[k].nunique(dropna=False) > 1]
     workloads = df.apply(_workload, axis=1) if len(df) else pd.Series(dtype=str)
-    many = workloads.nunique() > 1
-    return [k for k in keys if not (many and (df.groupby(workloads)[k].nunique(dropna=False) <= 1).all()
-                                    and df[k].nunique(dropna=False) > 1)]
+    if workloads.nunique() > 1:
+        keys = [k for k in keys if not (df.groupby(workloads)[k].nunique(dropna=False) <= 1).all()]
+
+    def follows(key: str, other: str) -> bool:  # `key` takes one value per value of `other`
+        return bool((df.groupby(other, dropna=False)[key].nunique(dropna=False) <= 1).all())
+
+    # Dropped where another names it already; of two that name each other, the first stays.
+    return [k for i, k in enumerate(keys)
+            if not any(follows(k, j) and (not follows(j, k) or keys.index(j) < i) for j in keys if j != k)]
 
 
 def _label(row: pd.Series, keys: Sequence[str]) -> str:
@@ -71,21 +86,21 @@ def times(df: pd.DataFrame, tune: dict[str, Any] | None = None) -> pd.DataFrame:
     """
     from harness.analysis.tuning import METHOD_AXES, chosen
 
-    untuned_keys = method_keys(df[df["status"] == "ok"]) or ["method"]  # before any column is added
+    ok = df[df["status"] == "ok"]  # the keys are read before any column is added
     runs = df.copy()
     runs["workload"] = runs.apply(_workload, axis=1) if len(runs) else []
     reached = runs["target_reached"].fillna(False).astype(bool) if "target_reached" in runs else False
     runs["_time"] = np.where((runs["status"] == "ok") & reached, runs[TIME].astype(float), math.inf)
     if tune is not None:
-        keys = [k for k in METHOD_AXES if k in runs and k not in _NOT_METHODS]
-        keys = [k for k in keys if runs[k].nunique(dropna=False) > 1 or k == "method"]
+        # A trial's searched values (lr, ...) name no method: only the axes a tuned row names (METHOD_AXES) do.
+        keys = method_keys(ok, METHOD_AXES) or ["method"]
         runs["method_label"] = runs.apply(lambda r: _label(r, keys), axis=1)
         best = chosen(runs, tune, by="time_to_target")
         fastest = set(best["path"]) if len(best) and "path" in best else set()
         # Every (method, study) that ran: its fastest trial's time, or inf when no trial reached the target.
         runs["_time"] = np.where(runs["path"].isin(fastest), runs["_time"], math.inf)
     else:
-        keys = untuned_keys
+        keys = method_keys(ok) or ["method"]
         runs["method_label"] = runs.apply(lambda r: _label(r, keys), axis=1)
     table = runs.groupby(["workload", "seed", "method_label"], sort=False)["_time"].min().unstack("method_label")
     return table.dropna(how="any")
@@ -169,7 +184,7 @@ def profile_figure(t: pd.DataFrame, tau_max: float = TAU_MAX):
     grid = np.unique(np.concatenate([taus(tau_max), np.clip(ratios(t).to_numpy().ravel(), 1.0, tau_max)]))
     grid = grid[np.isfinite(grid)]
     curves, band = rho(ratios(t), grid), bands(t, grid, tau_max)
-    fig = new_figure(6.4, 4.2)
+    fig = new_figure(7.6, 4.2)
     ax = fig.add_subplot(111)
     for method in t.columns:
         line, = ax.step(grid, curves[method], where="post", label=method)
@@ -182,7 +197,7 @@ def profile_figure(t: pd.DataFrame, tau_max: float = TAU_MAX):
     ax.set_xlabel("τ: time to the validation target / the fastest method's (log scale)")
     ax.set_ylabel("ρ(τ): share of (workload, seed) problems")
     ax.set_title("Performance profiles" + ("" if band is not None else f" (no band: fewer than {MIN_SEEDS} seeds)"))
-    ax.legend(fontsize=7, loc="lower right")
+    fig.legend(*ax.get_legend_handles_labels(), fontsize=7, loc="outside right upper")  # inside, it hid curves
     return fig
 
 

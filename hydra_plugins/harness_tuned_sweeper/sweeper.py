@@ -37,11 +37,21 @@ def _value(job: list[str], key: str) -> str | None:
     return found[-1] if found else None
 
 
+def experiment_seeds(jobs: list[list[str]], config) -> list[list[str]]:
+    """The grid less the `task.seed` axis an experiment's own sweep params give (experiment=digits sweeps seeds
+    0,1): the studies set the seed here. Typed on the command line, task.seed is still refused (`trials`)."""
+    params = OmegaConf.select(config, "hydra.sweeper.params") or {}
+    if "task.seed" not in params:
+        return jobs
+    kept = [[o for o in job if o.partition("=")[0].lstrip("+") != "task.seed"] for job in jobs]
+    return [list(job) for job in dict.fromkeys(tuple(job) for job in kept)]
+
+
 def trials(jobs: list[list[str]], config) -> list[list[str]]:
     """Each job of the grid as its trials, study by study; a ConfigError naming what is wrong."""
     tune = tune_config(config.hydra.sweeper.tune)
     out = []
-    for job in jobs:
+    for job in experiment_seeds(jobs, config):
         for o in job:
             key = o.partition("=")[0].lstrip("+~")
             if key in _TUNED:
@@ -76,9 +86,17 @@ class TunedSweeper(VectorizedSweeper):
     def said(self, points: int, jobs: list[list[str]]) -> None:
         tune = tune_config(self.config.hydra.sweeper.tune)
         trained = sum(len(points_of(job)) for job in jobs)
-        print(f"tuned sweeper: {points} grid points x {tune.trials} trials x {tune.studies} stud{'y' if tune.studies == 1 else 'ies'} = {trained} "
-              f"runs in {len(jobs)} jobs (trials of one point train as one vectorized job of up to "
-              f"vectorize.max_points={self.config.vectorize.max_points})", flush=True)
+        seeds = (OmegaConf.select(self.config, "hydra.sweeper.params") or {}).get("task.seed")
+        if seeds is not None:
+            print(f"tuned sweeper: the experiment's task.seed sweep ({seeds}) is left out: study k trains with "
+                  "task.seed + k (hydra.sweeper.tune.studies)", flush=True)
+        train = self.config.train
+        how = ("one after another in one job: train.eval_every / log_every evaluate during training, which splits "
+               "the one call a vectorized group trains in" if train.eval_every or train.log_every else
+               f"as one vectorized job of up to vectorize.max_points={self.config.vectorize.max_points}")
+        print(f"tuned sweeper: {trained // (tune.trials * tune.studies)} grid points x {tune.trials} trials x "
+              f"{tune.studies} stud{'y' if tune.studies == 1 else 'ies'} = {trained} runs in {len(jobs)} "
+              f"job{'' if len(jobs) == 1 else 's'} (trials of one point train {how})", flush=True)
 
     def sweep(self, arguments: list[str]) -> Any:
         returns = super().sweep(arguments)

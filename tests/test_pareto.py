@@ -151,7 +151,8 @@ def test_the_same_rows_draw_the_same_figure_where_labels_will_not_part():
     # Eleven configurations in a tight cluster at the top right, one far below: labels pile into a corner.
     combos = [(ft, m, lr) for ft in ("a", "b") for m in ("m1", "m2") for lr in (1e-3, 3e-3, 1e-2)]
     rows = [{**run(ft, s, (100e-6 * (1 + 0.001 * i) if i else 1e-6) * f, f"p{i}", 0.9 + 1e-4 * i if i else 0.1),
-             "method": m, "lr": lr, "config_key": f"{ft}{m}{lr}{s}", "memory_bytes": 2**20 * (1 + 1e-3 * i) if i else 1000}
+             "method": m, "lr": lr, "config_key": f"{ft}{m}{lr}{s}",
+             "memory_bytes": 2**20 * (1 + 1e-3 * i) if i else 1000}
             for i, (ft, m, lr) in enumerate(combos) for s, f in enumerate((0.99, 1.01))]
 
     def png() -> bytes:

@@ -392,9 +392,9 @@ def pareto_figure(df: pd.DataFrame, question: Sequence[str] = ()) -> Figure | st
              f"{runs[0] if len(runs) == 1 else f'{runs[0]}–{runs[-1]}'} runs"
              + (", step time its compiled program's mean" if timed else ""),
              f"(ringed: Pareto-optimal within a workload, joined where quality rises with cost; dominated only "
-             f"where the findings resolve the difference at ±{THRESHOLD:.0%}" + (f"; {'labels on the ringed only' if labels else 'no labels'}: "
-                                                  "the cost-and-quality table names every point"
-                                                  if len(table) > LABEL_ALL and text_keys else "") + ")",
+             f"where the findings resolve the difference at ±{THRESHOLD:.0%}"
+             + (f"; {'labels on the ringed only' if labels else 'no labels'}: the cost-and-quality table names "
+                "every point" if len(table) > LABEL_ALL and text_keys else "") + ")",
              *([f"Workloads measured by {', '.join(others)} are not drawn: the cost-and-quality table gives them."]
                if others else []))
     # Wrapped to the figure's width: one panel (a sweep with no step times) is narrower than the title.
@@ -441,8 +441,8 @@ def place_labels(fig: Figure, placed: list) -> None:
         if texts:
             # A fixed number of moves, not adjustText's default second of wall time: labels it cannot part stopped
             # wherever that second ended, so the same records drew another figure on another machine or load.
-            adjust_text(texts, ax=ax, arrowprops={"arrowstyle": "-", "color": "0.5", "lw": 0.5}, ensure_inside_axes=True,
-                        iter_lim=LABEL_MOVES)
+            adjust_text(texts, ax=ax, arrowprops={"arrowstyle": "-", "color": "0.5", "lw": 0.5},
+                        ensure_inside_axes=True, iter_lim=LABEL_MOVES)
     renderer = fig.canvas.get_renderer()
     for ax, texts in placed:
         kept = []

@@ -155,6 +155,30 @@ def test_an_experiment_that_sweeps_seeds_is_tuned_with_its_seed_axis_left_to_the
         trials(grid, config)
 
 
+def test_a_sweep_of_regression_and_classification_tasks_chooses_each_on_its_own_metric():
+    """A tuned profile (transfer: MSE; digits, mnist1d, modular: accuracy) chose every trial on the sweep's first
+    main metric, validation MSE: the classification tasks had none, so they had no best trial, no Tuning row and
+    no findings. Each task is now chosen on its own main metric, and the Tuning section has a column pair for each."""
+    from harness.analysis.tuning import tuning_section
+
+    def trial(task, lr, **metrics):
+        return {"status": "ok", "task": task, "method": "m", "optimizer": "adam", "seed": 0, "path": f"{task}/{lr}",
+                "overrides": f"optimizer.lr={lr}", "time_to_target_s": None, "target_reached": None,
+                "config_key": f'{{"task.name": "{task}", "optimizer.lr": {lr}, "task.seed": 0}}', **metrics}
+
+    rows = [trial("transfer", 1e-3, val_mse=0.5, test_mse=0.6), trial("transfer", 1e-2, val_mse=0.1, test_mse=0.2),
+            trial("digits", 1e-3, val_accuracy=0.9, test_accuracy=0.8),
+            trial("digits", 1e-2, val_accuracy=0.7, test_accuracy=0.95)]
+    best = best_trials(pd.DataFrame(rows), {"lr": SPACE["lr"]}).set_index("task")
+    assert best.loc["transfer", "lr"] == 1e-2 and best.loc["transfer", "metric"] == "mse"
+    assert best.loc["digits", "lr"] == 1e-3 and best.loc["digits", "metric"] == "accuracy"  # not the best test
+    tune = {"trials": 2, "studies": 1, "space": {"adam": {"lr": SPACE["lr"]}}}
+    section = tuning_section(pd.DataFrame(rows), tune)
+    assert "chosen on each task's validation mse or accuracy alone" in section
+    assert "| val mse (median) | test mse (mean, 95% CI) | val accuracy (median) |" in section
+    assert "| digits | 1 | 2 | 0.00100 | — | — | 0.900 | 0.800 (1 seed" in section  # no MSE for a classification task
+
+
 def test_by_time_to_target_the_fastest_trial_that_reached_the_validation_target_is_best():
     rows = [{"status": "ok", "method": "m", "seed": 0, "val_accuracy": acc, "test_accuracy": test,
              "overrides": f"optimizer.lr={lr}", "time_to_target_s": t, "target_reached": t is not None,

@@ -81,12 +81,19 @@ def on_edge(space: dict[str, Any], values: dict[str, float], edge: float = 0.1) 
     return notes
 
 
+def _main_metrics(df: pd.DataFrame) -> list[str]:
+    """The main metrics of the tasks in `df`, found by which validation columns they have (MSE for regression,
+    accuracy for classification; a sweep of both kinds has both)."""
+    return [name for name, metric in METRICS.items()
+            if metric.main and f"val_{name}" in df and df[f"val_{name}"].notna().any()]
+
+
 def _main_metric(df: pd.DataFrame) -> str:
-    """The main metric of the sweep's task kind, found by which validation column it has."""
-    for name, metric in METRICS.items():
-        if metric.main and f"val_{name}" in df and df[f"val_{name}"].notna().any():
-            return name
-    raise ValueError("no validation metric in these records (a sweep from before validation splits?)")
+    """The first of `_main_metrics`; ValueError when the records have no validation metric."""
+    found = _main_metrics(df)
+    if not found:
+        raise ValueError("no validation metric in these records (a sweep from before validation splits?)")
+    return found[0]
 
 
 def best_trials(df: pd.DataFrame, space: dict[str, Any], by: str = "val", metric: str | None = None,
@@ -95,35 +102,38 @@ def best_trials(df: pd.DataFrame, space: dict[str, Any], by: str = "val", metric
 
     df: `load_records`' frame of a tuned sweep; space: the searched values of the sweep's optimizer
     ({name: {low, high, scale}}, hydra.sweeper.tune.space.<optimizer>); by: "val" (the best final
-    validation `metric`, the task's main metric by default) or "time_to_target" (the fastest to the
+    validation `metric`, by default each task's main metric) or "time_to_target" (the fastest to the
     validation target; not reached: never best). Failed and diverged trials are never best. A tie goes to the
     better value of the task's other validation metrics (its loss first), then to the config's text.
 
-    One row per (method, study): the method's axes, `trials`, the chosen values, `val_<metric>`,
+    One row per (method, study): the method's axes, `trials`, the chosen values, `metric`, `val_<metric>`,
     `test_<metric>` of that trial (reported, not chosen on), `edge` notes and `rerun`.
     """
-    metric = metric or _main_metric(df)
-    better = METRICS[metric].better
+    if by not in ("val", "time_to_target"):
+        raise ValueError(f"by={by!r}: choose on 'val' or 'time_to_target'")
     ok = trials_of(df)
     ok = ok[ok["status"] == "ok"].copy()
     ok["method_key"] = ok["config_key"].map(method_key)
-    if by == "val":
-        score = ok[f"val_{metric}"].astype(float)
-        ok["_score"] = score if better == "lower" else -score
-    elif by == "time_to_target":
-        ok["_score"] = ok["time_to_target_s"].astype(float).where(ok["target_reached"].fillna(False).astype(bool))
-    else:
-        raise ValueError(f"by={by!r}: choose on 'val' or 'time_to_target'")
-    # Ties (an accuracy on a few hundred validation rows ties often) go to the task's other validation metrics, the
-    # loss first, then to the config's text: the choice never depends on the order the rows come in.
-    ties = []
-    for name in sorted((n for n in METRICS if n != metric and f"val_{n}" in ok), key=lambda n: not METRICS[n].loss):
-        ok[f"_tie_{name}"] = ok[f"val_{name}"].astype(float) * (1 if METRICS[name].better == "lower" else -1)
-        ties.append(f"_tie_{name}")
+    fallback = metric or _main_metric(ok if len(ok) else df)
     rows = []
     axes = [c for c in METHOD_AXES if c in ok]
     for (_, seed), trials in ok.groupby(["method_key", "seed"], sort=False, dropna=False):
-        ranked = trials.dropna(subset=["_score"]).sort_values(["_score", *ties, "config_key"], kind="stable")
+        # Each task by its own main metric: a sweep of regression and classification workloads (a tuned profile)
+        # chooses transfer's trials on validation MSE and digits' on validation accuracy.
+        name = metric or next((n for n in _main_metrics(trials)), fallback)
+        if by == "val":
+            score = trials[f"val_{name}"].astype(float)
+            trials = trials.assign(_score=score if METRICS[name].better == "lower" else -score)
+        else:
+            reached = trials["target_reached"].fillna(False).astype(bool)
+            trials = trials.assign(_score=trials["time_to_target_s"].astype(float).where(reached))
+        # Ties (an accuracy on a few hundred validation rows ties often) go to the task's other validation metrics,
+        # the loss first, then to the config's text: the choice never depends on the order the rows come in.
+        ties = {f"_tie_{n}": trials[f"val_{n}"].astype(float) * (1 if METRICS[n].better == "lower" else -1)
+                for n in sorted((n for n in METRICS if n != name and f"val_{n}" in trials),
+                                key=lambda n: not METRICS[n].loss)}
+        ranked = trials.assign(**ties).dropna(subset=["_score"]).sort_values(["_score", *ties, "config_key"],
+                                                                             kind="stable")
         if ranked.empty:
             continue
         best = ranked.iloc[0]
@@ -133,9 +143,10 @@ def best_trials(df: pd.DataFrame, space: dict[str, Any], by: str = "val", metric
             "study_seed": seed,
             "trials": len(trials),
             **values,
-            f"val_{metric}": best[f"val_{metric}"],
+            "metric": name,
+            f"val_{name}": best[f"val_{name}"],
             # Reported, never chosen on: the selection above reads validation (or its target) only.
-            f"test_{metric}": best[f"test_{metric}"] if f"test_{metric}" in best else None,
+            f"test_{name}": best[f"test_{name}"] if f"test_{name}" in best else None,
             "edge": "; ".join(on_edge(space, {k: v for k, v in values.items() if v is not None}, edge)) or None,
             # What the trial computes, not where the sweep kept its results or whether it tracked them.
             "rerun": "harness " + shlex.join(o for o in shlex.split(best["overrides"] or "")
@@ -165,14 +176,6 @@ def timed_reruns(df: pd.DataFrame, tune: dict[str, Any]) -> pd.DataFrame:
     the group's: each to be trained again alone. Their `path`s, in `chosen`'s order."""
     best = chosen(df, tune, "val")
     return best[best["path"].isin(set(df.loc[in_group(df), "path"]))].reset_index(drop=True) if len(best) else best
-
-
-def per_method(best: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """`best_trials` summarized over studies as AlgoPerf does: the median per method of its studies' best trials."""
-    keys = [c for c in METHOD_AXES if c in best]
-    return best.groupby(keys, sort=False).agg(studies=("study_seed", "nunique"),
-                                              **{f"val_{metric}": (f"val_{metric}", "median"),
-                                                 f"test_{metric}": (f"test_{metric}", "median")}).reset_index()
 
 
 # --- a tuned sweep, found from its files ---------------------------------------------------------
@@ -266,7 +269,7 @@ def tuning_section(df: pd.DataFrame, tune: dict[str, Any]) -> str:
     from harness.analysis.frames import markdown_table, number_text
 
     try:
-        metric = _main_metric(df)
+        _main_metric(df)
     except ValueError as err:
         return f"## Tuning\n\nNo best trial chosen: {err}.\n"
     best = chosen(df, tune, "val")
@@ -281,14 +284,20 @@ def tuning_section(df: pd.DataFrame, tune: dict[str, Any]) -> str:
                                                              reruns.get("job_num", []))}
     keys = [c for c in METHOD_AXES if c in best and best[c].nunique(dropna=False) > 1] or \
         [c for c in ("method",) if c in best]
+    metrics = list(dict.fromkeys(best["metric"]))  # a sweep of regression and classification tasks: both
+    chosen_on, whose = " or ".join(metrics), "each task's" if len(metrics) > 1 else "the"
     rows, notes = [], []
     for _, g in best.groupby(keys, sort=False, dropna=False) if keys else [((), best)]:
         g = g.sort_values("study_seed", kind="stable")
         first = g.iloc[0]
+        quality = {}
+        for metric in metrics:  # each task by its own main metric; "—" under another kind's
+            mine = g[g["metric"] == metric]
+            quality[f"val {metric} (median)"] = number_text(mine[f"val_{metric}"].median()) if len(mine) else "—"
+            quality[f"test {metric} (mean, 95% CI)"] = (_seed_mean_text(list(mine.get(f"test_{metric}", [])))
+                                                        if len(mine) else "—")
         rows.append({**{k: first[k] for k in keys}, "studies": len(g), "trials": int(g["trials"].max()),
-                     **{n: "; ".join(number_text(v) for v in g[n]) for n in names},
-                     f"val {metric} (median)": number_text(g[f"val_{metric}"].median()),
-                     f"test {metric} (mean, 95% CI)": _seed_mean_text(list(g.get(f"test_{metric}", [])))})
+                     **{n: "; ".join(number_text(v) for v in g[n]) for n in names}, **quality})
         label = ", ".join(f"{k}={first[k]}" for k in keys) or "the method"
         notes += [f"- {label}: {edge}" for edge in g["edge"].dropna()]
         # A chosen trial that trained alone has its own times; one trained in a group, its rerun's.
@@ -304,11 +313,12 @@ def tuning_section(df: pd.DataFrame, tune: dict[str, Any]) -> str:
     return "\n".join([
         "## Tuning\n",
         f"Each method's best of {tune.get('trials')} quasi-random trials ({tune.get('sampler', 'halton')}) per "
-        f"study, {tune.get('studies', 1)} stud{'y' if tune.get('studies', 1) == 1 else 'ies'}, chosen on the "
-        f"validation {metric} alone (harness.analysis.tuning); its test {metric} is reported, never chosen on. "
-        "Values per study; the test CI resamples the studies (their seeds). Trials trained in vectorized groups: "
-        "their step time and time to target are the group's, so each chosen trial's timed figures come from a run "
-        "of it alone (below).\n",
+        f"study, {tune.get('studies', 1)} stud{'y' if tune.get('studies', 1) == 1 else 'ies'}, chosen on {whose} "
+        f"validation {chosen_on} alone (harness.analysis.tuning); its test {chosen_on} is reported, never chosen "
+        "on. Values per study; the test CI resamples the studies (their seeds). "
+        + ("Trials trained in vectorized groups: their step time and time to target are the group's, so each chosen "
+           "trial's timed figures come from a run of it alone (below).\n" if in_groups else
+           "Each trial trained alone: its timed figures are its own.\n"),
         markdown_table(pd.DataFrame(rows)),
         *(["Edges and reruns:\n", "\n".join(notes) + "\n"] if notes else []),
     ])

@@ -161,3 +161,18 @@ def test_the_same_rows_draw_the_same_figure_where_labels_will_not_part():
         return out.getvalue()
 
     assert png() == png()
+
+
+def test_points_that_coincide_share_one_label():
+    """Two configurations that run one program to one quality (scratch and a full fine-tune here) sit on one
+    point: their two labels covered each other and place_labels hid one (the digits and mnist1d references showed
+    one name of two, or none). One label names both."""
+    rows = [{**run(strategy, s, step * f, method, accuracy + lr), "method": method, "lr": lr,
+             "config_key": f"{strategy}{method}{lr}{s}"}
+            for method, step, accuracy in (("diffstate", 100e-6, 0.6), ("stop_gradient", 30e-6, 0.3))
+            for strategy in ("scratch", "finetune") for lr in (1e-3, 1e-1)
+            for s, f in enumerate((0.99, 1.0, 1.01))]
+    fig = pareto_figure(frames.typed(pd.DataFrame(rows)))
+    for ax in fig.axes:
+        shown = [t.get_text() for t in ax.texts if t.get_visible()]
+        assert shown and set(shown) == {"scratch, finetune"}, shown

@@ -367,10 +367,15 @@ def pareto_figure(df: pd.DataFrame, question: Sequence[str] = ()) -> Figure | st
                 ax.plot(*joined, color="0.4", lw=0.8, alpha=0.6)
         labelled = np.ones(len(rows), dtype=bool) if len(rows) <= LABEL_ALL else best if best.sum() <= LABEL_ALL \
             else np.zeros(len(rows), dtype=bool)
+        # Points that coincide (one program's configurations, one quality) share one label: apart, their labels
+        # covered each other and place_labels hid them all.
+        at: dict[tuple[str, str], list[str]] = {}
         for xi, yi, show, (_, row) in zip(x, y, labelled, rows.iterrows()):
             if show and text_keys:
-                texts.append(ax.text(xi, yi, " · ".join(_named(k, row[k]) for k in text_keys), fontsize=6.5,
-                                     alpha=0.85))
+                label = " · ".join(_named(k, row[k]) for k in text_keys)
+                at.setdefault((f"{xi:.12g}", f"{yi:.12g}"), []).append(label)
+        texts += [ax.text(float(xi), float(yi), ", ".join(dict.fromkeys(labels)), fontsize=6.5, alpha=0.85)
+                  for (xi, yi), labels in at.items()]
         ax.set_xscale("log")
         plain_log_labels(ax.xaxis)  # a range inside one decade has no major tick: minor ones labelled then
         ax.set_xlabel(title + (f", {CONFIDENCE:.0%} CI" if column == "in_loop_s_per_step" else ""))

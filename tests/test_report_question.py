@@ -143,7 +143,8 @@ def test_no_log_axis_carries_bars_and_point_labels_never_overlap(tmp_path):
     # 16 configurations, over the 12 a panel labels whole: the caption says which points carry text, and where
     # colours and markers tell them apart instead, the legend keys both.
     caption = drawn["pareto"]._suptitle.get_text().replace("\n", " ")
-    assert "labels on the ringed only: the cost-and-quality table names every point" in caption, caption
+    assert "labels on the ringed only, in a panel that rings 12 or fewer: the cost-and-quality table names every " \
+        "point" in caption, caption
     legend = [t.get_text() for t in drawn["pareto"].legends[0].get_texts()]
     assert "method diffstate" in legend and "optimizer adamw" in legend, legend
 

@@ -393,13 +393,14 @@ def pareto_figure(df: pd.DataFrame, question: Sequence[str] = ()) -> Figure | st
                fontsize="x-small")  # two entries fit the width of a panel
     runs = sorted(set(table["runs"]))
     timed = any(column == "in_loop_s_per_step" for column, _, _ in costs)
+    which = f"labels on the ringed only, in a panel that rings {LABEL_ALL} or fewer" if labels else "no labels"
     lines = (f"Test {metric.title} against cost: each point a configuration, quality its median over "
              f"{runs[0] if len(runs) == 1 else f'{runs[0]}–{runs[-1]}'} runs"
              + (", step time its compiled program's mean" if timed else ""),
              f"(ringed: Pareto-optimal within a workload, joined where quality rises with cost; dominated only "
              f"where the findings resolve the difference at ±{THRESHOLD:.0%}"
-             + (f"; {'labels on the ringed only' if labels else 'no labels'}: the cost-and-quality table names "
-                "every point" if len(table) > LABEL_ALL and text_keys else "") + ")",
+             + (f"; {which}: the cost-and-quality table names every point" if len(table) > LABEL_ALL and text_keys
+                else "") + ")",
              *([f"Workloads measured by {', '.join(others)} are not drawn: the cost-and-quality table gives them."]
                if others else []))
     # Wrapped to the figure's width: one panel (a sweep with no step times) is narrower than the title.

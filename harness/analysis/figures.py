@@ -21,6 +21,7 @@ from harness.analysis.canvas import new_figure, plain_log_labels
 from harness.analysis.findings import CONFIDENCE, run_to_run, samples, side_ci, step_time_column
 from harness.analysis.frames import (
     ALWAYS_KEYS,
+    follows,
     group_keys,
     groups,
     key_text,
@@ -161,9 +162,6 @@ def training_curves_figure(df: pd.DataFrame, histories: Mapping[str, dict], ques
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 
 
-def _follows(df: pd.DataFrame, axis: str, key: str) -> bool:
-    """Whether `key` takes one value for each value of `axis` (a strategy sets its freeze option)."""
-    return bool((df.groupby(axis, dropna=False)[key].nunique(dropna=False) <= 1).all())
 PANEL_KEYS = ("task", "model")  # one panel per workload: step times of two models share no scale worth reading
 
 
@@ -190,7 +188,7 @@ def step_time_figure(df: pd.DataFrame, question: Sequence[str] = ()) -> Figure |
     # finetune, one program: one colour for the pair); a key that follows from it (a strategy's freeze) adds nothing.
     asked = [q for q in question if q in shown and q not in panel_keys and shown[q].nunique(dropna=False) > 1]
     colour_key = asked[0] if asked else point_keys[0] if point_keys else None
-    told = [k for k in point_keys if k != colour_key and not (colour_key and _follows(shown, colour_key, k))]
+    told = [k for k in point_keys if k != colour_key and not (colour_key and follows(shown, colour_key, k))]
     told = [k for k in asked if k in told] + [k for k in told if k not in asked]
     marker_key = told[0] if told and shown[told[0]].nunique() <= len(MARKERS) else None
 

@@ -36,6 +36,7 @@ import pandas as pd
 from scipy import stats
 
 from harness.analysis.frames import (
+    follows,
     group_keys,
     key_text,
     markdown_table,
@@ -599,7 +600,7 @@ def compare_axis(df: pd.DataFrame, axis: str, baseline: str, columns: Sequence[s
     # the training: such runs take no part in any timed verdict, nor in the spread between runs.
     plausible = ok[ok["warning"].isna()] if "warning" in ok else ok
     # Settings that follow from the compared value (the freeze mask of a fine-tuning strategy) are no strata.
-    others = [k for k in group_keys(ok) if k != axis and not _follows(ok, axis, k)]
+    others = [k for k in group_keys(ok) if k != axis and not follows(ok, axis, k)]
     spread = {column: run_to_run(plausible, column, threshold) for column in columns if MEASURES[column].timed}
     # Groups of the few columns that split the runs; each run's values read once (rows of a wide frame are slow).
     records = rows_by_index(ok)
@@ -672,11 +673,6 @@ def same_program(a: pd.DataFrame, b: pd.DataFrame) -> bool:
         return False
     prints = pd.concat([a["program_fingerprint"], b["program_fingerprint"]])
     return bool(prints.notna().all()) and prints.nunique() == 1
-
-
-def _follows(runs: pd.DataFrame, axis: str, key: str) -> bool:
-    """Whether `key` takes one value for each value of `axis` (it is set by it)."""
-    return key in runs and bool((runs.groupby(axis, dropna=False)[key].nunique(dropna=False) <= 1).all())
 
 
 def finding_columns(df: pd.DataFrame, threshold: float = THRESHOLD) -> list[str]:

@@ -370,6 +370,17 @@ def lead_with(keys: Iterable[str], question: Iterable[str]) -> list[str]:
 # --- per-configuration summary -------------------------------------------------------------------
 
 
+def follows(df: pd.DataFrame, axis: Any, key: str) -> bool:
+    """Whether column `key` takes one value for each value of `axis` (a column, or a Series to group by): it is set
+    by it, as a strategy sets its freeze option and a workload its steps.
+
+    >>> follows(pd.DataFrame({"fine_tuning": ["scratch", "finetune", "probe"], "freeze": ["none", "none", "backbone"]}),
+    ...         "fine_tuning", "freeze")
+    True
+    """
+    return key in df and bool((df.groupby(axis, dropna=False)[key].nunique(dropna=False) <= 1).all())
+
+
 def splitting_keys(df: pd.DataFrame, base: Iterable[str], candidates: Iterable[str]) -> list[str]:
     """`base` plus each candidate that takes several values within the groups formed so far.
 

@@ -36,7 +36,7 @@ import pandas as pd
 
 from harness.analysis.canvas import new_figure, plain_log_labels
 from harness.analysis.findings import CONFIDENCE, MIN_SEEDS, RESAMPLES, SEED
-from harness.analysis.frames import group_keys, key_text, markdown_table, number_text
+from harness.analysis.frames import follows, group_keys, key_text, markdown_table, number_text
 
 TAU_MAX = 4.0
 TIME = "time_to_target_s"
@@ -64,14 +64,10 @@ def method_keys(df: pd.DataFrame, candidates: Sequence[str] | None = None) -> li
             if k in df and k not in _NOT_METHODS and df[k].nunique(dropna=False) > 1]
     workloads = df.apply(_workload, axis=1) if len(df) else pd.Series(dtype=str)
     if workloads.nunique() > 1:
-        keys = [k for k in keys if not (df.groupby(workloads)[k].nunique(dropna=False) <= 1).all()]
-
-    def follows(key: str, other: str) -> bool:  # `key` takes one value per value of `other`
-        return bool((df.groupby(other, dropna=False)[key].nunique(dropna=False) <= 1).all())
-
+        keys = [k for k in keys if not follows(df, workloads, k)]
     # Dropped where another names it already; of two that name each other, the first stays.
     return [k for i, k in enumerate(keys)
-            if not any(follows(k, j) and (not follows(j, k) or keys.index(j) < i) for j in keys if j != k)]
+            if not any(follows(df, j, k) and (not follows(df, k, j) or keys.index(j) < i) for j in keys if j != k)]
 
 
 def _label(row: pd.Series, keys: Sequence[str]) -> str:

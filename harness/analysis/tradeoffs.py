@@ -39,7 +39,7 @@ from harness.analysis.findings import (
     side_ci,
     verdict,
 )
-from harness.analysis.frames import group_keys, key_text, lead_with, number_text
+from harness.analysis.frames import follows, group_keys, key_text, lead_with, number_text
 from harness.analysis.resolution import floor_of
 from harness.core.metrics import METRICS
 
@@ -315,7 +315,7 @@ def pareto_figure(df: pd.DataFrame, question: Sequence[str] = ()) -> Figure | st
     label_keys = []
     for k in (k for k in keys if k not in WORKLOAD and table[k].nunique(dropna=False) > 1):
         # A key set by one named before it (a strategy's freeze option) adds nothing to a label.
-        if not any((table.groupby(first, dropna=False)[k].nunique(dropna=False) <= 1).all() for first in label_keys):
+        if not any(follows(table, first, k) for first in label_keys):
             label_keys.append(k)
     workload_keys = [k for k in WORKLOAD if k in table]
     workloads = list(dict.fromkeys(tuple(row) for row in table[workload_keys].itertuples(index=False)))
